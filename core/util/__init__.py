@@ -1,0 +1,10 @@
+"""Libraries on top of ember's public API (Ray's ``ray.util``).
+
+``ActorPool`` is exported here; the queue, the ``multiprocessing.Pool`` drop-in and the
+joblib backend are submodules (``ember.util.queue``, ``ember.util.multiprocessing``,
+``ember.util.joblib``) so importing ``ember.util`` does not import joblib.
+"""
+
+from ember.util.actor_pool import ActorPool
+
+__all__ = ["ActorPool"]
