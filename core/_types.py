@@ -1,0 +1,25 @@
+"""Shared vocabulary: the aliases every module uses for ids, addresses and states."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: 16 bytes: a 12-byte task id followed by a 4-byte return index. Stable ids make
+#: lineage possible: the id of a task's i-th return is known before it runs.
+ObjectID = bytes
+TaskID = bytes
+ActorID = bytes
+#: Workers, drivers and node managers are all "workers" to the refcount table.
+WorkerID = bytes
+NodeID = bytes
+JobID = bytes
+FunctionID = bytes
+
+#: "unix:/path/to/socket" or "tcp:host:port".
+Address = str
+
+#: Resource name -> amount. Amounts are floats so fractional GPUs work.
+ResourceShape = dict[str, float]
+
+TaskState = Literal["pending", "running", "finished", "failed", "cancelled"]
+ActorState = Literal["pending", "alive", "restarting", "dead"]

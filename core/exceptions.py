@@ -1,0 +1,212 @@
+"""Every error ember raises to a user.
+
+Each error carries its facts as fields and builds its message in ``__str__``: what
+happened, to which task/actor/object, the likely cause, and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "EmberError",
+    "TaskError",
+    "WorkerCrashedError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "ObjectStoreFullError",
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "GetTimeoutError",
+    "TaskCancelledError",
+    "NotInitializedError",
+    "SerializationError",
+    "OutOfMemoryError",
+    "RaySystemError",
+    "EmberSystemError",
+    "RayTaskError",
+    "RayActorError",
+]
+
+
+class EmberError(Exception):
+    """Base class of every ember error."""
+
+
+class EmberSystemError(EmberError):
+    """The runtime itself failed (a bug or a lost connection to the node manager)."""
+
+
+class TaskError(EmberError):
+    """A task or actor method raised; ``get`` re-raises it.
+
+    The instance raised by ``get`` is also an instance of the user's exception class,
+    so ``except ValueError:`` keeps working. The original exception is ``__cause__``
+    and ``cause``; the remote traceback is part of the message.
+    """
+
+    def __init__(self, function_name: str, traceback_str: str, cause: BaseException | None,
+                 pid: int = 0) -> None:
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+        self.pid = pid
+        super().__init__(function_name, traceback_str, cause, pid)
+
+    def __str__(self) -> str:
+        return (f"task `{self.function_name}` (pid={self.pid}) raised "
+                f"{type(self.cause).__name__ if self.cause is not None else 'an error'}:\n"
+                f"{self.traceback_str.rstrip()}")
+
+    def __reduce__(self) -> Any:
+        return (TaskError, (self.function_name, self.traceback_str, self.cause, self.pid))
+
+    def as_instanceof_cause(self) -> "TaskError":
+        """This error re-typed so it is also an instance of the user's exception class.
+
+        Falls back to the plain TaskError when the user's class cannot be mixed in
+        (e.g. an extension type with an incompatible layout).
+        """
+        cause = self.cause
+        if not isinstance(cause, Exception) or isinstance(cause, EmberError):
+            return self
+        try:
+            dual = _dual_class(type(cause))
+            err = dual.__new__(dual)
+        except TypeError:
+            return self
+        TaskError.__init__(err, self.function_name, self.traceback_str, cause, self.pid)
+        err.__dict__.update(getattr(cause, "__dict__", {}))
+        err.__cause__ = cause
+        return err
+
+
+_dual_classes: dict[type, type] = {}
+
+
+def _dual_class(cause_cls: type) -> type:
+    dual = _dual_classes.get(cause_cls)
+    if dual is None:
+        def __reduce__(self: TaskError) -> Any:
+            return (TaskError, (self.function_name, self.traceback_str, self.cause, self.pid))
+
+        dual = type(f"TaskError({cause_cls.__name__})", (TaskError, cause_cls),
+                    {"__str__": TaskError.__str__, "__reduce__": __reduce__,
+                     "__init__": TaskError.__init__, "__module__": __name__})
+        _dual_classes[cause_cls] = dual
+    return dual
+
+
+class TaskCancelledError(EmberError):
+    """The task was cancelled with ``ember.cancel`` before it produced a result."""
+
+    def __init__(self, task_name: str = "") -> None:
+        self.task_name = task_name
+        super().__init__(task_name)
+
+    def __str__(self) -> str:
+        return f"task `{self.task_name}` was cancelled with ember.cancel()"
+
+
+class WorkerCrashedError(EmberError):
+    """The worker process running a task died (killed, segfault, ``os._exit``)."""
+
+    def __init__(self, task_name: str, exit_detail: str, attempts: int = 1) -> None:
+        self.task_name = task_name
+        self.exit_detail = exit_detail
+        self.attempts = attempts
+        super().__init__(task_name, exit_detail, attempts)
+
+    def __str__(self) -> str:
+        return (f"the worker running task `{self.task_name}` died ({self.exit_detail}) after "
+                f"{self.attempts} attempt(s). If the crash is transient, raise max_retries on "
+                f"`{self.task_name}`; if it runs out of memory, request memory= or run fewer at once.")
+
+
+class ActorDiedError(EmberError):
+    """The actor is dead: killed, its process died, or its owner went away."""
+
+    def __init__(self, actor_name: str, cause: str) -> None:
+        self.actor_name = actor_name
+        self.cause = cause
+        super().__init__(actor_name, cause)
+
+    def __str__(self) -> str:
+        return (f"actor `{self.actor_name}` is dead: {self.cause}. Create a new actor, or set "
+                f"max_restarts (and max_task_retries) so ember restarts it after a crash.")
+
+
+class ActorUnavailableError(EmberError):
+    """The actor is restarting; the call may be retried."""
+
+
+class ObjectLostError(EmberError):
+    """Every copy of an object is gone and it cannot be rebuilt."""
+
+    def __init__(self, object_hex: str, detail: str = "") -> None:
+        self.object_hex = object_hex
+        self.detail = detail
+        super().__init__(object_hex, detail)
+
+    def __str__(self) -> str:
+        return (f"object {self.object_hex[:12]}… is lost{': ' + self.detail if self.detail else ''}. "
+                "Set max_retries>0 on the task that created it, or keep a copy with ember.put().")
+
+
+class OwnerDiedError(ObjectLostError):
+    """The process that owned an object died, so the object can no longer be reached."""
+
+    def __str__(self) -> str:
+        return (f"object {self.object_hex[:12]}… is unreachable because its owner died"
+                f"{': ' + self.detail if self.detail else ''}. Keep refs in a process that outlives "
+                "their consumers (e.g. the driver) or use a detached actor.")
+
+
+class ObjectStoreFullError(EmberError):
+    """The object does not fit in the node's store even after freeing unused objects."""
+
+    def __init__(self, size_bytes: int, used_bytes: int, capacity_bytes: int) -> None:
+        self.size_bytes = size_bytes
+        self.used_bytes = used_bytes
+        self.capacity_bytes = capacity_bytes
+        super().__init__(size_bytes, used_bytes, capacity_bytes)
+
+    def __str__(self) -> str:
+        mb = 1 << 20
+        return (f"cannot store an object of {self.size_bytes / mb:.1f} MiB: the object store holds "
+                f"{self.used_bytes / mb:.1f} of {self.capacity_bytes / mb:.1f} MiB. Drop refs you no "
+                "longer need, or start ember with a larger object_store_memory=.")
+
+
+class GetTimeoutError(EmberError, TimeoutError):
+    """``get`` waited longer than its ``timeout``."""
+
+
+class NotInitializedError(EmberError):
+    """An API that needs a running ember was called after ``shutdown``."""
+
+
+class SerializationError(EmberError, TypeError):
+    """A value could not be pickled (or unpickled); the message names which one."""
+
+
+class OutOfMemoryError(EmberError):
+    """The memory monitor stopped a task's worker before the kernel's OOM killer did."""
+
+    def __init__(self, task_name: str, used_bytes: int, total_bytes: int) -> None:
+        self.task_name = task_name
+        self.used_bytes = used_bytes
+        self.total_bytes = total_bytes
+        super().__init__(task_name, used_bytes, total_bytes)
+
+    def __str__(self) -> str:
+        gb = 1 << 30
+        return (f"task `{self.task_name}` was stopped because the node's memory was "
+                f"{self.used_bytes / gb:.1f} of {self.total_bytes / gb:.1f} GiB. Run fewer tasks at "
+                "once or request memory= so the scheduler packs fewer per node.")
+
+
+# Ray's names, so `except ray.exceptions.RayTaskError` ports with the import.
+RaySystemError = EmberSystemError
+RayTaskError = TaskError
+RayActorError = ActorDiedError

@@ -1,0 +1,596 @@
+"""The node manager: leases workers, keeps the resource ledger, holds the node's
+objects, and (on the head) hosts the control store.
+
+One thread per connection reads messages and handles them under one lock; handlers
+are short and never wait on another process, so the lock is never held across a
+blocking call except to write a reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import protocol as p
+from ._types import JobID, ResourceShape, WorkerID
+from .control_store import ActorRecord, ControlStore, JobRecord, NameTakenError
+from .exceptions import ObjectStoreFullError, OwnerDiedError
+from .object_store import ObjectEntry, ObjectTable
+from .scheduler import Allocation, LeaseQueue, PendingLease, ResourceLedger
+from .transport import (Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello,
+                        listen)
+from .worker_pool import WorkerPool, WorkerRecord
+
+
+@dataclass
+class Client:
+    conn: Connection
+    kind: str
+    worker_id: WorkerID
+    job_id: JobID
+    pid: int
+    #: Leases this client holds as a submitter.
+    leases: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Lease:
+    lease_id: int
+    holder: Client | None
+    worker: WorkerRecord
+    alloc: Allocation
+
+
+@dataclass
+class LeaseWant:
+    """A granted allocation waiting for a worker of the right job to start."""
+    pending: PendingLease
+    alloc: Allocation
+
+
+class NodeManager:
+    def __init__(self, session_dir: str, token: bytes, resources: ResourceShape,
+                 gpu_ids: list[int], object_store_memory: int, exit_with_first_driver: bool) -> None:
+        self.session_dir = session_dir
+        self.token = token
+        self.node_id = os.urandom(16)
+        self.lock = threading.RLock()
+        self.ledger = ResourceLedger(resources)
+        self.queue = LeaseQueue(self.ledger)
+        self.gpu_ids = gpu_ids
+        self.objects = ObjectTable(object_store_memory)
+        self.objects.on_unreferenced = self._on_unreferenced
+        self.control = ControlStore()
+        self.clients: dict[WorkerID, Client] = {}
+        self.leases: dict[int, Lease] = {}
+        self._lease_ids = itertools.count(1)
+        self._rids = itertools.count(1)
+        self._wants: dict[JobID, deque[LeaseWant]] = defaultdict(deque)
+        self._idle: dict[JobID, list[WorkerRecord]] = defaultdict(list)
+        self._actor_starts: dict[int, bytes] = {}
+        self._lease_requesters: dict[Any, tuple[Client, int]] = {}
+        self._exit_with_first_driver = exit_with_first_driver
+        self._first_driver: WorkerID | None = None
+        self.stopped = threading.Event()
+        env = dict(os.environ)
+        env["EMBER_TOKEN"] = token.hex()
+        self.pool = WorkerPool(session_dir, env, self._on_worker_exit)
+        self.address = f"unix:{os.path.join(session_dir, 'sockets', 'node.sock')}"
+        self._listener, _ = listen(self.address)
+        self.max_idle_workers = max(2, int(resources.get("CPU", 1)) * 2)
+
+    # --- serving ---------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn = accept(self._listener)
+            except OSError:
+                return
+            threading.Thread(target=self._serve_conn, args=(conn,), daemon=True,
+                             name="ember-nm-conn").start()
+
+    def _serve_conn(self, conn: Connection) -> None:
+        client = None
+        try:
+            expect_hello(conn, self.token)
+            msg, _ = conn.recv()
+            if not isinstance(msg, p.Register):
+                raise ProtocolViolation("expected Register")
+            client = self._register(conn, msg)
+            while True:
+                msg, fds = conn.recv()
+                self._dispatch(client, msg, fds)
+        except (ConnectionClosed, ProtocolViolation, OSError):
+            pass
+        finally:
+            conn.close()
+            if client is not None:
+                self._disconnect(client)
+
+    def _dispatch(self, client: Client, msg: Any, fds: list[int]) -> None:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            for fd in fds:
+                os.close(fd)
+            raise ProtocolViolation(f"unexpected message {type(msg).__name__}")
+        with self.lock:
+            if fds:
+                handler(self, client, msg, fds)
+            else:
+                handler(self, client, msg)
+
+    def _reply(self, client: Client, rid: int, ok: bool, value: Any = None,
+               fds: tuple[int, ...] = ()) -> None:
+        try:
+            client.conn.send(p.Reply(rid, ok, value), fds)
+        except ConnectionClosed:
+            pass
+
+    # --- sessions --------------------------------------------------------------------
+
+    def _register(self, conn: Connection, msg: p.Register) -> Client:
+        with self.lock:
+            if msg.kind == "driver":
+                job_id = os.urandom(4)
+                namespace = msg.namespace or f"anonymous-{job_id.hex()}"
+                self.control.jobs[job_id] = JobRecord(job_id, msg.worker_id, namespace, msg.cwd,
+                                                      msg.sys_path)
+                if self._first_driver is None:
+                    self._first_driver = msg.worker_id
+                client = Client(conn, "driver", msg.worker_id, job_id, msg.pid)
+            else:
+                record = self.pool.workers.get(msg.worker_id)
+                if record is None:
+                    raise ProtocolViolation("unknown worker")
+                record.conn, record.address, record.pid = conn, msg.address, msg.pid
+                self.pool.by_pid[msg.pid] = record
+                client = Client(conn, "worker", msg.worker_id, record.job_id, msg.pid)
+                namespace = self.control.jobs[record.job_id].namespace
+            self.clients[msg.worker_id] = client
+            conn.send(p.Registered(self.node_id, client.job_id, namespace, self.session_dir,
+                                   self.address))
+            if msg.kind == "worker":
+                self._worker_ready(record)
+            return client
+
+    def _disconnect(self, client: Client) -> None:
+        with self.lock:
+            self.clients.pop(client.worker_id, None)
+            for lease_id in list(client.leases):
+                lease = self.leases.pop(lease_id, None)
+                if lease is not None:
+                    self._release(lease.alloc)
+                    self.pool.kill(lease.worker)
+            if client.kind == "worker":
+                record = self.pool.workers.get(client.worker_id)
+                if record is not None:
+                    self._worker_gone(record)
+            else:
+                self._job_finished(client)
+            self.objects.release_holder(client.worker_id)
+            for waiter, entry in self.objects.fail_owned_by(
+                    client.worker_id, lambda oid: OwnerDiedError(oid.hex(), f"owner pid {client.pid} exited")):
+                waiter("failed", entry)
+            self._schedule()
+        if client.kind == "driver" and self._exit_with_first_driver and client.worker_id == self._first_driver:
+            self.stop()
+
+    def _job_finished(self, client: Client) -> None:
+        job = self.control.jobs.get(client.job_id)
+        if job is not None:
+            job.alive = False
+        for record in list(self.control.actors.values()):
+            if record.spec.job_id == client.job_id and not record.spec.detached and record.state != "dead":
+                self._kill_actor(record, "its owner (the driver) exited", no_restart=True)
+        detached_workers = {r.worker_id for r in self.control.actors.values()
+                            if r.spec.detached and r.state != "dead"}
+        for record in list(self.pool.workers.values()):
+            if record.job_id == client.job_id and record.state != "dead" and \
+                    record.worker_id not in detached_workers:
+                self.pool.kill(record)
+        self._wants.pop(client.job_id, None)
+
+    # --- workers ---------------------------------------------------------------------
+
+    def _worker_ready(self, record: WorkerRecord) -> None:
+        record.state = "idle"
+        wants = self._wants.get(record.job_id)
+        if wants:
+            self._assign(wants.popleft(), record)
+        else:
+            self._idle[record.job_id].append(record)
+
+    def _worker_gone(self, record: WorkerRecord) -> None:
+        previous = record.state
+        record.state = "dead"
+        idle = self._idle.get(record.job_id)
+        if idle and record in idle:
+            idle.remove(record)
+        if previous == "leased" and record.lease_id in self.leases:
+            lease = self.leases.pop(record.lease_id)
+            if lease.holder is not None:
+                lease.holder.leases.discard(lease.lease_id)
+            self._release(lease.alloc)
+        if record.actor_id is not None:
+            actor = self.control.actors.get(record.actor_id)
+            if actor is not None and actor.worker_id in (record.worker_id, None) and actor.state != "dead":
+                self._actor_worker_died(actor, record)
+
+    def _on_worker_exit(self, pid: int, detail: str) -> None:
+        with self.lock:
+            record = self.pool.by_pid.pop(pid, None)
+            if record is None:
+                return
+            record.exit_detail = detail
+            if record.state == "starting":
+                # Died before registering: give its pending grant to a new worker.
+                record.state = "dead"
+                self._ensure_workers(record.job_id)
+
+    def _ensure_workers(self, job_id: JobID) -> None:
+        starting = sum(1 for r in self.pool.workers.values()
+                       if r.job_id == job_id and r.state == "starting")
+        for _ in range(len(self._wants.get(job_id, ())) - starting):
+            self._start_worker(job_id)
+
+    def _start_worker(self, job_id: JobID) -> None:
+        job = self.control.jobs[job_id]
+        self.pool.start_worker(os.urandom(16), job_id, {
+            "node_address": self.address, "cwd": job.cwd, "sys_path": job.sys_path,
+            "node_id": self.node_id.hex()})
+
+    # --- leases ----------------------------------------------------------------------
+
+    def _on_request_lease(self, client: Client, msg: p.RequestLease) -> None:
+        key = (client.worker_id, msg.rid)
+        req = msg.request
+        self._lease_requesters[key] = (client, msg.rid)
+        self.queue.add(key, _normalize(req.shape), _normalize(req.hold) if req.hold is not None else None)
+        self._schedule()
+
+    def _on_return_lease(self, client: Client, msg: p.ReturnLease) -> None:
+        lease = self.leases.pop(msg.lease_id, None)
+        if lease is None:
+            return
+        client.leases.discard(msg.lease_id)
+        self._release(lease.alloc)
+        worker = lease.worker
+        if worker.state == "leased":
+            worker.lease_id = None
+            idle = self._idle[worker.job_id]
+            if msg.kill_worker or len(idle) >= self.max_idle_workers:
+                worker.state = "exiting"
+                self.pool.kill(worker)
+            else:
+                self._worker_ready(worker)
+        self._schedule()
+
+    def _release(self, alloc: Allocation) -> None:
+        self.ledger.release(alloc)
+
+    def _schedule(self) -> None:
+        for pending, alloc in self.queue.grantable():
+            want = LeaseWant(pending, alloc)
+            job_id = self._job_of(pending.key)
+            if job_id is None:
+                self._release(alloc)
+                continue
+            idle = self._idle.get(job_id)
+            if idle:
+                self._assign(want, idle.pop())
+            else:
+                self._wants[job_id].append(want)
+                self._ensure_workers(job_id)
+        for pending in self.queue.infeasible():
+            self._warn_infeasible(pending)
+
+    def _job_of(self, key: Any) -> JobID | None:
+        if key[0] == "actor":
+            actor = self.control.actors.get(key[1])
+            return actor.spec.job_id if actor is not None and actor.state != "dead" else None
+        requester = self._lease_requesters.get(key)
+        return requester[0].job_id if requester is not None and requester[0].worker_id in self.clients else None
+
+    def _warn_infeasible(self, pending: PendingLease) -> None:
+        message = (f"a request for {pending.shape} cannot be scheduled: this cluster has "
+                   f"{self.ledger.totals} in total. It waits until a node that fits joins; "
+                   "lower the request or add such a node.")
+        if pending.key[0] == "actor":
+            actor = self.control.actors[pending.key[1]]
+            owner = self.clients.get(actor.spec.owner_id)
+            if owner is not None:
+                owner.conn.send(p.LeaseInfeasible(0, f"actor {actor.spec.class_name}: {message}"))
+            return
+        client, rid = self._lease_requesters[pending.key]
+        client.conn.send(p.LeaseInfeasible(rid, message))
+
+    def _assign(self, want: LeaseWant, worker: WorkerRecord) -> None:
+        key = want.pending.key
+        gpu_ids = [self.gpu_ids[i] for i in want.alloc.gpu_ids]
+        if key[0] == "actor":
+            actor = self.control.actors.get(key[1])
+            if actor is None or actor.state == "dead":
+                self._release(want.alloc)
+                self._worker_ready(worker)
+                return
+            worker.state, worker.actor_id = "actor", actor.spec.actor_id
+            actor.worker_id = worker.worker_id
+            lease_id = next(self._lease_ids)
+            self.leases[lease_id] = Lease(lease_id, None, worker, want.alloc)
+            worker.lease_id = lease_id
+            rid = next(self._rids)
+            self._actor_starts[rid] = actor.spec.actor_id
+            worker.conn.send(p.StartActor(rid, actor.spec, gpu_ids))
+            return
+        client, rid = self._lease_requesters.pop(key)
+        if client.worker_id not in self.clients:
+            self._release(want.alloc)
+            self._worker_ready(worker)
+            return
+        lease_id = next(self._lease_ids)
+        lease = Lease(lease_id, client, worker, want.alloc)
+        self.leases[lease_id] = lease
+        client.leases.add(lease_id)
+        worker.state, worker.lease_id = "leased", lease_id
+        self._reply(client, rid, True, p.LeaseGrant(lease_id, worker.worker_id, worker.address, gpu_ids))
+
+    def _on_set_blocked(self, client: Client, msg: p.SetBlocked) -> None:
+        record = self.pool.workers.get(client.worker_id)
+        if record is None or record.lease_id not in self.leases:
+            return
+        alloc = self.leases[record.lease_id].alloc
+        if msg.blocked:
+            self.ledger.lend_cpus(alloc)
+            self._schedule()
+        else:
+            self.ledger.reclaim_cpus(alloc)
+
+    # --- functions -------------------------------------------------------------------
+
+    def _on_register_function(self, client: Client, msg: p.RegisterFunction) -> None:
+        self.control.functions[msg.function_id] = msg.blob
+        self._reply(client, msg.rid, True)
+
+    def _on_get_function(self, client: Client, msg: p.GetFunction) -> None:
+        blob = self.control.functions.get(msg.function_id)
+        self._reply(client, msg.rid, blob is not None, blob)
+
+    # --- objects ---------------------------------------------------------------------
+
+    def _on_put_object(self, client: Client, msg: p.PutObject, fds: list[int]) -> None:
+        try:
+            fired = self.objects.seal(msg.object_id, fds[0], msg.size, msg.flags, msg.holder,
+                                      msg.contained)
+        except ObjectStoreFullError as e:
+            self._reply(client, msg.rid, False, e)
+            return
+        self._reply(client, msg.rid, True)
+        for waiter, entry in fired:
+            waiter("sealed", entry)
+
+    def _on_get_object(self, client: Client, msg: p.GetObject) -> None:
+        def answer(state: str, entry: ObjectEntry) -> None:
+            if state == "failed":
+                self._reply(client, msg.rid, False, entry.error)
+            elif msg.fetch:
+                self._reply(client, msg.rid, True, (entry.size, entry.flags), (entry.fd,))
+            else:
+                self._reply(client, msg.rid, True, (entry.size, entry.flags))
+
+        entry = self.objects.wait(msg.object_id, answer)
+        if entry is not None:
+            answer(entry.state, entry)
+
+    def _on_declare_shared(self, client: Client, msg: p.DeclareShared) -> None:
+        for oid in msg.object_ids:
+            self.objects.declare(oid, client.worker_id)
+        self._reply(client, msg.rid, True)
+
+    def _on_add_refs(self, client: Client, msg: p.AddRefs) -> None:
+        for ref_id in msg.ids:
+            self.objects.add_ref(ref_id, client.worker_id)
+        if msg.rid is not None:
+            self._reply(client, msg.rid, True)
+
+    def _on_remove_refs(self, client: Client, msg: p.RemoveRefs) -> None:
+        for ref_id in msg.ids:
+            self.objects.remove_ref(ref_id, client.worker_id)
+
+    def _on_store_stats(self, client: Client, msg: p.StoreStats) -> None:
+        self._reply(client, msg.rid, True, self.objects.stats())
+
+    def _on_unreferenced(self, ref_id: bytes) -> None:
+        actor = self.control.actors.get(ref_id)
+        if actor is not None and not actor.spec.detached and actor.state != "dead":
+            self._kill_actor(actor, "every handle to it went out of scope", no_restart=True)
+
+    # --- actors ----------------------------------------------------------------------
+
+    def _on_create_actor(self, client: Client, msg: p.CreateActor) -> None:
+        spec = msg.spec
+        try:
+            record, created = self.control.register_actor(spec)
+        except NameTakenError as e:
+            self._reply(client, msg.rid, False, ValueError(str(e)))
+            return
+        self.objects.add_ref(record.spec.actor_id, client.worker_id)
+        if created:
+            for kind, value in spec.deps:
+                if kind == "stored":
+                    self.objects.add_ref(value, spec.actor_id)
+            self._request_actor_lease(record)
+        self._reply(client, msg.rid, True, record.info())
+
+    def _request_actor_lease(self, record: ActorRecord) -> None:
+        req = record.spec.request
+        self.queue.add(("actor", record.spec.actor_id), _normalize(req.shape),
+                       _normalize(req.hold) if req.hold is not None else None)
+        self._schedule()
+
+    def _on_actor_started(self, client: Client, msg: p.Reply) -> None:
+        actor_id = self._actor_starts.pop(msg.rid, None)
+        actor = self.control.actors.get(actor_id) if actor_id else None
+        if actor is None or actor.state == "dead":
+            return
+        worker = self.pool.workers[client.worker_id]
+        if msg.ok:
+            fired = self.control.set_alive(actor, worker.address, worker.worker_id)
+        else:
+            actor.no_restart = True
+            fired = self.control.set_dead(actor, f"its __init__ raised:\n{msg.value}")
+            worker.state = "exiting"
+            self.pool.kill(worker)
+        for waiter, info in fired:
+            waiter(info)
+
+    def _on_get_actor_info(self, client: Client, msg: p.GetActorInfo) -> None:
+        actor = self.control.actors.get(msg.actor_id)
+        if actor is None:
+            self._reply(client, msg.rid, False, ValueError("unknown actor"))
+            return
+        if not msg.wait_alive:
+            self._reply(client, msg.rid, True, actor.info())
+            return
+        info = self.control.wait_actor(actor, msg.min_incarnation,
+                                       lambda info: self._reply(client, msg.rid, True, info))
+        if info is not None:
+            self._reply(client, msg.rid, True, info)
+
+    def _on_get_named_actor(self, client: Client, msg: p.GetNamedActor) -> None:
+        actor = self.control.lookup_named(msg.name, msg.namespace)
+        if actor is None:
+            self._reply(client, msg.rid, False, None)
+            return
+        self.objects.add_ref(actor.spec.actor_id, client.worker_id)
+        self._reply(client, msg.rid, True, actor.info())
+
+    def _on_kill_actor(self, client: Client, msg: p.KillActor) -> None:
+        actor = self.control.actors.get(msg.actor_id)
+        if actor is not None and actor.state != "dead":
+            self._kill_actor(actor, "it was killed with ember.kill()", msg.no_restart)
+
+    def _on_exit_actor(self, client: Client, msg: p.ExitActor) -> None:
+        actor = self.control.actors.get(msg.actor_id)
+        if actor is not None:
+            actor.no_restart = True
+            actor.death_cause = "it called exit_actor()"
+
+    def _kill_actor(self, actor: ActorRecord, cause: str, no_restart: bool) -> None:
+        if no_restart:
+            actor.no_restart = True
+            actor.death_cause = actor.death_cause or cause
+        worker = self.pool.workers.get(actor.worker_id) if actor.worker_id else None
+        if worker is not None and worker.state != "dead":
+            self.pool.kill(worker)
+        elif actor.state in ("pending", "restarting") and no_restart:
+            self.queue.remove(("actor", actor.spec.actor_id))
+            self._actor_dead(actor, cause)
+
+    def _actor_worker_died(self, actor: ActorRecord, worker: WorkerRecord) -> None:
+        lease = self.leases.pop(worker.lease_id, None) if worker.lease_id else None
+        if lease is not None:
+            self._release(lease.alloc)
+        spec = actor.spec
+        restarts_left = spec.max_restarts == -1 or actor.num_restarts < spec.max_restarts
+        job = self.control.jobs.get(spec.job_id)
+        if actor.no_restart or not restarts_left or (job is not None and not job.alive and not spec.detached):
+            self._actor_dead(actor, f"its worker process (pid {worker.pid}) died"
+                             f"{' (' + worker.exit_detail + ')' if worker.exit_detail else ''}")
+            return
+        self.control.set_restarting(actor)
+        self._request_actor_lease(actor)
+
+    def _actor_dead(self, actor: ActorRecord, cause: str) -> None:
+        for waiter, info in self.control.set_dead(actor, cause):
+            waiter(info)
+        for kind, value in actor.spec.deps:
+            if kind == "stored":
+                self.objects.remove_ref(value, actor.spec.actor_id)
+
+    # --- cluster ---------------------------------------------------------------------
+
+    def _on_kill_worker(self, client: Client, msg: p.KillWorker) -> None:
+        record = self.pool.workers.get(msg.worker_id)
+        if record is not None:
+            self.pool.kill(record)
+
+    def _on_cluster_state(self, client: Client, msg: p.ClusterState) -> None:
+        self._reply(client, msg.rid, True, [{
+            "NodeID": self.node_id.hex(), "Alive": True, "NodeManagerAddress": "127.0.0.1",
+            "Resources": dict(self.ledger.totals), "Available": dict(self.ledger.available),
+            "ObjectStore": self.objects.stats(),
+        }])
+
+    def _on_log_lines(self, client: Client, msg: p.LogLines) -> None:
+        job = self.control.jobs.get(client.job_id)
+        driver = self.clients.get(job.driver_id) if job is not None else None
+        if driver is not None:
+            try:
+                driver.conn.send(msg)
+            except ConnectionClosed:
+                pass
+
+    _handlers = {
+        p.RequestLease: _on_request_lease, p.ReturnLease: _on_return_lease,
+        p.SetBlocked: _on_set_blocked, p.RegisterFunction: _on_register_function,
+        p.GetFunction: _on_get_function, p.PutObject: _on_put_object,
+        p.GetObject: _on_get_object, p.DeclareShared: _on_declare_shared,
+        p.AddRefs: _on_add_refs, p.RemoveRefs: _on_remove_refs, p.StoreStats: _on_store_stats,
+        p.CreateActor: _on_create_actor, p.Reply: _on_actor_started,
+        p.GetActorInfo: _on_get_actor_info, p.GetNamedActor: _on_get_named_actor,
+        p.KillActor: _on_kill_actor, p.ExitActor: _on_exit_actor, p.KillWorker: _on_kill_worker,
+        p.ClusterState: _on_cluster_state, p.LogLines: _on_log_lines,
+    }
+
+    def stop(self) -> None:
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        with self.lock:
+            for client in list(self.clients.values()):
+                client.conn.close()
+        self.pool.shutdown()
+        with self.lock:
+            self.objects.close()
+
+
+def _normalize(shape: ResourceShape) -> ResourceShape:
+    return {k: float(v) for k, v in shape.items() if v}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ember-node-manager")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--resources", required=True, help="JSON resource totals")
+    parser.add_argument("--gpu-ids", default="[]")
+    parser.add_argument("--object-store-memory", type=int, required=True)
+    parser.add_argument("--exit-with-first-driver", action="store_true")
+    args = parser.parse_args(argv)
+    token = bytes.fromhex(os.environ.pop("EMBER_TOKEN"))
+    nm = NodeManager(args.session_dir, token, json.loads(args.resources), json.loads(args.gpu_ids),
+                     args.object_store_memory, args.exit_with_first_driver)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=nm.stop, daemon=True).start())
+    threading.Thread(target=nm.serve_forever, daemon=True, name="ember-nm-accept").start()
+    sys.stdout.write(f"ready {nm.address}\n")
+    sys.stdout.flush()
+    nm.stopped.wait()
+    nm.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The node manager's object table: sealed segments, pending objects, and references.
+
+Each object's segment is a memfd held open here while anything references the
+object. References are holder sets: a process (by worker id) holds an id at most
+once, and an object that contains refs holds each of them until it is freed itself.
+Ids of actors live in the same table, so an actor handle keeps its actor alive the
+same way a ref keeps its object alive.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from ._types import ObjectID
+from .exceptions import ObjectLostError, ObjectStoreFullError
+
+#: Called with ("sealed", entry) or ("failed", error) when a waited-for object settles.
+Waiter = Callable[[str, object], None]
+
+
+@dataclass
+class ObjectEntry:
+    object_id: ObjectID
+    state: Literal["pending", "sealed", "failed"] = "pending"
+    fd: int = -1
+    size: int = 0
+    flags: int = 0
+    owner: bytes = b""
+    contained: list[bytes] = field(default_factory=list)
+    error: object = None
+    waiters: list[Waiter] = field(default_factory=list)
+    last_access: float = 0.0
+
+
+class ObjectTable:
+    """Objects and references of one node. Not thread-safe: the node manager locks."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.used_bytes = 0
+        self.objects: dict[ObjectID, ObjectEntry] = {}
+        self._holders: dict[bytes, set[bytes]] = defaultdict(set)
+        self._held_by: dict[bytes, set[bytes]] = defaultdict(set)
+        #: Called with an id whose last holder went away and that is not an object here.
+        self.on_unreferenced: Callable[[bytes], None] = lambda _id: None
+
+    # --- objects ---------------------------------------------------------------------
+
+    def declare(self, object_id: ObjectID, owner: bytes) -> None:
+        """A pending object that borrowers may wait for until its owner seals it."""
+        if object_id not in self.objects:
+            self.objects[object_id] = ObjectEntry(object_id, owner=owner)
+        self.add_ref(object_id, owner)
+
+    def seal(self, object_id: ObjectID, fd: int, size: int, flags: int, holder: bytes,
+             contained: list[bytes]) -> list[tuple[Waiter, ObjectEntry]]:
+        """Store a segment. Re-sealing a sealed object (a retried task) keeps the first copy.
+
+        Raises:
+            ObjectStoreFullError: the segment does not fit in the remaining capacity.
+        """
+        entry = self.objects.get(object_id)
+        if entry is not None and entry.state == "sealed":
+            os.close(fd)
+            self.add_ref(object_id, holder)
+            return []
+        if self.used_bytes + size > self.capacity_bytes:
+            os.close(fd)
+            raise ObjectStoreFullError(size, self.used_bytes, self.capacity_bytes)
+        if entry is None:
+            entry = self.objects[object_id] = ObjectEntry(object_id, owner=holder)
+        entry.state, entry.fd, entry.size, entry.flags = "sealed", fd, size, flags
+        entry.contained = list(contained)
+        entry.last_access = time.monotonic()
+        self.used_bytes += size
+        for inner in entry.contained:
+            self.add_ref(inner, object_id)
+        self.add_ref(object_id, holder)
+        fired = [(w, entry) for w in entry.waiters]
+        entry.waiters.clear()
+        return fired
+
+    def wait(self, object_id: ObjectID, waiter: Waiter) -> ObjectEntry | None:
+        """The entry if settled now; else ``waiter`` is called when it settles."""
+        entry = self.objects.get(object_id)
+        if entry is None:
+            return ObjectEntry(object_id, state="failed", error=ObjectLostError(
+                object_id.hex(), "no reference to it was left, so it was freed"))
+        if entry.state != "pending":
+            entry.last_access = time.monotonic()
+            return entry
+        entry.waiters.append(waiter)
+        return None
+
+    def fail_owned_by(self, owner: bytes, make_error: Callable[[ObjectID], object]
+                      ) -> list[tuple[Waiter, ObjectEntry]]:
+        """The owner died: its objects that will never be sealed fail for every waiter."""
+        fired = []
+        for entry in self.objects.values():
+            if entry.state == "pending" and entry.owner == owner:
+                entry.state, entry.error = "failed", make_error(entry.object_id)
+                fired += [(w, entry) for w in entry.waiters]
+                entry.waiters.clear()
+        return fired
+
+    # --- references ------------------------------------------------------------------
+
+    def add_ref(self, ref_id: bytes, holder: bytes) -> None:
+        self._holders[ref_id].add(holder)
+        self._held_by[holder].add(ref_id)
+
+    def remove_ref(self, ref_id: bytes, holder: bytes) -> None:
+        holders = self._holders.get(ref_id)
+        if holders is None or holder not in holders:
+            return
+        holders.discard(holder)
+        held = self._held_by.get(holder)
+        if held is not None:
+            held.discard(ref_id)
+            if not held:
+                del self._held_by[holder]
+        if not holders:
+            del self._holders[ref_id]
+            self._free(ref_id)
+
+    def release_holder(self, holder: bytes) -> None:
+        """A process exited: drop every reference it held."""
+        for ref_id in list(self._held_by.get(holder, ())):
+            self.remove_ref(ref_id, holder)
+
+    def holders_of(self, ref_id: bytes) -> set[bytes]:
+        return set(self._holders.get(ref_id, ()))
+
+    def _free(self, ref_id: bytes) -> None:
+        entry = self.objects.get(ref_id)
+        if entry is None:
+            self.on_unreferenced(ref_id)
+            return
+        del self.objects[ref_id]
+        if entry.waiters:
+            error = ObjectLostError(ref_id.hex(), "its last reference was dropped before it was sealed")
+            entry.state, entry.error = "failed", error
+            for waiter in entry.waiters:
+                waiter("failed", entry)
+            entry.waiters.clear()
+        if entry.state == "sealed":
+            os.close(entry.fd)
+            self.used_bytes -= entry.size
+            for inner in entry.contained:
+                self.remove_ref(inner, ref_id)
+
+    def stats(self) -> dict[str, object]:
+        sealed = [e for e in self.objects.values() if e.state == "sealed"]
+        largest = sorted(sealed, key=lambda e: e.size, reverse=True)[:10]
+        return {
+            "capacity_bytes": self.capacity_bytes,
+            "used_bytes": self.used_bytes,
+            "num_objects": len(sealed),
+            "largest": [(e.object_id.hex(), e.size, sorted(h.hex() for h in self.holders_of(e.object_id)))
+                        for e in largest],
+        }
+
+    def close(self) -> None:
+        for entry in self.objects.values():
+            if entry.state == "sealed":
+                os.close(entry.fd)
+        self.objects.clear()

@@ -1,0 +1,303 @@
+"""Every message that crosses a process boundary.
+
+Requests carry ``rid`` and are answered by one ``Reply`` with the same ``rid``;
+messages without ``rid`` are one-way. Connections:
+
+    driver/worker  <-> node manager   Register, leases, objects, refs, actors, logs
+    submitter      ->  worker         PushTask / CancelTask, answered by TaskReply
+    node manager   ->  worker         StartActor (answered by Reply), Exit
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._types import ActorID, Address, FunctionID, JobID, NodeID, ObjectID, ResourceShape, TaskID, WorkerID
+
+# --- session -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Register:
+    """First message after the token handshake: who is connecting."""
+    kind: Literal["driver", "worker"]
+    worker_id: WorkerID
+    pid: int
+    address: Address | None = None
+    namespace: str | None = None
+    cwd: str | None = None
+    sys_path: list[str] | None = None
+
+
+@dataclass(slots=True)
+class Registered:
+    node_id: NodeID
+    job_id: JobID
+    namespace: str
+    session_dir: str
+    node_address: Address
+
+
+@dataclass(slots=True)
+class Reply:
+    rid: int
+    ok: bool
+    value: Any = None
+
+
+# --- functions -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RegisterFunction:
+    rid: int
+    function_id: FunctionID
+    blob: bytes
+
+
+@dataclass(slots=True)
+class GetFunction:
+    rid: int
+    function_id: FunctionID
+
+
+# --- leases --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SchedulingRequest:
+    """What a task or actor asks of the scheduler."""
+    shape: ResourceShape
+    strategy: Any = None
+    #: Resources held for the lease's life, when they differ from ``shape`` (actors
+    #: need 1 CPU to be placed but hold 0 CPUs while they run).
+    hold: ResourceShape | None = None
+
+
+@dataclass(slots=True)
+class RequestLease:
+    rid: int
+    request: SchedulingRequest
+    name: str
+
+
+@dataclass(slots=True)
+class LeaseGrant:
+    lease_id: int
+    worker_id: WorkerID
+    address: Address
+    gpu_ids: list[int]
+
+
+@dataclass(slots=True)
+class LeaseInfeasible:
+    """Sent (once) for a queued lease request that no node can ever satisfy."""
+    rid: int
+    message: str
+
+
+@dataclass(slots=True)
+class ReturnLease:
+    lease_id: int
+    kill_worker: bool = False
+
+
+@dataclass(slots=True)
+class SetBlocked:
+    """A worker's task is blocked in get/wait: its CPUs may be lent to others meanwhile."""
+    blocked: bool
+
+
+# --- objects -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PutObject:
+    """Seal an object whose segment travels as the attached fd."""
+    rid: int
+    object_id: ObjectID
+    size: int
+    flags: int
+    #: The process whose reference keeps the object alive initially.
+    holder: WorkerID
+    contained: list[bytes]
+
+
+@dataclass(slots=True)
+class GetObject:
+    """Answered with (size, flags) and the segment's fd once the object is sealed."""
+    rid: int
+    object_id: ObjectID
+    fetch: bool = True
+
+
+@dataclass(slots=True)
+class DeclareShared:
+    """The owner announces pending objects that other processes may now wait for."""
+    rid: int
+    object_ids: list[ObjectID]
+
+
+@dataclass(slots=True)
+class AddRefs:
+    rid: int | None
+    ids: list[bytes]
+
+
+@dataclass(slots=True)
+class RemoveRefs:
+    ids: list[bytes]
+
+
+@dataclass(slots=True)
+class StoreStats:
+    rid: int
+
+
+# --- tasks ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    task_id: TaskID
+    name: str
+    function_id: FunctionID
+    #: Serialized (args, kwargs) with top-level refs replaced by placeholders; None = no args.
+    payload: bytes | bytearray | None
+    #: Values of the placeholders: ("inline", bytes) or ("stored", object id).
+    deps: list[tuple[str, Any]]
+    num_returns: int
+    owner_id: WorkerID
+    gpu_ids: list[int] = field(default_factory=list)
+    max_calls: int = 0
+    actor_id: ActorID | None = None
+    method: str | None = None
+
+
+@dataclass(slots=True)
+class PushTask:
+    spec: TaskSpec
+
+
+@dataclass(slots=True)
+class TaskReply:
+    """Per return: ("inline", payload) or ("stored", size). ``error`` marks system failures."""
+    task_id: TaskID
+    returns: list[tuple[str, Any]]
+    #: Set when the worker will exit after this task (max_calls reached).
+    worker_exiting: bool = False
+
+
+@dataclass(slots=True)
+class CancelTask:
+    task_id: TaskID
+    recursive: bool
+
+
+# --- actors --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ActorSpec:
+    actor_id: ActorID
+    class_id: FunctionID
+    class_name: str
+    payload: bytes | bytearray | None
+    deps: list[tuple[str, Any]]
+    request: SchedulingRequest
+    owner_id: WorkerID
+    job_id: JobID
+    name: str | None = None
+    namespace: str | None = None
+    detached: bool = False
+    max_restarts: int = 0
+    max_task_retries: int = 0
+    max_concurrency: int = 1
+    is_async: bool = False
+    #: method name -> num_returns, so handles rebuilt by name know their methods.
+    methods: dict[str, int] = field(default_factory=dict)
+    get_if_exists: bool = False
+
+
+@dataclass(slots=True)
+class ActorInfo:
+    actor_id: ActorID
+    state: str
+    address: Address | None
+    class_name: str
+    methods: dict[str, int]
+    is_async: bool
+    death_cause: str = ""
+    num_restarts: int = 0
+    max_task_retries: int = 0
+    #: Increments on every restart, so callers can tell a new incarnation apart.
+    incarnation: int = 0
+
+
+@dataclass(slots=True)
+class CreateActor:
+    rid: int
+    spec: ActorSpec
+
+
+@dataclass(slots=True)
+class GetActorInfo:
+    """Answered at once, or (``wait_alive``) once the actor is alive or dead."""
+    rid: int
+    actor_id: ActorID
+    wait_alive: bool
+    min_incarnation: int = 0
+
+
+@dataclass(slots=True)
+class GetNamedActor:
+    rid: int
+    name: str
+    namespace: str
+
+
+@dataclass(slots=True)
+class KillActor:
+    actor_id: ActorID
+    no_restart: bool
+
+
+@dataclass(slots=True)
+class StartActor:
+    """Node manager -> the worker dedicated to an actor: run ``__init__``."""
+    rid: int
+    spec: ActorSpec
+    gpu_ids: list[int]
+
+
+@dataclass(slots=True)
+class ExitActor:
+    """An actor called exit_actor(): a clean, final exit."""
+    actor_id: ActorID
+
+
+@dataclass(slots=True)
+class Exit:
+    pass
+
+
+# --- workers and the cluster ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class KillWorker:
+    worker_id: WorkerID
+
+
+@dataclass(slots=True)
+class ClusterState:
+    rid: int
+
+
+@dataclass(slots=True)
+class LogLines:
+    """Worker output lines, forwarded by the node manager to the job's driver."""
+    prefix: str
+    lines: list[str]
+    is_err: bool

@@ -1,0 +1,541 @@
+"""The per-process core: one per driver and per worker.
+
+It owns the connection to the node manager, the table of objects this process knows
+(owned results and borrowed refs), local reference counts, and the submitters that
+push tasks and actor calls straight to workers.
+
+    f.remote(x) -> submitter: lease a worker, push the task ----> worker runs it
+    get(ref)    <- object table <- TaskReply (inline value, or "stored": map the memfd)
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import threading
+import time
+import warnings
+from typing import Any, Callable
+
+from . import object_ref as object_ref_module
+from . import protocol as p
+from .exceptions import (EmberSystemError, GetTimeoutError, ObjectLostError, TaskError)
+from .object_ref import ObjectRef
+from .segments import create_segment, map_segment
+from .serialization import FLAG_ERROR, Serialized, deserialize, read_flags, serialize
+from .transport import Connection, ConnectionClosed, connect, send_hello
+
+#: Values up to this size travel inside messages; larger ones go to shared memory.
+INLINE_MAX_BYTES = 100 * 1024
+
+_borrowing = threading.local()
+
+
+class LocalObject:
+    """What this process knows about one object."""
+
+    __slots__ = ("ready", "inline", "stored", "flags", "segment", "nm_hold", "owned",
+                 "shared_pending", "dropped", "callbacks", "fetching", "error")
+
+    def __init__(self, owned: bool) -> None:
+        self.ready = False
+        #: The serialized layout, when the value is held in this process.
+        self.inline: bytes | bytearray | None = None
+        #: Sealed in the node's store.
+        self.stored = False
+        self.flags = 0
+        #: Read-only mapping of the stored segment, once fetched.
+        self.segment: memoryview | None = None
+        #: This process holds a reference at the node manager.
+        self.nm_hold = False
+        self.owned = owned
+        #: Declared to the node manager while pending: seal it there when it arrives.
+        self.shared_pending = False
+        #: Local refs are gone but the result is still awaited (owned, pending).
+        self.dropped = False
+        self.callbacks: list[Callable[[bytes], None]] | None = None
+        self.fetching = False
+        #: A failure learnt from the node manager (lost, owner died).
+        self.error: BaseException | None = None
+
+
+class Runtime:
+    def __init__(self, node_address: str, token: bytes, kind: str, worker_id: bytes | None = None,
+                 address: str | None = None, namespace: str | None = None,
+                 on_message: Callable[[Any, list[int]], None] | None = None) -> None:
+        self.kind = kind
+        self.token = token
+        self.worker_id = worker_id or os.urandom(16)
+        self.lock = threading.RLock()
+        self.cv = threading.Condition(self.lock)
+        self.objects: dict[bytes, LocalObject] = {}
+        self.counts: dict[bytes, int] = {}
+        #: ObjectRef/ActorHandle.__del__ append here; drained at safe points, never
+        #: under a lock taken by __del__'s arbitrary thread.
+        self.releases: collections.deque[bytes] = collections.deque()
+        self._rpc: dict[int, Any] = {}
+        self._rids = itertools.count(1)
+        self._task_prefix = os.urandom(8)
+        self._task_counter = itertools.count(1)
+        self._on_message = on_message
+        self.closed = False
+        self.registered_functions: set[bytes] = set()
+        self.actor_ids: set[bytes] = set()
+        self.conn: Connection = connect(node_address)
+        send_hello(self.conn, token)
+        self.conn.send(p.Register(kind, self.worker_id, os.getpid(), address, namespace,
+                                  os.getcwd() if kind == "driver" else None,
+                                  _shippable_sys_path() if kind == "driver" else None))
+        reg, _ = self.conn.recv()
+        self.node_id: bytes = reg.node_id
+        self.job_id: bytes = reg.job_id
+        self.namespace: str = reg.namespace
+        self.session_dir: str = reg.session_dir
+        from .actor_submitter import ActorSubmitter
+        from .submitter import TaskSubmitter
+        self.submitter = TaskSubmitter(self)
+        self.actor_submitter = ActorSubmitter(self)
+        self._reader = threading.Thread(target=self._read_loop, daemon=True, name="ember-nm-reader")
+        self._reader.start()
+        self._stop = threading.Event()
+        self._housekeeper = threading.Thread(target=self._housekeeping, daemon=True,
+                                             name="ember-housekeeping")
+        self._housekeeper.start()
+        object_ref_module._runtime_hooks = self
+
+    # --- talking to the node manager --------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                msg, fds = self.conn.recv()
+                if isinstance(msg, p.Reply):
+                    slot = self._rpc.pop(msg.rid, None)
+                    if slot is not None:
+                        slot(msg, fds)
+                    else:
+                        for fd in fds:
+                            os.close(fd)
+                elif isinstance(msg, p.LogLines):
+                    _print_remote_lines(msg)
+                elif isinstance(msg, p.LeaseInfeasible):
+                    warnings.warn(msg.message, RuntimeWarning, stacklevel=1)
+                elif self._on_message is not None:
+                    self._on_message(msg, fds)
+        except (ConnectionClosed, OSError, EOFError):
+            pass
+        finally:
+            self._connection_lost()
+
+    def _connection_lost(self) -> None:
+        with self.lock:
+            slots = list(self._rpc.values())
+            self._rpc.clear()
+            self.closed = True
+            self.cv.notify_all()
+        lost = p.Reply(0, False, EmberSystemError("lost the connection to the node manager"))
+        for slot in slots:
+            slot(lost, [])
+        if self.kind == "worker":
+            os._exit(1)
+
+    def next_rid(self) -> int:
+        return next(self._rids)
+
+    def call_async(self, make: Callable[[int], Any], on_reply: Callable[[p.Reply, list[int]], None]) -> None:
+        rid = next(self._rids)
+        self._rpc[rid] = on_reply
+        if self.closed:
+            self._rpc.pop(rid, None)
+            on_reply(p.Reply(rid, False, EmberSystemError("ember is shut down")), [])
+            return
+        try:
+            self.conn.send(make(rid))
+        except ConnectionClosed:
+            if self._rpc.pop(rid, None) is not None:
+                on_reply(p.Reply(rid, False, EmberSystemError("lost the connection to the node manager")), [])
+
+    def call(self, make: Callable[[int], Any], timeout_s: float | None = None,
+             fds: tuple[int, ...] = ()) -> tuple[Any, list[int]]:
+        """Send a request and wait for its reply. Raises the error a failed reply carries."""
+        done = threading.Event()
+        box: list[Any] = []
+
+        def on_reply(reply: p.Reply, reply_fds: list[int]) -> None:
+            box.append((reply, reply_fds))
+            done.set()
+
+        rid = next(self._rids)
+        self._rpc[rid] = on_reply
+        try:
+            self.conn.send(make(rid), fds)
+        except ConnectionClosed as e:
+            self._rpc.pop(rid, None)
+            raise EmberSystemError("lost the connection to the node manager") from e
+        if not done.wait(timeout_s):
+            self._rpc.pop(rid, None)
+            raise GetTimeoutError(f"no answer from the node manager within {timeout_s} s")
+        reply, reply_fds = box[0]
+        if not reply.ok:
+            if isinstance(reply.value, BaseException):
+                raise reply.value
+            raise EmberSystemError(f"request failed: {reply.value!r}")
+        return reply.value, reply_fds
+
+    def send(self, msg: Any) -> None:
+        try:
+            self.conn.send(msg)
+        except ConnectionClosed:
+            pass
+
+    # --- ids and reference counts -----------------------------------------------------
+
+    def next_task_id(self) -> bytes:
+        return self._task_prefix + next(self._task_counter).to_bytes(4, "little")
+
+    def incref(self, ref_id: bytes) -> None:
+        with self.lock:
+            self.counts[ref_id] = self.counts.get(ref_id, 0) + 1
+
+    def drain_releases(self) -> None:
+        releases = self.releases
+        if not releases:
+            return
+        remove: list[bytes] = []
+        with self.lock:
+            while releases:
+                ref_id = releases.popleft()
+                n = self.counts.get(ref_id, 0) - 1
+                if n > 0:
+                    self.counts[ref_id] = n
+                    continue
+                self.counts.pop(ref_id, None)
+                if ref_id in self.actor_ids:
+                    self.actor_ids.discard(ref_id)
+                    remove.append(ref_id)
+                    continue
+                entry = self.objects.get(ref_id)
+                if entry is None:
+                    continue
+                if entry.owned and not entry.ready:
+                    entry.dropped = True
+                    continue
+                del self.objects[ref_id]
+                if entry.nm_hold:
+                    remove.append(ref_id)
+        if remove:
+            self.send(p.RemoveRefs(remove))
+
+    def borrow(self, ref_id: bytes) -> None:
+        """A ref arrived inside a value: count it; hold it at the node manager if new here."""
+        with self.lock:
+            self.counts[ref_id] = self.counts.get(ref_id, 0) + 1
+            entry = self.objects.get(ref_id)
+            if entry is None:
+                entry = self.objects[ref_id] = LocalObject(owned=False)
+            if entry.nm_hold:
+                return
+            entry.nm_hold = True
+        pending = getattr(_borrowing, "ids", None)
+        if pending is not None:
+            pending.append(ref_id)
+        else:
+            self.call(lambda rid: p.AddRefs(rid, [ref_id]))
+
+    def borrow_actor(self, actor_id: bytes) -> None:
+        with self.lock:
+            self.counts[actor_id] = self.counts.get(actor_id, 0) + 1
+            if actor_id in self.actor_ids:
+                return
+            self.actor_ids.add(actor_id)
+        pending = getattr(_borrowing, "ids", None)
+        if pending is not None:
+            pending.append(actor_id)
+        else:
+            self.call(lambda rid: p.AddRefs(rid, [actor_id]))
+
+    def deserialize(self, data: Any) -> Any:
+        """Deserialize, registering every borrowed ref with one round trip."""
+        outer = getattr(_borrowing, "ids", None)
+        _borrowing.ids = ids = []
+        try:
+            value = deserialize(data)
+        finally:
+            _borrowing.ids = outer
+        if ids:
+            self.call(lambda rid: p.AddRefs(rid, ids))
+        return value
+
+    def share(self, contained: list[Any]) -> list[bytes]:
+        """Make refs inside an outgoing value reachable from other processes.
+
+        Returns the ids the receiving value must keep alive.
+        """
+        ids: list[bytes] = []
+        declare: list[bytes] = []
+        promote: list[tuple[bytes, LocalObject]] = []
+        with self.lock:
+            for obj in contained:
+                if not isinstance(obj, ObjectRef):
+                    ids.append(obj._actor_id)
+                    continue
+                ids.append(obj.id)
+                entry = self.objects.get(obj.id)
+                if entry is None or entry.nm_hold:
+                    continue
+                entry.nm_hold = True
+                if not entry.ready:
+                    entry.shared_pending = True
+                    declare.append(obj.id)
+                elif not entry.stored:
+                    promote.append((obj.id, entry))
+        if declare:
+            self.call(lambda rid: p.DeclareShared(rid, declare))
+        for oid, entry in promote:
+            self._seal(oid, entry.inline, read_flags(entry.inline), [])
+            entry.stored = True
+        return ids
+
+    # --- objects ----------------------------------------------------------------------
+
+    def put(self, value: Any, owner_holds: bool = True) -> ObjectRef:
+        ser = serialize(value, what="the value passed to ember.put")
+        oid = self.next_task_id() + b"\xff\xff\xff\xff"
+        return self.put_serialized(oid, ser)
+
+    def put_serialized(self, oid: bytes, ser: Serialized) -> ObjectRef:
+        entry = LocalObject(owned=True)
+        entry.ready = True
+        entry.flags = ser.flags
+        contained_ids = self.share(ser.contained) if ser.contained else []
+        if ser.total_bytes <= INLINE_MAX_BYTES and not contained_ids:
+            entry.inline = ser.to_bytes()
+        else:
+            self._seal(oid, ser, ser.flags, contained_ids)
+            entry.stored = True
+            entry.nm_hold = True
+        with self.lock:
+            self.objects[oid] = entry
+            return ObjectRef(oid)
+
+    def _seal(self, oid: bytes, value: Serialized | bytes | bytearray, flags: int,
+              contained: list[bytes], holder: bytes | None = None) -> None:
+        fd = create_segment(value)
+        size = value.total_bytes if isinstance(value, Serialized) else len(value)
+        try:
+            self.call(lambda rid: p.PutObject(rid, oid, size, flags, holder or self.worker_id, contained),
+                      fds=(fd,))
+        finally:
+            os.close(fd)
+
+    def seal_for(self, oid: bytes, ser: Serialized, owner: bytes) -> None:
+        """Seal a task's return in the store on behalf of its owner."""
+        contained = self.share(ser.contained) if ser.contained else []
+        self._seal(oid, ser, ser.flags, contained, holder=owner)
+
+    def complete(self, oid: bytes, kind: str, value: Any) -> None:
+        """An owned pending object got its value: ("inline", payload) or ("stored", (size, flags))."""
+        with self.lock:
+            entry = self.objects.get(oid)
+            if entry is None or entry.ready:
+                if entry is None and kind == "stored":
+                    self.send(p.RemoveRefs([oid]))
+                return
+            if kind == "inline":
+                entry.inline = value
+                entry.flags = read_flags(value)
+            else:
+                entry.stored = True
+                entry.flags = value[1]
+                entry.nm_hold = True
+            entry.ready = True
+            callbacks, entry.callbacks = entry.callbacks, None
+            seal_inline = entry.shared_pending and kind == "inline"
+            self.cv.notify_all()
+        if seal_inline:
+            self._seal(oid, value, entry.flags, [])
+            entry.stored = True
+        if entry.dropped:
+            with self.lock:
+                self.objects.pop(oid, None)
+            if entry.nm_hold:
+                self.send(p.RemoveRefs([oid]))
+        for cb in callbacks or ():
+            cb(oid)
+
+    def complete_error(self, oids: list[bytes], error: BaseException) -> None:
+        payload = serialize(error, FLAG_ERROR, what="an error").to_bytes()
+        for oid in oids:
+            self.complete(oid, "inline", payload)
+
+    def on_ready(self, oid: bytes, callback: Callable[[bytes], None]) -> bool:
+        """Call ``callback(oid)`` once the object is ready; returns False if it already is."""
+        with self.lock:
+            entry = self.objects.get(oid)
+            if entry is None:
+                entry = self.objects[oid] = LocalObject(owned=False)
+            if entry.ready:
+                return False
+            if entry.callbacks is None:
+                entry.callbacks = []
+            entry.callbacks.append(callback)
+            if not entry.owned:
+                self._fetch_async(oid, entry, fetch=True)
+            return True
+
+    def _fetch_async(self, oid: bytes, entry: LocalObject, fetch: bool) -> None:
+        """Ask the node manager for a borrowed object (lock held)."""
+        if entry.fetching or entry.ready:
+            return
+        entry.fetching = True
+
+        def on_reply(reply: p.Reply, fds: list[int]) -> None:
+            with self.lock:
+                entry.fetching = False
+                if reply.ok:
+                    size, flags = reply.value
+                    if fds:
+                        entry.segment = map_segment(fds[0], size)
+                    entry.stored, entry.flags = True, flags
+                else:
+                    entry.error = reply.value if isinstance(reply.value, BaseException) else \
+                        ObjectLostError(oid.hex())
+                entry.ready = True
+                callbacks, entry.callbacks = entry.callbacks, None
+                self.cv.notify_all()
+            for cb in callbacks or ():
+                cb(oid)
+
+        self.call_async(lambda rid: p.GetObject(rid, oid, fetch), on_reply)
+
+    def wait_ready(self, oids: list[bytes], num: int, timeout_s: float | None, fetch: bool) -> list[bytes]:
+        """Block until ``num`` of ``oids`` are ready (or the timeout); returns the ready ones."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        blocked = False
+        try:
+            with self.lock:
+                while True:
+                    ready = []
+                    for oid in oids:
+                        entry = self.objects.get(oid)
+                        if entry is None:
+                            entry = self.objects[oid] = LocalObject(owned=False)
+                        if entry.ready:
+                            ready.append(oid)
+                        elif not entry.owned:
+                            self._fetch_async(oid, entry, fetch)
+                    if len(ready) >= num or self.closed:
+                        return ready
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return ready
+                    if not blocked and self.kind == "worker":
+                        blocked = True
+                        self.send(p.SetBlocked(True))
+                    self.cv.wait(remaining if remaining is not None else 1.0)
+        finally:
+            if blocked:
+                self.send(p.SetBlocked(False))
+
+    def get_values(self, refs: list[ObjectRef], timeout_s: float | None) -> list[Any]:
+        self.drain_releases()
+        oids = [r.id for r in refs]
+        unique = list(dict.fromkeys(oids))
+        ready = self.wait_ready(unique, len(unique), timeout_s, fetch=True)
+        if len(ready) < len(unique):
+            if self.closed:
+                raise EmberSystemError("lost the connection to the node manager")
+            missing = next(o for o in unique if o not in set(ready))
+            raise GetTimeoutError(f"ember.get timed out after {timeout_s} s waiting for "
+                                  f"{len(unique) - len(ready)} of {len(unique)} object(s), "
+                                  f"e.g. {missing.hex()}")
+        values = {oid: self._value(oid) for oid in unique}
+        return [values[oid] for oid in oids]
+
+    def _value(self, oid: bytes) -> Any:
+        entry = self.objects[oid]
+        if entry.error is not None:
+            raise entry.error
+        if entry.inline is not None:
+            data = entry.inline
+        else:
+            if entry.segment is None:
+                (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True))
+                entry.segment = map_segment(fds[0], size)
+            data = entry.segment
+        value = self.deserialize(data)
+        if entry.flags & FLAG_ERROR:
+            if isinstance(value, TaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    def resolved_arg(self, oid: bytes) -> tuple[str, Any] | None:
+        """How a ready top-level argument travels to a worker; None if not ready."""
+        entry = self.objects.get(oid)
+        if entry is None or not entry.ready:
+            return None
+        if entry.inline is not None:
+            return ("inline", entry.inline)
+        return ("stored", oid)
+
+    def error_payload(self, oid: bytes) -> bytes | bytearray | None:
+        """The serialized error a ready object holds, if it is one."""
+        entry = self.objects.get(oid)
+        if entry is None or not entry.ready:
+            return None
+        if entry.error is not None:
+            return serialize(entry.error, FLAG_ERROR).to_bytes()
+        if entry.flags & FLAG_ERROR:
+            if entry.inline is not None:
+                return entry.inline
+            return bytes(self._segment(oid, entry))
+        return None
+
+    def _segment(self, oid: bytes, entry: LocalObject) -> memoryview:
+        if entry.segment is None:
+            (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True))
+            entry.segment = map_segment(fds[0], size)
+        return entry.segment
+
+    def fetch_stored(self, oid: bytes) -> memoryview:
+        """A stored object's segment (workers fetching arguments)."""
+        (size, flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True))
+        return map_segment(fds[0], size)
+
+    # --- housekeeping -----------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                self.drain_releases()
+                self.submitter.return_idle_leases()
+            except Exception:  # a bug here must not kill the process's housekeeping
+                if self.closed:
+                    return
+                raise
+
+    def close(self) -> None:
+        self._stop.set()
+        object_ref_module._runtime_hooks = None
+        self.submitter.close()
+        self.actor_submitter.close()
+        self.conn.close()
+        self._reader.join(5)
+        if threading.current_thread() is not self._housekeeper:
+            self._housekeeper.join(5)
+
+
+def _shippable_sys_path() -> list[str]:
+    return [os.path.abspath(x) if x else os.getcwd() for x in __import__("sys").path]
+
+
+def _print_remote_lines(msg: p.LogLines) -> None:
+    import sys
+    stream = sys.stderr if msg.is_err else sys.stdout
+    try:
+        stream.write("".join(f"{msg.prefix} {line}\n" for line in msg.lines))
+        stream.flush()
+    except (ValueError, OSError):
+        pass

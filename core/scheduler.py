@@ -1,0 +1,162 @@
+"""Placement decisions for one node: a resource ledger and a queue of lease requests.
+
+Plain classes, no I/O: the node manager feeds events in (a request, a release, a
+task blocking) and carries out the grants that come back. Keeping it pure makes
+every decision testable with ordinary calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._types import ResourceShape
+
+_EPS = 1e-9
+
+
+@dataclass
+class Allocation:
+    """What a granted lease holds; released exactly once."""
+    shape: ResourceShape
+    gpu_ids: list[int]
+    gpu_fractions: dict[int, float] = field(default_factory=dict)
+    #: CPUs currently lent out because the lease's task is blocked in get/wait.
+    lent_cpus: float = 0.0
+
+
+class ResourceLedger:
+    """Totals and availability of one node's resources, GPUs tracked per device."""
+
+    def __init__(self, totals: ResourceShape) -> None:
+        self.totals = {k: float(v) for k, v in totals.items() if v}
+        self.available = dict(self.totals)
+        n_gpus = int(self.totals.get("GPU", 0))
+        #: Free fraction of each GPU id; the sum equals available["GPU"].
+        self.gpu_free = {i: 1.0 for i in range(n_gpus)}
+
+    def fits_ever(self, shape: ResourceShape) -> bool:
+        for name, amount in shape.items():
+            if amount > self.totals.get(name, 0.0) + _EPS:
+                return False
+        gpus = shape.get("GPU", 0.0)
+        return gpus <= 1 or abs(gpus - round(gpus)) < _EPS
+
+    def try_allocate(self, shape: ResourceShape) -> Allocation | None:
+        for name, amount in shape.items():
+            if amount > self.available.get(name, 0.0) + _EPS:
+                return None
+        gpus = shape.get("GPU", 0.0)
+        fractions: dict[int, float] = {}
+        if gpus > _EPS:
+            fractions = self._pick_gpus(gpus)
+            if not fractions:
+                return None
+        for name, amount in shape.items():
+            self.available[name] = self.available.get(name, 0.0) - amount
+        for gid, frac in fractions.items():
+            self.gpu_free[gid] -= frac
+        return Allocation(dict(shape), sorted(fractions), fractions)
+
+    def _pick_gpus(self, gpus: float) -> dict[int, float]:
+        if gpus < 1 - _EPS:
+            # Pack fractional requests onto the fullest device that still fits,
+            # leaving whole devices free for whole-GPU requests.
+            fitting = [g for g, free in self.gpu_free.items() if free + _EPS >= gpus]
+            if not fitting:
+                return {}
+            best = min(fitting, key=lambda g: (self.gpu_free[g], g))
+            return {best: gpus}
+        whole = [g for g, free in self.gpu_free.items() if free > 1 - _EPS]
+        need = int(round(gpus))
+        return {g: 1.0 for g in whole[:need]} if len(whole) >= need else {}
+
+    def release(self, alloc: Allocation) -> None:
+        for name, amount in alloc.shape.items():
+            if name == "CPU":
+                amount -= alloc.lent_cpus
+            self.available[name] = self.available.get(name, 0.0) + amount
+        alloc.lent_cpus = 0.0
+        for gid, frac in alloc.gpu_fractions.items():
+            self.gpu_free[gid] += frac
+
+    def lend_cpus(self, alloc: Allocation) -> None:
+        """The lease's task blocked: let others use its CPUs until it resumes."""
+        cpus = alloc.shape.get("CPU", 0.0) - alloc.lent_cpus
+        if cpus > 0:
+            alloc.lent_cpus += cpus
+            self.available["CPU"] = self.available.get("CPU", 0.0) + cpus
+
+    def reclaim_cpus(self, alloc: Allocation) -> None:
+        """The task resumed: take its CPUs back, even if that oversubscribes briefly (as Ray)."""
+        if alloc.lent_cpus > 0:
+            self.available["CPU"] = self.available.get("CPU", 0.0) - alloc.lent_cpus
+            alloc.lent_cpus = 0.0
+
+
+@dataclass
+class PendingLease:
+    key: Any
+    shape: ResourceShape
+    hold: ResourceShape | None
+    seq: int
+    warned: bool = False
+
+
+class LeaseQueue:
+    """FIFO per resource shape; a request that fits is granted ahead of bigger ones
+    that don't (no head-of-line blocking across shapes)."""
+
+    def __init__(self, ledger: ResourceLedger) -> None:
+        self.ledger = ledger
+        self._pending: list[PendingLease] = []
+        self._seq = itertools.count()
+
+    def add(self, key: Any, shape: ResourceShape, hold: ResourceShape | None) -> PendingLease:
+        pending = PendingLease(key, shape, hold, next(self._seq))
+        self._pending.append(pending)
+        return pending
+
+    def remove(self, key: Any) -> None:
+        self._pending = [p for p in self._pending if p.key != key]
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def grantable(self) -> list[tuple[PendingLease, Allocation]]:
+        """Allocate for every request that fits now, oldest first."""
+        granted = []
+        blocked_shapes: set[tuple] = set()
+        remaining = []
+        for p in self._pending:
+            sig = tuple(sorted(p.shape.items()))
+            alloc = None
+            if sig not in blocked_shapes:
+                alloc = self._allocate(p)
+            if alloc is None:
+                blocked_shapes.add(sig)
+                remaining.append(p)
+            else:
+                granted.append((p, alloc))
+        self._pending = remaining
+        return granted
+
+    def _allocate(self, p: PendingLease) -> Allocation | None:
+        if p.hold is None:
+            return self.ledger.try_allocate(p.shape)
+        # Placement needs `shape` free, but only `hold` stays allocated.
+        probe = self.ledger.try_allocate(p.shape)
+        if probe is None:
+            return None
+        self.ledger.release(probe)
+        return self.ledger.try_allocate(p.hold)
+
+    def infeasible(self) -> list[PendingLease]:
+        """Requests no node could ever satisfy, not yet warned about."""
+        out = []
+        for p in self._pending:
+            if not p.warned and not self.ledger.fits_ever(p.shape):
+                p.warned = True
+                out.append(p)
+        return out

@@ -1,0 +1,388 @@
+"""Normal tasks: resolve arguments, lease workers by resource shape, push directly.
+
+    submit() -> waits for top-level ref arguments -> queue per scheduling key
+    queue    -> lease from the node manager -> WorkerChannel.push(PushTask)
+    TaskReply on the channel's reader thread -> Runtime.complete() -> next task pipelined
+
+A lease lingers briefly after its queue empties, so a loop of ``get(f.remote())``
+reuses its worker instead of asking the node manager every time.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+from . import protocol as p
+from .exceptions import TaskCancelledError, WorkerCrashedError
+from .object_ref import ObjectRef
+from .serialization import FLAG_ERROR, serialize
+from .transport import ConnectionClosed, connect, send_hello
+
+#: Tasks pushed to one worker ahead of their turn: hides the round trip on short tasks.
+PIPELINE_DEPTH = 4
+#: How long an idle lease is kept in case more tasks of its shape come.
+LEASE_LINGER_S = 0.05
+#: Outstanding lease requests per scheduling key.
+MAX_LEASE_REQUESTS = 16
+
+
+class Placeholder:
+    """Stands for a top-level ref argument inside the pickled (args, kwargs)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> Any:
+        return (Placeholder, (self.index,))
+
+
+class TaskRecord:
+    __slots__ = ("spec", "key", "request", "return_ids", "retries_left", "retry_exceptions",
+                 "held", "dep_ids", "waiting", "lease", "cancelled", "attempts", "parent")
+
+    def __init__(self, spec: p.TaskSpec, key: tuple, request: p.SchedulingRequest,
+                 return_ids: list[bytes], max_retries: int, retry_exceptions: Any,
+                 held: list[Any], dep_ids: list[bytes], parent: bytes | None) -> None:
+        self.spec = spec
+        self.key = key
+        self.request = request
+        self.return_ids = return_ids
+        self.retries_left = max_retries
+        self.retry_exceptions = retry_exceptions
+        #: Refs (and handles) the task's arguments use: held until the task is done so
+        #: the objects outlive the call.
+        self.held = held
+        self.dep_ids = dep_ids
+        self.waiting = 0
+        self.lease: Lease | None = None
+        self.cancelled = False
+        self.attempts = 0
+        self.parent = parent
+
+
+class WorkerChannel:
+    """A connection to one worker, with a reader thread routing TaskReplies."""
+
+    def __init__(self, address: str, token: bytes, on_reply: Any, on_lost: Any) -> None:
+        self.address = address
+        self.conn = connect(address)
+        send_hello(self.conn, token)
+        self.inflight: dict[bytes, Any] = {}
+        self.lost = False
+        #: The actor queue this channel serves (actor calls only).
+        self.actor: Any = None
+        self._on_reply = on_reply
+        self._on_lost = on_lost
+        self.thread = threading.Thread(target=self._read, daemon=True, name="ember-worker-channel")
+        self.thread.start()
+
+    def push(self, record: Any, msg: Any) -> bool:
+        self.inflight[record.spec.task_id] = record
+        try:
+            self.conn.send(msg)
+            return True
+        except ConnectionClosed:
+            return False
+
+    def _read(self) -> None:
+        try:
+            while True:
+                msg, _ = self.conn.recv()
+                self._on_reply(self, msg)
+        except (ConnectionClosed, OSError, EOFError):
+            pass
+        self.lost = True
+        self._on_lost(self)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Lease:
+    __slots__ = ("grant", "channel", "inflight", "idle_since", "dead", "key")
+
+    def __init__(self, grant: p.LeaseGrant, channel: WorkerChannel, key: tuple) -> None:
+        self.grant = grant
+        self.channel = channel
+        self.inflight = 0
+        self.idle_since = time.monotonic()
+        self.dead = False
+        self.key = key
+
+
+class KeyState:
+    __slots__ = ("queue", "leases", "requests")
+
+    def __init__(self) -> None:
+        self.queue: collections.deque[TaskRecord] = collections.deque()
+        self.leases: list[Lease] = []
+        self.requests = 0
+
+
+class TaskSubmitter:
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+        self.lock = runtime.lock
+        self.keys: dict[tuple, KeyState] = {}
+        self.channels: dict[str, WorkerChannel] = {}
+        #: return object id -> record, for cancel().
+        self.by_return: dict[bytes, TaskRecord] = {}
+        self.children: dict[bytes, list[TaskRecord]] = collections.defaultdict(list)
+        self.closed = False
+
+    # --- submission -------------------------------------------------------------------
+
+    def submit(self, spec: p.TaskSpec, request: p.SchedulingRequest, max_retries: int,
+               retry_exceptions: Any, held: list[Any], dep_ids: list[bytes],
+               parent: bytes | None) -> list[ObjectRef]:
+        rt = self.rt
+        key = (tuple(sorted(request.shape.items())), repr(request.strategy))
+        return_ids = [spec.task_id + i.to_bytes(4, "little") for i in range(spec.num_returns)]
+        record = TaskRecord(spec, key, request, return_ids, max_retries, retry_exceptions,
+                            held, dep_ids, parent)
+        from .runtime import LocalObject
+        with self.lock:
+            refs = []
+            for oid in return_ids:
+                rt.objects[oid] = LocalObject(owned=True)
+                refs.append(ObjectRef(oid))
+                self.by_return[oid] = record
+            if parent is not None:
+                self.children[parent].append(record)
+            for oid in dep_ids:
+                if rt.on_ready(oid, lambda _oid, r=record: self._dep_ready(r)):
+                    record.waiting += 1
+            if record.waiting == 0:
+                self._enqueue(record)
+        return refs
+
+    def _dep_ready(self, record: TaskRecord) -> None:
+        with self.lock:
+            record.waiting -= 1
+            if record.waiting == 0 and not record.cancelled:
+                self._enqueue(record)
+
+    def _enqueue(self, record: TaskRecord) -> None:
+        state = self.keys.get(record.key)
+        if state is None:
+            state = self.keys[record.key] = KeyState()
+        state.queue.append(record)
+        self._dispatch(state)
+
+    def _resolve_deps(self, record: TaskRecord) -> bytes | bytearray | None:
+        """Fill the spec's deps; returns an error payload if an argument failed."""
+        deps = []
+        for oid in record.dep_ids:
+            error = self.rt.error_payload(oid)
+            if error is not None:
+                return error
+            deps.append(self.rt.resolved_arg(oid))
+        record.spec.deps = deps
+        return None
+
+    def _dispatch(self, state: KeyState) -> None:
+        """Push queued tasks onto leases with room; ask for more leases if needed (lock held)."""
+        while state.queue:
+            lease = min((l for l in state.leases if not l.dead and l.inflight < PIPELINE_DEPTH),
+                        key=lambda l: l.inflight, default=None)
+            if lease is None:
+                break
+            record = state.queue.popleft()
+            error = self._resolve_deps(record)
+            if error is not None:
+                self._finish_error_payload(record, error)
+                continue
+            record.lease = lease
+            record.attempts += 1
+            lease.inflight += 1
+            record.spec.gpu_ids = lease.grant.gpu_ids
+            if not lease.channel.push(record, p.PushTask(record.spec)):
+                lease.dead = True
+        want = min(len(state.queue), MAX_LEASE_REQUESTS) - state.requests
+        for _ in range(max(0, want)):
+            self._request_lease(state, state.queue[0])
+
+    def _request_lease(self, state: KeyState, record: TaskRecord) -> None:
+        state.requests += 1
+
+        def on_reply(reply: p.Reply, _fds: list[int]) -> None:
+            with self.lock:
+                state.requests -= 1
+                if not reply.ok or self.closed:
+                    if not reply.ok:
+                        self._fail_queue(state, reply.value)
+                    return
+            grant: p.LeaseGrant = reply.value
+            try:
+                channel = self._channel(grant.address)
+            except OSError:
+                self.rt.send(p.ReturnLease(grant.lease_id, kill_worker=True))
+                return
+            with self.lock:
+                lease = Lease(grant, channel, record.key)
+                state.leases.append(lease)
+                self._dispatch(state)
+
+        self.rt.call_async(lambda rid: p.RequestLease(rid, record.request, record.spec.name), on_reply)
+
+    def _channel(self, address: str) -> WorkerChannel:
+        channel = self.channels.get(address)
+        if channel is None or channel.lost:
+            channel = WorkerChannel(address, self.rt.token, self._on_reply, self._on_lost)
+            self.channels[address] = channel
+        return channel
+
+    # --- results ----------------------------------------------------------------------
+
+    def _on_reply(self, channel: WorkerChannel, msg: p.TaskReply) -> None:
+        record = channel.inflight.pop(msg.task_id, None)
+        if record is None:
+            return
+        lease = record.lease
+        with self.lock:
+            lease.inflight -= 1
+            lease.idle_since = time.monotonic()
+            if msg.worker_exiting:
+                lease.dead = True
+        if self._should_retry_exception(record, msg):
+            record.retries_left -= 1
+            with self.lock:
+                self._enqueue(record)
+            return
+        self._finish(record, msg.returns)
+        with self.lock:
+            if lease.dead:
+                self._drop_lease(lease, kill=True)
+            state = self.keys.get(record.key)
+            if state is not None:
+                self._dispatch(state)
+
+    def _should_retry_exception(self, record: TaskRecord, msg: p.TaskReply) -> bool:
+        if not record.retry_exceptions or record.retries_left == 0 or record.cancelled:
+            return False
+        kind, payload = msg.returns[0]
+        if kind != "inline" or not (payload[0] & FLAG_ERROR):
+            return False
+        if record.retry_exceptions is True:
+            return True
+        try:
+            err = self.rt.deserialize(payload)
+        except Exception:
+            return False
+        cause = getattr(err, "cause", None)
+        return isinstance(cause, tuple(record.retry_exceptions))
+
+    def _finish(self, record: TaskRecord, returns: list[tuple[str, Any]]) -> None:
+        with self.lock:
+            for oid in record.return_ids:
+                self.by_return.pop(oid, None)
+            if record.parent is not None:
+                siblings = self.children.get(record.parent)
+                if siblings is not None and record in siblings:
+                    siblings.remove(record)
+                    if not siblings:
+                        del self.children[record.parent]
+        for oid, (kind, value) in zip(record.return_ids, returns):
+            self.rt.complete(oid, kind, value)
+        record.held = []
+
+    def _finish_error(self, record: TaskRecord, error: BaseException) -> None:
+        payload = serialize(error, FLAG_ERROR, what="an error").to_bytes()
+        self._finish_error_payload(record, payload)
+
+    def _finish_error_payload(self, record: TaskRecord, payload: bytes | bytearray) -> None:
+        self._finish(record, [("inline", payload)] * len(record.return_ids))
+
+    def _fail_queue(self, state: KeyState, error: Any) -> None:
+        while state.queue:
+            record = state.queue.popleft()
+            self._finish_error(record, error if isinstance(error, BaseException) else
+                               RuntimeError(str(error)))
+
+    def _on_lost(self, channel: WorkerChannel) -> None:
+        """The worker died: retry what it was running, or fail it."""
+        retry: list[TaskRecord] = []
+        failed: list[TaskRecord] = []
+        with self.lock:
+            if self.channels.get(channel.address) is channel:
+                del self.channels[channel.address]
+            for record in channel.inflight.values():
+                if record.cancelled or record.retries_left == 0:
+                    failed.append(record)
+                else:
+                    if record.retries_left > 0:
+                        record.retries_left -= 1
+                    retry.append(record)
+            channel.inflight.clear()
+            for state in self.keys.values():
+                for lease in list(state.leases):
+                    if lease.channel is channel:
+                        self._drop_lease(lease, kill=True)
+        for record in failed:
+            if record.cancelled:
+                self._finish_error(record, TaskCancelledError(record.spec.name))
+            else:
+                self._finish_error(record, WorkerCrashedError(
+                    record.spec.name, "its worker process died", record.attempts))
+        with self.lock:
+            for record in retry:
+                self._enqueue(record)
+
+    def _drop_lease(self, lease: Lease, kill: bool = False) -> None:
+        state = self.keys.get(lease.key)
+        if state is not None and lease in state.leases:
+            state.leases.remove(lease)
+            self.rt.send(p.ReturnLease(lease.grant.lease_id, kill_worker=kill))
+
+    def return_idle_leases(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for state in self.keys.values():
+                if state.queue:
+                    continue
+                for lease in list(state.leases):
+                    if lease.inflight == 0 and now - lease.idle_since > LEASE_LINGER_S:
+                        self._drop_lease(lease)
+
+    # --- cancellation -----------------------------------------------------------------
+
+    def cancel(self, oid: bytes, force: bool, recursive: bool) -> None:
+        with self.lock:
+            record = self.by_return.get(oid)
+            if record is None or record.cancelled:
+                return
+            record.cancelled = True
+            state = self.keys.get(record.key)
+            queued = record.lease is None
+            if state is not None and record in state.queue:
+                state.queue.remove(record)
+                queued = True
+            lease = record.lease
+        if queued:
+            self._finish_error(record, TaskCancelledError(record.spec.name))
+            return
+        if force:
+            self.rt.send(p.KillWorker(lease.grant.worker_id))
+        else:
+            try:
+                lease.channel.conn.send(p.CancelTask(record.spec.task_id, recursive))
+            except ConnectionClosed:
+                pass
+
+    def cancel_children(self, task_id: bytes) -> None:
+        for record in list(self.children.get(task_id, ())):
+            for oid in record.return_ids[:1]:
+                self.cancel(oid, force=False, recursive=True)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            channels = list(self.channels.values())
+            self.channels.clear()
+        for channel in channels:
+            channel.close()

@@ -1,0 +1,399 @@
+"""A worker process: runs tasks and actor methods pushed to it by submitters.
+
+    submitter --PushTask--> [conn thread] --queue--> [main thread] run task
+                                  |                        |
+                                  +-- CancelTask           +--TaskReply--> submitter
+    node manager --StartActor--> [nm reader] --queue--> [main thread] __init__
+
+The main thread runs one task at a time (signals and cancellation target it).
+Threaded actors run calls on a pool of ``max_concurrency`` threads; async actors on
+one event loop thread.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import contextvars
+import inspect
+import os
+import queue
+import socket
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import cloudpickle
+
+from . import protocol as p
+from .exceptions import TaskCancelledError, TaskError
+from .runtime import INLINE_MAX_BYTES, Runtime
+from .serialization import FLAG_ERROR, serialize
+from .submitter import Placeholder
+from .transport import Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello, listen
+
+
+class TaskContext:
+    __slots__ = ("task_id", "name", "actor_id", "gpu_ids")
+
+    def __init__(self, task_id: bytes | None, name: str, actor_id: bytes | None,
+                 gpu_ids: list[int]) -> None:
+        self.task_id = task_id
+        self.name = name
+        self.actor_id = actor_id
+        self.gpu_ids = gpu_ids
+
+
+current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
+    "ember_current_task", default=None)
+
+
+class ExitActorSignal(SystemExit):
+    """Raised by exit_actor(): finish the current call, then leave cleanly."""
+
+
+class Worker:
+    def __init__(self, spec: dict) -> None:
+        self.session_dir = spec["session_dir"]
+        self.worker_id = bytes.fromhex(spec["worker_id"])
+        self.token = bytes.fromhex(os.environ["EMBER_TOKEN"])
+        sock_path = os.path.join(self.session_dir, "sockets", f"w-{spec['worker_id'][:16]}.sock")
+        self._listener, self.address = listen(f"unix:{sock_path}")
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.functions: dict[bytes, Any] = {}
+        self.calls_per_function: dict[bytes, int] = {}
+        self.actor: Any = None
+        self.actor_spec: p.ActorSpec | None = None
+        self.actor_gpu_ids: list[int] = []
+        self.pool: ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_limit: asyncio.Semaphore | None = None
+        self.running: TaskContext | None = None
+        self.cancelled: set[bytes] = set()
+        self.exiting = False
+        self.rt = Runtime(spec["node_address"], self.token, "worker", self.worker_id, self.address,
+                          on_message=self._on_node_message)
+        threading.Thread(target=self._accept_loop, daemon=True, name="ember-worker-accept").start()
+
+    # --- inbound ----------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn = accept(self._listener)
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                             name="ember-worker-conn").start()
+
+    def _serve(self, conn: Connection) -> None:
+        try:
+            expect_hello(conn, self.token)
+            while True:
+                msg, _ = conn.recv()
+                if isinstance(msg, p.PushTask):
+                    self._route(conn, msg.spec)
+                elif isinstance(msg, p.CancelTask):
+                    self._cancel(msg)
+        except (ConnectionClosed, ProtocolViolation, OSError):
+            conn.close()
+
+    def _route(self, conn: Connection, spec: p.TaskSpec) -> None:
+        if spec.actor_id is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(self._start_async_call, conn, spec)
+        elif spec.actor_id is not None and self.pool is not None:
+            self.pool.submit(self._execute, conn, spec)
+        else:
+            self.tasks.put((conn, spec))
+
+    def _on_node_message(self, msg: Any, fds: list[int]) -> None:
+        if isinstance(msg, p.StartActor):
+            self.tasks.put((None, msg))
+        elif isinstance(msg, p.Exit):
+            os._exit(0)
+
+    def _cancel(self, msg: p.CancelTask) -> None:
+        self.cancelled.add(msg.task_id)
+        running = self.running
+        if running is not None and running.task_id == msg.task_id:
+            if msg.recursive:
+                self.rt.submitter.cancel_children(msg.task_id)
+            _thread.interrupt_main()
+
+    # --- the main loop ----------------------------------------------------------------
+
+    def run(self) -> int:
+        while True:
+            try:
+                conn, item = self.tasks.get()
+                if isinstance(item, p.StartActor):
+                    self._start_actor(item)
+                else:
+                    self._execute(conn, item)
+            except KeyboardInterrupt:
+                continue  # a cancel that raced with the end of its task
+            if self.exiting:
+                return 0
+
+    def _function(self, function_id: bytes) -> Any:
+        fn = self.functions.get(function_id)
+        if fn is None:
+            blob, _ = self.rt.call(lambda rid: p.GetFunction(rid, function_id))
+            fn = self.functions[function_id] = cloudpickle.loads(blob)
+        return fn
+
+    def _load_args(self, spec: p.TaskSpec) -> tuple[tuple, dict]:
+        if spec.payload is None:
+            return (), {}
+        rt = self.rt
+        values = []
+        for kind, value in spec.deps:
+            if kind == "inline":
+                values.append(rt.deserialize(value))
+            else:
+                values.append(rt.deserialize(rt.fetch_stored(value)))
+        payload = spec.payload
+        if isinstance(payload, tuple):  # ("stored", oid): arguments too big to travel inline
+            payload = rt.fetch_stored(payload[1])
+        args, kwargs = rt.deserialize(payload)
+        if values:
+            args = tuple(values[a.index] if isinstance(a, Placeholder) else a for a in args)
+            kwargs = {k: values[v.index] if isinstance(v, Placeholder) else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def _execute(self, conn: Connection, spec: p.TaskSpec) -> None:
+        ctx = TaskContext(spec.task_id, spec.name, spec.actor_id,
+                          self.actor_gpu_ids if spec.actor_id else spec.gpu_ids)
+        token = current_task.set(ctx)
+        on_main = threading.current_thread() is threading.main_thread()
+        if on_main:
+            self.running = ctx
+            if spec.actor_id is None:
+                _set_visible_gpus(spec.gpu_ids)
+        exiting = False
+        try:
+            if spec.task_id in self.cancelled:
+                raise KeyboardInterrupt
+            if spec.actor_id is None:
+                fn = self._function(spec.function_id)
+            else:
+                fn = getattr(self.actor, spec.method)
+            args, kwargs = self._load_args(spec)
+            result = fn(*args, **kwargs)
+            returns = self._encode_returns(spec, result)
+        except ExitActorSignal:
+            returns = self._encode_returns(spec, None if spec.num_returns == 1 else (None,) * spec.num_returns)
+            exiting = True
+        except KeyboardInterrupt:
+            returns = self._error_returns(spec, TaskCancelledError(spec.name))
+        except BaseException as e:  # the user's error travels to the caller
+            returns = self._error_returns(spec, _task_error(spec.name, e))
+        finally:
+            if on_main:
+                self.running = None
+            current_task.reset(token)
+        self.cancelled.discard(spec.task_id)
+        if spec.max_calls:
+            n = self.calls_per_function.get(spec.function_id, 0) + 1
+            self.calls_per_function[spec.function_id] = n
+            exiting = exiting or n >= spec.max_calls
+        self._reply(conn, p.TaskReply(spec.task_id, returns, worker_exiting=exiting))
+        if exiting:
+            self._exit()
+
+    def _reply(self, conn: Connection, msg: p.TaskReply) -> None:
+        try:
+            conn.send(msg)
+        except ConnectionClosed:
+            pass
+
+    def _exit(self) -> None:
+        if self.actor_spec is not None:
+            self.rt.send(p.ExitActor(self.actor_spec.actor_id))
+        _flush_output()
+        self.rt.drain_releases()
+        os._exit(0)
+
+    def _encode_returns(self, spec: p.TaskSpec, result: Any) -> list[tuple[str, Any]]:
+        n = spec.num_returns
+        if n == 1:
+            values = [result]
+        elif n == 0:
+            values = []
+        else:
+            if not isinstance(result, (tuple, list)) or len(result) != n:
+                got = f"{len(result)} values" if isinstance(result, (tuple, list)) else type(result).__name__
+                raise ValueError(f"task `{spec.name}` declared num_returns={n} but returned {got}; "
+                                 f"return a tuple of {n} values or change num_returns")
+            values = list(result)
+        out = []
+        for i, value in enumerate(values):
+            ser = serialize(value, what=f"return value {i} of `{spec.name}`")
+            if ser.total_bytes <= INLINE_MAX_BYTES and not ser.contained:
+                out.append(("inline", ser.to_bytes()))
+            else:
+                self.rt.seal_for(spec.task_id + i.to_bytes(4, "little"), ser, spec.owner_id)
+                out.append(("stored", (ser.total_bytes, ser.flags)))
+        return out
+
+    def _error_returns(self, spec: p.TaskSpec, error: BaseException) -> list[tuple[str, Any]]:
+        try:
+            payload = serialize(error, FLAG_ERROR).to_bytes()
+        except Exception:
+            if isinstance(error, TaskError):
+                error = TaskError(error.function_name, error.traceback_str, None, error.pid)
+            payload = serialize(error, FLAG_ERROR).to_bytes()
+        return [("inline", payload)] * max(1, spec.num_returns)
+
+    # --- actors -----------------------------------------------------------------------
+
+    def _start_actor(self, msg: p.StartActor) -> None:
+        spec = msg.spec
+        self.actor_spec = spec
+        self.actor_gpu_ids = msg.gpu_ids
+        _set_visible_gpus(msg.gpu_ids)
+        ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids)
+        token = current_task.set(ctx)
+        try:
+            cls = self._function(spec.class_id)
+            fake = p.TaskSpec(b"", spec.class_name, spec.class_id, spec.payload, spec.deps, 1, spec.owner_id)
+            args, kwargs = self._load_args(fake)
+            self.actor = cls(*args, **kwargs)
+        except BaseException as e:  # reported to every caller as the actor's death cause
+            self.rt.send(p.Reply(msg.rid, False, "".join(traceback.format_exception(e))))
+            return
+        finally:
+            current_task.reset(token)
+        if spec.is_async:
+            self._start_event_loop(spec.max_concurrency)
+        elif spec.max_concurrency > 1:
+            self.pool = ThreadPoolExecutor(spec.max_concurrency, thread_name_prefix="ember-actor")
+        self.rt.send(p.Reply(msg.rid, True, None))
+
+    def _start_event_loop(self, limit: int) -> None:
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            self.async_limit = asyncio.Semaphore(limit)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        threading.Thread(target=run, daemon=True, name="ember-actor-loop").start()
+        started.wait()
+        self.loop = loop
+
+    def _start_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
+        self.loop.create_task(self._run_async_call(conn, spec))
+
+    async def _run_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
+        async with self.async_limit:
+            current_task.set(TaskContext(spec.task_id, spec.name, spec.actor_id, self.actor_gpu_ids))
+            exiting = False
+            try:
+                method = getattr(self.actor, spec.method)
+                args, kwargs = await asyncio.to_thread(self._load_args, spec)
+                result = method(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                returns = self._encode_returns(spec, result)
+            except ExitActorSignal:
+                returns = self._encode_returns(spec, None)
+                exiting = True
+            except asyncio.CancelledError:
+                returns = self._error_returns(spec, TaskCancelledError(spec.name))
+            except BaseException as e:  # the user's error travels to the caller
+                returns = self._error_returns(spec, _task_error(spec.name, e))
+            self._reply(conn, p.TaskReply(spec.task_id, returns, worker_exiting=exiting))
+            if exiting:
+                self._exit()
+
+
+def _task_error(name: str, error: BaseException) -> TaskError:
+    if isinstance(error, TaskError):
+        cause = error
+    else:
+        cause = error
+    tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return TaskError(name, tb, cause, os.getpid())
+
+
+def _set_visible_gpus(gpu_ids: list[int]) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+
+
+class _LogForwarder:
+    """sys.stdout/sys.stderr of a worker: whole lines go to the driver, prefixed."""
+
+    def __init__(self, rt: Runtime, is_err: bool, fallback: Any) -> None:
+        self.rt = rt
+        self.is_err = is_err
+        self.fallback = fallback
+        self.buf = ""
+        self.lock = threading.Lock()
+
+    def write(self, s: str) -> int:
+        with self.lock:
+            self.buf += s
+            if "\n" not in self.buf:
+                return len(s)
+            *lines, self.buf = self.buf.split("\n")
+        self._send(lines)
+        return len(s)
+
+    def _send(self, lines: list[str]) -> None:
+        ctx = current_task.get()
+        name = ctx.name if ctx is not None else "worker"
+        if ctx is not None and ctx.actor_id is not None and _WORKER is not None and _WORKER.actor_spec:
+            name = _WORKER.actor_spec.class_name
+        self.rt.send(p.LogLines(f"({name} pid={os.getpid()})", lines, self.is_err))
+        self.fallback.write("\n".join(lines) + "\n")
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self.buf = ([self.buf] if self.buf else []), ""
+        if lines:
+            self._send(lines)
+        self.fallback.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.fallback.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+_WORKER: Worker | None = None
+
+
+def main(spec: dict) -> int:
+    """Entry point of a forked worker (called by the fork server's child)."""
+    global _WORKER
+    if spec.get("cwd"):
+        try:
+            os.chdir(spec["cwd"])
+        except OSError:
+            pass
+    if spec.get("sys_path"):
+        sys.path[:] = spec["sys_path"]
+    worker = _WORKER = Worker(spec)
+    from . import api
+    api._attach_worker_runtime(worker.rt)
+    sys.stdout = _LogForwarder(worker.rt, False, sys.__stdout__)
+    sys.stderr = _LogForwarder(worker.rt, True, sys.__stderr__)
+    return worker.run()

@@ -1,0 +1,97 @@
+"""The node manager's workers: started by the fork server, idle per job, reaped on exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ._types import Address, JobID, WorkerID
+
+
+@dataclass
+class WorkerRecord:
+    worker_id: WorkerID
+    job_id: JobID
+    pid: int = 0
+    address: Address | None = None
+    conn: object = None
+    #: "starting" -> "idle" <-> "leased" | "actor" -> "dead"
+    state: str = "starting"
+    lease_id: int | None = None
+    actor_id: bytes | None = None
+    exit_detail: str = ""
+    blocked: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class WorkerPool:
+    """Starts workers through a warm fork server and tracks them by id and pid."""
+
+    def __init__(self, session_dir: str, env: dict[str, str],
+                 on_exit: Callable[[int, str], None]) -> None:
+        self.session_dir = session_dir
+        self.workers: dict[WorkerID, WorkerRecord] = {}
+        self.by_pid: dict[int, WorkerRecord] = {}
+        self._on_exit = on_exit
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "ember.fork_server"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env, close_fds=True)
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read_events, name="ember-forkserver-events",
+                                        daemon=True)
+        self._reader.start()
+
+    def start_worker(self, worker_id: WorkerID, job_id: JobID, spec: dict) -> WorkerRecord:
+        record = WorkerRecord(worker_id, job_id)
+        self.workers[worker_id] = record
+        line = json.dumps({**spec, "worker_id": worker_id.hex(), "session_dir": self.session_dir})
+        self._ready.wait(30)
+        with self._lock:
+            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.flush()
+        return record
+
+    def _read_events(self) -> None:
+        for raw in self._proc.stdout:
+            kind, _, rest = raw.decode().strip().partition(" ")
+            if kind == "ready":
+                self._ready.set()
+            elif kind == "started":
+                hex_id, pid = rest.split()
+                record = self.workers.get(bytes.fromhex(hex_id))
+                if record is not None:
+                    record.pid = int(pid)
+                    self.by_pid[int(pid)] = record
+            elif kind == "exited":
+                pid_s, detail = rest.split(" ", 1)
+                self._on_exit(int(pid_s), json.loads(detail))
+        self._ready.set()
+
+    def kill(self, record: WorkerRecord, sig: int = signal.SIGKILL) -> None:
+        if record.pid:
+            try:
+                os.kill(record.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def shutdown(self) -> None:
+        for record in list(self.workers.values()):
+            if record.state != "dead":
+                self.kill(record)
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(5)
