@@ -99,7 +99,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                   "GPU": float(len(gpu_ids)), "memory": float(int(total_memory * 0.7)),
                   "object_store_memory": float(store_bytes), "node:127.0.0.1": 1.0,
                   **(resources or {})}
-        root = os.path.join(tempfile.gettempdir(), "ember")
+        root = os.path.join(tempfile.gettempdir(), "ember-sessions")
         os.makedirs(root, mode=0o700, exist_ok=True)
         _session_dir = tempfile.mkdtemp(prefix="session-", dir=root)
         for sub in ("sockets", "logs"):

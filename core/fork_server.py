@@ -49,6 +49,13 @@ def _run_child(spec: dict, log_path: str) -> None:
 
 
 def main() -> None:
+    try:
+        _serve()
+    except BrokenPipeError:  # the node manager is gone; so are we
+        pass
+
+
+def _serve() -> None:
     import ember.worker  # noqa: F401  (the point of a warm fork server)
     import numpy  # noqa: F401
 

@@ -3,13 +3,9 @@
 Change ``from multiprocessing import Pool`` to ``from ember.util.multiprocessing import
 Pool`` and the same program runs its work on the ember cluster::
 
-    driver                                              cluster
-    map(f, xs) -> chunks --> inbox (one FIFO) --> feeder thread i --> actor i
-                                                  (one per actor)      run_chunk(f, chunk)
-    AsyncResult / iterator <-- outcome of each chunk <-- ember.get <--'
-
-Each feeder thread takes the next chunk only when its actor is free, so slow chunks
-never hold up others: the same load balancing as the stdlib's shared task queue.
+    Pool (this module)     checks arguments, cuts inputs into chunks
+    _pool_workers.py       one actor and one feeder thread per process
+    _pool_results.py       AsyncResult / imap iterators, filled as chunks finish
 
 Errors behave as in the stdlib: an exception raised by ``f`` comes back as that very
 exception type, with the remote traceback chained as its cause. Unlike the stdlib, a
@@ -19,400 +15,17 @@ runtime's typed error and is replaced; nothing waits forever.
 
 from __future__ import annotations
 
-import collections
-import logging
-import threading
-import traceback
 import warnings
-from multiprocessing import TimeoutError as _MpTimeoutError
-from multiprocessing.pool import MaybeEncodingError, RemoteTraceback
+from multiprocessing import TimeoutError
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional
 
-import cloudpickle
-
 import ember
-from ember.exceptions import ActorDiedError, EmberError, WorkerCrashedError
+from ember.util._pool_results import AsyncResult, _IMapIterator
+from ember.util._pool_workers import _Chunk, _Mode, _Workers
 
 __all__ = ["Pool", "AsyncResult", "TimeoutError"]
 
-#: The stdlib's class, so ``except multiprocessing.TimeoutError`` keeps working.
-TimeoutError = _MpTimeoutError
-
-_logger = logging.getLogger(__name__)
-
 _PoolState = Literal["running", "closed", "terminated"]
-#: How a chunk's items are applied: f(*args, **kwds), f(x), or f(*x).
-_Mode = Literal["apply", "map", "starmap"]
-
-
-class _RemoteFailure:
-    """An exception raised in a pool worker, carried back as a value.
-
-    Returning it (rather than raising) lets the driver re-raise the user's own
-    exception object, as the stdlib does, instead of a runtime-wrapped one.
-    """
-
-    def __init__(self, error: BaseException, traceback_str: str) -> None:
-        self.error = error
-        self.traceback_str = traceback_str
-
-    def exception(self) -> BaseException:
-        self.error.__cause__ = RemoteTraceback(self.traceback_str)
-        return self.error
-
-
-def _capture_failure(error: BaseException) -> _RemoteFailure:
-    tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    tb = f'\n"""\n{tb}"""'
-    try:
-        # Exceptions whose __init__ does not match their args pickle fine but fail
-        # to unpickle; find out here, where the stdlib would say MaybeEncodingError.
-        cloudpickle.loads(cloudpickle.dumps(error))
-    except Exception as pickling_error:  # noqa: BLE001 - any pickling failure
-        error = MaybeEncodingError(pickling_error, repr(error))
-    error.__traceback__ = None
-    return _RemoteFailure(error, tb)
-
-
-class _PoolWorker:
-    """The actor behind one pool process: runs the initializer once, then chunks."""
-
-    def __init__(self, initializer: Optional[Callable[..., Any]], initargs: tuple) -> None:
-        #: Set when the initializer raised; every chunk then fails with it, which is
-        #: clearer than the stdlib's endless respawning of a crashing worker.
-        self._init_failure: Optional[_RemoteFailure] = None
-        if initializer is not None:
-            try:
-                initializer(*initargs)
-            except Exception as error:  # noqa: BLE001 - reported on every chunk
-                self._init_failure = _capture_failure(error)
-
-    def run_chunk(self, func: Callable[..., Any], items: list, mode: _Mode) -> Any:
-        if self._init_failure is not None:
-            return self._init_failure
-        try:
-            if mode == "apply":
-                args, kwds = items[0]
-                return [func(*args, **kwds)]
-            if mode == "starmap":
-                return [func(*x) for x in items]
-            return [func(x) for x in items]
-        except Exception as error:  # noqa: BLE001 - the driver re-raises it
-            return _capture_failure(error)
-
-
-_remote_pool_worker: Any = None
-
-
-def _pool_worker_class() -> Any:
-    # Kept undecorated at module level so workers unpickle the plain class by name.
-    global _remote_pool_worker
-    if _remote_pool_worker is None:
-        _remote_pool_worker = ember.remote(_PoolWorker)
-    return _remote_pool_worker
-
-
-class AsyncResult:
-    """The pending result of ``apply_async`` / ``map_async`` (the stdlib's ApplyResult).
-
-    Example:
-        >>> r = pool.apply_async(pow, (2, 10))
-        >>> r.get(timeout=10)
-        1024
-    """
-
-    def __init__(self, n_chunks: int, single: bool,
-                 callback: Optional[Callable[[Any], Any]],
-                 error_callback: Optional[Callable[[BaseException], Any]]) -> None:
-        self._single = single
-        self._callback = callback
-        self._error_callback = error_callback
-        self._lock = threading.Lock()
-        self._event = threading.Event()
-        #: chunk index -> its results; complete when it holds ``_n_chunks`` entries.
-        self._chunks: dict[int, list] = {}
-        self._n_chunks = n_chunks
-        self._error: Optional[BaseException] = None
-        if n_chunks == 0:
-            self._finish()
-
-    def ready(self) -> bool:
-        """Whether the call has finished (successfully or not).
-
-        Returns:
-            True once :meth:`get` would return without waiting.
-
-        Example:
-            >>> r.ready()
-            True
-        """
-        return self._event.is_set()
-
-    def successful(self) -> bool:
-        """Whether the call finished without raising.
-
-        Returns:
-            True if it succeeded.
-
-        Raises:
-            ValueError: The call has not finished yet.
-
-        Example:
-            >>> r.successful()
-            True
-        """
-        if not self.ready():
-            raise ValueError(f"{self!r} not ready")
-        return self._error is None
-
-    def wait(self, timeout: Optional[float] = None) -> None:
-        """Wait until the call finishes or ``timeout`` seconds pass.
-
-        Args:
-            timeout: The most seconds to wait; None waits forever.
-
-        Example:
-            >>> r.wait(5)
-        """
-        self._event.wait(timeout)
-
-    def get(self, timeout: Optional[float] = None) -> Any:
-        """Return the result, waiting for it if needed.
-
-        Args:
-            timeout: The most seconds to wait; None waits forever.
-
-        Returns:
-            The function's return value (a list for the map family).
-
-        Raises:
-            multiprocessing.TimeoutError: Not finished within ``timeout``.
-            Exception: Whatever the function raised, as its own type.
-
-        Example:
-            >>> pool.map_async(abs, [-1, -2]).get(timeout=10)
-            [1, 2]
-        """
-        self.wait(timeout)
-        if not self.ready():
-            raise TimeoutError(f"the pool call did not finish within {timeout} s")
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-    def _deliver(self, index: int, outcome: Any) -> None:
-        with self._lock:
-            if self._event.is_set():
-                return  # an earlier chunk failed; the stdlib also ignores the rest
-            if isinstance(outcome, BaseException):
-                self._error = outcome
-            else:
-                self._chunks[index] = outcome
-                if len(self._chunks) < self._n_chunks:
-                    return
-        self._finish()
-
-    def _finish(self) -> None:
-        if self._error is None:
-            flat = [x for i in range(self._n_chunks) for x in self._chunks[i]]
-            self._value = flat[0] if self._single else flat
-            self._chunks.clear()
-        self._event.set()
-        hook = self._callback if self._error is None else self._error_callback
-        arg = self._value if self._error is None else self._error
-        if hook is not None:
-            try:
-                hook(arg)
-            except Exception:  # noqa: BLE001 - a user callback must not kill a feeder
-                _logger.exception("ember.util.multiprocessing: a pool callback raised")
-
-
-class _IMapIterator:
-    """Results of ``imap`` / ``imap_unordered`` as chunks finish.
-
-    Example:
-        >>> it = pool.imap(abs, [-1, -2])
-        >>> it.next(timeout=10)
-        1
-    """
-
-    def __init__(self, ordered: bool) -> None:
-        self._ordered = ordered
-        self._cond = threading.Condition()
-        #: Ordered: chunk index -> outcome. Unordered: outcomes in completion order.
-        self._by_index: dict[int, Any] = {}
-        self._arrived: collections.deque = collections.deque()
-        self._next_index = 0
-        #: Items (or one exception) of the chunk being handed out.
-        self._current: collections.deque = collections.deque()
-        #: Total chunks; None while imap() is still reading the input.
-        self._n_chunks: Optional[int] = None
-        self._taken = 0
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        return self.next()
-
-    def next(self, timeout: Optional[float] = None) -> Any:
-        """Return the next result, waiting at most ``timeout`` seconds.
-
-        Args:
-            timeout: The most seconds to wait; None waits forever.
-
-        Returns:
-            The next result.
-
-        Raises:
-            StopIteration: Every result was returned.
-            multiprocessing.TimeoutError: None arrived within ``timeout``.
-            Exception: What the function raised for this item (its chunk).
-
-        Example:
-            >>> it.next(timeout=10)
-            2
-        """
-        with self._cond:
-            while not self._current:
-                if self._n_chunks is not None and self._taken == self._n_chunks:
-                    raise StopIteration
-                outcome = self._take_chunk()
-                if outcome is None:
-                    if not self._cond.wait(timeout):
-                        raise TimeoutError(f"no result within {timeout} s")
-                    continue
-                self._taken += 1
-                self._current.extend([outcome] if isinstance(outcome, BaseException)
-                                     else outcome)
-            item = self._current.popleft()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def _take_chunk(self) -> Any:
-        if not self._ordered:
-            return self._arrived.popleft() if self._arrived else None
-        outcome = self._by_index.pop(self._next_index, None)
-        if outcome is not None:
-            self._next_index += 1
-        return outcome
-
-    def _deliver(self, index: int, outcome: Any) -> None:
-        with self._cond:
-            if self._ordered:
-                self._by_index[index] = outcome
-            else:
-                self._arrived.append(outcome)
-            self._cond.notify_all()
-
-    def _set_length(self, n_chunks: int) -> None:
-        with self._cond:
-            self._n_chunks = n_chunks
-            self._cond.notify_all()
-
-
-class _Chunk:
-    """One unit of work for one actor call, and where its outcome goes."""
-
-    __slots__ = ("sink", "index", "func", "items", "mode")
-
-    def __init__(self, sink: Any, index: int, func: Callable[..., Any], items: list,
-                 mode: _Mode) -> None:
-        self.sink = sink
-        self.index = index
-        self.func = func
-        self.items = items
-        self.mode = mode
-
-
-class _Workers:
-    """The actors and their feeder threads. Kept apart from ``Pool`` so the threads
-    hold no reference to the Pool and an abandoned Pool can be garbage-collected."""
-
-    def __init__(self, n: int, initializer: Optional[Callable[..., Any]], initargs: tuple,
-                 maxtasksperchild: Optional[int], remote_args: dict) -> None:
-        self._make_actor = lambda: _pool_worker_class().options(**remote_args).remote(
-            initializer, initargs)
-        self._maxtasks = maxtasksperchild
-        #: FIFO of _Chunk, then one None per feeder when the pool closes.
-        self.inbox: collections.deque = collections.deque()
-        self._cond = threading.Condition()
-        self.terminating = False
-        self._actors = [self._make_actor() for _ in range(n)]
-        self._threads = [threading.Thread(target=self._feed, args=(i,), daemon=True,
-                                          name=f"ember-pool-feeder-{i}") for i in range(n)]
-        for t in self._threads:
-            t.start()
-
-    def submit(self, chunk: Optional[_Chunk]) -> None:
-        with self._cond:
-            self.inbox.append(chunk)
-            self._cond.notify()
-
-    def stop_feeders(self) -> None:
-        for _ in self._threads:
-            self.submit(None)
-
-    def terminate(self) -> None:
-        with self._cond:
-            self.terminating = True
-            dropped = [c for c in self.inbox if c is not None]
-            self.inbox.clear()
-        for chunk in dropped:
-            chunk.sink._deliver(chunk.index, ActorDiedError(
-                "Pool worker", "Pool.terminate() was called before this task ran"))
-        for actor in list(self._actors):
-            _kill_quietly(actor)
-        self.stop_feeders()
-
-    def join(self) -> None:
-        # A user callback runs on a feeder thread and may itself terminate the pool.
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join()
-
-    def _next_chunk(self) -> Optional[_Chunk]:
-        with self._cond:
-            while not self.inbox:
-                self._cond.wait()
-            return self.inbox.popleft()
-
-    def _feed(self, slot: int) -> None:
-        runs = 0
-        while True:
-            chunk = self._next_chunk()
-            if chunk is None:
-                break
-            actor = self._actors[slot]
-            try:
-                result = ember.get(actor.run_chunk.remote(chunk.func, chunk.items, chunk.mode))
-                outcome = result.exception() if isinstance(result, _RemoteFailure) else result
-                failed_system = False
-            except Exception as error:  # noqa: BLE001 - run_chunk itself never raises
-                # Only the runtime fails here (actor died, a value did not pickle): the
-                # chunk gets its typed error, so no caller waits forever.
-                outcome = error
-                failed_system = isinstance(error, (ActorDiedError, WorkerCrashedError))
-            chunk.sink._deliver(chunk.index, outcome)
-            runs += 1
-            if self.terminating:
-                continue
-            # A dead actor is replaced so the pool keeps its size.
-            if failed_system or (self._maxtasks is not None and runs >= self._maxtasks):
-                _kill_quietly(actor)
-                self._actors[slot] = self._make_actor()
-                runs = 0
-        if not self.terminating:
-            _kill_quietly(self._actors[slot])
-
-
-def _kill_quietly(actor: Any) -> None:
-    try:
-        ember.kill(actor, no_restart=True)
-    except EmberError:
-        # Already dead, or ember was shut down first: either way it is gone.
-        pass
 
 
 class Pool:
@@ -729,16 +342,6 @@ class Pool:
         if self._state != "running":
             raise ValueError("Pool not running")
 
-    def _chunks(self, iterable: Iterable[Any], chunksize: int) -> Iterator[list]:
-        chunk: list = []
-        for item in iterable:
-            chunk.append(item)
-            if len(chunk) == chunksize:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
     def _map_async(self, func: Callable[..., Any], iterable: Iterable[Any], mode: _Mode,
                    chunksize: Optional[int], callback: Optional[Callable[[Any], Any]],
                    error_callback: Optional[Callable[[BaseException], Any]]) -> AsyncResult:
@@ -750,7 +353,7 @@ class Pool:
             chunksize, extra = divmod(len(items), self._processes * 4)
             chunksize = max(chunksize + (1 if extra else 0), 1)
         _check_chunksize(chunksize)
-        chunks = list(self._chunks(items, chunksize))
+        chunks = list(_split(items, chunksize))
         result = AsyncResult(len(chunks), False, callback, error_callback)
         for i, chunk in enumerate(chunks):
             self._workers.submit(_Chunk(result, i, func, chunk, mode))
@@ -763,10 +366,21 @@ class Pool:
         _check_chunksize(chunksize)
         it = _IMapIterator(ordered)
         n = 0
-        for n, chunk in enumerate(self._chunks(iterable, chunksize), start=1):
+        for n, chunk in enumerate(_split(iterable, chunksize), start=1):
             self._workers.submit(_Chunk(it, n - 1, func, chunk, "map"))
         it._set_length(n)
         return it
+
+
+def _split(iterable: Iterable[Any], chunksize: int) -> Iterator[list]:
+    chunk: list = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == chunksize:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _check_callable(func: Any) -> None:

@@ -1,0 +1,48 @@
+"""Shared fixtures: a real local ember (node manager, fork server, workers) per module."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+import pytest
+
+import ember
+
+
+def _ember_children() -> list[psutil.Process]:
+    return [c for c in psutil.Process().children(recursive=True) if c.is_running()
+            and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def assert_no_leaked_processes(deadline_s: float = 10.0) -> None:
+    """Every process ember started is gone (polls: exits are asynchronous)."""
+    end = time.monotonic() + deadline_s
+    while _ember_children():
+        if time.monotonic() > end:
+            raise AssertionError(f"leaked processes: {[c.cmdline() for c in _ember_children()]}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def ember_local():
+    """ember.init(num_cpus=2) for a test module; checks cleanup at the end."""
+    if ember.is_initialized():
+        ember.shutdown()
+    info = ember.init(num_cpus=2, object_store_memory=512 << 20)
+    yield info
+    ember.shutdown()
+    assert not os.path.exists(info["session_dir"])
+    assert_no_leaked_processes()
+
+
+@pytest.fixture
+def fresh_ember():
+    """A cluster of its own for one test (for tests that kill or exhaust things)."""
+    if ember.is_initialized():
+        ember.shutdown()
+    info = ember.init(num_cpus=2, object_store_memory=256 << 20)
+    yield info
+    ember.shutdown()
+    assert_no_leaked_processes()
