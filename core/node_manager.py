@@ -51,6 +51,21 @@ class Lease:
 
 
 @dataclass
+class PlacementGroupRecord:
+    pg_id: bytes
+    bundles: list[ResourceShape]
+    strategy: str
+    name: str
+    state: str = "PENDING"
+    allocs: list[Allocation] = field(default_factory=list)
+    warned: bool = False
+
+    def table(self) -> dict[str, Any]:
+        return {"placement_group_id": self.pg_id.hex(), "name": self.name, "strategy": self.strategy,
+                "state": self.state, "bundles": {i: dict(b) for i, b in enumerate(self.bundles)}}
+
+
+@dataclass
 class LeaseWant:
     """A granted allocation waiting for a worker of the right job to start."""
     pending: PendingLease
@@ -78,6 +93,7 @@ class NodeManager:
         self._idle: dict[JobID, list[WorkerRecord]] = defaultdict(list)
         self._actor_starts: dict[int, bytes] = {}
         self._lease_requesters: dict[Any, tuple[Client, int]] = {}
+        self.placement_groups: dict[bytes, PlacementGroupRecord] = {}
         self._exit_with_first_driver = exit_with_first_driver
         self._first_driver: WorkerID | None = None
         self.stopped = threading.Event()
@@ -279,6 +295,7 @@ class NodeManager:
         self.ledger.release(alloc)
 
     def _schedule(self) -> None:
+        self._place_groups()
         for pending, alloc in self.queue.grantable():
             want = LeaseWant(pending, alloc)
             job_id = self._job_of(pending.key)
@@ -354,6 +371,58 @@ class NodeManager:
             self._schedule()
         else:
             self.ledger.reclaim_cpus(alloc)
+
+    # --- placement groups ------------------------------------------------------------
+
+    def _on_create_placement_group(self, client: Client, msg: p.CreatePlacementGroup) -> None:
+        bundles = [_normalize(b) for b in msg.bundles]
+        self.placement_groups[msg.pg_id] = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name)
+        self._reply(client, msg.rid, True)
+        if not self.ledger.bundles_fit_ever(bundles, msg.strategy):
+            client.conn.send(p.LeaseInfeasible(0, (
+                f"placement group {msg.name or msg.pg_id.hex()} ({msg.strategy}, bundles {bundles}) "
+                f"cannot be placed: this cluster has {self.ledger.totals}. It stays pending until "
+                "nodes that fit join.")))
+        self._schedule()
+
+    def _place_groups(self) -> None:
+        from .scheduling import bundle_resources
+        for pg in self.placement_groups.values():
+            if pg.state != "PENDING":
+                continue
+            allocs = self.ledger.reserve_bundles(pg.bundles, pg.strategy)
+            if allocs is None:
+                continue
+            pg.allocs, pg.state = allocs, "CREATED"
+            self.ledger.add_resources(bundle_resources(pg.pg_id.hex(), pg.bundles))
+
+    def _on_remove_placement_group(self, client: Client, msg: p.RemovePlacementGroup) -> None:
+        from .scheduling import bundle_resources
+        pg = self.placement_groups.get(msg.pg_id)
+        if pg is None or pg.state == "REMOVED":
+            return
+        suffix = pg.pg_id.hex()
+        for lease in list(self.leases.values()):
+            if any(name.endswith(suffix) for name in lease.alloc.shape):
+                actor = self.control.actors.get(lease.worker.actor_id) if lease.worker.actor_id else None
+                if actor is not None:
+                    self._kill_actor(actor, "its placement group was removed", no_restart=True)
+                else:
+                    self.pool.kill(lease.worker)
+        if pg.state == "CREATED":
+            for alloc in pg.allocs:
+                self.ledger.release(alloc)
+            self.ledger.remove_resources(bundle_resources(suffix, pg.bundles))
+        pg.state = "REMOVED"
+        self._schedule()
+
+    def _on_placement_group_table(self, client: Client, msg: p.PlacementGroupTable) -> None:
+        if msg.pg_id is not None:
+            pg = self.placement_groups.get(msg.pg_id)
+            self._reply(client, msg.rid, True, pg.table() if pg is not None else None)
+        else:
+            self._reply(client, msg.rid, True,
+                        {pg.pg_id.hex(): pg.table() for pg in self.placement_groups.values()})
 
     # --- functions -------------------------------------------------------------------
 
@@ -550,6 +619,9 @@ class NodeManager:
         p.GetActorInfo: _on_get_actor_info, p.GetNamedActor: _on_get_named_actor,
         p.KillActor: _on_kill_actor, p.ExitActor: _on_exit_actor, p.KillWorker: _on_kill_worker,
         p.ClusterState: _on_cluster_state, p.LogLines: _on_log_lines,
+        p.CreatePlacementGroup: _on_create_placement_group,
+        p.RemovePlacementGroup: _on_remove_placement_group,
+        p.PlacementGroupTable: _on_placement_group_table,
     }
 
     def stop(self) -> None:

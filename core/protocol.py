@@ -282,6 +282,29 @@ class Exit:
     pass
 
 
+# --- placement groups ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CreatePlacementGroup:
+    rid: int
+    pg_id: bytes
+    bundles: list[ResourceShape]
+    strategy: str
+    name: str
+
+
+@dataclass(slots=True)
+class RemovePlacementGroup:
+    pg_id: bytes
+
+
+@dataclass(slots=True)
+class PlacementGroupTable:
+    rid: int
+    pg_id: bytes | None
+
+
 # --- workers and the cluster ----------------------------------------------------------
 
 

@@ -74,12 +74,52 @@ class ResourceLedger:
 
     def release(self, alloc: Allocation) -> None:
         for name, amount in alloc.shape.items():
+            if name not in self.totals:
+                continue  # a removed placement group's resources: nothing to give back
             if name == "CPU":
                 amount -= alloc.lent_cpus
             self.available[name] = self.available.get(name, 0.0) + amount
         alloc.lent_cpus = 0.0
         for gid, frac in alloc.gpu_fractions.items():
             self.gpu_free[gid] += frac
+
+    def add_resources(self, extra: ResourceShape) -> None:
+        for name, amount in extra.items():
+            self.totals[name] = self.totals.get(name, 0.0) + amount
+            self.available[name] = self.available.get(name, 0.0) + amount
+
+    def remove_resources(self, extra: ResourceShape) -> None:
+        for name, amount in extra.items():
+            for table in (self.totals, self.available):
+                left = table.get(name, 0.0) - amount
+                if left > _EPS:
+                    table[name] = left
+                else:
+                    table.pop(name, None)
+
+    def reserve_bundles(self, bundles: list[ResourceShape], strategy: str) -> list[Allocation] | None:
+        """All bundles or none (placement groups are atomic). On one node every
+        strategy but STRICT_SPREAD (one bundle per node) packs."""
+        if strategy == "STRICT_SPREAD" and len(bundles) > 1:
+            return None
+        allocs: list[Allocation] = []
+        for bundle in bundles:
+            alloc = self.try_allocate(bundle)
+            if alloc is None:
+                for done in allocs:
+                    self.release(done)
+                return None
+            allocs.append(alloc)
+        return allocs
+
+    def bundles_fit_ever(self, bundles: list[ResourceShape], strategy: str) -> bool:
+        if strategy == "STRICT_SPREAD" and len(bundles) > 1:
+            return False
+        total: dict[str, float] = {}
+        for bundle in bundles:
+            for name, amount in bundle.items():
+                total[name] = total.get(name, 0.0) + amount
+        return self.fits_ever(total) and all(self.fits_ever(b) for b in bundles)
 
     def lend_cpus(self, alloc: Allocation) -> None:
         """The lease's task blocked: let others use its CPUs until it resumes."""
@@ -156,7 +196,9 @@ class LeaseQueue:
         """Requests no node could ever satisfy, not yet warned about."""
         out = []
         for p in self._pending:
-            if not p.warned and not self.ledger.fits_ever(p.shape):
+            # Placement-group resources appear once the group is placed: not infeasible.
+            if not p.warned and not any("_group_" in name for name in p.shape) \
+                    and not self.ledger.fits_ever(p.shape):
                 p.warned = True
                 out.append(p)
         return out

@@ -56,8 +56,22 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
                              "NodeAffinitySchedulingStrategy or PlacementGroupSchedulingStrategy")
 
 
+def bundle_resources(pg_hex: str, bundles: list[dict[str, float]]) -> dict[str, float]:
+    """The synthetic resources a placed group adds to its node: per bundle and group-wide."""
+    out: dict[str, float] = {}
+    for i, bundle in enumerate(bundles):
+        for name, amount in {**bundle, "bundle": 1000.0}.items():
+            for key in (f"{name}_group_{i}_{pg_hex}", f"{name}_group_{pg_hex}"):
+                out[key] = out.get(key, 0.0) + amount
+    return out
+
+
 def _in_bundle(shape: dict[str, float], pg: Any, index: int) -> dict[str, float]:
-    suffix = pg.id.hex() if index is None or index < 0 else f"{index}_{pg.id.hex()}"
-    out = {f"{name}_group_{suffix}": amount for name, amount in shape.items()}
+    pg_hex = pg.id.hex()
     # A zero-CPU actor still needs a foothold in the group to be placed there.
-    return out or {f"bundle_group_{suffix}": 0.001}
+    shape = {**shape, "bundle": 0.001}
+    out = {f"{name}_group_{pg_hex}": amount for name, amount in shape.items()}
+    if index is not None and index >= 0:
+        # Indexed requests use both views, so the group-wide one never over-books a bundle.
+        out.update({f"{name}_group_{index}_{pg_hex}": amount for name, amount in shape.items()})
+    return out

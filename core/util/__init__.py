@@ -6,5 +6,8 @@ joblib backend are submodules (``ember.util.queue``, ``ember.util.multiprocessin
 """
 
 from ember.util.actor_pool import ActorPool
+from ember.util.placement_group import (PlacementGroup, get_current_placement_group, placement_group,
+                                        placement_group_table, remove_placement_group)
 
-__all__ = ["ActorPool"]
+__all__ = ["ActorPool", "PlacementGroup", "get_current_placement_group", "placement_group",
+           "placement_group_table", "remove_placement_group"]
