@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import atexit
 import inspect
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 from typing import Any, Callable, Sequence
 
-import psutil
 
 from . import protocol as p
 from .actor import ActorClass, ActorHandle
 from .exceptions import (EmberError, GetTimeoutError, NotInitializedError, TaskCancelledError)
-from .gpus import detect_gpu_ids
+from .node_launcher import find_current, node_resources, start_node
 from .object_ref import ObjectRef
 from .options import InvalidOptionError, validate
 from .remote_function import RemoteFunction
@@ -78,57 +74,28 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
     with _lock:
         if _rt is not None:
             if ignore_reinit_error:
-                return _InitInfo(address=_rt.conn and _session_dir, session_dir=_session_dir)
+                return _InitInfo(session_dir=_rt.session_dir, node_id=_rt.node_id.hex())
             raise EmberError("ember.init() was already called in this process. Call ember.shutdown() "
                              "first, or pass ignore_reinit_error=True.")
-        if address is not None and address != "local":
-            raise EmberError(f"connecting to an existing cluster ({address!r}) is not supported yet; "
-                             "call ember.init() without an address to start a local one")
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
                             ("object_store_memory", object_store_memory)):
             if value is not None:
                 validate({name: value}, {name}, "ember.init")
         if resources is not None:
             validate({"resources": resources}, {"resources"}, "ember.init")
-        gpu_ids = detect_gpu_ids()
-        if num_gpus is not None:
-            gpu_ids = gpu_ids[:int(num_gpus)] if len(gpu_ids) >= num_gpus else list(range(int(num_gpus)))
-        total_memory = psutil.virtual_memory().total
-        store_bytes = int(object_store_memory or min(total_memory * 0.3, 200 << 30))
-        totals = {"CPU": float(os.cpu_count() if num_cpus is None else num_cpus),
-                  "GPU": float(len(gpu_ids)), "memory": float(int(total_memory * 0.7)),
-                  "object_store_memory": float(store_bytes), "node:127.0.0.1": 1.0,
-                  **(resources or {})}
-        root = os.path.join(tempfile.gettempdir(), "ember-sessions")
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        _session_dir = tempfile.mkdtemp(prefix="session-", dir=root)
-        for sub in ("sockets", "logs"):
-            os.makedirs(os.path.join(_session_dir, sub), mode=0o700)
-        token = os.urandom(32)
-        token_path = os.path.join(_session_dir, "token")
-        with open(os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            f.write(token.hex())
-        env = {**os.environ, "EMBER_TOKEN": token.hex(),
-               "PYTHONPATH": os.pathsep.join([_package_root(), os.environ.get("PYTHONPATH", "")])}
-        _node_proc = subprocess.Popen(
-            [sys.executable, "-m", "ember.node_manager", "--session-dir", _session_dir,
-             "--resources", json.dumps(totals), "--gpu-ids", json.dumps(gpu_ids),
-             "--object-store-memory", str(store_bytes), "--exit-with-first-driver"],
-            stdout=subprocess.PIPE, env=env, start_new_session=True)
-        line = _node_proc.stdout.readline().decode()
-        if not line.startswith("ready "):
-            _node_proc.wait()
-            raise EmberError(f"the node manager failed to start (exit code {_node_proc.returncode}); "
-                             f"see {_session_dir}/logs")
-        node_address = line.split(" ", 1)[1].strip()
+        if address in (None, "local"):
+            node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),
+                              exit_with_first_driver=True)
+            _node_proc, _session_dir = node.proc, node.session_dir
+            node_address, token = node.address, node.token
+        elif address == "auto":
+            _session_dir, node_address, token, _pid = find_current()
+            _session_dir = None  # not ours to remove on shutdown
+        else:
+            raise EmberError(f"joining a cluster at {address!r} over TCP is not supported yet; start "
+                             "one on this machine with `ember start --head` and use address='auto'")
         _rt = Runtime(node_address, token, "driver", namespace=namespace)
-        return _InitInfo(address=node_address, session_dir=_session_dir, node_id=_rt.node_id.hex())
-
-
-def _package_root() -> str:
-    """The directory that makes ``import ember`` work in child processes."""
-    import ember
-    return os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
+        return _InitInfo(address=node_address, session_dir=_rt.session_dir, node_id=_rt.node_id.hex())
 
 
 def _attach_worker_runtime(rt: Runtime) -> None:
@@ -298,12 +265,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
         raise ValueError(f"get_actor needs a non-empty actor name, got {name!r}")
     rt = _runtime()
     ns = namespace or rt.namespace
-    try:
-        info, _ = rt.call(lambda rid: p.GetNamedActor(rid, name, ns))
-    except EmberError:
-        raise
-    except Exception:
-        info = None
+    info, _ = rt.call(lambda rid: p.GetNamedActor(rid, name, ns))
     if info is None:
         raise ValueError(f"no actor named {name!r} in namespace {ns!r}. Create it with "
                          f"A.options(name={name!r}).remote(), or pass the namespace it was created in.")

@@ -538,7 +538,7 @@ class NodeManager:
     def _on_get_named_actor(self, client: Client, msg: p.GetNamedActor) -> None:
         actor = self.control.lookup_named(msg.name, msg.namespace)
         if actor is None:
-            self._reply(client, msg.rid, False, None)
+            self._reply(client, msg.rid, True, None)
             return
         self.objects.add_ref(actor.spec.actor_id, client.worker_id)
         self._reply(client, msg.rid, True, actor.info())

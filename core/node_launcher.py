@@ -1,0 +1,133 @@
+"""Starting a node manager process and finding a running one.
+
+``ember.init()`` starts one tied to the driver (it exits with it); ``ember start
+--head`` starts one that outlives its shell and records itself as this machine's
+current session, which ``ember.init(address="auto")`` and ``ember stop`` find.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import psutil
+
+from .exceptions import EmberError
+from .gpus import detect_gpu_ids
+
+
+@dataclass
+class NodeProcess:
+    proc: subprocess.Popen
+    session_dir: str
+    address: str
+    token: bytes
+
+
+def sessions_root() -> str:
+    root = os.path.join(tempfile.gettempdir(), "ember-sessions")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    return root
+
+
+def _current_link() -> str:
+    return os.path.join(sessions_root(), "current")
+
+
+def node_resources(num_cpus: float | None, num_gpus: float | None, resources: dict | None,
+                   object_store_memory: int | None) -> tuple[dict[str, float], list[int], int]:
+    """(resource totals, GPU ids, store bytes) for this machine and the user's overrides."""
+    gpu_ids = detect_gpu_ids()
+    if num_gpus is not None:
+        gpu_ids = gpu_ids[:int(num_gpus)] if len(gpu_ids) >= num_gpus else list(range(int(num_gpus)))
+    total_memory = psutil.virtual_memory().total
+    store_bytes = int(object_store_memory or min(total_memory * 0.3, 200 << 30))
+    totals = {"CPU": float(os.cpu_count() if num_cpus is None else num_cpus),
+              "GPU": float(len(gpu_ids)), "memory": float(int(total_memory * 0.7)),
+              "object_store_memory": float(store_bytes), "node:127.0.0.1": 1.0, **(resources or {})}
+    return totals, gpu_ids, store_bytes
+
+
+def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
+               exit_with_first_driver: bool) -> NodeProcess:
+    """Create a session directory (0700) with its token (0600) and start a node manager.
+
+    Raises:
+        EmberError: the node manager did not come up.
+    """
+    session_dir = tempfile.mkdtemp(prefix="session-", dir=sessions_root())
+    for sub in ("sockets", "logs"):
+        os.makedirs(os.path.join(session_dir, sub), mode=0o700)
+    token = os.urandom(32)
+    with open(os.open(os.path.join(session_dir, "token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+              "w") as f:
+        f.write(token.hex())
+    env = {**os.environ, "EMBER_TOKEN": token.hex(),
+           "PYTHONPATH": os.pathsep.join([_package_root(), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-m", "ember.node_manager", "--session-dir", session_dir,
+            "--resources", json.dumps(totals), "--gpu-ids", json.dumps(gpu_ids),
+            "--object-store-memory", str(store_bytes)]
+    if exit_with_first_driver:
+        argv.append("--exit-with-first-driver")
+    log = open(os.path.join(session_dir, "logs", "node_manager.log"), "ab")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+    log.close()
+    line = proc.stdout.readline().decode()
+    if not line.startswith("ready "):
+        proc.wait()
+        raise EmberError(f"the node manager failed to start (exit code {proc.returncode}); see "
+                         f"{session_dir}/logs/node_manager.log")
+    with open(os.path.join(session_dir, "node.json"), "w") as f:
+        json.dump({"pid": proc.pid, "address": line.split(" ", 1)[1].strip()}, f)
+    return NodeProcess(proc, session_dir, line.split(" ", 1)[1].strip(), token)
+
+
+def make_current(session_dir: str) -> None:
+    """Record ``session_dir`` as this machine's cluster for ``address="auto"``."""
+    tmp = _current_link() + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(session_dir)
+    os.replace(tmp, _current_link())
+
+
+def find_current() -> tuple[str, str, bytes, int]:
+    """(session dir, node address, token, node manager pid) of ``ember start``'s cluster.
+
+    Raises:
+        EmberError: no cluster is running on this machine.
+    """
+    try:
+        with open(_current_link()) as f:
+            session_dir = f.read().strip()
+        with open(os.path.join(session_dir, "node.json")) as f:
+            node = json.load(f)
+        token_hex = os.environ.get("EMBER_TOKEN")
+        if token_hex is None:
+            with open(os.path.join(session_dir, "token")) as f:
+                token_hex = f.read().strip()
+    except (OSError, ValueError) as e:
+        raise EmberError("no ember cluster is running on this machine: start one with "
+                         "`ember start --head`, or call ember.init() without an address") from e
+    if not psutil.pid_exists(node["pid"]):
+        raise EmberError(f"the cluster recorded in {session_dir} is no longer running: start one "
+                         "with `ember start --head`")
+    return session_dir, node["address"], bytes.fromhex(token_hex), node["pid"]
+
+
+def clear_current(session_dir: str) -> None:
+    try:
+        with open(_current_link()) as f:
+            if f.read().strip() == session_dir:
+                os.remove(_current_link())
+    except OSError:
+        pass
+
+
+def _package_root() -> str:
+    """The directory that makes ``import ember`` work in child processes."""
+    import ember
+    return os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
