@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates the separate Ray virtualenv that benchmarks/core.py compares ember against.
+#
+# ember never imports Ray: Ray lives in its own interpreter at .ray-venv/ (gitignored),
+# and benchmarks/core.py runs the Ray side of each round in a subprocess with it.
+#
+#   bash benchmarks/setup_ray_venv.sh            # -> .ray-venv/bin/python
+#   RAY_VERSION="2.59.*" bash benchmarks/setup_ray_venv.sh
+#
+# psutil is listed explicitly because the shared runner measures the driver's RSS with it.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${RAY_VENV:-$repo_root/.ray-venv}"
+ray_version="${RAY_VERSION:-2.60.*}"
+
+python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --upgrade pip
+"$venv/bin/pip" install --quiet "ray==$ray_version" numpy psutil
+"$venv/bin/python" -c 'import ray, numpy, sys; print(f"ray {ray.__version__}, numpy {numpy.__version__}, python {sys.version.split()[0]} -> " + sys.executable)'
