@@ -68,7 +68,6 @@ class Runtime:
         self.token = token
         self.worker_id = worker_id or os.urandom(16)
         self.lock = threading.RLock()
-        self.cv = threading.Condition(self.lock)
         self.objects: dict[bytes, LocalObject] = {}
         self.counts: dict[bytes, int] = {}
         #: ObjectRef/ActorHandle.__del__ append here; drained at safe points, never
@@ -82,6 +81,8 @@ class Runtime:
         self.closed = False
         self.registered_functions: set[bytes] = set()
         self.actor_ids: set[bytes] = set()
+        #: Events of threads blocked in wait_ready, woken if the node manager goes away.
+        self._waiters: set[threading.Event] = set()
         self.conn: Connection = connect(node_address)
         send_hello(self.conn, token)
         self.conn.send(p.Register(kind, self.worker_id, os.getpid(), address, namespace,
@@ -133,7 +134,8 @@ class Runtime:
             slots = list(self._rpc.values())
             self._rpc.clear()
             self.closed = True
-            self.cv.notify_all()
+            for waiter in list(self._waiters):
+                waiter.set()
         lost = p.Reply(0, False, EmberSystemError("lost the connection to the node manager"))
         for slot in slots:
             slot(lost, [])
@@ -352,7 +354,6 @@ class Runtime:
             entry.ready = True
             callbacks, entry.callbacks = entry.callbacks, None
             seal_inline = entry.shared_pending and kind == "inline"
-            self.cv.notify_all()
         if seal_inline:
             self._seal(oid, value, entry.flags, [])
             entry.stored = True
@@ -403,40 +404,53 @@ class Runtime:
                         ObjectLostError(oid.hex())
                 entry.ready = True
                 callbacks, entry.callbacks = entry.callbacks, None
-                self.cv.notify_all()
             for cb in callbacks or ():
                 cb(oid)
 
         self.call_async(lambda rid: p.GetObject(rid, oid, fetch), on_reply)
 
     def wait_ready(self, oids: list[bytes], num: int, timeout_s: float | None, fetch: bool) -> list[bytes]:
-        """Block until ``num`` of ``oids`` are ready (or the timeout); returns the ready ones."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        blocked = False
-        try:
-            with self.lock:
-                while True:
-                    ready = []
-                    for oid in oids:
-                        entry = self.objects.get(oid)
-                        if entry is None:
-                            entry = self.objects[oid] = LocalObject(owned=False)
-                        if entry.ready:
-                            ready.append(oid)
-                        elif not entry.owned:
-                            self._fetch_async(oid, entry, fetch)
-                    if len(ready) >= num or self.closed:
-                        return ready
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return ready
-                    if not blocked and self.kind == "worker":
-                        blocked = True
-                        self.send(p.SetBlocked(True))
-                    self.cv.wait(remaining if remaining is not None else 1.0)
-        finally:
+        """Block until ``num`` of ``oids`` are ready (or the timeout); returns the ready ones.
+
+        Each pending object gets a callback that counts down, so waiting on n refs
+        costs O(n) in total however they complete.
+        """
+        done = threading.Event()
+        with self.lock:
+            pending = []
+            for oid in oids:
+                entry = self.objects.get(oid)
+                if entry is None:
+                    entry = self.objects[oid] = LocalObject(owned=False)
+                if not entry.ready:
+                    pending.append((oid, entry))
+            need = num - (len(oids) - len(pending))
+            if need > 0 and not self.closed:
+                arrivals = itertools.count(1)
+
+                def arrived(_oid: bytes) -> None:
+                    if next(arrivals) >= need:
+                        done.set()
+
+                for oid, entry in pending:
+                    if entry.callbacks is None:
+                        entry.callbacks = []
+                    entry.callbacks.append(arrived)
+                    if not entry.owned:
+                        self._fetch_async(oid, entry, fetch)
+                self._waiters.add(done)
+        if need > 0 and not self.closed:
+            blocked = self.kind == "worker"
             if blocked:
-                self.send(p.SetBlocked(False))
+                self.send(p.SetBlocked(True))
+            try:
+                done.wait(timeout_s)
+            finally:
+                self._waiters.discard(done)
+                if blocked:
+                    self.send(p.SetBlocked(False))
+        with self.lock:
+            return [oid for oid in oids if self.objects[oid].ready]
 
     def get_values(self, refs: list[ObjectRef], timeout_s: float | None) -> list[Any]:
         self.drain_releases()

@@ -12,12 +12,12 @@ one event loop thread.
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import contextvars
 import inspect
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -120,7 +120,9 @@ class Worker:
         if running is not None and running.task_id == msg.task_id:
             if msg.recursive:
                 self.rt.submitter.cancel_children(msg.task_id)
-            _thread.interrupt_main()
+            # A real SIGINT, not _thread.interrupt_main(): only a signal wakes a main
+            # thread blocked in a system call such as time.sleep(10e6).
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     # --- the main loop ----------------------------------------------------------------
 
@@ -391,6 +393,8 @@ def main(spec: dict) -> int:
             pass
     if spec.get("sys_path"):
         sys.path[:] = spec["sys_path"]
+    # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     worker = _WORKER = Worker(spec)
     from . import api
     api._attach_worker_runtime(worker.rt)

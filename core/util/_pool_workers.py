@@ -93,6 +93,7 @@ def _pool_worker_class() -> Any:
         _remote_pool_worker = ember.remote(_PoolWorker)
     return _remote_pool_worker
 
+
 class _Chunk:
     """One unit of work for one actor call, and where its outcome goes."""
 
@@ -135,15 +136,16 @@ class _Workers:
         for _ in self._threads:
             self.submit(None)
 
-    def terminate(self) -> None:
+    def terminate(self, reason: str = "Pool.terminate() was called before this task ran"
+                  ) -> None:
         with self._cond:
             self.terminating = True
             dropped = [c for c in self.inbox if c is not None]
             self.inbox.clear()
+            actors = list(self._actors)
         for chunk in dropped:
-            chunk.sink._deliver(chunk.index, ActorDiedError(
-                "Pool worker", "Pool.terminate() was called before this task ran"))
-        for actor in list(self._actors):
+            chunk.sink._deliver(chunk.index, ActorDiedError("Pool worker", reason))
+        for actor in actors:
             _kill_quietly(actor)
         self.stop_feeders()
 
@@ -165,6 +167,12 @@ class _Workers:
             chunk = self._next_chunk()
             if chunk is None:
                 break
+            # Any ember call after ember.shutdown() starts a new local cluster, so
+            # a feeder checks before each call it makes on its own. (A shutdown
+            # between this check and the call is not caught.)
+            if not ember.is_initialized():
+                self._stop_after_shutdown(chunk, None)
+                break
             actor = self._actors[slot]
             try:
                 result = ember.get(actor.run_chunk.remote(chunk.func, chunk.items, chunk.mode))
@@ -175,20 +183,37 @@ class _Workers:
                 # chunk gets its typed error, so no caller waits forever.
                 outcome = error
                 failed_system = isinstance(error, (ActorDiedError, WorkerCrashedError))
+            if failed_system and not ember.is_initialized():
+                self._stop_after_shutdown(chunk, outcome)
+                break
             chunk.sink._deliver(chunk.index, outcome)
             runs += 1
-            if self.terminating:
-                continue
-            # A dead actor is replaced so the pool keeps its size.
+            # A dead actor is replaced so the pool keeps its size. The swap happens
+            # under the lock terminate() takes, or terminate could miss (and leak)
+            # the new actor.
             if failed_system or (self._maxtasks is not None and runs >= self._maxtasks):
+                with self._cond:
+                    if not self.terminating and ember.is_initialized():
+                        self._actors[slot] = self._make_actor()
+                        runs = 0
                 _kill_quietly(actor)
-                self._actors[slot] = self._make_actor()
-                runs = 0
-        if not self.terminating:
-            _kill_quietly(self._actors[slot])
+        with self._cond:
+            last = None if self.terminating else self._actors[slot]
+        if last is not None:
+            _kill_quietly(last)
+
+    def _stop_after_shutdown(self, chunk: _Chunk, outcome: Optional[Any]) -> None:
+        # The pool ends before the caller hears of the failure, so a caller that
+        # reacts by submitting more finds the pool stopped rather than hanging.
+        reason = "ember.shutdown() was called while the pool had work"
+        self.terminate(reason)
+        chunk.sink._deliver(chunk.index, outcome if outcome is not None
+                            else ActorDiedError("Pool worker", reason))
 
 
 def _kill_quietly(actor: Any) -> None:
+    if not ember.is_initialized():
+        return  # the actor went with the cluster; ember.kill would start a new one
     try:
         ember.kill(actor, no_restart=True)
     except EmberError:

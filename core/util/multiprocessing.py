@@ -339,7 +339,8 @@ class Pool:
         self._workers.join()
 
     def _check_running(self) -> None:
-        if self._state != "running":
+        # The workers end on their own if ember is shut down under the pool.
+        if self._state != "running" or self._workers.terminating:
             raise ValueError("Pool not running")
 
     def _map_async(self, func: Callable[..., Any], iterable: Iterable[Any], mode: _Mode,

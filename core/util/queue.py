@@ -357,7 +357,9 @@ class Queue:
         Example:
             >>> q.shutdown()
         """
-        if self.actor is not None:
+        # After ember.shutdown() the actor is gone already, and ember.kill would
+        # start a new local cluster just to kill it.
+        if self.actor is not None and ember.is_initialized():
             ember.kill(self.actor, no_restart=True)
         self.actor = None
 
