@@ -183,7 +183,7 @@ class _Workers:
                 # chunk gets its typed error, so no caller waits forever.
                 outcome = error
                 failed_system = isinstance(error, (ActorDiedError, WorkerCrashedError))
-            if failed_system and not ember.is_initialized():
+            if not ember.is_initialized():
                 self._stop_after_shutdown(chunk, outcome)
                 break
             chunk.sink._deliver(chunk.index, outcome)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,17 +13,6 @@ from ember.util import ActorPool
 from ember.util.queue import Queue
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    """A 2-CPU local ember for this module (reused if a session one is running)."""
-    started = not ember.is_initialized()
-    if started:
-        ember.init(num_cpus=2)
-    yield
-    if started:
-        ember.shutdown()
 
 
 class Worker:
@@ -57,23 +46,23 @@ def double(a: Any, v: int) -> Any:
     return a.double.remote(v)
 
 
-def test_map_returns_results_in_submission_order(cluster: None) -> None:
+def test_map_returns_results_in_submission_order(ember_local: dict) -> None:
     pool = make_pool(2)
     assert list(pool.map(double, range(10))) == [2 * i for i in range(10)]
 
 
-def test_map_unordered_returns_every_result(cluster: None) -> None:
+def test_map_unordered_returns_every_result(ember_local: dict) -> None:
     pool = make_pool(3)
     assert sorted(pool.map_unordered(double, range(10))) == [2 * i for i in range(10)]
 
 
-def test_work_is_spread_over_all_actors(cluster: None) -> None:
+def test_work_is_spread_over_all_actors(ember_local: dict) -> None:
     pool = make_pool(2)
     pids = set(pool.map(lambda a, v: a.pid.remote(v), range(8)))
     assert len(pids) == 2 and os.getpid() not in pids
 
 
-def test_submit_waits_for_a_free_actor_and_runs_when_one_returns(cluster: None) -> None:
+def test_submit_waits_for_a_free_actor_and_runs_when_one_returns(ember_local: dict) -> None:
     pool = make_pool(1)
     g = gate()
     pool.submit(lambda a, q: a.wait_for.remote(q), g)
@@ -85,7 +74,7 @@ def test_submit_waits_for_a_free_actor_and_runs_when_one_returns(cluster: None) 
     assert not pool.has_next() and pool.has_free()
 
 
-def test_get_next_unordered_returns_the_finished_call_first(cluster: None) -> None:
+def test_get_next_unordered_returns_the_finished_call_first(ember_local: dict) -> None:
     pool = make_pool(2)
     g = gate()
     pool.submit(lambda a, q: a.wait_for.remote(q), g)
@@ -95,7 +84,7 @@ def test_get_next_unordered_returns_the_finished_call_first(cluster: None) -> No
     assert pool.get_next_unordered(timeout=30) == "slow"
 
 
-def test_get_next_times_out_with_a_timeout_error_and_keeps_the_task(cluster: None) -> None:
+def test_get_next_times_out_with_a_timeout_error_and_keeps_the_task(ember_local: dict) -> None:
     pool = make_pool(1)
     g = gate()
     pool.submit(lambda a, q: a.wait_for.remote(q), g)
@@ -107,7 +96,7 @@ def test_get_next_times_out_with_a_timeout_error_and_keeps_the_task(cluster: Non
     assert pool.get_next(timeout=30) == "done"
 
 
-def test_get_next_ignore_if_timedout_drops_the_task_and_frees_its_actor(cluster: None) -> None:
+def test_get_next_ignore_if_timedout_drops_the_task_and_frees_its_actor(ember_local: dict) -> None:
     pool = make_pool(1)
     g = gate()
     pool.submit(lambda a, q: a.wait_for.remote(q), g)
@@ -119,7 +108,7 @@ def test_get_next_ignore_if_timedout_drops_the_task_and_frees_its_actor(cluster:
     assert pool.get_next(timeout=30) == 6
 
 
-def test_get_next_unordered_times_out_and_can_drop_the_oldest_task(cluster: None) -> None:
+def test_get_next_unordered_times_out_and_can_drop_the_oldest_task(ember_local: dict) -> None:
     pool = make_pool(1)
     g = gate()
     pool.submit(lambda a, q: a.wait_for.remote(q), g)
@@ -133,7 +122,7 @@ def test_get_next_unordered_times_out_and_can_drop_the_oldest_task(cluster: None
 
 
 def test_get_next_after_get_next_unordered_skipped_ahead_is_a_value_error(
-        cluster: None) -> None:
+        ember_local: dict) -> None:
     pool = make_pool(2)
     g = gate()
     pool.submit(lambda a, q: a.wait_for.remote(q), g)
@@ -145,7 +134,7 @@ def test_get_next_after_get_next_unordered_skipped_ahead_is_a_value_error(
     assert pool.get_next_unordered(timeout=30) == "x"
 
 
-def test_get_next_with_nothing_submitted_raises_stop_iteration(cluster: None) -> None:
+def test_get_next_with_nothing_submitted_raises_stop_iteration(ember_local: dict) -> None:
     pool = make_pool(1)
     with pytest.raises(StopIteration):
         pool.get_next()
@@ -153,14 +142,14 @@ def test_get_next_with_nothing_submitted_raises_stop_iteration(cluster: None) ->
         pool.get_next_unordered()
 
 
-def test_map_drops_results_nobody_collected_from_earlier_submits(cluster: None) -> None:
+def test_map_drops_results_nobody_collected_from_earlier_submits(ember_local: dict) -> None:
     pool = make_pool(2)
     pool.submit(double, 100)
     pool.submit(double, 200)
     assert list(pool.map(double, [1, 2])) == [2, 4]
 
 
-def test_pop_idle_and_push_move_actors_out_and_back(cluster: None) -> None:
+def test_pop_idle_and_push_move_actors_out_and_back(ember_local: dict) -> None:
     pool = make_pool(2)
     a = pool.pop_idle()
     b = pool.pop_idle()
@@ -174,7 +163,7 @@ def test_pop_idle_and_push_move_actors_out_and_back(cluster: None) -> None:
     assert list(pool.map(double, [1, 2, 3])) == [2, 4, 6]
 
 
-def test_push_of_an_actor_already_in_the_pool_is_a_value_error(cluster: None) -> None:
+def test_push_of_an_actor_already_in_the_pool_is_a_value_error(ember_local: dict) -> None:
     pool = make_pool(1)
     actor = pool.pop_idle()
     pool.push(actor)
@@ -186,7 +175,7 @@ def test_push_of_an_actor_already_in_the_pool_is_a_value_error(cluster: None) ->
     assert pool.get_next(timeout=30) == 2
 
 
-def test_a_failing_call_raises_its_error_and_the_pool_keeps_working(cluster: None) -> None:
+def test_a_failing_call_raises_its_error_and_the_pool_keeps_working(ember_local: dict) -> None:
     pool = make_pool(2)
     pool.submit(lambda a, v: a.fail.remote(v), 7)
     with pytest.raises(ValueError, match="bad value 7"):
@@ -194,14 +183,14 @@ def test_a_failing_call_raises_its_error_and_the_pool_keeps_working(cluster: Non
     assert list(pool.map(double, [5, 6])) == [10, 12]
 
 
-def test_submit_of_a_non_callable_is_a_type_error(cluster: None) -> None:
+def test_submit_of_a_non_callable_is_a_type_error(ember_local: dict) -> None:
     pool = make_pool(1)
     with pytest.raises(TypeError, match="fn\\(actor, value\\)"):
         pool.submit("double", 1)  # type: ignore[arg-type]
     assert list(pool.map(double, [1])) == [2]
 
 
-def test_fn_that_forgets_remote_is_a_type_error_and_the_actor_stays(cluster: None) -> None:
+def test_fn_that_forgets_remote_is_a_type_error_and_the_actor_stays(ember_local: dict) -> None:
     pool = make_pool(1)
     with pytest.raises(TypeError, match="forget `.remote`"):
         pool.submit(lambda a, v: v, 1)
@@ -209,7 +198,7 @@ def test_fn_that_forgets_remote_is_a_type_error_and_the_actor_stays(cluster: Non
     assert list(pool.map(double, [3])) == [6]
 
 
-def test_constructor_rejects_something_that_is_not_a_list_of_actors(cluster: None) -> None:
+def test_constructor_rejects_something_that_is_not_a_list_of_actors(ember_local: dict) -> None:
     with pytest.raises(TypeError, match="list of actor handles"):
         ActorPool(None)  # type: ignore[arg-type]
     assert list(make_pool(1).map(double, [1])) == [2]

@@ -18,19 +18,8 @@ from ember.util.queue import Queue
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    """A 2-CPU local ember for this module (reused if a session one is running)."""
-    started = not ember.is_initialized()
-    if started:
-        ember.init(num_cpus=2)
-    yield
-    if started:
-        ember.shutdown()
-
-
 @pytest.fixture
-def pool(cluster: None) -> Iterator[Pool]:
+def pool(ember_local: dict) -> Iterator[Pool]:
     with Pool(2) as p:
         yield p
 
@@ -182,18 +171,18 @@ def test_get_with_a_timeout_raises_multiprocessing_timeout_error(pool: Pool) -> 
     g.shutdown()
 
 
-def test_initializer_runs_once_in_every_worker(cluster: None) -> None:
+def test_initializer_runs_once_in_every_worker(ember_local: dict) -> None:
     with Pool(2, initializer=remember, initargs=("ready",)) as p:
         assert set(p.map(initialized_with, range(6), chunksize=1)) == {"ready"}
 
 
-def test_a_failing_initializer_fails_every_task_with_its_error(cluster: None) -> None:
+def test_a_failing_initializer_fails_every_task_with_its_error(ember_local: dict) -> None:
     with Pool(1, initializer=broken_initializer) as p:
         with pytest.raises(RuntimeError, match="initializer failed"):
             p.apply(square, (2,))
 
 
-def test_maxtasksperchild_replaces_workers_after_that_many_tasks(cluster: None) -> None:
+def test_maxtasksperchild_replaces_workers_after_that_many_tasks(ember_local: dict) -> None:
     with Pool(1, maxtasksperchild=1) as p:
         pids = [p.apply(pid) for _ in range(3)]
     assert len(set(pids)) == 3
@@ -205,7 +194,7 @@ def test_a_worker_that_dies_fails_its_task_and_the_pool_recovers(pool: Pool) -> 
     assert pool.map(square, range(6)) == [x * x for x in range(6)]
 
 
-def test_close_then_join_finishes_queued_work(cluster: None) -> None:
+def test_close_then_join_finishes_queued_work(ember_local: dict) -> None:
     p = Pool(2)
     result = p.map_async(square, range(10), chunksize=1)
     p.close()
@@ -215,7 +204,7 @@ def test_close_then_join_finishes_queued_work(cluster: None) -> None:
         p.map(square, [1])
 
 
-def test_terminate_fails_unfinished_work_instead_of_hanging(cluster: None) -> None:
+def test_terminate_fails_unfinished_work_instead_of_hanging(ember_local: dict) -> None:
     g = gate()
     p = Pool(1)
     running = p.apply_async(wait_for, (g,))
@@ -228,7 +217,7 @@ def test_terminate_fails_unfinished_work_instead_of_hanging(cluster: None) -> No
     g.shutdown()
 
 
-def test_the_context_manager_terminates_the_pool(cluster: None) -> None:
+def test_the_context_manager_terminates_the_pool(ember_local: dict) -> None:
     with Pool(1) as p:
         assert p.apply(square, (5,)) == 25
     with pytest.raises(ValueError, match="Pool not running"):
@@ -248,7 +237,7 @@ def test_join_of_a_running_pool_is_a_value_error(pool: Pool) -> None:
     ({"initializer": 5}, TypeError, "initializer"),
     ({"maxtasksperchild": 0}, ValueError, "maxtasksperchild"),
 ])
-def test_bad_pool_arguments_raise_typed_errors(cluster: None, kwargs: dict, error: type,
+def test_bad_pool_arguments_raise_typed_errors(ember_local: dict, kwargs: dict, error: type,
                                                message: str) -> None:
     with pytest.raises(error, match=message):
         Pool(**kwargs)
@@ -266,6 +255,24 @@ def test_bad_call_arguments_raise_typed_errors_and_the_pool_still_works(pool: Po
     assert pool.map(square, [1, 2]) == [1, 4]
 
 
-def test_fractional_cpus_let_more_workers_than_cpus_share_them(cluster: None) -> None:
+def test_fractional_cpus_let_more_workers_than_cpus_share_them(ember_local: dict) -> None:
     with Pool(4, ember_remote_args={"num_cpus": 0.5}) as p:
         assert p.map(square, range(8), chunksize=1) == [x * x for x in range(8)]
+
+
+# Keep last: fresh_ember replaces the module's shared cluster.
+def test_ember_shutdown_under_a_running_pool_fails_its_work_and_starts_nothing(
+        fresh_ember: dict) -> None:
+    """A pool must not bring ember back: replacing its dead workers after
+    ember.shutdown() would quietly start a new local cluster."""
+    g = gate()
+    p = Pool(2)
+    running = p.apply_async(wait_for, (g,))
+    ember.shutdown()
+    with pytest.raises(ActorDiedError):
+        running.get(timeout=30)
+    with pytest.raises(ValueError, match="Pool not running"):
+        p.apply_async(square, (2,))
+    p.terminate()
+    g.shutdown()
+    assert not ember.is_initialized()

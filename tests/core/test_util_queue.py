@@ -15,19 +15,8 @@ from ember.util.queue import Empty, Full, Queue
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    """A 2-CPU local ember for this module (reused if a session one is running)."""
-    started = not ember.is_initialized()
-    if started:
-        ember.init(num_cpus=2)
-    yield
-    if started:
-        ember.shutdown()
-
-
 @pytest.fixture
-def q(cluster: None) -> Iterator[Queue]:
+def q(ember_local: dict) -> Iterator[Queue]:
     queue = Queue(actor_options={"num_cpus": 0})
     yield queue
     queue.shutdown()
@@ -64,7 +53,7 @@ def test_get_nowait_on_an_empty_queue_raises_empty(q: Queue) -> None:
         q.get(block=False)
 
 
-def test_put_nowait_on_a_full_queue_raises_full(cluster: None) -> None:
+def test_put_nowait_on_a_full_queue_raises_full(ember_local: dict) -> None:
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     queue.put_nowait("a")
     with pytest.raises(Full) as info:
@@ -81,7 +70,7 @@ def test_get_with_a_timeout_raises_empty_when_nothing_arrives(q: Queue) -> None:
     assert q.get(timeout=0) == 1  # a zero timeout still takes an item that is there
 
 
-def test_put_with_a_timeout_raises_full_when_no_room_frees(cluster: None) -> None:
+def test_put_with_a_timeout_raises_full_when_no_room_frees(ember_local: dict) -> None:
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     queue.put(1, timeout=0)
     with pytest.raises(Full):
@@ -103,7 +92,7 @@ def test_tasks_and_actors_share_one_queue(q: Queue) -> None:
     assert q.empty()
 
 
-def test_a_blocked_put_resumes_when_a_consumer_takes_an_item(cluster: None) -> None:
+def test_a_blocked_put_resumes_when_a_consumer_takes_an_item(ember_local: dict) -> None:
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     queue.put("first")
     ref = produce.remote(queue, ["second"])  # waits for room
@@ -113,7 +102,7 @@ def test_a_blocked_put_resumes_when_a_consumer_takes_an_item(cluster: None) -> N
     queue.shutdown()
 
 
-def test_size_empty_full_and_len_describe_the_contents(cluster: None) -> None:
+def test_size_empty_full_and_len_describe_the_contents(ember_local: dict) -> None:
     queue = Queue(maxsize=2, actor_options={"num_cpus": 0})
     assert queue.empty() and not queue.full() and len(queue) == 0
     queue.put(1)
@@ -122,7 +111,7 @@ def test_size_empty_full_and_len_describe_the_contents(cluster: None) -> None:
     queue.shutdown()
 
 
-def test_put_nowait_batch_adds_all_items_or_none(cluster: None) -> None:
+def test_put_nowait_batch_adds_all_items_or_none(ember_local: dict) -> None:
     queue = Queue(maxsize=3, actor_options={"num_cpus": 0})
     queue.put_nowait_batch(x for x in [1, 2])  # a generator is fine
     with pytest.raises(Full, match="Cannot add 2 items"):
@@ -163,7 +152,7 @@ def test_bad_arguments_raise_typed_errors_and_the_queue_still_works(
     assert q.get(timeout=10) == 1
 
 
-def test_a_non_integer_maxsize_is_a_type_error(cluster: None) -> None:
+def test_a_non_integer_maxsize_is_a_type_error(ember_local: dict) -> None:
     with pytest.raises(TypeError, match="maxsize"):
         Queue(maxsize="3")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="actor_options"):
@@ -171,10 +160,20 @@ def test_a_non_integer_maxsize_is_a_type_error(cluster: None) -> None:
 
 
 def test_a_shut_down_queue_raises_actor_died_and_shutdown_is_idempotent(
-        cluster: None) -> None:
+        ember_local: dict) -> None:
     queue = Queue(actor_options={"num_cpus": 0})
     queue.put(1)
     queue.shutdown()
     queue.shutdown()
     with pytest.raises(ActorDiedError):
         queue.get_nowait()
+
+
+# Keep last: fresh_ember replaces the module's shared cluster.
+def test_queue_shutdown_after_ember_shutdown_does_not_start_ember_again(
+        fresh_ember: dict) -> None:
+    queue = Queue(actor_options={"num_cpus": 0})
+    queue.put(1)
+    ember.shutdown()
+    queue.shutdown()
+    assert not ember.is_initialized()
