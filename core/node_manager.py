@@ -82,7 +82,9 @@ class NodeManager:
         self.ledger = ResourceLedger(resources)
         self.queue = LeaseQueue(self.ledger)
         self.gpu_ids = gpu_ids
-        self.objects = ObjectTable(object_store_memory)
+        spill_dir = os.path.join(session_dir, "spill")
+        os.makedirs(spill_dir, mode=0o700, exist_ok=True)
+        self.objects = ObjectTable(object_store_memory, spill_dir)
         self.objects.on_unreferenced = self._on_unreferenced
         self.control = ControlStore()
         self.clients: dict[WorkerID, Client] = {}

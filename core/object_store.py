@@ -34,14 +34,18 @@ class ObjectEntry:
     error: object = None
     waiters: list[Waiter] = field(default_factory=list)
     last_access: float = 0.0
+    #: Path of the on-disk copy while the object is spilled (fd == -1 then).
+    spilled_path: str | None = None
 
 
 class ObjectTable:
     """Objects and references of one node. Not thread-safe: the node manager locks."""
 
-    def __init__(self, capacity_bytes: int) -> None:
+    def __init__(self, capacity_bytes: int, spill_dir: str | None = None) -> None:
         self.capacity_bytes = capacity_bytes
         self.used_bytes = 0
+        self.spill_dir = spill_dir
+        self.spilled_bytes = 0
         self.objects: dict[ObjectID, ObjectEntry] = {}
         self._holders: dict[bytes, set[bytes]] = defaultdict(set)
         self._held_by: dict[bytes, set[bytes]] = defaultdict(set)
@@ -68,7 +72,7 @@ class ObjectTable:
             os.close(fd)
             self.add_ref(object_id, holder)
             return []
-        if self.used_bytes + size > self.capacity_bytes:
+        if not self._make_room(size, keep=object_id):
             os.close(fd)
             raise ObjectStoreFullError(size, self.used_bytes, self.capacity_bytes)
         if entry is None:
@@ -92,6 +96,8 @@ class ObjectTable:
                 object_id.hex(), "no reference to it was left, so it was freed"))
         if entry.state != "pending":
             entry.last_access = time.monotonic()
+            if entry.spilled_path is not None:
+                self._restore(entry)
             return entry
         entry.waiters.append(waiter)
         return None
@@ -148,10 +154,58 @@ class ObjectTable:
                 waiter("failed", entry)
             entry.waiters.clear()
         if entry.state == "sealed":
-            os.close(entry.fd)
-            self.used_bytes -= entry.size
+            if entry.spilled_path is not None:
+                os.remove(entry.spilled_path)
+                self.spilled_bytes -= entry.size
+            else:
+                os.close(entry.fd)
+                self.used_bytes -= entry.size
             for inner in entry.contained:
                 self.remove_ref(inner, ref_id)
+
+    # --- spilling --------------------------------------------------------------------
+
+    def _make_room(self, size: int, keep: ObjectID) -> bool:
+        """Spill least-recently-used objects until ``size`` more bytes fit."""
+        if self.used_bytes + size <= self.capacity_bytes:
+            return True
+        if self.spill_dir is None or size > self.capacity_bytes:
+            return False
+        victims = sorted((e for e in self.objects.values()
+                          if e.state == "sealed" and e.spilled_path is None and e.object_id != keep),
+                         key=lambda e: e.last_access)
+        for victim in victims:
+            self._spill(victim)
+            if self.used_bytes + size <= self.capacity_bytes:
+                return True
+        return False
+
+    def _spill(self, entry: ObjectEntry) -> None:
+        # Readers that mapped the segment keep their pages; new readers get a restored copy.
+        path = os.path.join(self.spill_dir, entry.object_id.hex())
+        with open(path, "wb") as out:
+            offset = 0
+            while offset < entry.size:
+                offset += os.sendfile(out.fileno(), entry.fd, offset, entry.size - offset)
+        os.close(entry.fd)
+        entry.fd, entry.spilled_path = -1, path
+        self.used_bytes -= entry.size
+        self.spilled_bytes += entry.size
+
+    def _restore(self, entry: ObjectEntry) -> None:
+        # Restore even if nothing more can be spilled: a reader is waiting, and being
+        # over budget by one object beats failing a get that Ray would serve.
+        self._make_room(entry.size, keep=entry.object_id)
+        fd = os.memfd_create("ember-object", os.MFD_CLOEXEC)
+        with open(entry.spilled_path, "rb") as src:
+            os.ftruncate(fd, max(entry.size, 1))
+            offset = 0
+            while offset < entry.size:
+                offset += os.sendfile(fd, src.fileno(), offset, entry.size - offset)
+        os.remove(entry.spilled_path)
+        entry.fd, entry.spilled_path = fd, None
+        self.used_bytes += entry.size
+        self.spilled_bytes -= entry.size
 
     def stats(self) -> dict[str, object]:
         sealed = [e for e in self.objects.values() if e.state == "sealed"]
@@ -160,12 +214,13 @@ class ObjectTable:
             "capacity_bytes": self.capacity_bytes,
             "used_bytes": self.used_bytes,
             "num_objects": len(sealed),
+            "spilled_bytes": self.spilled_bytes,
             "largest": [(e.object_id.hex(), e.size, sorted(h.hex() for h in self.holders_of(e.object_id)))
                         for e in largest],
         }
 
     def close(self) -> None:
         for entry in self.objects.values():
-            if entry.state == "sealed":
+            if entry.state == "sealed" and entry.spilled_path is None:
                 os.close(entry.fd)
         self.objects.clear()
