@@ -39,11 +39,13 @@ def read_parquet_fragments(pieces: Sequence[tuple[str, list[int]]], columns: Opt
                            filter_expr: Any, include_paths: bool) -> Iterator[Block]:
     """Row groups of parquet files, with column projection and a row filter pushed down."""
     import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
 
     file_format = pads.ParquetFileFormat()
+    local = pafs.LocalFileSystem()
     for path, row_groups in pieces:
         try:
-            fragment = file_format.make_fragment(path).subset(row_group_ids=row_groups)
+            fragment = file_format.make_fragment(path, filesystem=local).subset(row_group_ids=row_groups)
             table = fragment.to_table(columns=columns, filter=filter_expr, use_threads=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
             if columns and "No match for FieldRef" in str(e):

@@ -28,6 +28,7 @@ from typing import Any, Optional
 import ember
 from ember.data._block import Block, BlockMetadata, RefBundle, concat_blocks, metadata_of
 from ember.data._operators import InputDataBuffer, PhysicalOperator
+from ember.data._remote import get_results
 from ember.data._transform import TaskContext, TransformChain, run_chain
 from ember.data.exceptions import InvalidArgumentError
 
@@ -129,7 +130,10 @@ class MapOperator(PhysicalOperator):
             return
         self._pending.extend(bundle.blocks)
         rows = sum(m.num_rows for _, m in self._pending)
-        if self._min_rows is None or rows >= self._min_rows:
+        # A read task that does not know its row count (CSV, JSON ...) reports 0 rows but
+        # a file size; bundling it blindly could put every file in one task.
+        unknown = any(m.num_rows == 0 and m.size_bytes > 0 for _, m in bundle.blocks)
+        if self._min_rows is None or rows >= self._min_rows or unknown:
             self._flush_pending()
 
     def _flush_pending(self) -> None:
@@ -180,7 +184,7 @@ class MapOperator(PhysicalOperator):
         task = self._active.pop(ref)
         if task.actor is not None:
             task.actor.in_flight -= 1
-        meta: BlockMetadata = ember.get(ref)  # raises the task's error, if any
+        meta: BlockMetadata = get_results(ref)  # raises the task's error, if any
         self._in_bytes_seen += task.input_bytes
         self._out_bytes_seen += meta.size_bytes
         self.metrics.task_exec_s.append(meta.exec_s)
@@ -292,7 +296,7 @@ class ActorPoolMapOperator(MapOperator):
     def on_ready(self, ref: Any) -> None:
         for actor in self._actors:
             if not actor.ready and actor.ready_ref is ref:
-                ember.get(ref)  # raises the constructor's error, if any
+                get_results(ref)  # raises the constructor's error, if any
                 actor.ready = True
                 return
         super().on_ready(ref)

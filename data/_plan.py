@@ -168,9 +168,10 @@ def _fusable(up: MapOp, down: MapOp) -> bool:
 
 def _fuse_pair(up: MapOp, down: MapOp) -> MapOp:
     lead = up if _is_default_task(down) else down
-    min_rows = up.min_rows_per_bundle
-    if min_rows is None and up.stages and up.stages[0].kind != "read":
-        min_rows = down.min_rows_per_bundle
+    # Inputs are bundled for the first batching step of the chain; for a read that means
+    # several small read tasks run in one task, as in Ray Data.
+    min_rows = up.min_rows_per_bundle if up.min_rows_per_bundle is not None \
+        else down.min_rows_per_bundle
     return MapOp(name=f"{up.name}->{down.name}", inputs=up.inputs,
                  stages=up.stages + down.stages, compute=lead.compute,
                  remote_args=dict(lead.remote_args), explicit_resources=lead.explicit_resources,

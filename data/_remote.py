@@ -11,12 +11,30 @@ from typing import Any, Callable, Sequence
 
 import ember
 from ember.data._block import Block, BlockMetadata, concat_blocks, metadata_of, slice_rows
+from ember.data.exceptions import DataError
 
 
 @functools.lru_cache(maxsize=None)
 def remote(fn: Callable[..., Any]) -> Any:
     """The ``ember.remote`` version of a module-level function (made once)."""
     return ember.remote(fn)
+
+
+def get_results(refs: Any) -> Any:
+    """``ember.get`` for the library's own task results.
+
+    A bad-input error raised by ember.data inside a task (a missing column, an
+    unreadable file, a wrong batch type) reaches the user as that typed error, with the
+    runtime's TaskError -- which carries the remote traceback -- as its cause. Errors
+    from user code keep the runtime's form, which is already an instance of the user's
+    exception class.
+    """
+    try:
+        return ember.get(refs)
+    except ember.exceptions.TaskError as e:
+        if isinstance(e.cause, DataError):
+            raise e.cause from e
+        raise
 
 
 def _slice_block(block: Block, start: int, stop: int) -> tuple[Block, BlockMetadata]:
@@ -72,4 +90,4 @@ def rows_between(blocks: Sequence[tuple[Any, BlockMetadata]], start: int,
     return parts
 
 
-__all__ = ["remote", "slice_ref", "build_block", "rows_between", "slice_rows"]
+__all__ = ["remote", "get_results", "slice_ref", "build_block", "rows_between", "slice_rows"]

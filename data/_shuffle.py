@@ -22,7 +22,7 @@ import pyarrow as pa
 import ember
 from ember.data._block import (Block, BlockMetadata, RefBundle, concat_blocks, empty_block,
                                metadata_of, split_rows)
-from ember.data._remote import build_block, remote, rows_between
+from ember.data._remote import build_block, get_results, remote, rows_between
 from ember.data.exceptions import ColumnNotFoundError, InvalidArgumentError
 
 _SAMPLES_PER_BLOCK = 20
@@ -40,7 +40,7 @@ def _schema_of(blocks: Sequence[tuple[Any, BlockMetadata]]) -> Optional[pa.Schem
 
 
 def _collect(pairs: list[tuple[Any, Any]]) -> list[RefBundle]:
-    metas = ember.get([m for _, m in pairs])
+    metas = get_results([m for _, m in pairs])
     return [RefBundle([(ref, meta)], i) for i, ((ref, _), meta) in enumerate(zip(pairs, metas))]
 
 
@@ -165,7 +165,7 @@ def _partition(block: Block, key: str, boundaries: np.ndarray, descending: bool,
 
 def sort_block(block: Block, keys: Sequence[str], descending: Sequence[bool]) -> Block:
     """A block sorted by ``keys`` (nulls last)."""
-    if not block.num_rows:
+    if not block.num_rows or not keys:
         return block
     order = [(k, "descending" if d else "ascending") for k, d in zip(keys, descending)]
     return block.sort_by(order)
@@ -203,7 +203,7 @@ def range_partition(blocks: Sequence[tuple[Any, BlockMetadata]], keys: Sequence[
         return []
     p = max(1, num_parts or len(blocks))
     sampler = remote(_sample)
-    samples = ember.get([sampler.remote(ref, keys[0], _SAMPLES_PER_BLOCK) for ref, _ in blocks])
+    samples = get_results([sampler.remote(ref, keys[0], _SAMPLES_PER_BLOCK) for ref, _ in blocks])
     try:
         bounds = _boundaries(samples, p)
     except TypeError as e:

@@ -206,7 +206,9 @@ class SplitMixin:
         parts: list[list[tuple[Any, BlockMetadata]]] = [[] for _ in range(n)]
         acc = 0
         for block in blocks:
-            index = min(int(acc * n / max(total, 1)), n - 1) if total else 0
+            # A block goes to the part its middle row falls into.
+            middle = acc + block[1].num_rows / 2
+            index = min(int(middle * n / max(total, 1)), n - 1) if total else 0
             parts[index].append(block)
             acc += block[1].num_rows
         return [_materialized(p) for p in parts]

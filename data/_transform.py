@@ -154,7 +154,9 @@ class TransformChain:
         if stage.kind == "read":
             return _read(blocks)
         if stage.kind == "block":
-            return (stage.fn(block, ctx) for block in blocks)
+            # Errors from column steps name the step, not the whole fused chain.
+            stage_ctx = dataclasses.replace(ctx, operator=stage.name)
+            return (stage.fn(block, stage_ctx) for block in blocks)
         if stage.kind == "write":
             return _write(stage, blocks, ctx)
         fn = self._fn(index)

@@ -38,12 +38,14 @@ class ExecutionOptions:
 
     Attributes:
         resource_limits: caps on CPUs, GPUs and object store bytes.
-        preserve_order: emit blocks in input order (costs head-of-line waiting).
+        preserve_order: emit blocks in input order. ember defaults to ``True`` (Ray Data:
+            ``False``) so ``take``, ``zip`` and ``limit`` are deterministic; the cost is
+            that a finished block may wait for a slower one ahead of it.
         verbose_progress: keep finished operators' progress bars on screen.
     """
 
     resource_limits: ExecutionResources = dataclasses.field(default_factory=ExecutionResources)
-    preserve_order: bool = False
+    preserve_order: bool = True
     verbose_progress: bool = False
 
 
