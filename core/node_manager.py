@@ -496,9 +496,8 @@ class NodeManager:
             return
         self.objects.add_ref(record.spec.actor_id, client.worker_id)
         if created:
-            for kind, value in spec.deps:
-                if kind == "stored":
-                    self.objects.add_ref(value, spec.actor_id)
+            for oid in _stored_inputs(spec):
+                self.objects.add_ref(oid, spec.actor_id)
             self._request_actor_lease(record)
         self._reply(client, msg.rid, True, record.info())
 
@@ -584,9 +583,8 @@ class NodeManager:
     def _actor_dead(self, actor: ActorRecord, cause: str) -> None:
         for waiter, info in self.control.set_dead(actor, cause):
             waiter(info)
-        for kind, value in actor.spec.deps:
-            if kind == "stored":
-                self.objects.remove_ref(value, actor.spec.actor_id)
+        for oid in _stored_inputs(actor.spec):
+            self.objects.remove_ref(oid, actor.spec.actor_id)
 
     # --- cluster ---------------------------------------------------------------------
 
@@ -641,6 +639,18 @@ class NodeManager:
         self.pool.shutdown()
         with self.lock:
             self.objects.close()
+
+
+def _stored_inputs(spec: p.ActorSpec) -> list[bytes]:
+    """Stored objects the constructor reads; held for the actor's life (restarts re-read them).
+
+    That includes the arguments payload itself when it was too big (or held refs or
+    handles) to travel inline: the creating driver drops its ref right after creation.
+    """
+    oids = [value for kind, value in spec.deps if kind == "stored"]
+    if isinstance(spec.payload, tuple):
+        oids.append(spec.payload[1])
+    return oids
 
 
 def _normalize(shape: ResourceShape) -> ResourceShape:
