@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import ember
-from ember.util.multiprocessing import Pool
+from ember.util.multiprocessing import Pool, _workers_that_fit
 
 try:
     import joblib
@@ -98,9 +98,8 @@ class EmberBackend(AutoBatchingMixin, ParallelBackendBase):
             n_jobs = self.default_n_jobs
         if not ember.is_initialized():
             ember.init()
-        per_worker = float(self._remote_args.get("num_cpus", 1))
-        cpus = ember.cluster_resources().get("CPU", 0)
-        capacity = max(int(cpus / per_worker) if per_worker > 0 else int(cpus), 1)
+        capacity = _workers_that_fit(ember.cluster_resources().get("CPU", 0),
+                                     float(self._remote_args.get("num_cpus", 1)))
         if n_jobs < 0:
             n_jobs = capacity + 1 + n_jobs
         return max(min(n_jobs, capacity), 1)

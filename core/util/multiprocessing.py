@@ -34,7 +34,7 @@ class Pool:
     Args:
         processes: Number of worker actors; default: the cluster's CPU count.
         initializer: Called as ``initializer(*initargs)`` once in each worker.
-        initargs: Arguments for ``initializer``.
+        initargs: Arguments for ``initializer`` (None means none, as in Ray).
         maxtasksperchild: Replace a worker after it ran this many chunks.
         context: Accepted for compatibility and ignored (workers are actors).
         ember_address: Cluster to join if ember is not initialized yet
@@ -54,7 +54,7 @@ class Pool:
 
     def __init__(self, processes: Optional[int] = None,
                  initializer: Optional[Callable[..., Any]] = None,
-                 initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None,
+                 initargs: Optional[Iterable[Any]] = (), maxtasksperchild: Optional[int] = None,
                  context: Any = None, ember_address: Optional[str] = None,
                  ember_remote_args: Optional[dict] = None) -> None:
         self._state: _PoolState = "terminated"  # until construction succeeds
@@ -67,16 +67,12 @@ class Pool:
                                       or isinstance(processes, bool)):
             raise TypeError(f"processes must be an int or None, got {type(processes).__name__}")
         if not ember.is_initialized():
-            if ember_address is not None:
-                ember.init(address=ember_address)
-            else:
-                ember.init()
+            ember.init(address=ember_address)
         remote_args = {"num_cpus": 1, **(ember_remote_args or {})}
         per_actor = float(remote_args["num_cpus"])
         cluster_cpus = ember.cluster_resources().get("CPU", 0)
         if processes is None:
-            processes = max(int(cluster_cpus / per_actor) if per_actor > 0 else
-                            int(cluster_cpus), 1)
+            processes = _workers_that_fit(cluster_cpus, per_actor)
         if processes < 1:
             raise ValueError("Number of processes must be at least 1")
         needed = processes * per_actor
@@ -86,7 +82,7 @@ class Pool:
                 f"has {cluster_cpus:g}. Use fewer processes, or share CPUs with "
                 f"ember_remote_args={{'num_cpus': {cluster_cpus / processes:g}}}.")
         self._processes = processes
-        self._workers = _Workers(processes, initializer, tuple(initargs), maxtasksperchild,
+        self._workers = _Workers(processes, initializer, tuple(initargs or ()), maxtasksperchild,
                                  remote_args)
         self._state = "running"
 
@@ -371,6 +367,14 @@ class Pool:
             self._workers.submit(_Chunk(it, n - 1, func, chunk, "map"))
         it._set_length(n)
         return it
+
+
+def _workers_that_fit(cluster_cpus: float, cpus_per_worker: float) -> int:
+    """How many workers of ``cpus_per_worker`` CPUs the cluster holds (at least 1;
+    zero-CPU workers count one per CPU, like the stdlib's ``os.cpu_count()``)."""
+    if cpus_per_worker <= 0:
+        return max(int(cluster_cpus), 1)
+    return max(int(cluster_cpus / cpus_per_worker), 1)
 
 
 def _split(iterable: Iterable[Any], chunksize: int) -> Iterator[list]:

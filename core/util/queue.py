@@ -98,8 +98,19 @@ def _queue_actor_class() -> Any:
 
 
 def _check_timeout(timeout: Optional[float]) -> None:
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-        raise ValueError(f"'timeout' must be a non-negative number or None, got {timeout!r}")
+    if timeout is None:
+        return
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(f"'timeout' must be a number of seconds or None, got {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"'timeout' must be a non-negative number, got {timeout!r}")
+
+
+def _check_get(reply: _Reply) -> Any:
+    status, item = reply
+    if status == "empty":
+        raise Empty("Queue is empty")
+    return item
 
 
 class Queue:
@@ -191,18 +202,13 @@ class Queue:
 
         Raises:
             Full: No room (immediately, or after ``timeout``).
-            ValueError: ``timeout`` is negative.
+            ValueError: ``timeout`` is negative (TypeError: not a number).
             ActorDiedError: The queue was shut down.
 
         Example:
             >>> q.put("job-1", timeout=5)
         """
-        if not block:
-            timeout = 0
-        _check_timeout(timeout)
-        status, _ = ember.get(self._actor().put.remote(item, timeout))
-        if status == "full":
-            raise Full(f"Queue is full (maxsize={self.maxsize})")
+        self._check_put(ember.get(self._submit_put(item, block, timeout)))
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Remove and return the first item, waiting for one if the queue is empty.
@@ -216,20 +222,14 @@ class Queue:
 
         Raises:
             Empty: No item (immediately, or after ``timeout``).
-            ValueError: ``timeout`` is negative.
+            ValueError: ``timeout`` is negative (TypeError: not a number).
             ActorDiedError: The queue was shut down.
 
         Example:
             >>> q.get(timeout=5)
             'job-1'
         """
-        if not block:
-            timeout = 0
-        _check_timeout(timeout)
-        status, item = ember.get(self._actor().get.remote(timeout))
-        if status == "empty":
-            raise Empty("Queue is empty")
-        return item
+        return _check_get(ember.get(self._submit_get(block, timeout)))
 
     async def put_async(self, item: Any, block: bool = True,
                         timeout: Optional[float] = None) -> None:
@@ -242,12 +242,12 @@ class Queue:
 
         Raises:
             Full: No room.
-            ValueError: ``timeout`` is negative.
+            ValueError: ``timeout`` is negative (TypeError: not a number).
 
         Example:
             >>> await q.put_async(1)
         """
-        await asyncio.get_running_loop().run_in_executor(None, self.put, item, block, timeout)
+        self._check_put(await self._submit_put(item, block, timeout))
 
     async def get_async(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """:meth:`get` for async code: waits without blocking the event loop.
@@ -261,12 +261,12 @@ class Queue:
 
         Raises:
             Empty: No item.
-            ValueError: ``timeout`` is negative.
+            ValueError: ``timeout`` is negative (TypeError: not a number).
 
         Example:
             >>> item = await q.get_async(timeout=5)
         """
-        return await asyncio.get_running_loop().run_in_executor(None, self.get, block, timeout)
+        return _check_get(await self._submit_get(block, timeout))
 
     def put_nowait(self, item: Any) -> None:
         """:meth:`put` without waiting.
@@ -362,6 +362,22 @@ class Queue:
         if self.actor is not None and ember.is_initialized():
             ember.kill(self.actor, no_restart=True)
         self.actor = None
+
+    def _submit_put(self, item: Any, block: bool, timeout: Optional[float]) -> Any:
+        if not block:
+            return self._actor().put.remote(item, 0)
+        _check_timeout(timeout)
+        return self._actor().put.remote(item, timeout)
+
+    def _check_put(self, reply: _Reply) -> None:
+        if reply[0] == "full":
+            raise Full(f"Queue is full (maxsize={self.maxsize})")
+
+    def _submit_get(self, block: bool, timeout: Optional[float]) -> Any:
+        if not block:
+            return self._actor().get.remote(0)
+        _check_timeout(timeout)
+        return self._actor().get.remote(timeout)
 
     def _actor(self) -> Any:
         if self.actor is None:

@@ -140,6 +140,7 @@ def test_async_put_and_get_work_from_an_event_loop(q: Queue) -> None:
 @pytest.mark.parametrize("call, error", [
     (lambda q: q.get(timeout=-1), ValueError),
     (lambda q: q.put(1, timeout=-1), ValueError),
+    (lambda q: q.get(timeout="1"), TypeError),
     (lambda q: q.get_nowait_batch("2"), TypeError),
     (lambda q: q.get_nowait_batch(-1), ValueError),
     (lambda q: q.put_nowait_batch(5), TypeError),
