@@ -186,12 +186,25 @@ class TaskSubmitter:
         return None
 
     def _dispatch(self, state: KeyState) -> None:
-        """Push queued tasks onto leases with room; ask for more leases if needed (lock held)."""
+        """Push queued tasks onto leases with room; ask for more leases if needed (lock held).
+
+        Idle workers first; then lease requests for the rest; and only a backlog larger
+        than the leases on their way is pipelined onto busy workers, so tasks submitted
+        together never queue behind one worker while another CPU sits idle.
+        """
+        self._push_while(state, 1)
+        want = min(len(state.queue), MAX_LEASE_REQUESTS) - state.requests
+        for _ in range(max(0, want)):
+            self._request_lease(state, state.queue[0])
+        if len(state.queue) > state.requests:
+            self._push_while(state, PIPELINE_DEPTH)
+
+    def _push_while(self, state: KeyState, depth: int) -> None:
         while state.queue:
-            lease = min((l for l in state.leases if not l.dead and l.inflight < PIPELINE_DEPTH),
+            lease = min((l for l in state.leases if not l.dead and l.inflight < depth),
                         key=lambda l: l.inflight, default=None)
             if lease is None:
-                break
+                return
             record = state.queue.popleft()
             error = self._resolve_deps(record)
             if error is not None:
@@ -203,9 +216,6 @@ class TaskSubmitter:
             record.spec.gpu_ids = lease.grant.gpu_ids
             if not lease.channel.push(record, p.PushTask(record.spec)):
                 lease.dead = True
-        want = min(len(state.queue), MAX_LEASE_REQUESTS) - state.requests
-        for _ in range(max(0, want)):
-            self._request_lease(state, state.queue[0])
 
     def _request_lease(self, state: KeyState, record: TaskRecord) -> None:
         state.requests += 1

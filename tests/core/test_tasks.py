@@ -172,9 +172,6 @@ def rendezvous(directory: str, me: int, n: int, timeout_s: float) -> bool:
     return True
 
 
-@pytest.mark.xfail(reason="core bug: the submitter pipelines up to PIPELINE_DEPTH=4 tasks onto "
-                          "one leased worker, so tasks submitted together queue behind each "
-                          "other on a single worker while the other CPU stays idle", strict=True)
 def test_tasks_submitted_together_run_in_parallel_on_free_cpus(ember_local, tmp_path) -> None:
     assert ember.get(add.remote(0)) == 0  # a warm worker is leased and lingers
     refs = [rendezvous.remote(str(tmp_path), i, 2, 3.0) for i in range(2)]
