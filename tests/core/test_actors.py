@@ -294,9 +294,11 @@ def test_init_namespace_is_used_for_named_actors(fresh_ember) -> None:
     ember.shutdown()
     ember.init(num_cpus=1, namespace="my-app")
     assert ember.get_runtime_context().namespace == "my-app"
-    Counter.options(name="in-app").remote()
+    # Like Ray, a named (non-detached) actor is collected once no handle exists: keep one.
+    created = Counter.options(name="in-app").remote()
     found = ember.get_actor("in-app", namespace="my-app")
     assert ember.get(found.incr.remote()) == 1
+    assert found == created
 
 
 # --- concurrency ------------------------------------------------------------------------
