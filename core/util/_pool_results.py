@@ -36,7 +36,10 @@ class AsyncResult:
         self._chunks: dict[int, list] = {}
         self._n_chunks = n_chunks
         self._error: Optional[BaseException] = None
-        if n_chunks == 0:
+        #: Set under ``_lock`` by whichever delivery completes the call, so the
+        #: callbacks run exactly once even when an error and the last chunk race.
+        self._done = n_chunks == 0
+        if self._done:
             self._finish()
 
     def ready(self) -> bool:
@@ -105,7 +108,7 @@ class AsyncResult:
 
     def _deliver(self, index: int, outcome: Any) -> None:
         with self._lock:
-            if self._event.is_set():
+            if self._done:
                 return  # an earlier chunk failed; the stdlib also ignores the rest
             if isinstance(outcome, BaseException):
                 self._error = outcome
@@ -113,6 +116,7 @@ class AsyncResult:
                 self._chunks[index] = outcome
                 if len(self._chunks) < self._n_chunks:
                     return
+            self._done = True
         self._finish()
 
     def _finish(self) -> None:
@@ -128,6 +132,16 @@ class AsyncResult:
                 hook(arg)
             except Exception:  # noqa: BLE001 - a user callback must not kill a feeder
                 _logger.exception("ember.util.multiprocessing: a pool callback raised")
+
+
+class _Raise:
+    """Marks a failed chunk among an iterator's items (a function may *return* an
+    exception object, which must come out as a value)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 class _IMapIterator:
@@ -186,11 +200,11 @@ class _IMapIterator:
                         raise TimeoutError(f"no result within {timeout} s")
                     continue
                 self._taken += 1
-                self._current.extend([outcome] if isinstance(outcome, BaseException)
+                self._current.extend([_Raise(outcome)] if isinstance(outcome, BaseException)
                                      else outcome)
             item = self._current.popleft()
-        if isinstance(item, BaseException):
-            raise item
+        if isinstance(item, _Raise):
+            raise item.error
         return item
 
     def _take_chunk(self) -> Any:

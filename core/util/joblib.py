@@ -96,8 +96,7 @@ class EmberBackend(AutoBatchingMixin, ParallelBackendBase):
             raise ValueError("n_jobs == 0 in Parallel has no meaning")
         if n_jobs is None:
             n_jobs = self.default_n_jobs
-        if not ember.is_initialized():
-            ember.init()
+        # cluster_resources() starts ember if it is not running yet.
         capacity = _workers_that_fit(ember.cluster_resources().get("CPU", 0),
                                      float(self._remote_args.get("num_cpus", 1)))
         if n_jobs < 0:

@@ -69,6 +69,10 @@ class NeedsTwoArgs(Exception):
         super().__init__(f"{a}/{b}")
 
 
+def make_error(x: int) -> ValueError:
+    return ValueError(x)
+
+
 def raise_unrebuildable(_: Any = None) -> None:
     raise NeedsTwoArgs(1, 2)
 
@@ -145,6 +149,12 @@ def test_imap_raises_the_error_at_its_position_and_goes_on(pool: Pool) -> None:
     with pytest.raises(ValueError):
         next(it)
     assert list(it) == [4]
+
+
+def test_an_exception_returned_as_a_value_is_not_raised(pool: Pool) -> None:
+    returned = list(pool.imap(make_error, [1, 2])) + pool.map(make_error, [3])
+    assert [type(e) for e in returned] == [ValueError] * 3
+    assert [e.args for e in returned] == [(1,), (2,), (3,)]
 
 
 def test_an_exception_that_cannot_be_rebuilt_becomes_maybe_encoding_error(
