@@ -51,7 +51,9 @@ class TaskError(EmberError):
         self.traceback_str = traceback_str
         self.cause = cause
         self.pid = pid
-        super().__init__(function_name, traceback_str, cause, pid)
+        # Not super(): in the class that also derives from the user's exception
+        # (as_instanceof_cause) super() is the user's __init__, with its own signature.
+        Exception.__init__(self, function_name, traceback_str, cause, pid)
 
     def __str__(self) -> str:
         return (f"task `{self.function_name}` (pid={self.pid}) raised "

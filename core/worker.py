@@ -30,7 +30,7 @@ import cloudpickle
 from . import protocol as p
 from .exceptions import TaskCancelledError, TaskError
 from .runtime import INLINE_MAX_BYTES, Runtime
-from .serialization import FLAG_ERROR, serialize
+from .serialization import FLAG_ERROR, deserialize, serialize
 from .submitter import Placeholder
 from .transport import Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello, listen
 
@@ -243,6 +243,9 @@ class Worker:
     def _error_returns(self, spec: p.TaskSpec, error: BaseException) -> list[tuple[str, Any]]:
         try:
             payload = serialize(error, FLAG_ERROR).to_bytes()
+            # The caller must be able to rebuild it too: an exception whose __init__
+            # takes other arguments than its args pickles but fails to unpickle.
+            deserialize(payload)
         except Exception:
             if isinstance(error, TaskError):
                 error = TaskError(error.function_name, error.traceback_str, None, error.pid)
@@ -315,10 +318,9 @@ class Worker:
 
 
 def _task_error(name: str, error: BaseException) -> TaskError:
-    if isinstance(error, TaskError):
-        cause = error
-    else:
-        cause = error
+    # A task that failed because a task it waited on failed re-raises the innermost
+    # user exception (as Ray does), so `except ValueError:` works at every level.
+    cause = error.cause if isinstance(error, TaskError) and error.cause is not None else error
     tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     return TaskError(name, tb, cause, os.getpid())
 
