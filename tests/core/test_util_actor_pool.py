@@ -30,6 +30,10 @@ class Worker:
     def wait_for(self, gate: Queue) -> Any:
         return gate.get(timeout=50)
 
+    @ember.method(num_returns=2)
+    def pair(self, v: int) -> tuple[int, int]:
+        return v, -v
+
 
 RemoteWorker = ember.remote(num_cpus=0)(Worker)
 
@@ -54,6 +58,12 @@ def test_map_returns_results_in_submission_order(ember_local: dict) -> None:
 def test_map_unordered_returns_every_result(ember_local: dict) -> None:
     pool = make_pool(3)
     assert sorted(pool.map_unordered(double, range(10))) == [2 * i for i in range(10)]
+
+
+def test_calls_with_several_returns_give_a_list_per_value(ember_local: dict) -> None:
+    pool = make_pool(2)
+    assert list(pool.map(lambda a, v: a.pair.remote(v), [1, 2])) == [[1, -1], [2, -2]]
+    assert sorted(pool.map_unordered(lambda a, v: a.pair.remote(v), [3])) == [[3, -3]]
 
 
 def test_work_is_spread_over_all_actors(ember_local: dict) -> None:
