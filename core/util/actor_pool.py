@@ -210,7 +210,7 @@ class ActorPool:
         if not self.has_next():
             raise StopIteration("No more results to get")
         index = self._next_return_index
-        if index >= self._next_task_index or index not in self._index_to_future:
+        if index not in self._index_to_future:
             raise ValueError(
                 "It is not allowed to call get_next() after get_next_unordered(): the "
                 "result get_next() would return was already returned out of order."
