@@ -8,16 +8,22 @@ operator, raised in the task so the user sees it with their traceback.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+import sys
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from ember.data._block import Block
 from ember.data._columns import (is_pickled_field, is_tensor_type, table_from_columns,
                                  to_arrow_column, to_numpy_column)
 from ember.data.exceptions import BatchFormatError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported only when a pandas batch is asked for: it is the slowest import of
+# the stack, and every worker that runs a data task would pay it on its first task.
 
 BatchFormat = Literal["default", "numpy", "pandas", "pyarrow"]
 BATCH_FORMATS = ("default", "numpy", "pandas", "pyarrow")
@@ -44,7 +50,13 @@ def block_to_numpy(block: Block) -> dict[str, np.ndarray]:
     return {f.name: to_numpy_column(f, block.column(i)) for i, f in enumerate(block.schema)}
 
 
-def block_to_pandas(block: Block) -> pd.DataFrame:
+def is_dataframe(value: Any) -> bool:
+    """Whether ``value`` is a pandas DataFrame (without importing pandas)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
+def block_to_pandas(block: Block) -> "pd.DataFrame":
     """A block as a DataFrame; tensor and object columns hold one value per cell."""
     special = [f for f in block.schema if is_tensor_type(f.type) or is_pickled_field(f)]
     if not special:
@@ -69,11 +81,13 @@ def block_to_batch(block: Block, batch_format: str) -> Any:
     return block
 
 
-def pandas_to_block(frame: pd.DataFrame) -> Block:
+def pandas_to_block(frame: "pd.DataFrame") -> Block:
     """A DataFrame as a block; object columns of arrays become tensor columns.
 
     The index is dropped unless it is named, matching how Ray Data reads DataFrames.
     """
+    import pandas as pd
+
     if not isinstance(frame.index, pd.RangeIndex) and frame.index.name is not None:
         frame = frame.reset_index()
     fields, arrays = [], []
@@ -105,7 +119,7 @@ def batch_to_block(batch: Any, operator: str) -> Block:
     """
     if isinstance(batch, pa.Table):
         return batch
-    if isinstance(batch, pd.DataFrame):
+    if is_dataframe(batch):
         return pandas_to_block(batch)
     if isinstance(batch, Mapping):
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-import pandas as pd
 import pyarrow as pa
 
 import ember
@@ -25,6 +24,8 @@ from ember.data.exceptions import InvalidArgumentError
 from ember.data.iterator import DataIterator
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ember.data.dataset import Dataset, MaterializedDataset
 
 
@@ -63,7 +64,7 @@ def _to_numpy_block(block: pa.Table, column: Optional[str]) -> Any:
     return batch[column] if column is not None else batch
 
 
-def _to_pandas_block(block: pa.Table) -> pd.DataFrame:
+def _to_pandas_block(block: pa.Table) -> "pd.DataFrame":
     return block_to_pandas(block)
 
 
@@ -246,7 +247,7 @@ class ConsumeMixin:
         schema = self.schema(fetch_if_missing)
         return schema.names if schema is not None else None
 
-    def to_pandas(self, limit: Optional[int] = None) -> pd.DataFrame:
+    def to_pandas(self, limit: Optional[int] = None) -> "pd.DataFrame":
         """All rows as one DataFrame.
 
         Raises:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import builtins
 import functools
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 import ember
-from ember.data._batch import pandas_to_block
+from ember.data._batch import is_dataframe, pandas_to_block
 from ember.data._block import RefBundle, metadata_of, rows_to_block, split_rows
 from ember.data._columns import table_from_columns
 from ember.data._datasource import (ReadTask, even_ranges, expand_paths, group_evenly,
@@ -26,6 +25,9 @@ from ember.data._plan import InputData
 from ember.data.context import DataContext
 from ember.data.dataset import Dataset, MaterializedDataset
 from ember.data.exceptions import ColumnNotFoundError, InvalidArgumentError, SchemaMismatchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Paths = Union[str, Sequence[str]]
 
@@ -91,7 +93,7 @@ def from_items(items: list[Any], *, parallelism: int = -1,
     return _from_blocks(blocks, "FromItems")
 
 
-def from_pandas(dfs: Union[pd.DataFrame, list[pd.DataFrame]], *,
+def from_pandas(dfs: Union["pd.DataFrame", list["pd.DataFrame"]], *,
                 override_num_blocks: Optional[int] = None) -> MaterializedDataset:
     """A dataset with one block per DataFrame.
 
@@ -99,9 +101,9 @@ def from_pandas(dfs: Union[pd.DataFrame, list[pd.DataFrame]], *,
         >>> ember.data.from_pandas(pd.DataFrame({"a": [1, 2]})).count()
         2
     """
-    frames = [dfs] if isinstance(dfs, pd.DataFrame) else list(dfs)
+    frames = [dfs] if is_dataframe(dfs) else list(dfs)
     for frame in frames:
-        if not isinstance(frame, pd.DataFrame):
+        if not is_dataframe(frame):
             raise InvalidArgumentError("from_pandas", f"expected DataFrames, got {type(frame).__name__}")
     ds = _from_blocks([pandas_to_block(f) for f in frames], "FromPandas")
     return ds.repartition(override_num_blocks).materialize() if override_num_blocks else ds
