@@ -152,6 +152,16 @@ class ActorSubmitter:
 
         self.rt.call_async(lambda rid: p.GetActorInfo(rid, actor.actor_id, True, min_incarnation), on_reply)
 
+    def mark_killed(self, actor_id: bytes, class_name: str) -> None:
+        """This process killed the actor: fail its queued and later calls now."""
+        with self.lock:
+            actor = self.actors.get(actor_id)
+            if actor is None:
+                actor = self.actors[actor_id] = ActorQueue(actor_id, class_name)
+            if actor.dead is None:
+                actor.dead = ActorDiedError(class_name, "it was killed with ember.kill()")
+            self._pump(actor)
+
     def _on_reply(self, channel: WorkerChannel, msg: p.TaskReply) -> None:
         record = channel.inflight.pop(msg.task_id, None)
         if record is None:

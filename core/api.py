@@ -245,7 +245,12 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"ember.kill expects an actor handle, got {type(actor).__name__}; to stop a "
                         "task use ember.cancel(ref)")
-    _runtime().send(p.KillActor(actor._actor_id, no_restart))
+    rt = _runtime()
+    rt.send(p.KillActor(actor._actor_id, no_restart))
+    if no_restart:
+        # The kill travels to the node manager while our calls go straight to the
+        # actor's worker: fail them here, or a call made right after kill could run.
+        rt.actor_submitter.mark_killed(actor._actor_id, actor._class_name)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -397,6 +397,16 @@ def test_kill_fails_pending_and_later_calls_with_actor_died(ember_local) -> None
     assert ember.get(add.remote(1)) == 1
 
 
+def test_a_call_made_right_after_kill_fails(ember_local) -> None:
+    """The kill goes to the node manager, the call straight to the actor: no race."""
+    counters = [Counter.remote() for _ in range(5)]
+    ember.get([c.incr.remote() for c in counters])
+    for c in counters:
+        ember.kill(c)
+        with pytest.raises(ActorDiedError, match="kill"):
+            ember.get(c.incr.remote(), timeout=10)
+
+
 def test_exit_actor_ends_the_actor_cleanly(ember_local) -> None:
     @ember.remote
     class Quitter:
