@@ -105,6 +105,24 @@ def die_once_then_return_pid(path: str) -> int:
     return os.getpid()
 
 
+# --- start-up ---------------------------------------------------------------------------
+
+
+def test_the_first_remote_call_starts_ember_without_init(fresh_ember) -> None:
+    ember.shutdown()
+    assert not ember.is_initialized()
+    assert ember.get(add.remote(1, 2)) == 3
+    assert ember.is_initialized()
+
+
+def test_shutdown_twice_is_safe_and_init_works_again(fresh_ember) -> None:
+    ember.shutdown()
+    ember.shutdown()
+    assert not ember.is_initialized()
+    ember.init(num_cpus=1)
+    assert ember.get(add.remote(2, 2)) == 4
+
+
 # --- arguments and results --------------------------------------------------------------
 
 
