@@ -115,14 +115,20 @@ def test_put_of_an_object_ref_is_refused(ember_local) -> None:
 def test_memory_returns_after_refs_are_dropped(ember_local) -> None:
     """Objects are freed when the last ref goes; used_bytes falls back to where it was."""
     gc.collect()
-    baseline = _wait_for(lambda: _stable_used_bytes(), what="a stable store")
+    baseline = _wait_for(lambda: _stable_used_bytes(), what="a stable store") - 1
     refs = [ember.put(np.zeros(8 * MiB, dtype=np.uint8)) for _ in range(4)]
     refs.append(make_array.remote(8 * MiB, 1))
     ember.get(refs[-1])
-    assert _used_bytes() >= baseline + 40 * MiB
+    ids = {ref.hex() for ref in refs}
+    assert ids <= _stored_ids()
     del refs
     gc.collect()
+    _wait_for(lambda: not ids & _stored_ids(), what="the objects to be freed")
     _wait_for(lambda: _used_bytes() <= baseline + MiB, what="the store to shrink back")
+
+
+def _stored_ids() -> set[str]:
+    return {oid for oid, _size, _holders in ember.object_store_stats()["largest"]}
 
 
 def _stable_used_bytes() -> int | None:
