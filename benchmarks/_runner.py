@@ -60,13 +60,16 @@ def init_runtime(name: Runtime) -> ModuleType:
 def _guarded(fn: Callable[[], Result], timeout_s: float) -> Result:
     """Runs `fn`; a stuck workload dumps every thread's stack and ends the process."""
     faulthandler.dump_traceback_later(timeout_s, exit=True)
+    start = time.perf_counter()
     try:
-        return fn()
+        result = fn()
     except Exception as exc:  # noqa: BLE001 - one broken workload must not hide the rest
         traceback.print_exc(file=sys.stderr)
-        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     finally:
         faulthandler.cancel_dump_traceback_later()
+    result["wall_s"] = time.perf_counter() - start  # setup and warm-up included
+    return result
 
 
 def run_round(

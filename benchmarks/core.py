@@ -310,8 +310,10 @@ def _versions(ray_python: str | None) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
+    commit = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
     info = {
-        "ember": dist_version("ember"),
+        "ember": f"{dist_version('ember')} (git {commit or 'unknown'})",
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "machine": f"{os.cpu_count()} cores, {_total_memory_gb():.0f} GB, {platform.platform()}",
