@@ -99,7 +99,7 @@ def empty_block(schema: Optional[pa.Schema] = None) -> Block:
     return schema.empty_table()
 
 
-def _schema_difference(a: pa.Schema, b: pa.Schema) -> str:
+def schema_difference(a: pa.Schema, b: pa.Schema) -> str:
     only_a = [n for n in a.names if n not in b.names]
     only_b = [n for n in b.names if n not in a.names]
     typed = [f"{n}: {a.field(n).type} vs {b.field(n).type}" for n in a.names
@@ -139,15 +139,18 @@ def concat_blocks(blocks: Sequence[Block], sources: Sequence[str] = ()) -> Block
     first_schema = kept[0][1].schema
     if all(b.schema.equals(first_schema, check_metadata=False) for _, b in kept[1:]):
         return pa.concat_tables([b for _, b in kept])
-    try:
-        return pa.concat_tables([b for _, b in kept], promote_options="default")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        pass
+    # Only null-typed columns (from all-null or empty batches) are promoted; different
+    # column sets or conflicting types are mixed schemas, reported with their sources.
+    if all(set(b.schema.names) == set(first_schema.names) for _, b in kept[1:]):
+        try:
+            return pa.concat_tables([b for _, b in kept], promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass
     for i, b in kept[1:]:
         if not b.schema.equals(first_schema, check_metadata=False):
             name_a = sources[kept[0][0]] if sources else "block 0"
             name_b = sources[i] if sources else f"block {i}"
-            raise SchemaMismatchError(name_a, name_b, _schema_difference(first_schema, b.schema))
+            raise SchemaMismatchError(name_a, name_b, schema_difference(first_schema, b.schema))
     raise AssertionError("unreachable: promotion failed on equal schemas")  # pragma: no cover
 
 

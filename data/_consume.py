@@ -257,16 +257,16 @@ class ConsumeMixin:
             >>> ember.data.range(3).to_pandas().shape
             (3, 1)
         """
-        blocks = []
+        blocks, sources = [], []
         rows = 0
         for bundle in self.iter_internal_ref_bundles():
-            for block in ember.get(bundle.refs):
+            for block, (_, meta) in zip(ember.get(bundle.refs), bundle.blocks):
                 blocks.append(block)
+                sources.append(", ".join(meta.input_files) or f"block {len(sources)}")
                 rows += block.num_rows
                 if limit is not None and rows > limit:
                     raise InvalidArgumentError("to_pandas", f"the dataset has more than {limit} "
                                                             f"rows; raise limit= or use iter_batches()")
-        sources = [f"block {i}" for i in range(len(blocks))]
         return block_to_pandas(concat_blocks(blocks, sources) if blocks else empty_block())
 
     def to_arrow_refs(self) -> list[Any]:

@@ -13,9 +13,9 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ember.data._block import Block
+from ember.data._block import Block, schema_difference
 from ember.data._columns import table_from_columns
-from ember.data.exceptions import ColumnNotFoundError, FileReadError
+from ember.data.exceptions import ColumnNotFoundError, FileReadError, SchemaMismatchError
 
 
 def _with_path(block: Block, path: str, include_paths: bool) -> Block:
@@ -122,11 +122,18 @@ def read_files(paths: Sequence[str], file_format: str, options: dict[str, Any],
         FileReadError: a file cannot be parsed (names the file and the format).
     """
     reader = _READERS[file_format]
+    first: Optional[tuple[str, pa.Schema]] = None
     for path in paths:
         try:
             block = reader(path, options)
         except (pa.ArrowException, ValueError, OSError, UnicodeDecodeError, EOFError) as e:
             raise FileReadError(path, file_format, str(e).strip() or type(e).__name__) from None
+        # Files read by one task end up in one block: say which two disagree, here,
+        # rather than failing later on an anonymous concatenation.
+        if first is None:
+            first = (path, block.schema)
+        elif not block.schema.equals(first[1], check_metadata=False):
+            raise SchemaMismatchError(first[0], path, schema_difference(first[1], block.schema))
         yield _with_path(block, path, include_paths)
 
 

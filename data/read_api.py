@@ -16,7 +16,7 @@ import pyarrow as pa
 
 import ember
 from ember.data._batch import is_dataframe, pandas_to_block
-from ember.data._block import RefBundle, metadata_of, rows_to_block, split_rows
+from ember.data._block import RefBundle, metadata_of, rows_to_block, schema_difference, split_rows
 from ember.data._columns import table_from_columns
 from ember.data._datasource import (ReadTask, even_ranges, expand_paths, group_evenly,
                                     read_dataset, resolve_parallelism)
@@ -225,8 +225,7 @@ def read_parquet(paths: Paths, *, filesystem: Any = None, columns: Optional[list
         if first is None:
             first = (path, schema)
         elif not schema.equals(first[1], check_metadata=False):
-            from ember.data._block import _schema_difference
-            raise SchemaMismatchError(first[0], path, _schema_difference(first[1], schema))
+            raise SchemaMismatchError(first[0], path, schema_difference(first[1], schema))
         wanted = None if not columns else set(columns)
         for rg in builtins.range(meta.num_row_groups):
             group = meta.row_group(rg)
