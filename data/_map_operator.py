@@ -128,6 +128,7 @@ class MapOperator(PhysicalOperator):
     def add_input(self, bundle: RefBundle, input_index: int) -> None:
         if self.finished_early:
             return
+        self.metrics.started()
         self._pending.extend(bundle.blocks)
         rows = sum(m.num_rows for _, m in self._pending)
         # A read task that does not know its row count (CSV, JSON ...) reports 0 rows but

@@ -58,6 +58,7 @@ class WriteMixin:
     """File-writing methods of Dataset."""
 
     _plan: LogicalOp
+    _last_stats: Any
 
     def _write(self, file_format: str, path: str, try_create_dir: bool,
                concurrency: Optional[int], ray_remote_args: Optional[dict[str, Any]],
@@ -80,8 +81,11 @@ class WriteMixin:
                    explicit_resources=bool(args))
         from ember.data.dataset import Dataset
 
-        for _ in Dataset(op).iter_internal_ref_bundles():
+        writer = Dataset(op)
+        for _ in writer.iter_internal_ref_bundles():
             pass
+        # ds.stats() after ds.write_*() describes the write, as in Ray Data.
+        self._last_stats = writer._last_stats
 
     def write_parquet(self, path: str, *, filesystem: Any = None, try_create_dir: bool = True,
                       concurrency: Optional[int] = None,
