@@ -175,7 +175,7 @@ def run_suite(
         order = runtimes if r % 2 == 0 else runtimes[::-1]
         for runtime in order:
             start = time.perf_counter()
-            _log(f"round {r + 1}/{rounds}: {runtime}")
+            _log(f"round {r + 1}/{rounds}: {runtime} (load average {os.getloadavg()[0]:.2f})")
             python = sys.executable if runtime == "ember" else str(ray_python)
             env = plain_env if runtime == "ember" else ray_env
             log_path = work_dir / f"{runtime}.log"
@@ -395,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": _runner.dataclasses.asdict(cfg),
             "rounds": rounds,
             "started_unix_s": started,
+            "load_average_at_end": os.getloadavg(),
             "wall_s": time.time() - started,
             "command": " ".join(sys.argv),
             "summary": rows,
