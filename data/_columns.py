@@ -25,6 +25,12 @@ import pyarrow as pa
 PICKLED_KEY = b"ember.pickled"
 
 
+_PLAIN_KINDS = frozenset("biuf")
+_PLAIN_TYPE_IDS = frozenset(t.id for t in (
+    pa.bool_(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
+    pa.uint32(), pa.uint64(), pa.float16(), pa.float32(), pa.float64()))
+
+
 def is_tensor_type(arrow_type: pa.DataType) -> bool:
     """Whether an Arrow type is the fixed-shape tensor extension type."""
     return isinstance(arrow_type, pa.FixedShapeTensorType)
@@ -81,6 +87,10 @@ def to_arrow_column(name: str, values: Any) -> tuple[pa.Field, pa.Array]:
     Raises:
         TypeError: ``values`` is a scalar rather than a column.
     """
+    if type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind in _PLAIN_KINDS:
+        # Hot path of every map_batches call: 1-D numbers become Arrow without a copy.
+        array = pa.array(values)
+        return pa.field(name, array.type), array
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if isinstance(values, pa.Array):
@@ -121,6 +131,11 @@ def to_numpy_column(field: pa.Field, column: pa.ChunkedArray | pa.Array) -> np.n
         An ndarray; n-D for tensor columns, ``object`` dtype for strings and objects.
         Arrays that view Arrow memory are read-only.
     """
+    if field.type.id in _PLAIN_TYPE_IDS and not field.metadata:
+        # Hot path: numbers and booleans, viewed without a copy when in one chunk.
+        if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1:
+            column = column.chunk(0)
+        return column.to_numpy(zero_copy_only=False)
     if isinstance(column, pa.ChunkedArray):
         column = (column.chunk(0) if column.num_chunks == 1 else
                   column.combine_chunks() if column.num_chunks else

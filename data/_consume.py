@@ -75,8 +75,11 @@ class ConsumeMixin:
     _last_stats: Optional[DatasetStats]
 
     # -- execution -------------------------------------------------------------------
-    def iter_internal_ref_bundles(self) -> Iterator[RefBundle]:
+    def iter_internal_ref_bundles(self, _background: bool = False) -> Iterator[RefBundle]:
         """Execute the plan, yielding bundles of block refs as they are produced.
+
+        ``_background=True`` keeps the executor running on its own thread between
+        ``next()`` calls (used by iterators that prefetch).
 
         Example:
             >>> sum(b.num_rows for b in ds.iter_internal_ref_bundles())
@@ -86,7 +89,7 @@ class ConsumeMixin:
         self._last_stats = executor.stats
         parent = getattr(self, "_parent_stats", None)
         executor.stats.parent = parent
-        return executor.execute()
+        return executor.execute(background=_background)
 
     def materialize(self) -> "MaterializedDataset":
         """Execute now and keep every block in the object store.
@@ -118,7 +121,7 @@ class ConsumeMixin:
 
     def iterator(self) -> DataIterator:
         """A :class:`DataIterator` over this dataset."""
-        return DataIterator(self.iter_internal_ref_bundles, repr(type(self).__name__))
+        return DataIterator(self.iter_internal_ref_bundles, type(self).__name__)
 
     # -- iteration -------------------------------------------------------------------
     def iter_batches(self, **kwargs: Any) -> Iterator[Any]:

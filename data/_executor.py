@@ -17,13 +17,20 @@ queued between operators, blocks being produced, outputs not yet taken by the co
 store). Only operators that bring *new* data into the pipeline (reads, and the first
 map over existing blocks) wait for budget; operators further down may always launch,
 because their inputs already occupy memory and running them is how memory drains. If
-nothing at all is running, one task may launch regardless, so a single block larger
-than the budget still makes progress. A pipeline over data many times the object store
-therefore completes: the consumer's pace bounds what is produced.
+nothing is running and nothing waits for the consumer, one task may launch regardless,
+so a single block larger than the budget still makes progress. A pipeline over data
+many times the object store therefore completes: the consumer's pace bounds what is
+produced.
+
+With ``execute(background=True)`` the same loop runs on a thread owned by the
+executor, so tasks keep being launched while the consumer works; bundles handed over
+but not yet taken count against the budget.
 """
 
 from __future__ import annotations
 
+import collections
+import threading
 import time
 from typing import Any, Iterator, Optional
 
@@ -53,7 +60,7 @@ class Budget:
         self.peak_bytes = max(self.peak_bytes, held_bytes)
 
     def may_launch(self, admits_new_data: bool, held_bytes: int, launch_bytes: int,
-                   anything_running: bool) -> bool:
+                   progressing: bool) -> bool:
         """Whether a launch fits.
 
         Args:
@@ -61,16 +68,17 @@ class Budget:
                 source); only such operators are held back.
             held_bytes: bytes the pipeline holds now.
             launch_bytes: estimated bytes the launch adds.
-            anything_running: whether any task of the pipeline is in flight.
+            progressing: whether any task is in flight or output waits for the
+                consumer (either will free or produce memory without a new launch).
 
         Returns:
             True if the operator may launch one task now.
 
         Example:
-            >>> Budget(100).may_launch(True, 90, 20, anything_running=True)
+            >>> Budget(100).may_launch(True, 90, 20, progressing=True)
             False
         """
-        if not admits_new_data or not anything_running:
+        if not admits_new_data or not progressing:
             return True
         return held_bytes + launch_bytes <= self.limit_bytes
 
@@ -127,9 +135,15 @@ class StreamingExecutor:
         self.stats = DatasetStats(budget_bytes=self._budget.limit_bytes)
         self._bars: dict[int, ProgressBar] = {}
         self._rows_shown: dict[int, int] = {}
+        self._handoff: Optional[_Handoff] = None
 
-    def execute(self) -> Iterator[RefBundle]:
+    def execute(self, background: bool = False) -> Iterator[RefBundle]:
         """Run the topology, yielding the sink's bundles as they are produced.
+
+        Args:
+            background: drive the operators from a thread owned by this executor, so
+                tasks keep being launched while the consumer works on a bundle; the
+                bundles waiting for the consumer count against the memory budget.
 
         Raises:
             Whatever a task raised (the user's exception, with context), after every
@@ -144,14 +158,41 @@ class StreamingExecutor:
         try:
             for op in self._ops:
                 op.start()
-            yield from self._loop()
+            yield from (self._run_in_background() if background else self._loop(1.0))
         finally:
             self._shutdown()
             self._finish_stats(time.perf_counter() - start)
 
-    def _loop(self) -> Iterator[RefBundle]:
+    def _run_in_background(self) -> Iterator[RefBundle]:
+        handoff = _Handoff()
+        self._handoff = handoff
+        thread = threading.Thread(target=self._pump, args=(handoff,), daemon=True,
+                                  name="ember-data-executor")
+        thread.start()
+        try:
+            while True:
+                bundle = handoff.take()
+                if bundle is None:
+                    return
+                yield bundle
+        finally:
+            handoff.stop()
+            thread.join()
+
+    def _pump(self, handoff: "_Handoff") -> None:
+        try:
+            for bundle in self._loop(0.05):
+                handoff.put(bundle)
+                if handoff.stopped:
+                    return
+        except BaseException as e:  # noqa: BLE001 - re-raised on the consumer's thread
+            handoff.fail(e)
+            return
+        handoff.finish()
+
+    def _loop(self, wait_timeout_s: float) -> Iterator[RefBundle]:
         root = self._root
-        while True:
+        while not (self._handoff is not None and self._handoff.stopped):
             self._route()
             if root.has_next():
                 bundle = root.get_next()
@@ -175,14 +216,14 @@ class StreamingExecutor:
                     return
                 raise RuntimeError("ember.data executor stalled: no task is running and no "
                                    "operator can launch; please report this with the plan")
-            self._wait(owners)
+            self._wait(owners, wait_timeout_s)
             for op in self._ops:
                 op.check_health()
             self._update_progress()
 
-    def _wait(self, owners: dict[Any, PhysicalOperator]) -> None:
+    def _wait(self, owners: dict[Any, PhysicalOperator], timeout_s: float) -> None:
         refs = list(owners)
-        ready, _ = ember.wait(refs, num_returns=1, timeout=1.0, fetch_local=False)
+        ready, _ = ember.wait(refs, num_returns=1, timeout=timeout_s, fetch_local=False)
         if ready and len(refs) > 1:
             ready, _ = ember.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
         for ref in ready:
@@ -209,15 +250,21 @@ class StreamingExecutor:
 
     def _held_bytes(self) -> int:
         held = sum(op.held_bytes() for op in self._ops)
+        if self._handoff is not None:
+            held += self._handoff.held_bytes
         self._budget.observe(held)
         return held
 
     def _launch(self) -> None:
         for op in reversed(self._ops):
             while op.can_launch():
-                running = any(o.num_active_tasks() for o in self._ops)
+                # Output waiting for the consumer will free memory once taken, so it
+                # counts as progress: no forced launch past the budget while it waits.
+                progressing = any(o.num_active_tasks() for o in self._ops) or \
+                    self._root.has_next() or (self._handoff is not None and
+                                              self._handoff.held_bytes > 0)
                 if not self._budget.may_launch(self._admits_new_data[id(op)], self._held_bytes(),
-                                               op.next_launch_bytes(), running):
+                                               op.next_launch_bytes(), progressing):
                     break
                 op.launch()
         self._held_bytes()
@@ -254,6 +301,62 @@ class StreamingExecutor:
                 m.blocks_out, max(ended - started, 0.0)))
         self.stats.wall_s = wall_s
         self.stats.peak_held_bytes = self._budget.peak_bytes
+
+
+class _Handoff:
+    """Bundles produced on the executor's thread, waiting for the consumer.
+
+    Unbounded on purpose: its bytes (``held_bytes``) count against the executor's
+    budget, so it is bounded by backpressure rather than by blocking the executor.
+    """
+
+    def __init__(self) -> None:
+        self._items: collections.deque[RefBundle] = collections.deque()
+        self._cond = threading.Condition()
+        self._done = False
+        self._error: Optional[BaseException] = None
+        self.stopped = False
+        self.held_bytes = 0
+
+    def put(self, bundle: RefBundle) -> None:
+        """Executor thread: hand over a bundle."""
+        with self._cond:
+            self._items.append(bundle)
+            self.held_bytes += bundle.size_bytes
+            self._cond.notify()
+
+    def finish(self) -> None:
+        """Executor thread: no more bundles."""
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+
+    def fail(self, error: BaseException) -> None:
+        """Executor thread: the execution failed with ``error``."""
+        with self._cond:
+            self._error = error
+            self._done = True
+            self._cond.notify()
+
+    def take(self) -> Optional[RefBundle]:
+        """Consumer: the next bundle, ``None`` at the end; re-raises the executor's error."""
+        with self._cond:
+            while not self._items and not self._done:
+                self._cond.wait()
+            if self._items:
+                bundle = self._items.popleft()
+                self.held_bytes -= bundle.size_bytes
+                return bundle
+            if self._error is not None:
+                raise self._error
+            return None
+
+    def stop(self) -> None:
+        """Consumer: stop early (the executor thread exits at its next step)."""
+        with self._cond:
+            self.stopped = True
+            self._items.clear()
+            self.held_bytes = 0
 
 
 def _cancel_quietly(ref: Any) -> None:

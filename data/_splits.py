@@ -27,7 +27,7 @@ from ember.data._plan import InputData, LogicalOp
 from ember.data._remote import remote, rows_between, slice_ref
 from ember.data.context import DataContext
 from ember.data.exceptions import InvalidArgumentError
-from ember.data.iterator import DataIterator
+from ember.data.iterator import DataIterator, Prefetcher
 
 if TYPE_CHECKING:
     from ember.data.dataset import MaterializedDataset
@@ -82,7 +82,9 @@ class _SplitCoordinator:
         self._finished = set()
         self._queues = [collections.deque() for _ in range(self._n)]
         self._carry = []
-        self._stream = self._dataset.iter_internal_ref_bundles()
+        # The execution runs ahead on its own thread, within its memory budget, while
+        # shards are busy with what they already received.
+        self._stream = self._dataset.iter_internal_ref_bundles(_background=True)
 
     def _pull(self, shard: int) -> bool:
         """Fetch one more bundle from the execution; False once it is exhausted."""
@@ -120,9 +122,11 @@ class _ShardSource:
         self._shard = shard
         self._epoch = 0
 
-    def __call__(self) -> Iterator[RefBundle]:
+    def __call__(self, background: bool) -> Iterator[RefBundle]:
         epoch, self._epoch = self._epoch, self._epoch + 1
-        return self._iterate(epoch)
+        bundles = self._iterate(epoch)
+        # Ask for the next bundle while the consumer works on this one.
+        return iter(Prefetcher(bundles, depth=2)) if background else bundles
 
     def _iterate(self, epoch: int) -> Iterator[RefBundle]:
         pause_s = 0.001

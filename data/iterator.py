@@ -3,14 +3,14 @@
 ::
 
     bundle source (executor, or a streaming_split coordinator)
-        --> [prefetch thread: runs the source, ember.get()s blocks ahead of the consumer]
-        --> queue (bounded: prefetch_batches blocks)
+        --> [background thread: keeps the executor going; its queue counts in the budget]
+        --> ember.get(block refs): zero-copy views of the object store
         --> BlockBuffer / local shuffle buffer --> batch_size slices --> batch format
 
-With ``prefetch_batches > 0`` a thread owned by the iterator runs the executor and
-fetches blocks while the consumer works on the current batch; it is stopped and joined
-when iteration ends, fails or is abandoned. ``prefetch_batches=0`` does everything on
-the consumer's thread.
+With ``prefetch_batches > 0`` the executor runs on a thread of its own, so tasks keep
+being launched and finished while the consumer works on the current batch; the thread
+is stopped and joined when iteration ends, fails or is abandoned. With
+``prefetch_batches=0`` everything happens on the consumer's thread, between batches.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from ember.data._batch import block_to_batch, check_batch_format
 from ember.data._block import Block, BlockBuffer, RefBundle, concat_blocks, iter_rows
 from ember.data.exceptions import InvalidArgumentError
 
-BundleSource = Callable[[], Iterator[RefBundle]]
+#: ``source(background)``: start an execution and yield its bundles; with
+#: ``background=True`` the source keeps producing while the consumer works.
+BundleSource = Callable[[bool], Iterator[RefBundle]]
 
 _END = object()
 
@@ -36,20 +38,18 @@ class _Failure:
         self.error = error
 
 
-def _fetch_blocks(source: BundleSource) -> Iterator[Block]:
-    for bundle in source():
-        refs = bundle.refs
-        for block in ember.get(refs):
-            yield block
+class Prefetcher:
+    """Owns a thread that pulls items from an iterator ahead of the consumer.
 
+    Used by sources that cannot run ahead on their own (``streaming_split`` shards).
+    The thread is stopped and joined by :meth:`close`, also when the consumer stops
+    early or fails.
+    """
 
-class _Prefetcher:
-    """Owns the thread that runs the source and fetches blocks ahead of the consumer."""
-
-    def __init__(self, source: BundleSource, depth: int) -> None:
+    def __init__(self, items: Iterator[Any], depth: int) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(source,),
+        self._thread = threading.Thread(target=self._run, args=(items,),
                                         name="ember-data-prefetch", daemon=True)
         self._thread.start()
 
@@ -62,29 +62,33 @@ class _Prefetcher:
                 continue
         return False
 
-    def _run(self, source: BundleSource) -> None:
-        blocks = _fetch_blocks(source)
+    def _run(self, items: Iterator[Any]) -> None:
         try:
-            for block in blocks:
-                if not self._put(block):
+            for item in items:
+                if not self._put(item):
                     return
             self._put(_END)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised there
             self._put(_Failure(e))
         finally:
-            blocks.close()
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
-    def __iter__(self) -> Iterator[Block]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        finally:
+            self.close()
 
     def close(self) -> None:
-        """Stop the thread and wait for it (it closes the executor on its way out)."""
+        """Stop the thread and wait for it."""
         self._stop.set()
         while self._thread.is_alive():
             try:
@@ -94,14 +98,13 @@ class _Prefetcher:
 
 
 def _blocks(source: BundleSource, prefetch_batches: int) -> Iterator[Block]:
-    if prefetch_batches <= 0:
-        yield from _fetch_blocks(source)
-        return
-    prefetcher = _Prefetcher(source, prefetch_batches)
+    bundles = source(prefetch_batches > 0)
     try:
-        yield from prefetcher
+        for bundle in bundles:
+            for block in ember.get(bundle.refs):
+                yield block
     finally:
-        prefetcher.close()
+        bundles.close()  # type: ignore[attr-defined]
 
 
 def _shuffled_batches(blocks: Iterator[Block], batch_size: int, buffer_size: int,

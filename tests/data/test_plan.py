@@ -62,7 +62,7 @@ def test_row_counts_are_known_through_row_preserving_steps_and_limits() -> None:
 
 def test_budget_holds_back_only_operators_that_admit_new_data() -> None:
     budget = Budget(100)
-    assert not budget.may_launch(True, held_bytes=90, launch_bytes=20, anything_running=True)
-    assert budget.may_launch(False, held_bytes=90, launch_bytes=20, anything_running=True)
+    assert not budget.may_launch(True, held_bytes=90, launch_bytes=20, progressing=True)
+    assert budget.may_launch(False, held_bytes=90, launch_bytes=20, progressing=True)
     # Nothing running: one launch is always allowed, so a huge block still progresses.
-    assert budget.may_launch(True, held_bytes=500, launch_bytes=20, anything_running=False)
+    assert budget.may_launch(True, held_bytes=500, launch_bytes=20, progressing=False)
