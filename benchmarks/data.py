@@ -9,7 +9,8 @@ Workloads (each run in a fresh subprocess per engine, best of ``--repeats`` runs
 the cluster is up, so worker start-up is paid once in both):
 
 - ``range``: ``range(20_000_000) -> map_batches(numpy add) -> count``: rows/s.
-- ``parquet``: ``read_parquet -> map_batches -> iter_batches`` over ~2 GB of Parquet:
+- ``parquet``: ``read_parquet -> map_batches -> iter_batches`` over ~2 GB of Parquet
+  (batches of ``--batch-size`` rows everywhere):
   rows/s and GB/s, next to a single-process pyarrow loop doing the same work, times
   the number of CPUs.
 - ``memory``: a ``range_tensor -> map_batches -> iter_batches`` pipeline over 4x the
@@ -121,7 +122,7 @@ def _workload_parquet(rd: Any, args: argparse.Namespace) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         start = time.perf_counter()
         rows = 0
-        ds = rd.read_parquet(args.data_dir).map_batches(_add_column)
+        ds = rd.read_parquet(args.data_dir).map_batches(_add_column, batch_size=args.batch_size)
         for batch in ds.iter_batches(batch_size=args.batch_size):
             rows += len(batch["total"])
         seconds = time.perf_counter() - start
