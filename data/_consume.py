@@ -227,16 +227,18 @@ class ConsumeMixin:
             schema = next((m.schema for b in self._plan.items for _, m in b.blocks
                            if m.schema is not None and (m.num_rows or m.schema.names)), None)
         if schema is None and fetch_if_missing:
+            # limit(1): upstream work stops at the first non-empty block.
             first_empty = None
-            for bundle in self.iter_internal_ref_bundles():
-                for _, meta in bundle.blocks:
-                    if meta.schema is not None and meta.num_rows:
-                        schema = meta.schema
-                        break
-                    if meta.schema is not None and meta.schema.names and first_empty is None:
-                        first_empty = meta.schema
-                if schema is not None:
-                    break
+            bundles = self.limit(1).iter_internal_ref_bundles()  # type: ignore[attr-defined]
+            try:
+                for bundle in bundles:
+                    for _, meta in bundle.blocks:
+                        if meta.schema is not None and meta.num_rows:
+                            schema = schema or meta.schema
+                        elif meta.schema is not None and meta.schema.names:
+                            first_empty = first_empty or meta.schema
+            finally:
+                bundles.close()  # type: ignore[attr-defined]
             schema = schema or first_empty
         return Schema(schema) if schema is not None else None
 

@@ -62,11 +62,11 @@ def resolve_parallelism(api: str, parallelism: int, override_num_blocks: Optiona
             raise InvalidArgumentError(api, f"override_num_blocks/parallelism must be >= 1, "
                                             f"got {explicit!r}")
         return explicit
-    try:
-        import ember
+    import ember
+
+    cpus = 1  # no cluster yet: the read is planned before ember.init() may run
+    if ember.is_initialized():
         cpus = int(ember.cluster_resources().get("CPU", 1))
-    except Exception:  # noqa: BLE001 - no cluster yet: plan for one CPU
-        cpus = 1
     max_reasonable = max(1, total_bytes // ctx.target_min_block_size)
     min_safe = max(1, total_bytes // ctx.target_max_block_size)
     return int(max(min(ctx.read_op_min_num_blocks, max_reasonable), min_safe, cpus * 2))

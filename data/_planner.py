@@ -22,6 +22,10 @@ from ember.data.context import DataContext
 
 
 def _cluster() -> dict[str, float]:
+    # Executing a dataset starts a local cluster if none is running, as the first
+    # .remote() would; sizing decisions below need the real CPU count.
+    if not ember.is_initialized():
+        ember.init()
     try:
         return dict(ember.cluster_resources())
     except ember.exceptions.EmberError:
