@@ -51,8 +51,21 @@ def _pickle_values(values: Sequence[Any]) -> pa.Array:
                     type=pa.binary())
 
 
+def _c_strides(arr: np.ndarray) -> tuple[int, ...]:
+    strides, step = [], arr.itemsize
+    for size in reversed(arr.shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
 def _tensor_array(arr: np.ndarray) -> pa.Array:
     arr = np.ascontiguousarray(arr)
+    expected = _c_strides(arr)
+    if arr.strides != expected:
+        # Contiguous, but a length-1 axis (``x[np.newaxis]``) has an arbitrary stride,
+        # which Arrow rejects; the same memory with canonical strides is accepted.
+        arr = np.lib.stride_tricks.as_strided(arr, arr.shape, expected)
     if arr.dtype == object or arr.dtype.kind in "USV":
         raise TypeError("tensor columns hold numbers or booleans")
     return pa.FixedShapeTensorArray.from_numpy_ndarray(arr)
