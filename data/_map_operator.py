@@ -37,11 +37,15 @@ def _map_task(chain: TransformChain, ctx: TaskContext, *inputs: Any) -> tuple[Bl
     """Worker side of a task-pool map: run the chain, return (block, metadata)."""
     blocks, exec_s, files = run_chain(chain, ctx, inputs)
     block = concat_blocks(blocks, [f"{ctx.operator} output batch {i}" for i in range(len(blocks))])
-    if len(blocks) > 1:
-        # One contiguous block: consumers then slice batches without copying, and the
-        # copy happens here, in parallel, rather than on the consumer's thread.
+    if len(blocks) > 1 and block.num_rows < _SMALL_CHUNK_ROWS * len(blocks):
+        # Many small chunks (1024-row batches) make every consumer batch span chunks and
+        # copy on the consumer's thread; one copy here, in parallel, is cheaper.
         block = block.combine_chunks()
     return block, metadata_of(block, files, exec_s)
+
+
+#: Output chunks smaller than this (on average) are combined into one.
+_SMALL_CHUNK_ROWS = 8192
 
 
 class _MapWorker:
