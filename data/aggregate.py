@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ember.data._block import Block, iter_rows
-from ember.data.exceptions import ColumnNotFoundError
+from ember.data.exceptions import ColumnNotFoundError, InvalidArgumentError
 
 __all__ = ["AggregateFn", "Count", "Sum", "Min", "Max", "Mean", "Std", "AbsMax", "Unique"]
 
@@ -35,6 +35,9 @@ class AggregateFn:
         accumulate_block: ``(acc, pyarrow.Table) -> acc``.
         finalize: ``acc -> result`` (identity by default).
 
+    Raises:
+        InvalidArgumentError: neither or both of ``accumulate_row``/``accumulate_block``.
+
     Example:
         >>> total = AggregateFn(init=lambda k: 0, merge=lambda a, b: a + b,
         ...                     accumulate_row=lambda a, r: a + r["id"], name="total")
@@ -47,7 +50,8 @@ class AggregateFn:
                  accumulate_block: Optional[Callable[[Any, Block], Any]] = None,
                  finalize: Optional[Callable[[Any], Any]] = None) -> None:
         if (accumulate_row is None) == (accumulate_block is None):
-            raise ValueError("AggregateFn needs exactly one of accumulate_row / accumulate_block")
+            raise InvalidArgumentError("AggregateFn", "give exactly one of accumulate_row "
+                                                      "and accumulate_block")
         self.init = init
         self.merge = merge
         self.name = name
