@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 from typing import Any
 
-import cloudpickle
 
 from . import protocol as p
+from .function_export import export
 from . import serialization
 from .arguments import encode_args
 from .options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_shape, validate
@@ -62,8 +61,7 @@ class ActorClass:
 
     def _ensure_registered(self, rt: Runtime) -> bytes:
         if self._class_id is None:
-            self._blob = cloudpickle.dumps(self._cls)
-            self._class_id = hashlib.blake2b(self._blob, digest_size=16).digest()
+            self._blob, self._class_id = export(self._cls)
         if self._class_id not in rt.registered_functions:
             blob, cid = self._blob, self._class_id
             rt.call(lambda rid: p.RegisterFunction(rid, cid, blob))

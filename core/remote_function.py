@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from typing import Any, Callable
 
-import cloudpickle
 
 from . import protocol as p
+from .function_export import export
 from .arguments import encode_args
 from .options import TASK_OPTIONS, resource_shape, validate
 from .runtime import Runtime
@@ -39,8 +38,7 @@ class RemoteFunction:
 
     def _ensure_registered(self, rt: Runtime) -> bytes:
         if self._function_id is None:
-            self._blob = cloudpickle.dumps(self._function)
-            self._function_id = hashlib.blake2b(self._blob, digest_size=16).digest()
+            self._blob, self._function_id = export(self._function)
         if self._function_id not in rt.registered_functions:
             blob, fid = self._blob, self._function_id
             rt.call(lambda rid: p.RegisterFunction(rid, fid, blob))

@@ -78,11 +78,6 @@ def test_a_task_error_carries_the_remote_traceback(ember_local) -> None:
     assert f"pid={info.value.pid}" in message and info.value.pid != os.getpid()
 
 
-@pytest.mark.xfail(reason="core bug: @ember.remote functions and classes defined in importable "
-                          "modules are pickled by value (the module attribute is the "
-                          "RemoteFunction, so cloudpickle cannot find them by name); cloudpickle "
-                          "3.1 then names their code '<dynamic-code>' and tracebacks lose the "
-                          "file name and source line", strict=True)
 def test_the_remote_traceback_shows_the_users_source_line(ember_local) -> None:
     """Like a local traceback, the remote one names this file and quotes the raising line."""
     with pytest.raises(ValueError) as info:
