@@ -36,7 +36,7 @@ from .transport import Connection, ConnectionClosed, ProtocolViolation, accept, 
 
 
 class TaskContext:
-    __slots__ = ("task_id", "name", "actor_id", "gpu_ids")
+    __slots__ = ("task_id", "name", "actor_id", "gpu_ids", "interruptible")
 
     def __init__(self, task_id: bytes | None, name: str, actor_id: bytes | None,
                  gpu_ids: list[int]) -> None:
@@ -44,6 +44,8 @@ class TaskContext:
         self.name = name
         self.actor_id = actor_id
         self.gpu_ids = gpu_ids
+        #: True only while user code runs: a cancel's SIGINT outside it is ignored.
+        self.interruptible = False
 
 
 current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
@@ -165,6 +167,22 @@ class Worker:
             kwargs = {k: values[v.index] if isinstance(v, Placeholder) else v for k, v in kwargs.items()}
         return args, kwargs
 
+    def _call_interruptibly(self, ctx: TaskContext, spec: p.TaskSpec, fn: Any) -> Any:
+        # Any SIGINT from _cancel that lands while this frame is active surfaces as
+        # KeyboardInterrupt from here; once it returns, late ones are ignored, so a cancel
+        # racing with the end of its task can never hit the next task.
+        ctx.interruptible = True
+        try:
+            args, kwargs = self._load_args(spec)
+            return fn(*args, **kwargs)
+        finally:
+            ctx.interruptible = False
+
+    def _on_sigint(self, _signum: int, _frame: Any) -> None:
+        running = self.running
+        if running is not None and running.interruptible and running.task_id in self.cancelled:
+            raise KeyboardInterrupt
+
     def _execute(self, conn: Connection, spec: p.TaskSpec) -> None:
         ctx = TaskContext(spec.task_id, spec.name, spec.actor_id,
                           self.actor_gpu_ids if spec.actor_id else spec.gpu_ids)
@@ -182,8 +200,11 @@ class Worker:
                 fn = self._function(spec.function_id)
             else:
                 fn = getattr(self.actor, spec.method)
-            args, kwargs = self._load_args(spec)
-            result = fn(*args, **kwargs)
+            if on_main:
+                result = self._call_interruptibly(ctx, spec, fn)
+            else:
+                args, kwargs = self._load_args(spec)
+                result = fn(*args, **kwargs)
             returns = self._encode_returns(spec, result)
         except ExitActorSignal:
             returns = self._encode_returns(spec, None if spec.num_returns == 1 else (None,) * spec.num_returns)
@@ -395,9 +416,9 @@ def main(spec: dict) -> int:
             pass
     if spec.get("sys_path"):
         sys.path[:] = spec["sys_path"]
-    # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     worker = _WORKER = Worker(spec)
+    # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
+    signal.signal(signal.SIGINT, worker._on_sigint)
     from . import api
     api._attach_worker_runtime(worker.rt)
     sys.stdout = _LogForwarder(worker.rt, False, sys.__stdout__)
