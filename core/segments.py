@@ -20,11 +20,10 @@ def create_segment(value: Serialized | bytes | bytearray) -> int:
     fd = os.memfd_create("ember-object", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, max(size, 1))
-        with mmap.mmap(fd, max(size, 1)) as out:
-            if isinstance(value, Serialized):
-                value.write_into(memoryview(out))
-            else:
-                out[:size] = value
+        if isinstance(value, Serialized):
+            value.write_to_fd(fd)
+        else:
+            os.pwrite(fd, value, 0)
     except BaseException:
         os.close(fd)
         raise
