@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -310,10 +311,14 @@ def _versions(ray_python: str | None) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
-    commit = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
+    commit = os.environ.get("EMBER_BENCH_COMMIT") or subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    spec = importlib.util.find_spec("ember")
     info = {
         "ember": f"{dist_version('ember')} (git {commit or 'unknown'})",
+        "ember_from": str(Path(spec.origin).parent) if spec and spec.origin else "not importable",
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "machine": f"{os.cpu_count()} cores, {_total_memory_gb():.0f} GB, {platform.platform()}",
