@@ -85,7 +85,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             validate({"resources": resources}, {"resources"}, "ember.init")
         if address in (None, "local"):
             node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),
-                              exit_with_first_driver=True)
+                              exit_with_first_driver=True, system_config=kwargs.get("_system_config"))
             _node_proc, _session_dir = node.proc, node.session_dir
             node_address, token = node.address, node.token
         elif address == "auto":

@@ -95,6 +95,46 @@ def _status(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory(args: argparse.Namespace) -> int:
+    import ember
+    try:
+        ember.init(address="auto")
+    except EmberError as e:
+        print(f"ember memory: {e}", file=sys.stderr)
+        return 1
+    try:
+        stats = ember.object_store_stats()
+    finally:
+        ember.shutdown()
+    print(format_memory(stats, args.top))
+    return 0
+
+
+def format_memory(stats: dict, top: int = 10) -> str:
+    """``ember memory``'s report from ``ember.object_store_stats()``: node memory, store
+    usage, spilled bytes, and the largest objects with who holds them."""
+    mb, gb = 1 << 20, 1 << 30
+    lines = []
+    node = stats.get("node_memory")
+    if node:
+        monitor = (f"memory monitor kills a worker above {node['threshold']:.0%}" if node["monitor_on"]
+                   else "memory monitor off")
+        lines.append(f"node memory: {node['used_bytes'] / gb:.2f} / {node['total_bytes'] / gb:.2f} GiB "
+                     f"used ({node['used_bytes'] / node['total_bytes']:.0%}; {monitor})")
+    lines.append(f"object store: {stats['used_bytes'] / mb:.1f} / {stats['capacity_bytes'] / mb:.1f} MiB "
+                 f"in memory, {stats['num_objects']} objects")
+    lines.append(f"spilled: {stats['spilled_bytes'] / mb:.1f} MiB in {stats.get('num_spilled', 0)} objects")
+    largest = stats.get("largest_objects", [])[:top]
+    if largest:
+        lines.append("largest objects:")
+        lines.append(f"  {'object id':<26} {'size':>11}  {'where':<8} held by")
+        for item in largest:
+            where = "spilled" if item["spilled"] else "memory"
+            holders = ", ".join(item["holders"]) or "-"
+            lines.append(f"  {item['object_id']:<26.26} {item['size_bytes'] / mb:>7.1f} MiB  {where:<8} {holders}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ember", description="ember cluster control")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     start.set_defaults(fn=_start)
     sub.add_parser("stop", help="stop this machine's ember processes").set_defaults(fn=_stop)
     sub.add_parser("status", help="nodes, resources and object store usage").set_defaults(fn=_status)
+    memory = sub.add_parser("memory", help="object store usage, spilled bytes, largest objects "
+                            "and who holds them")
+    memory.add_argument("--top", type=int, default=10, help="how many of the largest objects to list")
+    memory.set_defaults(fn=_memory)
     args = parser.parse_args(argv)
     return args.fn(args)
 

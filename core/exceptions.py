@@ -193,19 +193,34 @@ class SerializationError(EmberError, TypeError):
 
 
 class OutOfMemoryError(EmberError):
-    """The memory monitor stopped a task's worker before the kernel's OOM killer did."""
+    """The memory monitor stopped a task's worker before the kernel's OOM killer did.
 
-    def __init__(self, task_name: str, used_bytes: int, total_bytes: int) -> None:
+    Raised by ``get`` when the task had no retries left; with retries left the task
+    simply runs again. ``used_bytes``/``total_bytes`` are the node's memory figures at
+    the kill and ``threshold`` the fraction they were over.
+    """
+
+    def __init__(self, task_name: str, used_bytes: int, total_bytes: int, threshold: float = 0.0,
+                 pid: int = 0, attempts: int = 1) -> None:
         self.task_name = task_name
         self.used_bytes = used_bytes
         self.total_bytes = total_bytes
-        super().__init__(task_name, used_bytes, total_bytes)
+        self.threshold = threshold
+        self.pid = pid
+        self.attempts = attempts
+        super().__init__(task_name, used_bytes, total_bytes, threshold, pid, attempts)
 
     def __str__(self) -> str:
         gb = 1 << 30
-        return (f"task `{self.task_name}` was stopped because the node's memory was "
-                f"{self.used_bytes / gb:.1f} of {self.total_bytes / gb:.1f} GiB. Run fewer tasks at "
-                "once or request memory= so the scheduler packs fewer per node.")
+        over = f", over the memory monitor's threshold of {self.threshold:.0%}" if self.threshold else ""
+        pid = f" (pid {self.pid})" if self.pid else ""
+        return (f"task `{self.task_name}` was stopped: the memory monitor killed its worker{pid} "
+                f"after {self.attempts} attempt(s) because the node's memory use was "
+                f"{self.used_bytes / gb:.2f} of {self.total_bytes / gb:.2f} GiB{over}. Run fewer "
+                f"tasks at once, or request memory= (e.g. `{self.task_name}.options(memory=2 * 1024**3)`) "
+                "so the scheduler packs fewer per node, or raise max_retries to run it again. The "
+                "threshold is EMBER_MEMORY_USAGE_THRESHOLD (or init(_system_config="
+                "{'memory_usage_threshold': ...})).")
 
 
 # Ray's names, so `except ray.exceptions.RayTaskError` ports with the import.

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import psutil
@@ -52,13 +53,29 @@ def node_resources(num_cpus: float | None, num_gpus: float | None, resources: di
     return totals, gpu_ids, store_bytes
 
 
+#: Ray's ``_system_config`` keys ember understands -> node manager flags.
+_SYSTEM_CONFIG_FLAGS = {"memory_usage_threshold": "--memory-usage-threshold",
+                        "memory_monitor_refresh_ms": "--memory-monitor-refresh-ms"}
+
+
 def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
-               exit_with_first_driver: bool) -> NodeProcess:
+               exit_with_first_driver: bool, system_config: dict | None = None) -> NodeProcess:
     """Create a session directory (0700) with its token (0600) and start a node manager.
+
+    Args:
+        system_config: ``memory_usage_threshold`` (fraction of node memory above which
+            the memory monitor kills a worker, default 0.95) and
+            ``memory_monitor_refresh_ms`` (default 250; 0 turns the monitor off).
 
     Raises:
         EmberError: the node manager did not come up.
     """
+    unknown = set(system_config or {}) - set(_SYSTEM_CONFIG_FLAGS)
+    if unknown:
+        # Ray has hundreds of keys; a ported script should still start.
+        warnings.warn(f"ember ignores the _system_config key(s) {', '.join(sorted(unknown))}; it "
+                      f"understands {', '.join(sorted(_SYSTEM_CONFIG_FLAGS))}", RuntimeWarning,
+                      stacklevel=3)
     session_dir = tempfile.mkdtemp(prefix="session-", dir=sessions_root())
     for sub in ("sockets", "logs"):
         os.makedirs(os.path.join(session_dir, sub), mode=0o700)
@@ -73,6 +90,9 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
             "--object-store-memory", str(store_bytes)]
     if exit_with_first_driver:
         argv.append("--exit-with-first-driver")
+    for key, value in (system_config or {}).items():
+        if key in _SYSTEM_CONFIG_FLAGS:
+            argv += [_SYSTEM_CONFIG_FLAGS[key], str(float(value))]
     log = open(os.path.join(session_dir, "logs", "node_manager.log"), "ab")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
     log.close()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -24,11 +26,15 @@ from . import protocol as p
 from ._types import JobID, ResourceShape, WorkerID
 from .control_store import ActorRecord, ControlStore, JobRecord, NameTakenError
 from .exceptions import ObjectStoreFullError, OwnerDiedError
+from .memory_monitor import (Candidate, MemoryMonitor, MemoryPolicy, MemoryUsage, read_usage,
+                             refresh_s_from_env, threshold_from_env)
 from .object_store import ObjectEntry, ObjectTable
 from .scheduler import Allocation, LeaseQueue, PendingLease, ResourceLedger
 from .transport import (Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello,
                         listen)
 from .worker_pool import WorkerPool, WorkerRecord
+
+log = logging.getLogger("ember.node_manager")
 
 
 @dataclass
@@ -48,6 +54,9 @@ class Lease:
     holder: Client | None
     worker: WorkerRecord
     alloc: Allocation
+    #: False once a task with no retries left ran on it (MarkLeaseNonRetriable): the
+    #: memory monitor spares it while retriable work is running.
+    retriable: bool = True
 
 
 @dataclass
@@ -74,7 +83,9 @@ class LeaseWant:
 
 class NodeManager:
     def __init__(self, session_dir: str, token: bytes, resources: ResourceShape,
-                 gpu_ids: list[int], object_store_memory: int, exit_with_first_driver: bool) -> None:
+                 gpu_ids: list[int], object_store_memory: int, exit_with_first_driver: bool,
+                 memory_usage_threshold: float | None = None,
+                 memory_monitor_refresh_s: float | None = None) -> None:
         self.session_dir = session_dir
         self.token = token
         self.node_id = os.urandom(16)
@@ -99,12 +110,21 @@ class NodeManager:
         self._exit_with_first_driver = exit_with_first_driver
         self._first_driver: WorkerID | None = None
         self.stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stop_done = False
         env = dict(os.environ)
         env["EMBER_TOKEN"] = token.hex()
         self.pool = WorkerPool(session_dir, env, self._on_worker_exit)
         self.address = f"unix:{os.path.join(session_dir, 'sockets', 'node.sock')}"
         self._listener, _ = listen(self.address)
         self.max_idle_workers = max(2, int(resources.get("CPU", 1)) * 2)
+        self.memory_policy = MemoryPolicy(threshold_from_env() if memory_usage_threshold is None
+                                          else memory_usage_threshold)
+        refresh_s = refresh_s_from_env() if memory_monitor_refresh_s is None else memory_monitor_refresh_s
+        self.memory_monitor: MemoryMonitor | None = None
+        if refresh_s > 0:
+            self.memory_monitor = MemoryMonitor(refresh_s, self._check_memory)
+            self.memory_monitor.start()
 
     # --- serving ---------------------------------------------------------------------
 
@@ -250,10 +270,72 @@ class NodeManager:
             if record is None:
                 return
             record.exit_detail = detail
+            self.memory_policy.worker_exited(record.worker_id)
+            waiters, record.exit_waiters = record.exit_waiters, []
+            for waiter in waiters:
+                waiter(record)
             if record.state == "starting":
                 # Died before registering: give its pending grant to a new worker.
                 record.state = "dead"
                 self._ensure_workers(record.job_id)
+
+    def _on_get_worker_exit(self, client: Client, msg: p.GetWorkerExit) -> None:
+        record = self.pool.workers.get(msg.worker_id)
+        if record is None:
+            self._reply(client, msg.rid, False, ValueError("unknown worker"))
+            return
+
+        def answer(r: WorkerRecord) -> None:
+            self._reply(client, msg.rid, True, p.WorkerExit(r.pid, r.exit_detail, r.oom))
+
+        if record.exit_detail:
+            answer(record)
+            return
+        record.exit_waiters.append(answer)
+        # Its submitter lost the connection to it, so it is of no use alive; killing it
+        # makes sure the answer comes (the fork server reports every exit).
+        self.pool.kill(record)
+
+    # --- memory monitor --------------------------------------------------------------
+
+    def _check_memory(self, usage: MemoryUsage) -> None:
+        """Called by the monitor thread: kill one worker if memory is over the threshold."""
+        if not self.memory_policy.over_threshold(usage):
+            return
+        with self.lock:
+            if self.stopped.is_set():
+                return
+            victim = self.memory_policy.decide(usage, self._oom_candidates())
+            if victim is None:
+                return
+            record = self.pool.workers[victim.worker_id]
+            record.oom = (usage.used_bytes, usage.total_bytes, self.memory_policy.threshold)
+            log.warning("memory monitor: node memory %.2f of %.2f GiB is over the threshold (%.0f%%); "
+                        "killing worker pid %d (%s, lease %d)", usage.used_bytes / (1 << 30),
+                        usage.total_bytes / (1 << 30), self.memory_policy.threshold * 100, victim.pid,
+                        "actor" if victim.is_actor else "task", victim.lease_id)
+            self.pool.kill(record)
+
+    def _oom_candidates(self) -> list[Candidate]:
+        candidates = []
+        for lease in self.leases.values():
+            worker = lease.worker
+            if not worker.pid or worker.exit_detail or worker.state not in ("leased", "actor"):
+                continue
+            if worker.state == "actor":
+                actor = self.control.actors.get(worker.actor_id)
+                retriable = actor is not None and not actor.no_restart and (
+                    actor.spec.max_restarts == -1 or actor.num_restarts < actor.spec.max_restarts)
+                candidates.append(Candidate(worker.worker_id, worker.pid, lease.lease_id, True, retriable))
+            else:
+                candidates.append(Candidate(worker.worker_id, worker.pid, lease.lease_id, False,
+                                            lease.retriable))
+        return candidates
+
+    def _on_mark_lease_non_retriable(self, client: Client, msg: p.MarkLeaseNonRetriable) -> None:
+        lease = self.leases.get(msg.lease_id)
+        if lease is not None:
+            lease.retriable = False
 
     def _ensure_workers(self, job_id: JobID) -> None:
         starting = sum(1 for r in self.pool.workers.values()
@@ -478,7 +560,32 @@ class NodeManager:
             self.objects.remove_ref(ref_id, client.worker_id)
 
     def _on_store_stats(self, client: Client, msg: p.StoreStats) -> None:
-        self._reply(client, msg.rid, True, self.objects.stats())
+        stats = self.objects.stats()
+        for item in stats["largest_objects"]:
+            item["holders"] = [self._describe_holder(bytes.fromhex(h)) for h in item["holders"]]
+        usage = read_usage()
+        stats["node_memory"] = {"used_bytes": usage.used_bytes, "total_bytes": usage.total_bytes,
+                                "threshold": self.memory_policy.threshold,
+                                "monitor_on": self.memory_monitor is not None}
+        self._reply(client, msg.rid, True, stats)
+
+    def _describe_holder(self, holder: bytes) -> str:
+        """Who a holder id is, for people: a process, an object that contains the ref, an actor."""
+        client = self.clients.get(holder)
+        if client is not None:
+            if client.kind == "driver":
+                return f"driver pid {client.pid}"
+            record = self.pool.workers.get(holder)
+            actor = self.control.actors.get(record.actor_id) if record and record.actor_id else None
+            if actor is not None:
+                return f"actor {actor.spec.class_name} pid {client.pid}"
+            return f"worker pid {client.pid}"
+        if holder in self.objects.objects:
+            return f"object {holder.hex()[:12]}… (contains it)"
+        actor = self.control.actors.get(holder)
+        if actor is not None:
+            return f"actor {actor.spec.class_name} (its constructor arguments)"
+        return f"{holder.hex()[:12]}… (gone)"
 
     def _on_unreferenced(self, ref_id: bytes) -> None:
         actor = self.control.actors.get(ref_id)
@@ -574,13 +681,20 @@ class NodeManager:
         restarts_left = spec.max_restarts == -1 or actor.num_restarts < spec.max_restarts
         job = self.control.jobs.get(spec.job_id)
         if actor.no_restart or not restarts_left or (job is not None and not job.alive and not spec.detached):
-            self._actor_dead(actor, f"its worker process (pid {worker.pid}) died"
-                             f"{' (' + worker.exit_detail + ')' if worker.exit_detail else ''}")
+            if not worker.exit_detail and worker.pid:
+                # The connection closes before the fork server reaps the process; wait
+                # for its exit (a few hundred ms at most) so the cause says how it died.
+                worker.exit_waiters.append(lambda w: self._actor_dead(actor, _death_cause(w)))
+                self.pool.kill(worker)
+                return
+            self._actor_dead(actor, _death_cause(worker))
             return
         self.control.set_restarting(actor)
         self._request_actor_lease(actor)
 
     def _actor_dead(self, actor: ActorRecord, cause: str) -> None:
+        if actor.state == "dead":
+            return
         for waiter, info in self.control.set_dead(actor, cause):
             waiter(info)
         for oid in _stored_inputs(actor.spec):
@@ -622,23 +736,43 @@ class NodeManager:
         p.CreatePlacementGroup: _on_create_placement_group,
         p.RemovePlacementGroup: _on_remove_placement_group,
         p.PlacementGroupTable: _on_placement_group_table,
+        p.GetWorkerExit: _on_get_worker_exit,
+        p.MarkLeaseNonRetriable: _on_mark_lease_non_retriable,
     }
 
     def stop(self) -> None:
-        if self.stopped.is_set():
-            return
-        self.stopped.set()
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._listener.close()
-        with self.lock:
-            for client in list(self.clients.values()):
-                client.conn.close()
-        self.pool.shutdown()
-        with self.lock:
-            self.objects.close()
+        """Stop serving, kill the workers, free the objects. Returns once all of that is done,
+        also when another thread is already stopping (main() removes the session after)."""
+        with self._stop_lock:
+            if self._stop_done:
+                return
+            self.stopped.set()
+            if self.memory_monitor is not None:
+                self.memory_monitor.stop()
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            with self.lock:
+                for client in list(self.clients.values()):
+                    client.conn.close()
+            self.pool.shutdown()
+            with self.lock:
+                self.objects.close()
+            self._stop_done = True
+
+
+def _death_cause(worker: WorkerRecord) -> str:
+    """Why an actor whose worker exited is dead, for ActorDiedError."""
+    if worker.oom is not None:
+        used, total, threshold = worker.oom
+        return (f"the memory monitor killed its worker process (pid {worker.pid}) because the node's "
+                f"memory use ({used / (1 << 30):.1f} of {total / (1 << 30):.1f} GiB) was over the "
+                f"threshold ({threshold:.0%}); run fewer tasks and actors at once, or request memory= "
+                "so fewer are packed per node")
+    return (f"its worker process (pid {worker.pid}) died"
+            f"{' (' + worker.exit_detail + ')' if worker.exit_detail else ''}")
 
 
 def _stored_inputs(spec: p.ActorSpec) -> list[bytes]:
@@ -664,16 +798,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu-ids", default="[]")
     parser.add_argument("--object-store-memory", type=int, required=True)
     parser.add_argument("--exit-with-first-driver", action="store_true")
+    parser.add_argument("--memory-usage-threshold", type=float,
+                        help="fraction of node memory in use above which the memory monitor kills "
+                        "a worker (default: $EMBER_MEMORY_USAGE_THRESHOLD or 0.95)")
+    parser.add_argument("--memory-monitor-refresh-ms", type=float,
+                        help="how often the memory monitor reads memory; 0 turns it off "
+                        "(default: $EMBER_MEMORY_MONITOR_REFRESH_MS or 250)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = bytes.fromhex(os.environ.pop("EMBER_TOKEN"))
     nm = NodeManager(args.session_dir, token, json.loads(args.resources), json.loads(args.gpu_ids),
-                     args.object_store_memory, args.exit_with_first_driver)
+                     args.object_store_memory, args.exit_with_first_driver,
+                     memory_usage_threshold=args.memory_usage_threshold,
+                     memory_monitor_refresh_s=None if args.memory_monitor_refresh_ms is None
+                     else args.memory_monitor_refresh_ms / 1000.0)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=nm.stop, daemon=True).start())
     threading.Thread(target=nm.serve_forever, daemon=True, name="ember-nm-accept").start()
     sys.stdout.write(f"ready {nm.address}\n")
     sys.stdout.flush()
     nm.stopped.wait()
     nm.stop()
+    if args.exit_with_first_driver:
+        # The session belongs to the driver that started us. Its shutdown() removes the
+        # directory too, but a driver killed with SIGKILL cannot: without this its
+        # sockets, logs and spilled objects would stay behind.
+        shutil.rmtree(args.session_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -215,8 +215,13 @@ class ObjectTable:
             "used_bytes": self.used_bytes,
             "num_objects": len(sealed),
             "spilled_bytes": self.spilled_bytes,
+            "num_spilled": sum(1 for e in sealed if e.spilled_path is not None),
             "largest": [(e.object_id.hex(), e.size, sorted(h.hex() for h in self.holders_of(e.object_id)))
                         for e in largest],
+            "largest_objects": [{"object_id": e.object_id.hex(), "size_bytes": e.size,
+                                 "spilled": e.spilled_path is not None,
+                                 "holders": sorted(h.hex() for h in self.holders_of(e.object_id))}
+                                for e in largest],
         }
 
     def close(self) -> None:

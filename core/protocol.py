@@ -314,6 +314,35 @@ class KillWorker:
 
 
 @dataclass(slots=True)
+class GetWorkerExit:
+    """Why a worker's process ended; answered with a WorkerExit once it has exited.
+
+    A submitter asks when a connection to a worker drops and a task there has no
+    retries left, so its error can say what happened (a signal, an exit code, the
+    memory monitor). The node manager kills the worker if it is somehow still alive.
+    """
+    rid: int
+    worker_id: WorkerID
+
+
+@dataclass(slots=True)
+class WorkerExit:
+    pid: int
+    #: "killed by signal SIGKILL" or "exit code 3" (from the fork server's waitpid).
+    detail: str
+    #: Set when the memory monitor killed it: node memory (used_bytes, total_bytes) at
+    #: the kill and the threshold fraction it was over.
+    oom: tuple[int, int, float] | None = None
+
+
+@dataclass(slots=True)
+class MarkLeaseNonRetriable:
+    """A task with no retries left was pushed on this lease: the memory monitor kills
+    such workers only when no retriable work is running. Sent once per lease."""
+    lease_id: int
+
+
+@dataclass(slots=True)
 class ClusterState:
     rid: int
 

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from . import protocol as p
-from .exceptions import TaskCancelledError, WorkerCrashedError
+from .exceptions import OutOfMemoryError, TaskCancelledError, WorkerCrashedError
 from .object_ref import ObjectRef
 from .serialization import FLAG_ERROR, serialize
 from .transport import ConnectionClosed, connect, send_hello
@@ -104,7 +104,7 @@ class WorkerChannel:
 
 
 class Lease:
-    __slots__ = ("grant", "channel", "inflight", "idle_since", "dead", "key")
+    __slots__ = ("grant", "channel", "inflight", "idle_since", "dead", "key", "marked_non_retriable")
 
     def __init__(self, grant: p.LeaseGrant, channel: WorkerChannel, key: tuple) -> None:
         self.grant = grant
@@ -113,6 +113,8 @@ class Lease:
         self.idle_since = time.monotonic()
         self.dead = False
         self.key = key
+        #: The node manager was told a task without retries ran here (memory monitor).
+        self.marked_non_retriable = False
 
 
 class KeyState:
@@ -214,6 +216,9 @@ class TaskSubmitter:
             record.attempts += 1
             lease.inflight += 1
             record.spec.gpu_ids = lease.grant.gpu_ids
+            if record.retries_left == 0 and not lease.marked_non_retriable:
+                lease.marked_non_retriable = True
+                self.rt.send(p.MarkLeaseNonRetriable(lease.grant.lease_id))
             if not lease.channel.push(record, p.PushTask(record.spec)):
                 lease.dead = True
 
@@ -333,15 +338,30 @@ class TaskSubmitter:
                 for lease in list(state.leases):
                     if lease.channel is channel:
                         self._drop_lease(lease, kill=True)
+        crashed = []
         for record in failed:
             if record.cancelled:
                 self._finish_error(record, TaskCancelledError(record.spec.name))
             else:
-                self._finish_error(record, WorkerCrashedError(
-                    record.spec.name, "its worker process died", record.attempts))
+                crashed.append(record)
+        if crashed:
+            self._fail_crashed(crashed[0].lease.grant.worker_id, crashed)
         with self.lock:
             for record in retry:
                 self._enqueue(record)
+
+    def _fail_crashed(self, worker_id: bytes, records: list[TaskRecord]) -> None:
+        """Fail tasks whose worker died with the reason the node manager learnt from its exit.
+
+        The connection drops before the fork server reaps the process, so the reason
+        (signal, exit code, memory monitor) is asked for rather than known here.
+        """
+        def on_reply(reply: p.Reply, _fds: list[int]) -> None:
+            exit_info: p.WorkerExit | None = reply.value if reply.ok else None
+            for record in records:
+                self._finish_error(record, _crash_error(record, exit_info))
+
+        self.rt.call_async(lambda rid: p.GetWorkerExit(rid, worker_id), on_reply)
 
     def _drop_lease(self, lease: Lease, kill: bool = False) -> None:
         state = self.keys.get(lease.key)
@@ -396,3 +416,14 @@ class TaskSubmitter:
             self.channels.clear()
         for channel in channels:
             channel.close()
+
+
+def _crash_error(record: TaskRecord, exit_info: p.WorkerExit | None) -> Exception:
+    if exit_info is None:
+        return WorkerCrashedError(record.spec.name, "its worker process died", record.attempts)
+    if exit_info.oom is not None:
+        used, total, threshold = exit_info.oom
+        return OutOfMemoryError(record.spec.name, used, total, threshold=threshold, pid=exit_info.pid,
+                                attempts=record.attempts)
+    return WorkerCrashedError(record.spec.name, f"pid {exit_info.pid}, {exit_info.detail}",
+                              record.attempts)

@@ -25,7 +25,13 @@ class WorkerRecord:
     state: str = "starting"
     lease_id: int | None = None
     actor_id: bytes | None = None
+    #: How the process ended ("killed by signal SIGKILL", "exit code 1"); "" while alive.
     exit_detail: str = ""
+    #: Set by the memory monitor before it kills the worker: (used_bytes, total_bytes,
+    #: threshold), so the error its caller sees can say why.
+    oom: tuple[int, int, float] | None = None
+    #: Called with the record once ``exit_detail`` is known (GetWorkerExit answers).
+    exit_waiters: list = field(default_factory=list)
     blocked: bool = False
     extra: dict = field(default_factory=dict)
 
