@@ -47,6 +47,10 @@ def check_batch_format(batch_format: Any, api: str) -> str:
 
 def block_to_numpy(block: Block) -> dict[str, np.ndarray]:
     """A block as a dict of column name to ndarray (zero-copy where Arrow allows)."""
+    if block.num_columns and any(c.num_chunks > 1 for c in block.columns):
+        # A batch spanning two blocks: one table-wide combine is much cheaper than
+        # converting each chunked column on its own.
+        block = block.combine_chunks()
     return {f.name: to_numpy_column(f, block.column(i)) for i, f in enumerate(block.schema)}
 
 
