@@ -95,7 +95,8 @@ class ActorClass:
             name=opts.get("name"), namespace=namespace, detached=opts.get("lifetime") == "detached",
             max_restarts=opts.get("max_restarts") or 0, max_task_retries=opts.get("max_task_retries") or 0,
             max_concurrency=max_concurrency, is_async=is_async, methods=methods,
-            get_if_exists=bool(opts.get("get_if_exists")))
+            get_if_exists=bool(opts.get("get_if_exists")),
+            env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None)
         info, _ = rt.call(lambda rid: p.CreateActor(rid, spec))
         # The node manager now holds our reference (and the constructor's stored args).
         with rt.lock:

@@ -25,6 +25,7 @@ from .object_ref import ObjectRef
 from .options import InvalidOptionError, validate
 from .remote_function import RemoteFunction
 from .runtime import Runtime
+from .runtime_env import validate_runtime_env
 from .runtime_context import RuntimeContext
 
 _lock = threading.RLock()
@@ -83,6 +84,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 validate({name: value}, {name}, "ember.init")
         if resources is not None:
             validate({"resources": resources}, {"resources"}, "ember.init")
+        job_env = validate_runtime_env(runtime_env, "ember.init", allow_working_dir=True)
         if address in (None, "local"):
             node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),
                               exit_with_first_driver=True, system_config=kwargs.get("_system_config"))
@@ -94,7 +96,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         else:
             raise EmberError(f"joining a cluster at {address!r} over TCP is not supported yet; start "
                              "one on this machine with `ember start --head` and use address='auto'")
-        _rt = Runtime(node_address, token, "driver", namespace=namespace)
+        _rt = Runtime(node_address, token, "driver", namespace=namespace, runtime_env=job_env)
         return _InitInfo(address=node_address, session_dir=_rt.session_dir, node_id=_rt.node_id.hex())
 
 

@@ -22,6 +22,7 @@ class JobRecord:
     namespace: str
     cwd: str | None
     sys_path: list[str] | None
+    env_vars: dict[str, str] | None = None
     alive: bool = True
 
 

@@ -182,7 +182,7 @@ class NodeManager:
                 job_id = os.urandom(4)
                 namespace = msg.namespace or f"anonymous-{job_id.hex()}"
                 self.control.jobs[job_id] = JobRecord(job_id, msg.worker_id, namespace, msg.cwd,
-                                                      msg.sys_path)
+                                                      msg.sys_path, msg.env_vars)
                 if self._first_driver is None:
                     self._first_driver = msg.worker_id
                 client = Client(conn, "driver", msg.worker_id, job_id, msg.pid)
@@ -347,6 +347,7 @@ class NodeManager:
         job = self.control.jobs[job_id]
         self.pool.start_worker(os.urandom(16), job_id, {
             "node_address": self.address, "cwd": job.cwd, "sys_path": job.sys_path,
+            "env_vars": job.env_vars,
             "node_id": self.node_id.hex()})
 
     # --- leases ----------------------------------------------------------------------

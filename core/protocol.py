@@ -28,6 +28,8 @@ class Register:
     namespace: str | None = None
     cwd: str | None = None
     sys_path: list[str] | None = None
+    #: The job's runtime_env env_vars, applied to every worker of the job.
+    env_vars: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -173,6 +175,8 @@ class TaskSpec:
     max_calls: int = 0
     actor_id: ActorID | None = None
     method: str | None = None
+    #: runtime_env env_vars of this task, set around its call only.
+    env_vars: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -218,6 +222,7 @@ class ActorSpec:
     #: method name -> num_returns, so handles rebuilt by name know their methods.
     methods: dict[str, int] = field(default_factory=dict)
     get_if_exists: bool = False
+    env_vars: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -58,7 +58,8 @@ class RemoteFunction:
             num_returns = 1
         name = opts.get("name") or self._name
         spec = p.TaskSpec(rt.next_task_id(), name, function_id, payload, [], num_returns,
-                          rt.worker_id, max_calls=opts.get("max_calls") or 0)
+                          rt.worker_id, max_calls=opts.get("max_calls") or 0,
+                          env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None)
         from .scheduling import scheduling_request
         request = scheduling_request(opts, resource_shape(opts, 1.0))
         parent = current_task.get()

@@ -63,7 +63,8 @@ class LocalObject:
 class Runtime:
     def __init__(self, node_address: str, token: bytes, kind: str, worker_id: bytes | None = None,
                  address: str | None = None, namespace: str | None = None,
-                 on_message: Callable[[Any, list[int]], None] | None = None) -> None:
+                 on_message: Callable[[Any, list[int]], None] | None = None,
+                 runtime_env: dict[str, Any] | None = None) -> None:
         self.kind = kind
         self.token = token
         self.worker_id = worker_id or os.urandom(16)
@@ -85,9 +86,13 @@ class Runtime:
         self._waiters: set[threading.Event] = set()
         self.conn: Connection = connect(node_address)
         send_hello(self.conn, token)
+        working_dir = (runtime_env or {}).get("working_dir")
+        sys_path = _shippable_sys_path() if kind == "driver" else None
+        if working_dir is not None and sys_path is not None:
+            sys_path.insert(0, working_dir)
         self.conn.send(p.Register(kind, self.worker_id, os.getpid(), address, namespace,
-                                  os.getcwd() if kind == "driver" else None,
-                                  _shippable_sys_path() if kind == "driver" else None))
+                                  (working_dir or os.getcwd()) if kind == "driver" else None,
+                                  sys_path, (runtime_env or {}).get("env_vars") or None))
         reg, _ = self.conn.recv()
         self.node_id: bytes = reg.node_id
         self.job_id: bytes = reg.job_id

@@ -171,12 +171,14 @@ class Worker:
         # Any SIGINT from _cancel that lands while this frame is active surfaces as
         # KeyboardInterrupt from here; once it returns, late ones are ignored, so a cancel
         # racing with the end of its task can never hit the next task.
+        saved = _apply_env(spec.env_vars)
         ctx.interruptible = True
         try:
             args, kwargs = self._load_args(spec)
             return fn(*args, **kwargs)
         finally:
             ctx.interruptible = False
+            _restore_env(saved)
 
     def _on_sigint(self, _signum: int, _frame: Any) -> None:
         running = self.running
@@ -280,6 +282,7 @@ class Worker:
         self.actor_spec = spec
         self.actor_gpu_ids = msg.gpu_ids
         _set_visible_gpus(msg.gpu_ids)
+        _apply_env(spec.env_vars)  # for the actor's whole life: its worker is its own
         ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids)
         token = current_task.set(ctx)
         try:
@@ -344,6 +347,23 @@ def _task_error(name: str, error: BaseException) -> TaskError:
     cause = error.cause if isinstance(error, TaskError) and error.cause is not None else error
     tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     return TaskError(name, tb, cause, os.getpid())
+
+
+def _apply_env(env_vars: dict[str, str] | None) -> dict[str, str | None]:
+    """Set a task's runtime_env variables; returns what to restore afterwards."""
+    if not env_vars:
+        return {}
+    saved = {k: os.environ.get(k) for k in env_vars}
+    os.environ.update(env_vars)
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _set_visible_gpus(gpu_ids: list[int]) -> None:
@@ -416,6 +436,7 @@ def main(spec: dict) -> int:
             pass
     if spec.get("sys_path"):
         sys.path[:] = spec["sys_path"]
+    os.environ.update(spec.get("env_vars") or {})
     worker = _WORKER = Worker(spec)
     # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
     signal.signal(signal.SIGINT, worker._on_sigint)
