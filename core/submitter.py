@@ -118,12 +118,14 @@ class Lease:
 
 
 class KeyState:
-    __slots__ = ("queue", "leases", "requests")
+    __slots__ = ("queue", "leases", "requests", "failing")
 
     def __init__(self) -> None:
         self.queue: collections.deque[TaskRecord] = collections.deque()
         self.leases: list[Lease] = []
         self.requests = 0
+        #: _fail_queue is draining this queue (see there).
+        self.failing = False
 
 
 class TaskSubmitter:
@@ -314,10 +316,21 @@ class TaskSubmitter:
         self._finish(record, [("inline", payload)] * len(record.return_ids))
 
     def _fail_queue(self, state: KeyState, error: Any) -> None:
-        while state.queue:
-            record = state.queue.popleft()
-            self._finish_error(record, error if isinstance(error, BaseException) else
-                               RuntimeError(str(error)))
+        # Failing a task enqueues its dependents here, whose lease request fails at once
+        # when the node manager is gone and calls us again: without the flag that
+        # recursion grows with the queue (a 2,000-task DAG at shutdown overflowed the
+        # stack in the node manager reader thread, leaving other waiters unanswered).
+        # The outer call's loop takes the dependents instead.
+        if state.failing:
+            return
+        state.failing = True
+        try:
+            while state.queue:
+                record = state.queue.popleft()
+                self._finish_error(record, error if isinstance(error, BaseException) else
+                                   RuntimeError(str(error)))
+        finally:
+            state.failing = False
 
     def _on_lost(self, channel: WorkerChannel) -> None:
         """The worker died: retry what it was running, or fail it."""

@@ -203,6 +203,35 @@ def test_worker_crashed_error_gives_the_exit_code_of_os_exit(fresh_ember) -> Non
     assert ember.get(leaf.remote(3), timeout=30) == 3
 
 
+def test_shutdown_with_a_large_pending_dag_fails_it_without_thread_errors(tmp_path) -> None:
+    """Failing queued tasks at shutdown enqueues their dependents, whose lease requests fail
+    at once: that must loop, not recurse (it used to overflow the stack of the thread
+    that answers every waiter)."""
+    script = tmp_path / "pending_dag.py"
+    script.write_text(textwrap.dedent("""
+        import ember
+        ember.init(num_cpus=2)
+
+        @ember.remote
+        def leaf(i):
+            return i
+
+        @ember.remote
+        def combine(a, b):
+            return a + b
+
+        level = [leaf.remote(i) for i in range(1024)]
+        while len(level) > 1:
+            level = [combine.remote(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        ember.shutdown()
+        print("done")
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+
+
 # --- actors ----------------------------------------------------------------------------
 
 
