@@ -84,7 +84,6 @@ def run_round(
     passed to `emit` as they arrive, so a crash later in the round loses nothing.
     """
     wanted = set(names)
-    # Registry order, so a workload that `ends_round` really is the last one.
     chosen = [w for w in workloads.WORKLOADS if w.name in wanted]
     results: dict[str, Result] = {}
 

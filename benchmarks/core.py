@@ -7,7 +7,8 @@
 Rounds alternate ember and Ray (ember first in odd rounds, Ray first in even ones) so
 drift on the machine hits both; every figure is the median over rounds. ember runs in
 this process; Ray runs in a subprocess started with its own interpreter (ember never
-imports Ray), as a single local node on loopback. The plain-Python baseline
+imports Ray), as a single local node on loopback. init_to_first_result and the
+queued-tasks memory workload get a fresh interpreter per runtime and round. The plain-Python baseline
 (ProcessPoolExecutor with 2 processes, or in-process memcpy) runs in a subprocess too.
 
 The ratio column is oriented so that above 1 means ember is better: ember/Ray for
@@ -155,7 +156,8 @@ def run_suite(
     """Alternates ember and Ray rounds (plus the baseline) and returns every result."""
     chosen = [workloads.BY_NAME[n] for n in names]
     cold = any(w.run is None for w in chosen)
-    in_round = [w.name for w in chosen if w.run is not None]
+    in_round = [w.name for w in chosen if w.run is not None and not w.isolated]
+    isolated = [w.name for w in chosen if w.run is not None and w.isolated]
     round_timeout_s = sum(w.timeout_s for w in chosen) + 120
     config_json = _runner.config_to_json(cfg)
 
@@ -184,15 +186,16 @@ def run_suite(
                 cold_run = _Subprocess(python, ["--runtime", runtime, "--cold-start"], env, log_path)
                 cold_result = cold_run.run(runtime, 180).get("init_to_first_result")
                 keep(runtime, "init_to_first_result", cold_result or {"error": "cold start died"})
-            if not in_round:
-                continue
-            if runtime == "ember" and not ember_subprocess:
+            results: dict[str, Result] = {}
+            if in_round and runtime == "ember" and not ember_subprocess:
                 results = _runner.run_round(
                     "ember", in_round, cfg, emit=lambda n, res: _show("ember", n, res)
                 )
-            else:
+            elif in_round:
                 results = _run_round_in_subprocess(runtime, python, env, in_round, config_json, log_path)
-            for name in in_round:
+            for name in isolated:
+                results.update(_run_round_in_subprocess(runtime, python, env, [name], config_json, log_path))
+            for name in in_round + isolated:
                 keep(runtime, name, results.get(name, {"error": "no result (crash or timeout)"}))
             _log(f"  {runtime} round took {time.perf_counter() - start:.1f} s")
         if with_baseline and any(w.baseline for w in chosen):
