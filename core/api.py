@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from . import protocol as p
 from .actor import ActorClass, ActorHandle
 from .exceptions import (EmberError, GetTimeoutError, NotInitializedError, TaskCancelledError)
-from .node_launcher import find_current, node_resources, start_node
+from .node_launcher import find_by_tcp_address, find_current, node_resources, start_node
 from .object_ref import ObjectRef
 from .options import InvalidOptionError, validate
 from .remote_function import RemoteFunction
@@ -94,8 +94,11 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             _session_dir, node_address, token, _pid = find_current()
             _session_dir = None  # not ours to remove on shutdown
         else:
-            raise EmberError(f"joining a cluster at {address!r} over TCP is not supported yet; start "
-                             "one on this machine with `ember start --head` and use address='auto'")
+            # HOST:PORT of the head; the driver attaches over its Unix socket, so it must run on
+            # the head's machine (drivers on other nodes come with cross-node control routing).
+            _session_dir, node_address, token, _pid = find_by_tcp_address(
+                address.removeprefix("tcp:").removeprefix("ember://"))
+            _session_dir = None
         _rt = Runtime(node_address, token, "driver", namespace=namespace, runtime_env=job_env)
         return _InitInfo(address=node_address, session_dir=_rt.session_dir, node_id=_rt.node_id.hex())
 

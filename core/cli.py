@@ -11,28 +11,52 @@ import sys
 import time
 
 from .exceptions import EmberError
-from .node_launcher import clear_current, find_current, make_current, node_resources, start_node
+from .node_launcher import (clear_current, find_by_tcp_address, find_current, local_nodes, make_current,
+                            node_resources, start_node)
+
+
+def _token_for_join(args: argparse.Namespace) -> bytes:
+    """The cluster token: --token-file, $EMBER_TOKEN, or the head's session on this machine."""
+    if args.token_file:
+        with open(args.token_file) as f:
+            return bytes.fromhex(f.read().strip())
+    if os.environ.get("EMBER_TOKEN"):
+        return bytes.fromhex(os.environ["EMBER_TOKEN"])
+    return find_by_tcp_address(args.address)[2]
 
 
 def _start(args: argparse.Namespace) -> int:
-    if not args.head:
-        print("ember start: joining another node (--address) is not supported yet; use --head",
-              file=sys.stderr)
+    if args.head == bool(args.address):
+        print("ember start: give either --head or --address HOST:PORT", file=sys.stderr)
         return 2
-    try:
-        find_current()
-        print("ember start: a cluster is already running on this machine; `ember stop` it first",
-              file=sys.stderr)
-        return 1
-    except EmberError:
-        pass
     resources = json.loads(args.resources) if args.resources else None
-    node = start_node(*node_resources(args.num_cpus, args.num_gpus, resources, args.object_store_memory),
-                      exit_with_first_driver=False)
-    make_current(node.session_dir)
-    print(f"ember started a head node (session {node.session_dir}).\n"
-          "Connect from Python on this machine with: ember.init(address='auto')\n"
-          "Stop it with: ember stop")
+    shape = node_resources(args.num_cpus, args.num_gpus, resources, args.object_store_memory)
+    try:
+        if args.head:
+            try:
+                find_current()
+                print("ember start: a head node is already running on this machine; `ember stop` "
+                      "it first", file=sys.stderr)
+                return 1
+            except EmberError:
+                pass
+            node = start_node(*shape, exit_with_first_driver=False, host=args.node_ip_address,
+                              port=args.port if args.port is not None else 6379, started_by_cli=True)
+            make_current(node.session_dir)
+            host_port = node.tcp_address.removeprefix("tcp:")
+            print(f"ember started a head node at {host_port} (session {node.session_dir}).\n"
+                  f"Join other nodes with: ember start --address {host_port} "
+                  f"--token-file {node.session_dir}/token\n"
+                  "Connect from Python on this machine with: ember.init(address='auto')\n"
+                  "Stop every ember node on this machine with: ember stop")
+        else:
+            node = start_node(*shape, exit_with_first_driver=False, token=_token_for_join(args),
+                              host=args.node_ip_address, port=args.port or 0,
+                              head_address=f"tcp:{args.address}", started_by_cli=True)
+            print(f"ember joined {args.address} as a node at {node.tcp_address.removeprefix('tcp:')}")
+    except EmberError as e:
+        print(f"ember start: {e}", file=sys.stderr)
+        return 1
     if args.block:
         signal.signal(signal.SIGTERM, lambda *_: node.proc.terminate())
         try:
@@ -50,24 +74,31 @@ def _cleanup(session_dir: str) -> None:
 
 
 def _stop(_args: argparse.Namespace) -> int:
-    try:
-        session_dir, _address, _token, pid = find_current()
-    except EmberError:
-        print("ember stop: no cluster is running on this machine")
+    """Stop the nodes `ember start` started on this machine (worker nodes first)."""
+    nodes = [(d, n) for d, n in local_nodes() if n.get("cli")]
+    if not nodes:
+        print("ember stop: no ember node is running on this machine")
         return 0
-    os.kill(pid, signal.SIGTERM)
+    for session_dir, node in sorted(nodes, key=lambda dn: dn[1].get("head", False)):
+        _stop_pid(node["pid"])
+        _cleanup(session_dir)
+    print(f"ember stopped {len(nodes)} node(s)")
+    return 0
+
+
+def _stop_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
+            return
         time.sleep(0.05)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    _cleanup(session_dir)
-    print("ember stopped")
-    return 0
+    os.kill(pid, signal.SIGKILL)
 
 
 def _status(_args: argparse.Namespace) -> int:
@@ -140,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a node on this machine")
     start.add_argument("--head", action="store_true", help="start the head node")
+    start.add_argument("--address", help="HOST:PORT of the head to join")
+    start.add_argument("--port", type=int, help="TCP port (head default 6379; nodes: any free port)")
+    start.add_argument("--node-ip-address", default="127.0.0.1",
+                       help="address to bind this node's TCP port to (default: loopback only)")
+    start.add_argument("--token-file", help="file holding the cluster token (default: $EMBER_TOKEN, "
+                       "or the head's session when it runs on this machine)")
     start.add_argument("--num-cpus", type=float)
     start.add_argument("--num-gpus", type=float)
     start.add_argument("--resources", help='custom resources as JSON, e.g. \'{"TPU": 4}\'')

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ class NodeProcess:
     session_dir: str
     address: str
     token: bytes
+    tcp_address: str = ""
 
 
 def sessions_root() -> str:
@@ -59,13 +61,19 @@ _SYSTEM_CONFIG_FLAGS = {"memory_usage_threshold": "--memory-usage-threshold",
 
 
 def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
-               exit_with_first_driver: bool, system_config: dict | None = None) -> NodeProcess:
+               exit_with_first_driver: bool, system_config: dict | None = None,
+               token: bytes | None = None, host: str = "127.0.0.1", port: int = 0,
+               head_address: str | None = None, started_by_cli: bool = False) -> NodeProcess:
     """Create a session directory (0700) with its token (0600) and start a node manager.
 
     Args:
         system_config: ``memory_usage_threshold`` (fraction of node memory above which
             the memory monitor kills a worker, default 0.95) and
             ``memory_monitor_refresh_ms`` (default 250; 0 turns the monitor off).
+
+        token: the cluster's token when joining one (a new one is made for a head).
+        host, port: where the node's TCP port binds (loopback unless told otherwise).
+        head_address: ``tcp:HOST:PORT`` of the head to join; None starts a head.
 
     Raises:
         EmberError: the node manager did not come up.
@@ -79,7 +87,7 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
     session_dir = tempfile.mkdtemp(prefix="session-", dir=sessions_root())
     for sub in ("sockets", "logs"):
         os.makedirs(os.path.join(session_dir, sub), mode=0o700)
-    token = os.urandom(32)
+    token = token if token is not None else os.urandom(32)
     with open(os.open(os.path.join(session_dir, "token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
               "w") as f:
         f.write(token.hex())
@@ -88,6 +96,9 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
     argv = [sys.executable, "-m", "ember.node_manager", "--session-dir", session_dir,
             "--resources", json.dumps(totals), "--gpu-ids", json.dumps(gpu_ids),
             "--object-store-memory", str(store_bytes)]
+    argv += ["--node-ip-address", host, "--port", str(port)]
+    if head_address is not None:
+        argv += ["--head-address", head_address]
     if exit_with_first_driver:
         argv.append("--exit-with-first-driver")
     for key, value in (system_config or {}).items():
@@ -99,11 +110,15 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
     line = proc.stdout.readline().decode()
     if not line.startswith("ready "):
         proc.wait()
-        raise EmberError(f"the node manager failed to start (exit code {proc.returncode}); see "
-                         f"{session_dir}/logs/node_manager.log")
+        with open(os.path.join(session_dir, "logs", "node_manager.log"), errors="replace") as f:
+            reason = f.read().strip().splitlines()[-1:] or ["no output"]
+        shutil.rmtree(session_dir, ignore_errors=True)
+        raise EmberError(f"the node manager failed to start (exit code {proc.returncode}): {reason[0]}")
+    _ready, unix_address, tcp_address = line.split()
     with open(os.path.join(session_dir, "node.json"), "w") as f:
-        json.dump({"pid": proc.pid, "address": line.split(" ", 1)[1].strip()}, f)
-    return NodeProcess(proc, session_dir, line.split(" ", 1)[1].strip(), token)
+        json.dump({"pid": proc.pid, "address": unix_address, "tcp_address": tcp_address,
+                   "head": head_address is None, "cli": started_by_cli}, f)
+    return NodeProcess(proc, session_dir, unix_address, token, tcp_address)
 
 
 def make_current(session_dir: str) -> None:
@@ -136,6 +151,41 @@ def find_current() -> tuple[str, str, bytes, int]:
         raise EmberError(f"the cluster recorded in {session_dir} is no longer running: start one "
                          "with `ember start --head`")
     return session_dir, node["address"], bytes.fromhex(token_hex), node["pid"]
+
+
+def local_nodes() -> list[tuple[str, dict]]:
+    """(session dir, node.json) of every live node manager on this machine."""
+    out = []
+    for name in sorted(os.listdir(sessions_root())):
+        path = os.path.join(sessions_root(), name, "node.json")
+        try:
+            with open(path) as f:
+                node = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if psutil.pid_exists(node["pid"]):
+            out.append((os.path.dirname(path), node))
+    return out
+
+
+def find_by_tcp_address(address: str) -> tuple[str, str, bytes, int]:
+    """Like find_current, for the node listening on ``HOST:PORT`` (it must run here).
+
+    Raises:
+        EmberError: no node on this machine listens there.
+    """
+    host, _, port = address.rpartition(":")
+    aliases = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost") else {host}
+    for session_dir, node in local_nodes():
+        n_host, _, n_port = node.get("tcp_address", "").removeprefix("tcp:").rpartition(":")
+        if n_port == port and n_host in aliases:
+            token_hex = os.environ.get("EMBER_TOKEN")
+            if token_hex is None:
+                with open(os.path.join(session_dir, "token")) as f:
+                    token_hex = f.read().strip()
+            return session_dir, node["address"], bytes.fromhex(token_hex), node["pid"]
+    raise EmberError(f"no ember node on this machine listens on {address}: drivers must run on a "
+                     "node of the cluster (start one with `ember start --address ...`)")
 
 
 def clear_current(session_dir: str) -> None:

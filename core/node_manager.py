@@ -26,6 +26,7 @@ from . import protocol as p
 from ._types import JobID, ResourceShape, WorkerID
 from .control_store import ActorRecord, ControlStore, JobRecord, NameTakenError
 from .exceptions import ObjectStoreFullError, OwnerDiedError
+from .membership import DEFAULT_NODE_TIMEOUT_S, HEARTBEAT_S, ClusterView, HeadLink, NodeInfo
 from .memory_monitor import (Candidate, MemoryMonitor, MemoryPolicy, MemoryUsage, read_usage,
                              refresh_s_from_env, threshold_from_env)
 from .object_store import ObjectEntry, ObjectTable
@@ -85,7 +86,9 @@ class NodeManager:
     def __init__(self, session_dir: str, token: bytes, resources: ResourceShape,
                  gpu_ids: list[int], object_store_memory: int, exit_with_first_driver: bool,
                  memory_usage_threshold: float | None = None,
-                 memory_monitor_refresh_s: float | None = None) -> None:
+                 memory_monitor_refresh_s: float | None = None, host: str = "127.0.0.1",
+                 port: int = 0, head_address: str | None = None,
+                 node_timeout_s: float = DEFAULT_NODE_TIMEOUT_S) -> None:
         self.session_dir = session_dir
         self.token = token
         self.node_id = os.urandom(16)
@@ -117,6 +120,12 @@ class NodeManager:
         self.pool = WorkerPool(session_dir, env, self._on_worker_exit)
         self.address = f"unix:{os.path.join(session_dir, 'sockets', 'node.sock')}"
         self._listener, _ = listen(self.address)
+        # TCP for other nodes and remote submitters; loopback unless a node address is given.
+        self._tcp_listener, self.tcp_address = listen(f"tcp:{host}:{port}")
+        self.view = ClusterView()
+        self.is_head = head_address is None
+        self.node_timeout_s = node_timeout_s
+        self.head: HeadLink | None = None
         self.max_idle_workers = max(2, int(resources.get("CPU", 1)) * 2)
         self.memory_policy = MemoryPolicy(threshold_from_env() if memory_usage_threshold is None
                                           else memory_usage_threshold)
@@ -128,14 +137,71 @@ class NodeManager:
 
     # --- serving ---------------------------------------------------------------------
 
+    def join(self, head_address: str) -> None:
+        """A worker node: register with the head (raises if it refuses or is unreachable)."""
+        self.head = HeadLink(head_address, self.token, self.node_id, self.tcp_address,
+                             self.address, self._resources_now, self._on_head_message,
+                             on_lost=self._head_lost)
+
     def serve_forever(self) -> None:
+        """Serve the Unix and TCP listeners (and, on the head, membership)."""
+        self.view.upsert(self._self_info())
+        if self.is_head:
+            threading.Thread(target=self._membership_loop, daemon=True,
+                             name="ember-membership").start()
+        threading.Thread(target=self._accept_loop, args=(self._tcp_listener,), daemon=True,
+                         name="ember-nm-accept-tcp").start()
+        self._accept_loop(self._listener)
+
+    def _accept_loop(self, listener: socket.socket) -> None:
         while not self.stopped.is_set():
             try:
-                conn = accept(self._listener)
+                conn = accept(listener)
             except OSError:
                 return
             threading.Thread(target=self._serve_conn, args=(conn,), daemon=True,
                              name="ember-nm-conn").start()
+
+    # --- membership ------------------------------------------------------------------
+
+    def _self_info(self) -> NodeInfo:
+        return NodeInfo(self.node_id, self.tcp_address, self.address, dict(self.ledger.totals),
+                        dict(self.ledger.available), is_head=self.is_head)
+
+    def _resources_now(self) -> tuple[ResourceShape, ResourceShape]:
+        with self.lock:
+            return dict(self.ledger.totals), dict(self.ledger.available)
+
+    def _membership_loop(self) -> None:
+        """Head only: expire silent nodes and send everyone the view."""
+        while not self.stopped.wait(HEARTBEAT_S):
+            with self.lock:
+                self.view.upsert(self._self_info())
+                for node_id in self.view.expire(self.node_timeout_s, keep=self.node_id):
+                    log.warning("node %s missed heartbeats for %.1f s: marked dead",
+                                node_id.hex()[:12], self.node_timeout_s)
+                update = p.ClusterViewUpdate(list(self.view.nodes.values()))
+                nodes = [c for c in self.clients.values() if c.kind == "node"]
+            for client in nodes:
+                try:
+                    client.conn.send(update)
+                except ConnectionClosed:
+                    pass
+
+    def _on_heartbeat(self, client: Client, msg: p.Heartbeat) -> None:
+        self.view.heartbeat(client.worker_id, msg.totals, msg.available)
+
+    def _on_head_message(self, msg: Any) -> None:
+        with self.lock:
+            if isinstance(msg, p.ClusterViewUpdate):
+                for info in msg.nodes:
+                    if info.node_id != self.node_id:
+                        self.view.nodes[info.node_id] = info
+                self.view.upsert(self._self_info())
+
+    def _head_lost(self) -> None:
+        log.error("lost the connection to the head node: stopping this node")
+        threading.Thread(target=self.stop, daemon=True).start()
 
     def _serve_conn(self, conn: Connection) -> None:
         client = None
@@ -178,6 +244,14 @@ class NodeManager:
 
     def _register(self, conn: Connection, msg: p.Register) -> Client:
         with self.lock:
+            if msg.kind == "node":
+                client = Client(conn, "node", msg.worker_id, b"", msg.pid)
+                self.clients[msg.worker_id] = client
+                self.view.upsert(NodeInfo(msg.worker_id, msg.address, msg.node_unix_address or "",
+                                          {}, {}))
+                conn.send(p.Registered(self.node_id, b"", "", self.session_dir, self.address))
+                log.info("node %s joined from %s", msg.worker_id.hex()[:12], msg.address)
+                return client
             if msg.kind == "driver":
                 job_id = os.urandom(4)
                 namespace = msg.namespace or f"anonymous-{job_id.hex()}"
@@ -202,6 +276,12 @@ class NodeManager:
             return client
 
     def _disconnect(self, client: Client) -> None:
+        if client.kind == "node":
+            with self.lock:
+                self.clients.pop(client.worker_id, None)
+                if self.view.mark_dead(client.worker_id):
+                    log.warning("node %s disconnected: marked dead", client.worker_id.hex()[:12])
+            return
         with self.lock:
             self.clients.pop(client.worker_id, None)
             for lease_id in list(client.leases):
@@ -709,11 +789,14 @@ class NodeManager:
             self.pool.kill(record)
 
     def _on_cluster_state(self, client: Client, msg: p.ClusterState) -> None:
-        self._reply(client, msg.rid, True, [{
-            "NodeID": self.node_id.hex(), "Alive": True, "NodeManagerAddress": "127.0.0.1",
-            "Resources": dict(self.ledger.totals), "Available": dict(self.ledger.available),
-            "ObjectStore": self.objects.stats(),
-        }])
+        self.view.upsert(self._self_info())
+        nodes = []
+        for info in sorted(self.view.nodes.values(), key=lambda n: (not n.is_head, n.node_id)):
+            node = info.as_dict()
+            if info.node_id == self.node_id:
+                node["ObjectStore"] = self.objects.stats()
+            nodes.append(node)
+        self._reply(client, msg.rid, True, nodes)
 
     def _on_log_lines(self, client: Client, msg: p.LogLines) -> None:
         job = self.control.jobs.get(client.job_id)
@@ -739,6 +822,7 @@ class NodeManager:
         p.PlacementGroupTable: _on_placement_group_table,
         p.GetWorkerExit: _on_get_worker_exit,
         p.MarkLeaseNonRetriable: _on_mark_lease_non_retriable,
+        p.Heartbeat: _on_heartbeat,
     }
 
     def stop(self) -> None:
@@ -750,11 +834,14 @@ class NodeManager:
             self.stopped.set()
             if self.memory_monitor is not None:
                 self.memory_monitor.stop()
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._listener.close()
+            for listener in (self._listener, self._tcp_listener):
+                try:
+                    listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                listener.close()
+            if self.head is not None:
+                self.head.close()
             with self.lock:
                 for client in list(self.clients.values()):
                     client.conn.close()
@@ -799,6 +886,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu-ids", default="[]")
     parser.add_argument("--object-store-memory", type=int, required=True)
     parser.add_argument("--exit-with-first-driver", action="store_true")
+    parser.add_argument("--node-ip-address", default="127.0.0.1",
+                        help="address to bind the TCP port to (default: loopback only)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
+    parser.add_argument("--head-address", help="tcp:HOST:PORT of the head; absent: this is the head")
     parser.add_argument("--memory-usage-threshold", type=float,
                         help="fraction of node memory in use above which the memory monitor kills "
                         "a worker (default: $EMBER_MEMORY_USAGE_THRESHOLD or 0.95)")
@@ -812,10 +903,19 @@ def main(argv: list[str] | None = None) -> None:
                      args.object_store_memory, args.exit_with_first_driver,
                      memory_usage_threshold=args.memory_usage_threshold,
                      memory_monitor_refresh_s=None if args.memory_monitor_refresh_ms is None
-                     else args.memory_monitor_refresh_ms / 1000.0)
+                     else args.memory_monitor_refresh_ms / 1000.0,
+                     host=args.node_ip_address, port=args.port, head_address=args.head_address)
+    if args.head_address is not None:
+        try:
+            nm.join(args.head_address)
+        except (OSError, EOFError) as e:
+            nm.stop()
+            sys.stderr.write(f"could not join the head at {args.head_address}: {e}. Check the address "
+                             "and the cluster token (--token-file or EMBER_TOKEN).\n")
+            sys.exit(1)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=nm.stop, daemon=True).start())
     threading.Thread(target=nm.serve_forever, daemon=True, name="ember-nm-accept").start()
-    sys.stdout.write(f"ready {nm.address}\n")
+    sys.stdout.write(f"ready {nm.address} {nm.tcp_address}\n")
     sys.stdout.flush()
     nm.stopped.wait()
     nm.stop()

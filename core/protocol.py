@@ -30,6 +30,8 @@ class Register:
     sys_path: list[str] | None = None
     #: The job's runtime_env env_vars, applied to every worker of the job.
     env_vars: dict[str, str] | None = None
+    #: Nodes joining the head: their Unix socket (``address`` is their TCP address).
+    node_unix_address: str | None = None
 
 
 @dataclass(slots=True)
@@ -345,6 +347,19 @@ class MarkLeaseNonRetriable:
     """A task with no retries left was pushed on this lease: the memory monitor kills
     such workers only when no retriable work is running. Sent once per lease."""
     lease_id: int
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    """Node -> head: this node's resources, every membership.HEARTBEAT_S."""
+    totals: ResourceShape
+    available: ResourceShape
+
+
+@dataclass(slots=True)
+class ClusterViewUpdate:
+    """Head -> nodes: every node's addresses, resources and liveness."""
+    nodes: list[Any]
 
 
 @dataclass(slots=True)

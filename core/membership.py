@@ -1,0 +1,149 @@
+"""Cluster membership: the head's table of nodes, and a node's link to the head.
+
+Every node manager other than the head's connects to the head over TCP, registers,
+and reports its resources every ``HEARTBEAT_S``. The head marks a node dead when its
+connection drops or it stays silent past the timeout, and sends every node the whole
+view (free resources of each node), which node managers use to spill work elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import protocol as p
+from ._types import NodeID, ResourceShape
+from .transport import ConnectionClosed, connect, send_hello
+
+HEARTBEAT_S = 0.2
+#: A node silent this long is dead (override: EMBER_NODE_TIMEOUT_S).
+DEFAULT_NODE_TIMEOUT_S = float(os.environ.get("EMBER_NODE_TIMEOUT_S", "3.0"))
+
+
+@dataclass
+class NodeInfo:
+    node_id: NodeID
+    tcp_address: str
+    unix_address: str
+    totals: ResourceShape
+    available: ResourceShape
+    alive: bool = True
+    is_head: bool = False
+    last_seen: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        host = self.tcp_address.split(":")[1] if self.tcp_address.count(":") >= 2 else "127.0.0.1"
+        return {"NodeID": self.node_id.hex(), "Alive": self.alive, "NodeManagerAddress": host,
+                "NodeManagerPort": int(self.tcp_address.rsplit(":", 1)[1]) if self.tcp_address else 0,
+                "IsHead": self.is_head, "Resources": dict(self.totals),
+                "Available": dict(self.available) if self.alive else {}}
+
+
+class ClusterView:
+    """What this node manager knows of every node (pure; the node manager locks)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[NodeID, NodeInfo] = {}
+        self._spread_turn = 0
+
+    def upsert(self, info: NodeInfo) -> None:
+        info.last_seen = time.monotonic()
+        self.nodes[info.node_id] = info
+
+    def heartbeat(self, node_id: NodeID, totals: ResourceShape, available: ResourceShape) -> None:
+        node = self.nodes.get(node_id)
+        if node is not None and node.alive:
+            node.totals, node.available, node.last_seen = totals, available, time.monotonic()
+
+    def mark_dead(self, node_id: NodeID) -> bool:
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive:
+            return False
+        node.alive = False
+        return True
+
+    def expire(self, timeout_s: float, keep: NodeID) -> list[NodeID]:
+        """Mark nodes silent for longer than ``timeout_s`` dead; returns them."""
+        now = time.monotonic()
+        dead = [n.node_id for n in self.nodes.values()
+                if n.alive and n.node_id != keep and now - n.last_seen > timeout_s]
+        for node_id in dead:
+            self.mark_dead(node_id)
+        return dead
+
+    def alive(self) -> list[NodeInfo]:
+        return [n for n in self.nodes.values() if n.alive]
+
+    def pick(self, shape: ResourceShape, exclude: NodeID, spread: bool) -> NodeInfo | None:
+        """A live node other than ``exclude`` with ``shape`` free now (SPREAD: rotate)."""
+        fits = [n for n in self.alive() if n.node_id != exclude and _fits(n.available, shape)]
+        if not fits:
+            return None
+        fits.sort(key=lambda n: n.node_id)
+        if spread:
+            self._spread_turn += 1
+            return fits[self._spread_turn % len(fits)]
+        return max(fits, key=lambda n: n.available.get("CPU", 0.0))
+
+    def fits_anywhere(self, shape: ResourceShape) -> bool:
+        return any(_fits(n.totals, shape) for n in self.alive())
+
+
+def _fits(pool: ResourceShape, shape: ResourceShape) -> bool:
+    return all(pool.get(k, 0.0) + 1e-9 >= v for k, v in shape.items())
+
+
+class HeadLink:
+    """A worker node's connection to the head: register, heartbeat, receive the view.
+
+    Losing the head ends the node (``on_lost``): without the control store a node can
+    neither place actors nor find functions, and Ray's nodes exit the same way.
+    """
+
+    def __init__(self, head_address: str, token: bytes, node_id: NodeID, tcp_address: str,
+                 unix_address: str, resources: Callable[[], tuple[ResourceShape, ResourceShape]],
+                 on_message: Callable[[Any], None], on_lost: Callable[[], None]) -> None:
+        self.conn = connect(head_address)
+        send_hello(self.conn, token)
+        self.conn.send(p.Register("node", node_id, os.getpid(), tcp_address,
+                                  node_unix_address=unix_address))
+        self.registered, _ = self.conn.recv()
+        self._resources = resources
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._beat, daemon=True, name="ember-heartbeat"),
+                         threading.Thread(target=self._read, daemon=True, name="ember-head-link")]
+        for t in self._threads:
+            t.start()
+
+    def send(self, msg: Any) -> None:
+        try:
+            self.conn.send(msg)
+        except ConnectionClosed:
+            pass
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            totals, available = self._resources()
+            self.send(p.Heartbeat(totals, available))
+
+    def _read(self) -> None:
+        try:
+            while True:
+                msg, _ = self.conn.recv()
+                self._on_message(msg)
+        except (ConnectionClosed, OSError, EOFError):
+            pass
+        if not self._stop.is_set():
+            self._on_lost()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.conn.close()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(2)
