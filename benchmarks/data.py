@@ -10,9 +10,9 @@ the cluster is up, so worker start-up is paid once in both):
 
 - ``range``: ``range(20_000_000) -> map_batches(numpy add) -> count``: rows/s.
 - ``parquet``: ``read_parquet -> map_batches -> iter_batches`` over ~2 GB of Parquet
-  (batches of ``--batch-size`` rows everywhere):
-  rows/s and GB/s, next to a single-process pyarrow loop doing the same work, times
-  the number of CPUs.
+  (batches of ``--batch-size`` rows everywhere): rows/s and GB/s, next to a
+  single-process pyarrow loop doing the same work times the number of CPUs, and to
+  that many pyarrow processes actually run at once.
 - ``memory``: a ``range_tensor -> map_batches -> iter_batches`` pipeline over 4x the
   object store: wall time and the peak memory of the driver's process tree
   (proportional set size, so shared memory is counted once).
@@ -147,27 +147,47 @@ def _workload_memory(rd: Any, args: argparse.Namespace) -> dict[str, Any]:
             "peak_memory_mb": peak.peak_bytes // _MiB}
 
 
-def _pyarrow_baseline(args: argparse.Namespace) -> dict[str, Any]:
-    """One process reading and transforming the same files with pyarrow and numpy."""
+def _pyarrow_loop(files: list[str], batch_size: int) -> int:
+    """Read and transform ``files`` with pyarrow and numpy in this process; rows seen."""
     import pyarrow.parquet as pq
 
-    files = sorted(os.path.join(args.data_dir, f) for f in os.listdir(args.data_dir))
-    data_bytes = sum(os.path.getsize(f) for f in files)
-    start = time.perf_counter()
     rows = 0
     for path in files:
-        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=args.batch_size,
+        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size,
                                                                use_threads=False):
             batch = {name: record_batch.column(i).to_numpy()
                      for i, name in enumerate(record_batch.schema.names)}
             rows += len(_add_column(batch)["total"])
+    return rows
+
+
+def _pyarrow_baseline(args: argparse.Namespace, processes: int) -> dict[str, Any]:
+    """The same work without a runtime: one process, or ``processes`` at once.
+
+    One process times the CPU count is the issue's yardstick; running the processes
+    at once measures what this machine really delivers in parallel (memory bandwidth,
+    other load), which can be well below that product.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    files = sorted(os.path.join(args.data_dir, f) for f in os.listdir(args.data_dir))
+    data_bytes = sum(os.path.getsize(f) for f in files)
+    start = time.perf_counter()
+    if processes == 1:
+        rows = _pyarrow_loop(files, args.batch_size)
+    else:
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            shares = [files[i::processes] for i in range(processes)]
+            rows = sum(pool.map(_pyarrow_loop, shares, [args.batch_size] * processes))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "rows_per_s": rows / seconds, "gb_per_s": data_bytes / seconds / 1e9}
 
 
 def _child(args: argparse.Namespace) -> None:
     if args.engine == "pyarrow":
-        result = _pyarrow_baseline(args)
+        result = _pyarrow_baseline(args, 1)
+    elif args.engine == "pyarrow-parallel":
+        result = _pyarrow_baseline(args, args.num_cpus)
     else:
         runtime, rd = _engine(args.engine)
         store = args.store_mb * _MiB if args.workload == "memory" else args.big_store_mb * _MiB
@@ -245,6 +265,11 @@ def _table(results: dict[str, dict[str, Optional[dict[str, Any]]]], args: argpar
             share = results["parquet"]["ember"]["rows_per_s"] / ideal
             lines.append(f"| parquet | single-process pyarrow x {args.num_cpus} CPUs (rows/s) | "
                          f"{_fmt(ideal)} | | ember at {share:.2f} of it |")
+        parallel = results["parquet"].get("pyarrow-parallel")
+        if parallel and results["parquet"].get("ember"):
+            share = results["parquet"]["ember"]["rows_per_s"] / parallel["rows_per_s"]
+            lines.append(f"| parquet | {args.num_cpus} pyarrow processes at once (rows/s) | "
+                         f"{_fmt(parallel['rows_per_s'])} | | ember at {share:.2f} of it |")
     if "memory" in results:
         row("memory", f"seconds, {4 * args.store_mb} MiB through a {args.store_mb} MiB store",
             "seconds", higher_better=False)
@@ -283,6 +308,8 @@ def main() -> None:
             results[workload]["ray"] = _run_child(args.ray_python, "ray", workload, args)
         if workload == "parquet":
             results[workload]["pyarrow"] = _run_child(sys.executable, "pyarrow", workload, args)
+            results[workload]["pyarrow-parallel"] = _run_child(sys.executable, "pyarrow-parallel",
+                                                               workload, args)
     sys.stdout.write(f"{args.num_cpus} CPUs, best of {args.repeats} runs per engine\n\n")
     sys.stdout.write(_table(results, args) + "\n\n")
     sys.stdout.write(json.dumps(results, indent=1) + "\n")
