@@ -62,7 +62,13 @@ def build_physical(root: LogicalOp, ctx: DataContext) -> PhysicalOperator:
     Returns:
         The sink operator; upstream operators hang off ``input_dependencies``.
     """
-    return _build(fuse(root), ctx, _cluster())
+    cluster = _cluster()
+    # resource_limits.cpu/gpu cap how much of the cluster this execution keeps busy.
+    limits = ctx.execution_options.resource_limits
+    for key, limit in (("CPU", limits.cpu), ("GPU", limits.gpu)):
+        if limit is not None:
+            cluster[key] = min(cluster.get(key, 0.0), float(limit))
+    return _build(fuse(root), ctx, cluster)
 
 
 def _build(op: LogicalOp, ctx: DataContext, cluster: dict[str, float]) -> PhysicalOperator:

@@ -115,3 +115,13 @@ def test_stats_report_time_rows_and_bytes_per_operator() -> None:
     assert "Remote wall time" in stats and "Output num rows: 1000 total" in stats
     assert "Output size bytes: 16000 total" in stats
     assert "peak" in stats and "budget" in stats
+
+
+def test_cpu_limit_caps_concurrent_tasks(default_context: DataContext) -> None:
+    default_context.execution_options.resource_limits = ExecutionResources(cpu=1)
+    ds = ed.range(20, override_num_blocks=10).map(lambda r: r)
+    from ember.data._planner import build_physical
+
+    root = build_physical(ds._plan, default_context)
+    assert root._max_concurrency == 2  # one CPU's worth, plus one queued
+    assert ds.count() == 20
