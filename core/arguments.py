@@ -43,7 +43,7 @@ def encode_args(rt: Runtime, args: tuple, kwargs: dict, what: str
         return ser.to_bytes(), deps, held
     ref = rt.put_serialized(rt.next_task_id() + b"\xfe\xff\xff\xff", ser)
     held.append(ref)
-    return ("stored", ref.id), deps, held
+    return ("stored", (ref.id, rt.node_tcp_address)), deps, held
 
 
 def _serialize_args(args: tuple, kwargs: dict, what: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from . import protocol as p
 from ._types import NodeID, ResourceShape
-from .transport import ConnectionClosed, connect, send_hello
+from .node_link import NodeLink
 
 HEARTBEAT_S = 0.2
 #: A node silent this long is dead (override: EMBER_NODE_TIMEOUT_S).
@@ -106,44 +106,28 @@ class HeadLink:
     def __init__(self, head_address: str, token: bytes, node_id: NodeID, tcp_address: str,
                  unix_address: str, resources: Callable[[], tuple[ResourceShape, ResourceShape]],
                  on_message: Callable[[Any], None], on_lost: Callable[[], None]) -> None:
-        self.conn = connect(head_address)
-        send_hello(self.conn, token)
-        self.conn.send(p.Register("node", node_id, os.getpid(), tcp_address,
-                                  node_unix_address=unix_address))
-        self.registered, _ = self.conn.recv()
-        self._resources = resources
-        self._on_message = on_message
-        self._on_lost = on_lost
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._beat, daemon=True, name="ember-heartbeat"),
-                         threading.Thread(target=self._read, daemon=True, name="ember-head-link")]
-        for t in self._threads:
-            t.start()
-
-    def send(self, msg: Any) -> None:
-        try:
-            self.conn.send(msg)
-        except ConnectionClosed:
-            pass
+        self._on_lost = on_lost
+        self.link = NodeLink(head_address, token,
+                             p.Register("node", node_id, os.getpid(), tcp_address,
+                                        node_unix_address=unix_address),
+                             on_message=lambda msg, _fds: on_message(msg), on_lost=self._lost,
+                             name="ember-head-link")
+        self._resources = resources
+        self._beater = threading.Thread(target=self._beat, daemon=True, name="ember-heartbeat")
+        self._beater.start()
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             totals, available = self._resources()
-            self.send(p.Heartbeat(totals, available))
+            self.link.send(p.Heartbeat(totals, available))
 
-    def _read(self) -> None:
-        try:
-            while True:
-                msg, _ = self.conn.recv()
-                self._on_message(msg)
-        except (ConnectionClosed, OSError, EOFError):
-            pass
+    def _lost(self) -> None:
         if not self._stop.is_set():
             self._on_lost()
 
     def close(self) -> None:
         self._stop.set()
-        self.conn.close()
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(2)
+        self.link.close()
+        if threading.current_thread() is not self._beater:
+            self._beater.join(2)

@@ -9,6 +9,7 @@ blocking call except to write a reply.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -25,11 +26,12 @@ from typing import Any
 from . import protocol as p
 from ._types import JobID, ResourceShape, WorkerID
 from .control_store import ActorRecord, ControlStore, JobRecord, NameTakenError
-from .exceptions import ObjectStoreFullError, OwnerDiedError
+from .exceptions import EmberError, ObjectStoreFullError, OwnerDiedError
 from .membership import DEFAULT_NODE_TIMEOUT_S, HEARTBEAT_S, ClusterView, HeadLink, NodeInfo
 from .memory_monitor import (Candidate, MemoryMonitor, MemoryPolicy, MemoryUsage, read_usage,
                              refresh_s_from_env, threshold_from_env)
 from .object_store import ObjectEntry, ObjectTable
+from .object_transfer import ObjectTransfer
 from .scheduler import Allocation, LeaseQueue, PendingLease, ResourceLedger
 from .transport import (Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello,
                         listen)
@@ -126,6 +128,10 @@ class NodeManager:
         self.is_head = head_address is None
         self.node_timeout_s = node_timeout_s
         self.head: HeadLink | None = None
+        self.head_tcp_address = head_address or self.tcp_address
+        self.transfer = ObjectTransfer(self.lock, self.objects, token, self.node_id, self.tcp_address)
+        #: Process -> home nodes its references were forwarded to (released when it exits).
+        self._forwarded: dict[bytes, set[str]] = defaultdict(set)
         self.max_idle_workers = max(2, int(resources.get("CPU", 1)) * 2)
         self.memory_policy = MemoryPolicy(threshold_from_env() if memory_usage_threshold is None
                                           else memory_usage_threshold)
@@ -188,12 +194,42 @@ class NodeManager:
                 except ConnectionClosed:
                     pass
 
+    def _proxy(self, client: Client, msg: Any) -> None:
+        """A worker node hands control requests to the head and relays the answer."""
+        link = self.head.link
+        with self.lock:
+            if isinstance(msg, (p.CreateActor, p.GetNamedActor)):
+                # The head will hold actor references for this process: release them if it exits.
+                self._forwarded[client.worker_id].add(self.head_tcp_address)
+        rid = getattr(msg, "rid", None)
+        if rid is None:
+            link.send(p.Forwarded(client.worker_id, client.job_id, msg))
+            return
+        link.call_async(lambda new_rid: p.Forwarded(client.worker_id, client.job_id,
+                                                    dataclasses.replace(msg, rid=new_rid)),
+                        lambda reply, _fds: self._reply(client, rid, reply.ok, reply.value))
+
+    def _on_forwarded(self, client: Client, msg: p.Forwarded) -> None:
+        origin = Client(client.conn, "remote", msg.holder, msg.job_id, 0)
+        self._handlers[type(msg.msg)](self, origin, msg.msg)
+
     def _on_heartbeat(self, client: Client, msg: p.Heartbeat) -> None:
         self.view.heartbeat(client.worker_id, msg.totals, msg.available)
 
+    def _stop_job_workers(self, job_id: bytes) -> None:
+        """Kill the job's workers here, except those hosting detached actors."""
+        detached = {r.worker_id for r in self.control.actors.values()
+                    if r.spec.detached and r.state != "dead"}
+        for record in list(self.pool.workers.values()):
+            if record.job_id == job_id and record.state != "dead" and record.worker_id not in detached:
+                self.pool.kill(record)
+
     def _on_head_message(self, msg: Any) -> None:
         with self.lock:
-            if isinstance(msg, p.ClusterViewUpdate):
+            if isinstance(msg, p.JobFinished):
+                self._stop_job_workers(msg.job_id)
+                self._wants.pop(msg.job_id, None)
+            elif isinstance(msg, p.ClusterViewUpdate):
                 for info in msg.nodes:
                     if info.node_id != self.node_id:
                         self.view.nodes[info.node_id] = info
@@ -222,6 +258,9 @@ class NodeManager:
                 self._disconnect(client)
 
     def _dispatch(self, client: Client, msg: Any, fds: list[int]) -> None:
+        if self.head is not None and type(msg) in _CONTROL_MESSAGES:
+            self._proxy(client, msg)
+            return
         handler = self._handlers.get(type(msg))
         if handler is None:
             for fd in fds:
@@ -252,6 +291,22 @@ class NodeManager:
                 conn.send(p.Registered(self.node_id, b"", "", self.session_dir, self.address))
                 log.info("node %s joined from %s", msg.worker_id.hex()[:12], msg.address)
                 return client
+            if msg.kind == "peer":
+                client = Client(conn, "peer", msg.worker_id, b"", msg.pid)
+                conn.send(p.Registered(self.node_id, b"", "", self.session_dir, self.address,
+                                       self.tcp_address))
+                return client
+            if msg.kind == "submitter":
+                job = self.control.jobs.get(msg.job_id)
+                if job is None:
+                    job = self.control.jobs[msg.job_id] = JobRecord(
+                        msg.job_id, b"", msg.namespace or "", msg.cwd, msg.sys_path, msg.env_vars)
+                client = Client(conn, "submitter", msg.worker_id, msg.job_id, msg.pid)
+                self.clients[msg.worker_id] = client
+                conn.send(p.Registered(self.node_id, msg.job_id, job.namespace, self.session_dir,
+                                       self.address, self.tcp_address, job.env_vars,
+                                       self.head_tcp_address))
+                return client
             if msg.kind == "driver":
                 job_id = os.urandom(4)
                 namespace = msg.namespace or f"anonymous-{job_id.hex()}"
@@ -265,12 +320,14 @@ class NodeManager:
                 if record is None:
                     raise ProtocolViolation("unknown worker")
                 record.conn, record.address, record.pid = conn, msg.address, msg.pid
+                record.tcp_address = msg.tcp_address
                 self.pool.by_pid[msg.pid] = record
                 client = Client(conn, "worker", msg.worker_id, record.job_id, msg.pid)
                 namespace = self.control.jobs[record.job_id].namespace
             self.clients[msg.worker_id] = client
             conn.send(p.Registered(self.node_id, client.job_id, namespace, self.session_dir,
-                                   self.address))
+                                   self.address, self.tcp_address,
+                                   self.control.jobs[client.job_id].env_vars, self.head_tcp_address))
             if msg.kind == "worker":
                 self._worker_ready(record)
             return client
@@ -282,8 +339,11 @@ class NodeManager:
                 if self.view.mark_dead(client.worker_id):
                     log.warning("node %s disconnected: marked dead", client.worker_id.hex()[:12])
             return
+        if client.kind == "peer":
+            return
         with self.lock:
-            self.clients.pop(client.worker_id, None)
+            if self.clients.get(client.worker_id) is client:
+                del self.clients[client.worker_id]
             for lease_id in list(client.leases):
                 lease = self.leases.pop(lease_id, None)
                 if lease is not None:
@@ -293,9 +353,11 @@ class NodeManager:
                 record = self.pool.workers.get(client.worker_id)
                 if record is not None:
                     self._worker_gone(record)
-            else:
+            elif client.kind == "driver":
                 self._job_finished(client)
             self.objects.release_holder(client.worker_id)
+            for home in self._forwarded.pop(client.worker_id, ()):
+                self.transfer.link(home).send(p.ReleaseHolder(client.worker_id))
             for waiter, entry in self.objects.fail_owned_by(
                     client.worker_id, lambda oid: OwnerDiedError(oid.hex(), f"owner pid {client.pid} exited")):
                 waiter("failed", entry)
@@ -304,18 +366,18 @@ class NodeManager:
             self.stop()
 
     def _job_finished(self, client: Client) -> None:
+        for node in [c for c in self.clients.values() if c.kind == "node"]:
+            try:
+                node.conn.send(p.JobFinished(client.job_id))
+            except ConnectionClosed:
+                pass
         job = self.control.jobs.get(client.job_id)
         if job is not None:
             job.alive = False
         for record in list(self.control.actors.values()):
             if record.spec.job_id == client.job_id and not record.spec.detached and record.state != "dead":
                 self._kill_actor(record, "its owner (the driver) exited", no_restart=True)
-        detached_workers = {r.worker_id for r in self.control.actors.values()
-                            if r.spec.detached and r.state != "dead"}
-        for record in list(self.pool.workers.values()):
-            if record.job_id == client.job_id and record.state != "dead" and \
-                    record.worker_id not in detached_workers:
-                self.pool.kill(record)
+        self._stop_job_workers(client.job_id)
         self._wants.pop(client.job_id, None)
 
     # --- workers ---------------------------------------------------------------------
@@ -427,7 +489,7 @@ class NodeManager:
         job = self.control.jobs[job_id]
         self.pool.start_worker(os.urandom(16), job_id, {
             "node_address": self.address, "cwd": job.cwd, "sys_path": job.sys_path,
-            "env_vars": job.env_vars,
+            "env_vars": job.env_vars, "node_host": self.tcp_address.split(":")[1],
             "node_id": self.node_id.hex()})
 
     # --- leases ----------------------------------------------------------------------
@@ -435,9 +497,51 @@ class NodeManager:
     def _on_request_lease(self, client: Client, msg: p.RequestLease) -> None:
         key = (client.worker_id, msg.rid)
         req = msg.request
+        if client.kind != "submitter":  # a request that was already sent here is not bounced on
+            target = self._spill_target(_normalize(req.shape), req.strategy)
+            if isinstance(target, BaseException):
+                self._reply(client, msg.rid, False, target)
+                return
+            if target is not None:
+                self._reply(client, msg.rid, True, p.Spillback(target))
+                return
         self._lease_requesters[key] = (client, msg.rid)
         self.queue.add(key, _normalize(req.shape), _normalize(req.hold) if req.hold is not None else None)
         self._schedule()
+
+    def _spill_target(self, shape: ResourceShape, strategy: Any) -> str | BaseException | None:
+        """Another node's TCP address when the request should run there; None: here.
+
+        Default: here if it fits now; else a node where it fits now; else wait here if it
+        ever fits here; else any node where it ever fits. SPREAD rotates over the nodes
+        where it fits now; node affinity names the node (soft: falls back to default).
+        """
+        here = self.node_id
+        if strategy is not None and strategy[0] == "NODE_AFFINITY":
+            _, node_hex, soft = strategy
+            node = self.view.nodes.get(bytes.fromhex(node_hex))
+            if node is not None and node.alive:
+                return None if node.node_id == here else node.tcp_address
+            if not soft:
+                return EmberError(f"node {node_hex} named by NodeAffinitySchedulingStrategy is not "
+                                  "alive; pass soft=True to run elsewhere when it is gone")
+        if len(self.view.alive()) <= 1:
+            return None
+        self.view.upsert(self._self_info())
+        if strategy == ("SPREAD",):
+            target = self.view.pick(shape, exclude=b"", spread=True)
+            return None if target is None or target.node_id == here else target.tcp_address
+        if all(self.ledger.available.get(k, 0.0) + 1e-9 >= v for k, v in shape.items()):
+            return None
+        target = self.view.pick(shape, exclude=here, spread=False)
+        if target is not None:
+            return target.tcp_address
+        if self.ledger.fits_ever(shape):
+            return None
+        for node in self.view.alive():
+            if node.node_id != here and all(node.totals.get(k, 0.0) + 1e-9 >= v for k, v in shape.items()):
+                return node.tcp_address
+        return None
 
     def _on_return_lease(self, client: Client, msg: p.ReturnLease) -> None:
         lease = self.leases.pop(msg.lease_id, None)
@@ -524,7 +628,8 @@ class NodeManager:
         self.leases[lease_id] = lease
         client.leases.add(lease_id)
         worker.state, worker.lease_id = "leased", lease_id
-        self._reply(client, rid, True, p.LeaseGrant(lease_id, worker.worker_id, worker.address, gpu_ids))
+        address = worker.tcp_address if client.kind == "submitter" else worker.address
+        self._reply(client, rid, True, p.LeaseGrant(lease_id, worker.worker_id, address, gpu_ids))
 
     def _on_set_blocked(self, client: Client, msg: p.SetBlocked) -> None:
         record = self.pool.workers.get(client.worker_id)
@@ -612,6 +717,9 @@ class NodeManager:
         for waiter, entry in fired:
             waiter("sealed", entry)
 
+    def _on_pull_object(self, client: Client, msg: p.PullObject) -> None:
+        self.transfer.serve_pull(client.conn, msg)
+
     def _on_get_object(self, client: Client, msg: p.GetObject) -> None:
         def answer(state: str, entry: ObjectEntry) -> None:
             if state == "failed":
@@ -621,6 +729,10 @@ class NodeManager:
             else:
                 self._reply(client, msg.rid, True, (entry.size, entry.flags))
 
+        local = self.objects.objects.get(msg.object_id)
+        if msg.home not in (None, self.tcp_address) and (local is None or local.state == "pending"):
+            self.transfer.pull(msg.object_id, msg.home, answer)
+            return
         entry = self.objects.wait(msg.object_id, answer)
         if entry is not None:
             answer(entry.state, entry)
@@ -631,14 +743,28 @@ class NodeManager:
         self._reply(client, msg.rid, True)
 
     def _on_add_refs(self, client: Client, msg: p.AddRefs) -> None:
+        holder = msg.holder or client.worker_id
+        if msg.home not in (None, self.tcp_address):
+            self._forwarded[holder].add(msg.home)
+            if msg.rid is None:
+                self.transfer.forward_refs(msg, holder)
+            else:
+                self.transfer.forward_refs(msg, holder, lambda: self._reply(client, msg.rid, True))
+            return
         for ref_id in msg.ids:
-            self.objects.add_ref(ref_id, client.worker_id)
+            self.objects.add_ref(ref_id, holder)
         if msg.rid is not None:
             self._reply(client, msg.rid, True)
 
     def _on_remove_refs(self, client: Client, msg: p.RemoveRefs) -> None:
-        for ref_id in msg.ids:
-            self.objects.remove_ref(ref_id, client.worker_id)
+        holder = msg.holder or client.worker_id
+        if msg.home not in (None, self.tcp_address):
+            self.transfer.forward_refs(msg, holder)
+        for ref_id in msg.ids:  # also drops a local cached copy the process held
+            self.objects.remove_ref(ref_id, holder)
+
+    def _on_release_holder(self, client: Client, msg: p.ReleaseHolder) -> None:
+        self.objects.release_holder(msg.holder)
 
     def _on_store_stats(self, client: Client, msg: p.StoreStats) -> None:
         stats = self.objects.stats()
@@ -799,9 +925,13 @@ class NodeManager:
         self._reply(client, msg.rid, True, nodes)
 
     def _on_log_lines(self, client: Client, msg: p.LogLines) -> None:
-        job = self.control.jobs.get(client.job_id)
+        job_id = msg.job_id or client.job_id
+        job = self.control.jobs.get(job_id)
         driver = self.clients.get(job.driver_id) if job is not None else None
-        if driver is not None:
+        if driver is None and self.head is not None:
+            msg.job_id = job_id  # the driver is attached to the head
+            self.head.link.send(msg)
+        elif driver is not None:
             try:
                 driver.conn.send(msg)
             except ConnectionClosed:
@@ -822,7 +952,8 @@ class NodeManager:
         p.PlacementGroupTable: _on_placement_group_table,
         p.GetWorkerExit: _on_get_worker_exit,
         p.MarkLeaseNonRetriable: _on_mark_lease_non_retriable,
-        p.Heartbeat: _on_heartbeat,
+        p.Heartbeat: _on_heartbeat, p.PullObject: _on_pull_object,
+        p.ReleaseHolder: _on_release_holder, p.Forwarded: _on_forwarded,
     }
 
     def stop(self) -> None:
@@ -842,6 +973,7 @@ class NodeManager:
                 listener.close()
             if self.head is not None:
                 self.head.close()
+            self.transfer.close()
             with self.lock:
                 for client in list(self.clients.values()):
                     client.conn.close()
@@ -869,10 +1001,16 @@ def _stored_inputs(spec: p.ActorSpec) -> list[bytes]:
     That includes the arguments payload itself when it was too big (or held refs or
     handles) to travel inline: the creating driver drops its ref right after creation.
     """
-    oids = [value for kind, value in spec.deps if kind == "stored"]
+    oids = [value[0] for kind, value in spec.deps if kind == "stored"]
     if isinstance(spec.payload, tuple):
-        oids.append(spec.payload[1])
+        oids.append(spec.payload[1][0])
     return oids
+
+
+#: Requests a worker node does not answer itself: the head's control store does.
+_CONTROL_MESSAGES = (p.RegisterFunction, p.GetFunction, p.CreateActor, p.GetActorInfo, p.GetNamedActor,
+                     p.KillActor, p.ExitActor, p.CreatePlacementGroup, p.RemovePlacementGroup,
+                     p.PlacementGroupTable)
 
 
 def _normalize(shape: ResourceShape) -> ResourceShape:

@@ -32,7 +32,8 @@ class ObjectRef:
 
     def __reduce__(self) -> Any:
         serialization.note_contained(self)
-        return (_rebuild_ref, (self.id,))
+        rt = self._rt
+        return (_rebuild_ref, (self.id, rt.home_of(self.id) if rt is not None else None))
 
     def hex(self) -> str:
         return self.id.hex()
@@ -67,9 +68,9 @@ def _get_one(ref: ObjectRef) -> Any:
     return get(ref)
 
 
-def _rebuild_ref(object_id: bytes) -> ObjectRef:
+def _rebuild_ref(object_id: bytes, home: str | None = None) -> ObjectRef:
     rt = _runtime_hooks
     if rt is not None:
-        rt.borrow(object_id)
+        rt.borrow(object_id, home)
         return ObjectRef(object_id, _counted=True)
     return ObjectRef(object_id)

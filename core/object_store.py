@@ -18,6 +18,9 @@ from typing import Callable, Literal
 from ._types import ObjectID
 from .exceptions import ObjectLostError, ObjectStoreFullError
 
+#: Holder of copies pulled from other nodes: nobody's; evicted first when room is needed.
+CACHE_HOLDER = b"cache"
+
 #: Called with ("sealed", entry) or ("failed", error) when a waited-for object settles.
 Waiter = Callable[[str, object], None]
 
@@ -166,16 +169,22 @@ class ObjectTable:
     # --- spilling --------------------------------------------------------------------
 
     def _make_room(self, size: int, keep: ObjectID) -> bool:
-        """Spill least-recently-used objects until ``size`` more bytes fit."""
+        """Drop cached copies of remote objects, then spill least-recently-used objects,
+        until ``size`` more bytes fit."""
         if self.used_bytes + size <= self.capacity_bytes:
             return True
-        if self.spill_dir is None or size > self.capacity_bytes:
+        if size > self.capacity_bytes:
             return False
         victims = sorted((e for e in self.objects.values()
                           if e.state == "sealed" and e.spilled_path is None and e.object_id != keep),
-                         key=lambda e: e.last_access)
+                         key=lambda e: (self._holders.get(e.object_id) != {CACHE_HOLDER}, e.last_access))
         for victim in victims:
-            self._spill(victim)
+            if self._holders.get(victim.object_id) == {CACHE_HOLDER}:
+                self.remove_ref(victim.object_id, CACHE_HOLDER)
+            elif self.spill_dir is not None:
+                self._spill(victim)
+            else:
+                break
             if self.used_bytes + size <= self.capacity_bytes:
                 return True
         return False

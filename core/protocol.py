@@ -32,6 +32,10 @@ class Register:
     env_vars: dict[str, str] | None = None
     #: Nodes joining the head: their Unix socket (``address`` is their TCP address).
     node_unix_address: str | None = None
+    #: Workers: their TCP address, for submitters on other nodes.
+    tcp_address: str | None = None
+    #: Remote submitters: the job they submit for.
+    job_id: JobID | None = None
 
 
 @dataclass(slots=True)
@@ -41,6 +45,11 @@ class Registered:
     namespace: str
     session_dir: str
     node_address: Address
+    node_tcp_address: Address = ""
+    #: The job's runtime_env env_vars (remote submitters pass them on).
+    env_vars: dict[str, str] | None = None
+    #: Where actor-handle references are counted (the head's TCP address).
+    head_tcp_address: Address = ""
 
 
 @dataclass(slots=True)
@@ -95,6 +104,12 @@ class LeaseGrant:
 
 
 @dataclass(slots=True)
+class Spillback:
+    """A lease request's answer when another node should run it: ask that node."""
+    address: Address
+
+
+@dataclass(slots=True)
 class LeaseInfeasible:
     """Sent (once) for a queued lease request that no node can ever satisfy."""
     rid: int
@@ -130,10 +145,30 @@ class PutObject:
 
 @dataclass(slots=True)
 class GetObject:
-    """Answered with (size, flags) and the segment's fd once the object is sealed."""
+    """Answered with (size, flags) and the segment's fd once the object is sealed.
+
+    ``home`` names the node (TCP address) holding the object when it is not this one;
+    the node manager then pulls a copy first.
+    """
     rid: int
     object_id: ObjectID
     fetch: bool = True
+    home: Address | None = None
+
+
+@dataclass(slots=True)
+class PullObject:
+    """Node manager -> node manager: send me this object (ObjectChunks, then a Reply)."""
+    rid: int
+    object_id: ObjectID
+
+
+@dataclass(slots=True)
+class ObjectChunk:
+    rid: int
+    offset: int
+    total: int
+    data: bytes
 
 
 @dataclass(slots=True)
@@ -147,11 +182,23 @@ class DeclareShared:
 class AddRefs:
     rid: int | None
     ids: list[bytes]
+    #: Node (TCP address) whose table holds these ids, when not the receiver's.
+    home: Address | None = None
+    #: Set when a node manager forwards a process's references to the ids' home.
+    holder: bytes | None = None
 
 
 @dataclass(slots=True)
 class RemoveRefs:
     ids: list[bytes]
+    home: Address | None = None
+    holder: bytes | None = None
+
+
+@dataclass(slots=True)
+class ReleaseHolder:
+    """Node -> an object's home node: this process exited; drop the references it held."""
+    holder: bytes
 
 
 @dataclass(slots=True)
@@ -357,6 +404,21 @@ class Heartbeat:
 
 
 @dataclass(slots=True)
+class Forwarded:
+    """Node -> head: a control request from one of the node's processes, handled at the
+    head as if that process had sent it (its id holds any references it takes)."""
+    holder: bytes
+    job_id: JobID
+    msg: Any
+
+
+@dataclass(slots=True)
+class JobFinished:
+    """Head -> nodes: a driver exited; stop its job's workers there."""
+    job_id: JobID
+
+
+@dataclass(slots=True)
 class ClusterViewUpdate:
     """Head -> nodes: every node's addresses, resources and liveness."""
     nodes: list[Any]
@@ -373,3 +435,5 @@ class LogLines:
     prefix: str
     lines: list[str]
     is_err: bool
+    #: Set when a node forwards lines to the head, where the job's driver is.
+    job_id: JobID | None = None

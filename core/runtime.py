@@ -24,7 +24,7 @@ from .exceptions import (EmberSystemError, GetTimeoutError, ObjectLostError, Tas
 from .object_ref import ObjectRef
 from .segments import create_segment, map_segment
 from .serialization import FLAG_ERROR, Serialized, deserialize, read_flags, serialize
-from .transport import Connection, ConnectionClosed, connect, send_hello
+from .node_link import NodeLink
 
 #: Values up to this size travel inside messages; larger ones go to shared memory.
 INLINE_MAX_BYTES = 100 * 1024
@@ -36,7 +36,7 @@ class LocalObject:
     """What this process knows about one object."""
 
     __slots__ = ("ready", "inline", "stored", "flags", "segment", "nm_hold", "owned",
-                 "shared_pending", "dropped", "callbacks", "fetching", "error")
+                 "shared_pending", "dropped", "callbacks", "fetching", "error", "home")
 
     def __init__(self, owned: bool) -> None:
         self.ready = False
@@ -58,13 +58,16 @@ class LocalObject:
         self.fetching = False
         #: A failure learnt from the node manager (lost, owner died).
         self.error: BaseException | None = None
+        #: TCP address of the node that holds (and counts references to) the stored value,
+        #: when that is not this process's node.
+        self.home: str | None = None
 
 
 class Runtime:
     def __init__(self, node_address: str, token: bytes, kind: str, worker_id: bytes | None = None,
                  address: str | None = None, namespace: str | None = None,
                  on_message: Callable[[Any, list[int]], None] | None = None,
-                 runtime_env: dict[str, Any] | None = None) -> None:
+                 runtime_env: dict[str, Any] | None = None, tcp_address: str | None = None) -> None:
         self.kind = kind
         self.token = token
         self.worker_id = worker_id or os.urandom(16)
@@ -74,8 +77,6 @@ class Runtime:
         #: ObjectRef/ActorHandle.__del__ append here; drained at safe points, never
         #: under a lock taken by __del__'s arbitrary thread.
         self.releases: collections.deque[bytes] = collections.deque()
-        self._rpc: dict[int, Any] = {}
-        self._rids = itertools.count(1)
         self._task_prefix = os.urandom(8)
         self._task_counter = itertools.count(1)
         self._on_message = on_message
@@ -84,26 +85,31 @@ class Runtime:
         self.actor_ids: set[bytes] = set()
         #: Events of threads blocked in wait_ready, woken if the node manager goes away.
         self._waiters: set[threading.Event] = set()
-        self.conn: Connection = connect(node_address)
-        send_hello(self.conn, token)
+        #: Links to other nodes' managers, opened by spillbacks.
+        self._remote_nodes: dict[str, NodeLink] = {}
         working_dir = (runtime_env or {}).get("working_dir")
         sys_path = _shippable_sys_path() if kind == "driver" else None
         if working_dir is not None and sys_path is not None:
             sys_path.insert(0, working_dir)
-        self.conn.send(p.Register(kind, self.worker_id, os.getpid(), address, namespace,
-                                  (working_dir or os.getcwd()) if kind == "driver" else None,
-                                  sys_path, (runtime_env or {}).get("env_vars") or None))
-        reg, _ = self.conn.recv()
+        self.register_msg = p.Register(kind, self.worker_id, os.getpid(), address, namespace,
+                                       (working_dir or os.getcwd()) if kind == "driver" else None,
+                                       sys_path, (runtime_env or {}).get("env_vars") or None,
+                                       tcp_address=tcp_address)
+        self.link = NodeLink(node_address, token, self.register_msg, on_message=self._on_node_message,
+                             on_lost=self._connection_lost, name="ember-nm-reader")
+        self.conn = self.link.conn
+        reg = self.link.registered
         self.node_id: bytes = reg.node_id
         self.job_id: bytes = reg.job_id
         self.namespace: str = reg.namespace
         self.session_dir: str = reg.session_dir
+        self.node_tcp_address: str = reg.node_tcp_address
+        self.head_tcp_address: str = reg.head_tcp_address
+        self.job_env_vars: dict[str, str] | None = reg.env_vars
         from .actor_submitter import ActorSubmitter
         from .submitter import TaskSubmitter
         self.submitter = TaskSubmitter(self)
         self.actor_submitter = ActorSubmitter(self)
-        self._reader = threading.Thread(target=self._read_loop, daemon=True, name="ember-nm-reader")
-        self._reader.start()
         self._stop = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeeping, daemon=True,
                                              name="ember-housekeeping")
@@ -112,89 +118,47 @@ class Runtime:
 
     # --- talking to the node manager --------------------------------------------------
 
-    def _read_loop(self) -> None:
-        try:
-            while True:
-                msg, fds = self.conn.recv()
-                if isinstance(msg, p.Reply):
-                    slot = self._rpc.pop(msg.rid, None)
-                    if slot is not None:
-                        slot(msg, fds)
-                    else:
-                        for fd in fds:
-                            os.close(fd)
-                elif isinstance(msg, p.LogLines):
-                    _print_remote_lines(msg)
-                elif isinstance(msg, p.LeaseInfeasible):
-                    warnings.warn(msg.message, RuntimeWarning, stacklevel=1)
-                elif self._on_message is not None:
-                    self._on_message(msg, fds)
-        except (ConnectionClosed, OSError, EOFError):
-            pass
-        finally:
-            self._connection_lost()
+    def _on_node_message(self, msg: Any, fds: list[int]) -> None:
+        if isinstance(msg, p.LogLines):
+            _print_remote_lines(msg)
+        elif isinstance(msg, p.LeaseInfeasible):
+            warnings.warn(msg.message, RuntimeWarning, stacklevel=1)
+        elif self._on_message is not None:
+            self._on_message(msg, fds)
 
     def _connection_lost(self) -> None:
         with self.lock:
-            slots = list(self._rpc.values())
-            self._rpc.clear()
             self.closed = True
             for waiter in list(self._waiters):
                 waiter.set()
-        lost = p.Reply(0, False, EmberSystemError("lost the connection to the node manager"))
-        for slot in slots:
-            slot(lost, [])
         if self.kind == "worker":
             os._exit(1)
 
-    def next_rid(self) -> int:
-        return next(self._rids)
-
     def call_async(self, make: Callable[[int], Any], on_reply: Callable[[p.Reply, list[int]], None]) -> None:
-        rid = next(self._rids)
-        self._rpc[rid] = on_reply
-        if self.closed:
-            self._rpc.pop(rid, None)
-            on_reply(p.Reply(rid, False, EmberSystemError("ember is shut down")), [])
-            return
-        try:
-            self.conn.send(make(rid))
-        except ConnectionClosed:
-            if self._rpc.pop(rid, None) is not None:
-                on_reply(p.Reply(rid, False, EmberSystemError("lost the connection to the node manager")), [])
+        self.link.call_async(make, on_reply)
+
+    def remote_node(self, address: str) -> NodeLink:
+        """A link to another node's manager, registered as a submitter of this job."""
+        with self.lock:
+            link = self._remote_nodes.get(address)
+            if link is not None and not link.closed:
+                return link
+        import sys
+        link = NodeLink(address, self.token, p.Register(
+            "submitter", self.worker_id, os.getpid(), namespace=self.namespace, cwd=os.getcwd(),
+            sys_path=_shippable_sys_path() if self.kind == "driver" else list(sys.path),
+            env_vars=self.job_env_vars, job_id=self.job_id), name="ember-remote-node")
+        with self.lock:
+            self._remote_nodes[address] = link
+        return link
 
     def call(self, make: Callable[[int], Any], timeout_s: float | None = None,
              fds: tuple[int, ...] = ()) -> tuple[Any, list[int]]:
-        """Send a request and wait for its reply. Raises the error a failed reply carries."""
-        done = threading.Event()
-        box: list[Any] = []
-
-        def on_reply(reply: p.Reply, reply_fds: list[int]) -> None:
-            box.append((reply, reply_fds))
-            done.set()
-
-        rid = next(self._rids)
-        self._rpc[rid] = on_reply
-        try:
-            self.conn.send(make(rid), fds)
-        except ConnectionClosed as e:
-            self._rpc.pop(rid, None)
-            raise EmberSystemError("lost the connection to the node manager") from e
-        if not done.wait(timeout_s):
-            self._rpc.pop(rid, None)
-            raise GetTimeoutError(f"no answer from the node manager within {timeout_s} s")
-        reply, reply_fds = box[0]
-        if not reply.ok:
-            if isinstance(reply.value, BaseException):
-                raise reply.value
-            raise EmberSystemError(f"request failed: {reply.value!r}")
-        return reply.value, reply_fds
+        """Send a request to this process's node manager and wait for its reply."""
+        return self.link.call(make, timeout_s, fds)
 
     def send(self, msg: Any) -> None:
-        try:
-            self.conn.send(msg)
-        except ConnectionClosed:
-            pass
+        self.link.send(msg)
 
     # --- ids and reference counts -----------------------------------------------------
 
@@ -209,7 +173,7 @@ class Runtime:
         releases = self.releases
         if not releases:
             return
-        remove: list[bytes] = []
+        remove: dict[str | None, list[bytes]] = collections.defaultdict(list)
         with self.lock:
             while releases:
                 ref_id = releases.popleft()
@@ -220,7 +184,7 @@ class Runtime:
                 self.counts.pop(ref_id, None)
                 if ref_id in self.actor_ids:
                     self.actor_ids.discard(ref_id)
-                    remove.append(ref_id)
+                    remove[self._local_or(self.head_tcp_address)].append(ref_id)
                     continue
                 entry = self.objects.get(ref_id)
                 if entry is None:
@@ -230,25 +194,39 @@ class Runtime:
                     continue
                 del self.objects[ref_id]
                 if entry.nm_hold:
-                    remove.append(ref_id)
-        if remove:
-            self.send(p.RemoveRefs(remove))
+                    remove[entry.home].append(ref_id)
+        for home, ids in remove.items():
+            self.send(p.RemoveRefs(ids, home))
 
-    def borrow(self, ref_id: bytes) -> None:
-        """A ref arrived inside a value: count it; hold it at the node manager if new here."""
+    def _local_or(self, address: str) -> str | None:
+        """None for this process's own node, else the address (how homes are stored)."""
+        return None if address == self.node_tcp_address else address
+
+    def home_of(self, ref_id: bytes) -> str:
+        """TCP address of the node that holds ``ref_id`` (actors: the head)."""
+        if ref_id in self.actor_ids:
+            return self.head_tcp_address
+        entry = self.objects.get(ref_id)
+        return (entry.home if entry is not None and entry.home else None) or self.node_tcp_address
+
+    def borrow(self, ref_id: bytes, home: str | None = None) -> None:
+        """A ref arrived inside a value: count it; hold it at its home node if new here."""
+        home = self._local_or(home) if home else None
         with self.lock:
             self.counts[ref_id] = self.counts.get(ref_id, 0) + 1
             entry = self.objects.get(ref_id)
             if entry is None:
                 entry = self.objects[ref_id] = LocalObject(owned=False)
+                entry.home = home
             if entry.nm_hold:
                 return
             entry.nm_hold = True
+            home = entry.home
         pending = getattr(_borrowing, "ids", None)
         if pending is not None:
-            pending.append(ref_id)
+            pending.append((ref_id, home))
         else:
-            self.call(lambda rid: p.AddRefs(rid, [ref_id]))
+            self.call(lambda rid: p.AddRefs(rid, [ref_id], home))
 
     def borrow_actor(self, actor_id: bytes) -> None:
         with self.lock:
@@ -256,11 +234,12 @@ class Runtime:
             if actor_id in self.actor_ids:
                 return
             self.actor_ids.add(actor_id)
+        home = self._local_or(self.head_tcp_address)
         pending = getattr(_borrowing, "ids", None)
         if pending is not None:
-            pending.append(actor_id)
+            pending.append((actor_id, home))
         else:
-            self.call(lambda rid: p.AddRefs(rid, [actor_id]))
+            self.call(lambda rid: p.AddRefs(rid, [actor_id], home))
 
     def deserialize(self, data: Any) -> Any:
         """Deserialize, registering every borrowed ref with one round trip."""
@@ -270,8 +249,11 @@ class Runtime:
             value = deserialize(data)
         finally:
             _borrowing.ids = outer
-        if ids:
-            self.call(lambda rid: p.AddRefs(rid, ids))
+        by_home: dict[str | None, list[bytes]] = collections.defaultdict(list)
+        for ref_id, home in ids:
+            by_home[home].append(ref_id)
+        for home, group in by_home.items():
+            self.call(lambda rid: p.AddRefs(rid, group, home))
         return value
 
     def share(self, contained: list[Any]) -> list[bytes]:
@@ -342,12 +324,14 @@ class Runtime:
         self._seal(oid, ser, ser.flags, contained, holder=owner)
 
     def complete(self, oid: bytes, kind: str, value: Any) -> None:
-        """An owned pending object got its value: ("inline", payload) or ("stored", (size, flags))."""
+        """An owned pending object got its value: ("inline", payload) or
+        ("stored", (size, flags, home node's TCP address))."""
+        home = self._local_or(value[2]) if kind == "stored" and len(value) > 2 else None
         with self.lock:
             entry = self.objects.get(oid)
             if entry is None or entry.ready:
                 if entry is None and kind == "stored":
-                    self.send(p.RemoveRefs([oid]))
+                    self.send(p.RemoveRefs([oid], home))
                 return
             if kind == "inline":
                 entry.inline = value
@@ -356,17 +340,21 @@ class Runtime:
                 entry.stored = True
                 entry.flags = value[1]
                 entry.nm_hold = True
+                entry.home = home
             entry.ready = True
             callbacks, entry.callbacks = entry.callbacks, None
             seal_inline = entry.shared_pending and kind == "inline"
         if seal_inline:
             self._seal(oid, value, entry.flags, [])
             entry.stored = True
+        elif entry.shared_pending and home is not None:
+            # Borrowers wait at this node, where the ref said the object lives: copy it here.
+            self.call_async(lambda rid: p.GetObject(rid, oid, False, home), lambda _r, _f: None)
         if entry.dropped:
             with self.lock:
                 self.objects.pop(oid, None)
             if entry.nm_hold:
-                self.send(p.RemoveRefs([oid]))
+                self.send(p.RemoveRefs([oid], entry.home))
         for cb in callbacks or ():
             cb(oid)
 
@@ -412,7 +400,7 @@ class Runtime:
             for cb in callbacks or ():
                 cb(oid)
 
-        self.call_async(lambda rid: p.GetObject(rid, oid, fetch), on_reply)
+        self.call_async(lambda rid: p.GetObject(rid, oid, fetch, entry.home), on_reply)
 
     def wait_ready(self, oids: list[bytes], num: int, timeout_s: float | None, fetch: bool) -> list[bytes]:
         """Block until ``num`` of ``oids`` are ready (or the timeout); returns the ready ones.
@@ -480,7 +468,7 @@ class Runtime:
             data = entry.inline
         else:
             if entry.segment is None:
-                (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True))
+                (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, entry.home))
                 entry.segment = map_segment(fds[0], size)
             data = entry.segment
         value = self.deserialize(data)
@@ -497,7 +485,7 @@ class Runtime:
             return None
         if entry.inline is not None:
             return ("inline", entry.inline)
-        return ("stored", oid)
+        return ("stored", (oid, entry.home or self.node_tcp_address))
 
     def error_payload(self, oid: bytes) -> bytes | bytearray | None:
         """The serialized error a ready object holds, if it is one."""
@@ -514,13 +502,14 @@ class Runtime:
 
     def _segment(self, oid: bytes, entry: LocalObject) -> memoryview:
         if entry.segment is None:
-            (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True))
+            (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, entry.home))
             entry.segment = map_segment(fds[0], size)
         return entry.segment
 
-    def fetch_stored(self, oid: bytes) -> memoryview:
-        """A stored object's segment (workers fetching arguments)."""
-        (size, flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True))
+    def fetch_stored(self, oid: bytes, home: str | None = None) -> memoryview:
+        """A stored object's segment (workers fetching arguments), copied here if remote."""
+        home = self._local_or(home) if home else None
+        (size, flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, home))
         return map_segment(fds[0], size)
 
     # --- housekeeping -----------------------------------------------------------------
@@ -540,8 +529,9 @@ class Runtime:
         object_ref_module._runtime_hooks = None
         self.submitter.close()
         self.actor_submitter.close()
-        self.conn.close()
-        self._reader.join(5)
+        for link in list(self._remote_nodes.values()):
+            link.close()
+        self.link.close()
         if threading.current_thread() is not self._housekeeper:
             self._housekeeper.join(5)
 

@@ -50,8 +50,12 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
         shape = _in_bundle(shape, pg, index)
         hold = _in_bundle(hold, pg, index) if hold is not None else None
         return p.SchedulingRequest(shape, None, hold)
-    if strategy in (None, "DEFAULT", "SPREAD") or isinstance(strategy, NodeAffinitySchedulingStrategy):
-        return p.SchedulingRequest(shape, None if strategy in (None, "DEFAULT") else repr(strategy), hold)
+    if strategy in (None, "DEFAULT"):
+        return p.SchedulingRequest(shape, None, hold)
+    if strategy == "SPREAD":
+        return p.SchedulingRequest(shape, ("SPREAD",), hold)
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return p.SchedulingRequest(shape, ("NODE_AFFINITY", strategy.node_id, bool(strategy.soft)), hold)
     raise InvalidOptionError(f"unknown scheduling_strategy {strategy!r}: use 'DEFAULT', 'SPREAD', "
                              "NodeAffinitySchedulingStrategy or PlacementGroupSchedulingStrategy")
 

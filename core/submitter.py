@@ -104,10 +104,13 @@ class WorkerChannel:
 
 
 class Lease:
-    __slots__ = ("grant", "channel", "inflight", "idle_since", "dead", "key", "marked_non_retriable")
+    __slots__ = ("grant", "channel", "inflight", "idle_since", "dead", "key", "marked_non_retriable",
+                 "nm")
 
-    def __init__(self, grant: p.LeaseGrant, channel: WorkerChannel, key: tuple) -> None:
+    def __init__(self, grant: p.LeaseGrant, channel: WorkerChannel, key: tuple, nm: Any) -> None:
         self.grant = grant
+        #: The node manager that granted it (this node's, or another after a spillback).
+        self.nm = nm
         self.channel = channel
         self.inflight = 0
         self.idle_since = time.monotonic()
@@ -220,14 +223,25 @@ class TaskSubmitter:
             record.spec.gpu_ids = lease.grant.gpu_ids
             if record.retries_left == 0 and not lease.marked_non_retriable:
                 lease.marked_non_retriable = True
-                self.rt.send(p.MarkLeaseNonRetriable(lease.grant.lease_id))
+                lease.nm.send(p.MarkLeaseNonRetriable(lease.grant.lease_id))
             if not lease.channel.push(record, p.PushTask(record.spec)):
                 lease.dead = True
 
-    def _request_lease(self, state: KeyState, record: TaskRecord) -> None:
-        state.requests += 1
+    def _request_lease(self, state: KeyState, record: TaskRecord, nm: Any = None) -> None:
+        """Ask ``nm`` (default: this process's node manager) for a worker; follow spillbacks."""
+        nm = nm or self.rt
+        if nm is self.rt:
+            state.requests += 1
 
         def on_reply(reply: p.Reply, _fds: list[int]) -> None:
+            if reply.ok and isinstance(reply.value, p.Spillback):
+                try:
+                    remote = self.rt.remote_node(reply.value.address)
+                except OSError as e:
+                    reply = p.Reply(reply.rid, False, e)
+                else:
+                    self._request_lease(state, record, remote)
+                    return
             with self.lock:
                 state.requests -= 1
                 if not reply.ok or self.closed:
@@ -238,14 +252,14 @@ class TaskSubmitter:
             try:
                 channel = self._channel(grant.address)
             except OSError:
-                self.rt.send(p.ReturnLease(grant.lease_id, kill_worker=True))
+                nm.send(p.ReturnLease(grant.lease_id, kill_worker=True))
                 return
             with self.lock:
-                lease = Lease(grant, channel, record.key)
+                lease = Lease(grant, channel, record.key, nm)
                 state.leases.append(lease)
                 self._dispatch(state)
 
-        self.rt.call_async(lambda rid: p.RequestLease(rid, record.request, record.spec.name), on_reply)
+        nm.call_async(lambda rid: p.RequestLease(rid, record.request, record.spec.name), on_reply)
 
     def _channel(self, address: str) -> WorkerChannel:
         channel = self.channels.get(address)
@@ -358,12 +372,12 @@ class TaskSubmitter:
             else:
                 crashed.append(record)
         if crashed:
-            self._fail_crashed(crashed[0].lease.grant.worker_id, crashed)
+            self._fail_crashed(crashed[0].lease, crashed)
         with self.lock:
             for record in retry:
                 self._enqueue(record)
 
-    def _fail_crashed(self, worker_id: bytes, records: list[TaskRecord]) -> None:
+    def _fail_crashed(self, lease: Lease, records: list[TaskRecord]) -> None:
         """Fail tasks whose worker died with the reason the node manager learnt from its exit.
 
         The connection drops before the fork server reaps the process, so the reason
@@ -374,13 +388,14 @@ class TaskSubmitter:
             for record in records:
                 self._finish_error(record, _crash_error(record, exit_info))
 
-        self.rt.call_async(lambda rid: p.GetWorkerExit(rid, worker_id), on_reply)
+        worker_id = lease.grant.worker_id
+        lease.nm.call_async(lambda rid: p.GetWorkerExit(rid, worker_id), on_reply)
 
     def _drop_lease(self, lease: Lease, kill: bool = False) -> None:
         state = self.keys.get(lease.key)
         if state is not None and lease in state.leases:
             state.leases.remove(lease)
-            self.rt.send(p.ReturnLease(lease.grant.lease_id, kill_worker=kill))
+            lease.nm.send(p.ReturnLease(lease.grant.lease_id, kill_worker=kill))
 
     def return_idle_leases(self) -> None:
         now = time.monotonic()
@@ -410,7 +425,7 @@ class TaskSubmitter:
             self._finish_error(record, TaskCancelledError(record.spec.name))
             return
         if force:
-            self.rt.send(p.KillWorker(lease.grant.worker_id))
+            lease.nm.send(p.KillWorker(lease.grant.worker_id))
         else:
             try:
                 lease.channel.conn.send(p.CancelTask(record.spec.task_id, recursive))

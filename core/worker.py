@@ -63,6 +63,8 @@ class Worker:
         self.token = bytes.fromhex(os.environ["EMBER_TOKEN"])
         sock_path = os.path.join(self.session_dir, "sockets", f"w-{spec['worker_id'][:16]}.sock")
         self._listener, self.address = listen(f"unix:{sock_path}")
+        # Submitters on other nodes push over TCP, bound where the node's own port is.
+        self._tcp_listener, self.tcp_address = listen(f"tcp:{spec.get('node_host', '127.0.0.1')}:0")
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
         self.functions: dict[bytes, Any] = {}
         self.calls_per_function: dict[bytes, int] = {}
@@ -76,15 +78,17 @@ class Worker:
         self.cancelled: set[bytes] = set()
         self.exiting = False
         self.rt = Runtime(spec["node_address"], self.token, "worker", self.worker_id, self.address,
-                          on_message=self._on_node_message)
-        threading.Thread(target=self._accept_loop, daemon=True, name="ember-worker-accept").start()
+                          on_message=self._on_node_message, tcp_address=self.tcp_address)
+        for listener in (self._listener, self._tcp_listener):
+            threading.Thread(target=self._accept_loop, args=(listener,), daemon=True,
+                             name="ember-worker-accept").start()
 
     # --- inbound ----------------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
+    def _accept_loop(self, listener: Any) -> None:
         while True:
             try:
-                conn = accept(self._listener)
+                conn = accept(listener)
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True,
@@ -157,10 +161,10 @@ class Worker:
             if kind == "inline":
                 values.append(rt.deserialize(value))
             else:
-                values.append(rt.deserialize(rt.fetch_stored(value)))
+                values.append(rt.deserialize(rt.fetch_stored(*value)))
         payload = spec.payload
-        if isinstance(payload, tuple):  # ("stored", oid): arguments too big to travel inline
-            payload = rt.fetch_stored(payload[1])
+        if isinstance(payload, tuple):  # ("stored", (oid, home)): too big to travel inline
+            payload = rt.fetch_stored(*payload[1])
         args, kwargs = rt.deserialize(payload)
         if values:
             args = tuple(values[a.index] if isinstance(a, Placeholder) else a for a in args)
@@ -260,7 +264,7 @@ class Worker:
                 out.append(("inline", ser.to_bytes()))
             else:
                 self.rt.seal_for(spec.task_id + i.to_bytes(4, "little"), ser, spec.owner_id)
-                out.append(("stored", (ser.total_bytes, ser.flags)))
+                out.append(("stored", (ser.total_bytes, ser.flags, self.rt.node_tcp_address)))
         return out
 
     def _error_returns(self, spec: p.TaskSpec, error: BaseException) -> list[tuple[str, Any]]:

@@ -20,6 +20,8 @@ class WorkerRecord:
     job_id: JobID
     pid: int = 0
     address: Address | None = None
+    #: For submitters on other nodes.
+    tcp_address: Address | None = None
     conn: object = None
     #: "starting" -> "idle" <-> "leased" | "actor" -> "dead"
     state: str = "starting"
