@@ -121,7 +121,8 @@ class ActorSubmitter:
             info: p.ActorInfo | None = reply.value if reply.ok else None
             if info is not None and info.state == "alive":
                 try:
-                    channel = WorkerChannel(info.address, self.rt.token, self._on_reply, self._on_lost)
+                    address = info.address if info.node_id in (None, self.rt.node_id) else info.tcp_address
+                    channel = WorkerChannel(address, self.rt.token, self._on_reply, self._on_lost)
                     channel.actor = actor
                 except OSError:
                     channel = None

@@ -31,6 +31,9 @@ class ActorRecord:
     spec: ActorSpec
     state: str = "pending"
     address: str | None = None
+    tcp_address: str | None = None
+    #: The node the actor was placed on.
+    node_id: bytes | None = None
     worker_id: WorkerID | None = None
     death_cause: str = ""
     num_restarts: int = 0
@@ -42,7 +45,8 @@ class ActorRecord:
     def info(self) -> ActorInfo:
         s = self.spec
         return ActorInfo(s.actor_id, self.state, self.address, s.class_name, s.methods, s.is_async,
-                         self.death_cause, self.num_restarts, s.max_task_retries, self.incarnation)
+                         self.death_cause, self.num_restarts, s.max_task_retries, self.incarnation,
+                         self.tcp_address if self.state == "alive" else None, self.node_id)
 
 
 class NameTakenError(ValueError):

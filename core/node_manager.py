@@ -186,6 +186,7 @@ class NodeManager:
                 for node_id in self.view.expire(self.node_timeout_s, keep=self.node_id):
                     log.warning("node %s missed heartbeats for %.1f s: marked dead",
                                 node_id.hex()[:12], self.node_timeout_s)
+                    self._node_died(node_id)
                 update = p.ClusterViewUpdate(list(self.view.nodes.values()))
                 nodes = [c for c in self.clients.values() if c.kind == "node"]
             for client in nodes:
@@ -213,6 +214,12 @@ class NodeManager:
         origin = Client(client.conn, "remote", msg.holder, msg.job_id, 0)
         self._handlers[type(msg.msg)](self, origin, msg.msg)
 
+    def _node_died(self, node_id: bytes) -> None:
+        """Head: actors that lived on a dead node restart elsewhere or die."""
+        for actor in list(self.control.actors.values()):
+            if actor.node_id == node_id and actor.state != "dead":
+                self._restart_or_bury(actor, f"its node {node_id.hex()[:12]} died")
+
     def _on_heartbeat(self, client: Client, msg: p.Heartbeat) -> None:
         self.view.heartbeat(client.worker_id, msg.totals, msg.available)
 
@@ -229,6 +236,20 @@ class NodeManager:
             if isinstance(msg, p.JobFinished):
                 self._stop_job_workers(msg.job_id)
                 self._wants.pop(msg.job_id, None)
+            elif isinstance(msg, p.PlaceActor):
+                if msg.job is not None:
+                    self.control.jobs.setdefault(msg.job.job_id, msg.job)
+                record = self.control.actors[msg.spec.actor_id] = ActorRecord(msg.spec)
+                self._request_actor_lease(record)
+            elif isinstance(msg, p.KillActor):
+                record = self.control.actors.get(msg.actor_id)
+                if record is not None and record.state != "dead":
+                    if record.state == "pending":
+                        self.queue.remove(("actor", msg.actor_id))
+                        self.head.link.send(p.ActorWorkerDied(msg.actor_id, "it was killed"))
+                        self.control.set_dead(record, "it was killed")
+                    else:
+                        self._kill_actor(record, "it was killed", no_restart=True)
             elif isinstance(msg, p.ClusterViewUpdate):
                 for info in msg.nodes:
                     if info.node_id != self.node_id:
@@ -338,6 +359,7 @@ class NodeManager:
                 self.clients.pop(client.worker_id, None)
                 if self.view.mark_dead(client.worker_id):
                     log.warning("node %s disconnected: marked dead", client.worker_id.hex()[:12])
+                    self._node_died(client.worker_id)
             return
         if client.kind == "peer":
             return
@@ -817,6 +839,14 @@ class NodeManager:
 
     def _request_actor_lease(self, record: ActorRecord) -> None:
         req = record.spec.request
+        if self.is_head:
+            target = self._spill_target(_normalize(req.shape), req.strategy)
+            node = self._node_client(target) if isinstance(target, str) else None
+            if node is not None:
+                record.node_id = node.worker_id
+                node.conn.send(p.PlaceActor(record.spec, self.control.jobs.get(record.spec.job_id)))
+                return
+        record.node_id = self.node_id
         self.queue.add(("actor", record.spec.actor_id), _normalize(req.shape),
                        _normalize(req.hold) if req.hold is not None else None)
         self._schedule()
@@ -827,7 +857,11 @@ class NodeManager:
         if actor is None or actor.state == "dead":
             return
         worker = self.pool.workers[client.worker_id]
+        if self.head is not None:  # placed here by the head, which keeps the directory
+            self.head.link.send(p.ActorPlaced(actor.spec.actor_id, worker.worker_id, worker.address,
+                                              worker.tcp_address, None if msg.ok else str(msg.value)))
         if msg.ok:
+            actor.tcp_address, actor.node_id = worker.tcp_address, self.node_id
             fired = self.control.set_alive(actor, worker.address, worker.worker_id)
         else:
             actor.no_restart = True
@@ -873,6 +907,13 @@ class NodeManager:
         if no_restart:
             actor.no_restart = True
             actor.death_cause = actor.death_cause or cause
+        if self.is_head and actor.node_id not in (None, self.node_id):
+            node = self.clients.get(actor.node_id)
+            if node is not None:
+                node.conn.send(p.KillActor(actor.spec.actor_id, True))
+            elif actor.state != "dead":  # its node is gone
+                self._actor_dead(actor, cause)
+            return
         worker = self.pool.workers.get(actor.worker_id) if actor.worker_id else None
         if worker is not None and worker.state != "dead":
             self.pool.kill(worker)
@@ -884,6 +925,18 @@ class NodeManager:
         lease = self.leases.pop(worker.lease_id, None) if worker.lease_id else None
         if lease is not None:
             self._release(lease.alloc)
+        if self.head is not None:
+            # The head decides restarts; tell it how the process ended once that is known.
+            def report(w: WorkerRecord) -> None:
+                self.head.link.send(p.ActorWorkerDied(actor.spec.actor_id, _death_cause(w)))
+                self.control.set_dead(actor, _death_cause(w))
+
+            if not worker.exit_detail and worker.pid:
+                worker.exit_waiters.append(report)
+                self.pool.kill(worker)
+            else:
+                report(worker)
+            return
         spec = actor.spec
         restarts_left = spec.max_restarts == -1 or actor.num_restarts < spec.max_restarts
         job = self.control.jobs.get(spec.job_id)
@@ -898,6 +951,42 @@ class NodeManager:
             return
         self.control.set_restarting(actor)
         self._request_actor_lease(actor)
+
+    def _restart_or_bury(self, actor: ActorRecord, cause: str) -> None:
+        """Head: an actor's process is gone (on any node): restart it if allowed."""
+        spec = actor.spec
+        restarts_left = spec.max_restarts == -1 or actor.num_restarts < spec.max_restarts
+        job = self.control.jobs.get(spec.job_id)
+        if actor.no_restart or not restarts_left or (job is not None and not job.alive and not spec.detached):
+            self._actor_dead(actor, cause)
+            return
+        self.control.set_restarting(actor)
+        self._request_actor_lease(actor)
+
+    def _on_actor_placed(self, client: Client, msg: p.ActorPlaced) -> None:
+        actor = self.control.actors.get(msg.actor_id)
+        if actor is None or actor.state == "dead":
+            return
+        if msg.error is None:
+            actor.tcp_address, actor.node_id = msg.tcp_address, client.worker_id
+            fired = self.control.set_alive(actor, msg.address, msg.worker_id)
+        else:
+            actor.no_restart = True
+            fired = self.control.set_dead(actor, f"its __init__ raised:\n{msg.error}")
+        for waiter, info in fired:
+            waiter(info)
+
+    def _on_actor_worker_died(self, client: Client, msg: p.ActorWorkerDied) -> None:
+        actor = self.control.actors.get(msg.actor_id)
+        if actor is not None and actor.state != "dead" and actor.node_id == client.worker_id:
+            self._restart_or_bury(actor, msg.cause)
+
+    def _node_client(self, tcp_address: str) -> Client | None:
+        for info in self.view.alive():
+            if info.tcp_address == tcp_address:
+                client = self.clients.get(info.node_id)
+                return client if client is not None and client.kind == "node" else None
+        return None
 
     def _actor_dead(self, actor: ActorRecord, cause: str) -> None:
         if actor.state == "dead":
@@ -954,6 +1043,7 @@ class NodeManager:
         p.MarkLeaseNonRetriable: _on_mark_lease_non_retriable,
         p.Heartbeat: _on_heartbeat, p.PullObject: _on_pull_object,
         p.ReleaseHolder: _on_release_holder, p.Forwarded: _on_forwarded,
+        p.ActorPlaced: _on_actor_placed, p.ActorWorkerDied: _on_actor_worker_died,
     }
 
     def stop(self) -> None:

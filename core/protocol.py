@@ -287,6 +287,34 @@ class ActorInfo:
     max_task_retries: int = 0
     #: Increments on every restart, so callers can tell a new incarnation apart.
     incarnation: int = 0
+    #: For callers on other nodes than the actor's (``node_id``).
+    tcp_address: Address | None = None
+    node_id: NodeID | None = None
+
+
+@dataclass(slots=True)
+class PlaceActor:
+    """Head -> node: start this actor here (the head chose the node)."""
+    spec: Any
+    #: The job's record (namespace, working directory, sys.path, env_vars) for its workers.
+    job: Any
+
+
+@dataclass(slots=True)
+class ActorPlaced:
+    """Node -> head: the actor's __init__ finished (``error``: its traceback if it raised)."""
+    actor_id: ActorID
+    worker_id: WorkerID
+    address: Address
+    tcp_address: Address
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ActorWorkerDied:
+    """Node -> head: the process hosting an actor placed there exited (``cause`` says how)."""
+    actor_id: ActorID
+    cause: str
 
 
 @dataclass(slots=True)
