@@ -32,7 +32,7 @@ from .memory_monitor import (Candidate, MemoryMonitor, MemoryPolicy, MemoryUsage
                              refresh_s_from_env, threshold_from_env)
 from .object_store import ObjectEntry, ObjectTable
 from .object_transfer import ObjectTransfer
-from .scheduler import Allocation, LeaseQueue, PendingLease, ResourceLedger
+from .scheduler import Allocation, LeaseQueue, PendingLease, ResourceLedger, plan_bundles
 from .transport import (Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello,
                         listen)
 from .worker_pool import WorkerPool, WorkerRecord
@@ -69,8 +69,11 @@ class PlacementGroupRecord:
     strategy: str
     name: str
     state: str = "PENDING"
-    allocs: list[Allocation] = field(default_factory=list)
-    warned: bool = False
+    #: node id -> the (index, bundle) pairs reserved there.
+    placement: dict[bytes, list[tuple[int, ResourceShape]]] = field(default_factory=dict)
+    #: Nodes whose answer to ReserveBundles is still awaited.
+    awaiting: set[bytes] = field(default_factory=set)
+    failed: bool = False
 
     def table(self) -> dict[str, Any]:
         return {"placement_group_id": self.pg_id.hex(), "name": self.name, "strategy": self.strategy,
@@ -112,6 +115,8 @@ class NodeManager:
         self._actor_starts: dict[int, bytes] = {}
         self._lease_requesters: dict[Any, tuple[Client, int]] = {}
         self.placement_groups: dict[bytes, PlacementGroupRecord] = {}
+        #: Bundles reserved on this node: pg id -> ((index, bundle) pairs, allocations).
+        self._bundles: dict[bytes, tuple[list[tuple[int, ResourceShape]], list[Allocation]]] = {}
         self._exit_with_first_driver = exit_with_first_driver
         self._first_driver: WorkerID | None = None
         self.stopped = threading.Event()
@@ -187,6 +192,9 @@ class NodeManager:
                     log.warning("node %s missed heartbeats for %.1f s: marked dead",
                                 node_id.hex()[:12], self.node_timeout_s)
                     self._node_died(node_id)
+                self._respill_waiting()
+                if any(pg.state == "PENDING" for pg in self.placement_groups.values()):
+                    self._schedule()
                 update = p.ClusterViewUpdate(list(self.view.nodes.values()))
                 nodes = [c for c in self.clients.values() if c.kind == "node"]
             for client in nodes:
@@ -220,6 +228,32 @@ class NodeManager:
             if actor.node_id == node_id and actor.state != "dead":
                 self._restart_or_bury(actor, f"its node {node_id.hex()[:12]} died")
 
+    def _respill_waiting(self) -> None:
+        """Requests queued here that can never fit here go where they fit now (resources
+        appear elsewhere as nodes join and placement groups are reserved)."""
+        if len(self.view.alive()) <= 1:
+            return
+        for pending in self.queue.waiting():
+            if self.ledger.fits_ever(pending.shape):
+                continue
+            key = pending.key
+            if key[0] == "actor":
+                actor = self.control.actors.get(key[1])
+                if self.is_head and actor is not None:
+                    target = self._spill_target(pending.shape, actor.spec.request.strategy)
+                    if isinstance(target, str) and self._node_client(target) is not None:
+                        self.queue.remove(key)
+                        self._request_actor_lease(actor)
+                continue
+            requester = self._lease_requesters.get(key)
+            if requester is None or requester[0].kind == "submitter":
+                continue
+            target = self._spill_target(pending.shape, None)
+            if isinstance(target, str):
+                self.queue.remove(key)
+                client, rid = self._lease_requesters.pop(key)
+                self._reply(client, rid, True, p.Spillback(target))
+
     def _on_heartbeat(self, client: Client, msg: p.Heartbeat) -> None:
         self.view.heartbeat(client.worker_id, msg.totals, msg.available)
 
@@ -236,6 +270,13 @@ class NodeManager:
             if isinstance(msg, p.JobFinished):
                 self._stop_job_workers(msg.job_id)
                 self._wants.pop(msg.job_id, None)
+            elif isinstance(msg, p.ReserveBundles):
+                ok = self._reserve_bundles(msg.pg_id, msg.bundles)
+                self.head.link.send(p.BundlesReserved(msg.pg_id, ok))
+                self._schedule()
+            elif isinstance(msg, p.ReleaseBundles):
+                self._release_bundles(msg.pg_id)
+                self._schedule()
             elif isinstance(msg, p.PlaceActor):
                 if msg.job is not None:
                     self.control.jobs.setdefault(msg.job.job_id, msg.job)
@@ -255,6 +296,7 @@ class NodeManager:
                     if info.node_id != self.node_id:
                         self.view.nodes[info.node_id] = info
                 self.view.upsert(self._self_info())
+                self._respill_waiting()
 
     def _head_lost(self) -> None:
         log.error("lost the connection to the head node: stopping this node")
@@ -670,30 +712,92 @@ class NodeManager:
         bundles = [_normalize(b) for b in msg.bundles]
         self.placement_groups[msg.pg_id] = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name)
         self._reply(client, msg.rid, True)
-        if not self.ledger.bundles_fit_ever(bundles, msg.strategy):
+        totals = [(n.node_id, n.totals) for n in self.view.alive()] or [(self.node_id, self.ledger.totals)]
+        if plan_bundles(totals, bundles, msg.strategy) is None:
             client.conn.send(p.LeaseInfeasible(0, (
                 f"placement group {msg.name or msg.pg_id.hex()} ({msg.strategy}, bundles {bundles}) "
-                f"cannot be placed: this cluster has {self.ledger.totals}. It stays pending until "
-                "nodes that fit join.")))
+                f"cannot be placed: the cluster's nodes have "
+                f"{[{k: v for k, v in t.items() if '_group_' not in k} for _, t in totals]}. It "
+                "stays pending until nodes that fit join.")))
         self._schedule()
 
     def _place_groups(self) -> None:
-        from .scheduling import bundle_resources
+        """Head: plan pending groups over the nodes' free resources and reserve them
+        (two-phase: every node reserves its share, or every share is given back)."""
         for pg in self.placement_groups.values():
             if pg.state != "PENDING":
                 continue
-            allocs = self.ledger.reserve_bundles(pg.bundles, pg.strategy)
-            if allocs is None:
+            nodes = [(self.node_id, dict(self.ledger.available))] + [
+                (n.node_id, n.available) for n in self.view.alive() if n.node_id != self.node_id
+                and self.clients.get(n.node_id) is not None]
+            plan = plan_bundles(nodes, pg.bundles, pg.strategy)
+            if plan is None:
                 continue
-            pg.allocs, pg.state = allocs, "CREATED"
-            self.ledger.add_resources(bundle_resources(pg.pg_id.hex(), pg.bundles))
+            pg.state, pg.placement, pg.awaiting, pg.failed = "RESERVING", plan, set(), False
+            for node_id, indexed in plan.items():
+                if node_id == self.node_id:
+                    pg.failed |= not self._reserve_bundles(pg.pg_id, indexed)
+                else:
+                    pg.awaiting.add(node_id)
+                    self.clients[node_id].conn.send(p.ReserveBundles(pg.pg_id, indexed))
+            self._settle_group(pg)
 
-    def _on_remove_placement_group(self, client: Client, msg: p.RemovePlacementGroup) -> None:
+    def _settle_group(self, pg: PlacementGroupRecord) -> None:
         from .scheduling import bundle_resources
-        pg = self.placement_groups.get(msg.pg_id)
-        if pg is None or pg.state == "REMOVED":
+        if pg.awaiting:
             return
-        suffix = pg.pg_id.hex()
+        if pg.failed:  # give every share back and try again later
+            self._release_group(pg)
+            pg.state = "PENDING"
+            return
+        pg.state = "CREATED"
+        for node_id, indexed in pg.placement.items():
+            node = self.view.nodes.get(node_id)
+            if node is not None and node_id != self.node_id:  # visible before the next heartbeat
+                for name, amount in bundle_resources(pg.pg_id.hex(), indexed).items():
+                    node.totals[name] = node.totals.get(name, 0.0) + amount
+                    node.available[name] = node.available.get(name, 0.0) + amount
+
+    def _on_bundles_reserved(self, client: Client, msg: p.BundlesReserved) -> None:
+        pg = self.placement_groups.get(msg.pg_id)
+        if pg is None or client.worker_id not in pg.awaiting:
+            return
+        pg.awaiting.discard(client.worker_id)
+        if not msg.ok:
+            pg.failed = True
+            del pg.placement[client.worker_id]
+        if pg.state == "REMOVED":
+            if msg.ok:
+                client.conn.send(p.ReleaseBundles(pg.pg_id))
+            return
+        self._settle_group(pg)
+        self._schedule()
+
+    def _release_group(self, pg: PlacementGroupRecord) -> None:
+        for node_id in pg.placement:
+            if node_id == self.node_id:
+                self._release_bundles(pg.pg_id)
+            elif node_id not in pg.awaiting and node_id in self.clients:
+                self.clients[node_id].conn.send(p.ReleaseBundles(pg.pg_id))
+        pg.placement = {n: b for n, b in pg.placement.items() if n in pg.awaiting}
+
+    def _reserve_bundles(self, pg_id: bytes, indexed: list[tuple[int, ResourceShape]]) -> bool:
+        """Reserve this node's share of a group (all of it or nothing)."""
+        from .scheduling import bundle_resources
+        allocs = self.ledger.reserve_bundles([b for _, b in indexed], "PACK")
+        if allocs is None:
+            return False
+        self._bundles[pg_id] = (indexed, allocs)
+        self.ledger.add_resources(bundle_resources(pg_id.hex(), indexed))
+        return True
+
+    def _release_bundles(self, pg_id: bytes) -> None:
+        """Give this node's share back; tasks and actors running in it are stopped."""
+        from .scheduling import bundle_resources
+        share = self._bundles.pop(pg_id, None)
+        if share is None:
+            return
+        suffix = pg_id.hex()
         for lease in list(self.leases.values()):
             if any(name.endswith(suffix) for name in lease.alloc.shape):
                 actor = self.control.actors.get(lease.worker.actor_id) if lease.worker.actor_id else None
@@ -701,10 +805,16 @@ class NodeManager:
                     self._kill_actor(actor, "its placement group was removed", no_restart=True)
                 else:
                     self.pool.kill(lease.worker)
-        if pg.state == "CREATED":
-            for alloc in pg.allocs:
-                self.ledger.release(alloc)
-            self.ledger.remove_resources(bundle_resources(suffix, pg.bundles))
+        indexed, allocs = share
+        for alloc in allocs:
+            self.ledger.release(alloc)
+        self.ledger.remove_resources(bundle_resources(suffix, indexed))
+
+    def _on_remove_placement_group(self, client: Client, msg: p.RemovePlacementGroup) -> None:
+        pg = self.placement_groups.get(msg.pg_id)
+        if pg is None or pg.state == "REMOVED":
+            return
+        self._release_group(pg)
         pg.state = "REMOVED"
         self._schedule()
 
@@ -1044,6 +1154,7 @@ class NodeManager:
         p.Heartbeat: _on_heartbeat, p.PullObject: _on_pull_object,
         p.ReleaseHolder: _on_release_holder, p.Forwarded: _on_forwarded,
         p.ActorPlaced: _on_actor_placed, p.ActorWorkerDied: _on_actor_worker_died,
+        p.BundlesReserved: _on_bundles_reserved,
     }
 
     def stop(self) -> None:

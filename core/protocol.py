@@ -382,6 +382,26 @@ class RemovePlacementGroup:
 
 
 @dataclass(slots=True)
+class ReserveBundles:
+    """Head -> node: reserve these (index, bundle) pairs of a group (all or none)."""
+    pg_id: bytes
+    bundles: list[tuple[int, ResourceShape]]
+
+
+@dataclass(slots=True)
+class BundlesReserved:
+    """Node -> head: the answer to ReserveBundles."""
+    pg_id: bytes
+    ok: bool
+
+
+@dataclass(slots=True)
+class ReleaseBundles:
+    """Head -> node: give a group's bundles back (removed, or another node failed)."""
+    pg_id: bytes
+
+
+@dataclass(slots=True)
 class PlacementGroupTable:
     rid: int
     pg_id: bytes | None

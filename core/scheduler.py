@@ -164,6 +164,9 @@ class LeaseQueue:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def waiting(self) -> list[PendingLease]:
+        return list(self._pending)
+
     def grantable(self) -> list[tuple[PendingLease, Allocation]]:
         """Allocate for every request that fits now, oldest first."""
         granted = []
@@ -202,3 +205,43 @@ class LeaseQueue:
                 p.warned = True
                 out.append(p)
         return out
+
+
+def plan_bundles(nodes: list[tuple[Any, ResourceShape]], bundles: list[ResourceShape],
+                 strategy: str) -> dict[Any, list[tuple[int, ResourceShape]]] | None:
+    """Which node reserves which bundle (by index), from nodes' free resources; None if
+    the group cannot be placed now. ``nodes`` lists the preferred (local) node first."""
+    free = {node: dict(available) for node, available in nodes}
+    order = [node for node, _ in nodes]
+    plan: dict[Any, list[tuple[int, ResourceShape]]] = {}
+
+    def fits(node: Any, shape: ResourceShape) -> bool:
+        return all(free[node].get(k, 0.0) + _EPS >= v for k, v in shape.items())
+
+    def take(node: Any, i: int, shape: ResourceShape) -> None:
+        for k, v in shape.items():
+            free[node][k] = free[node].get(k, 0.0) - v
+        plan.setdefault(node, []).append((i, shape))
+
+    total: ResourceShape = {}
+    for bundle in bundles:
+        for k, v in bundle.items():
+            total[k] = total.get(k, 0.0) + v
+    if strategy in ("PACK", "STRICT_PACK"):
+        for node in order:
+            if fits(node, total):
+                return {node: list(enumerate(bundles))}
+        if strategy == "STRICT_PACK":
+            return None
+    for i, bundle in enumerate(bundles):
+        if strategy == "PACK":
+            candidates = order  # fill the first nodes before moving on
+        else:  # SPREAD / STRICT_SPREAD: the least used node first
+            candidates = sorted(order, key=lambda n: len(plan.get(n, ())))
+            if strategy == "STRICT_SPREAD":
+                candidates = [n for n in candidates if n not in plan]
+        node = next((n for n in candidates if fits(n, bundle)), None)
+        if node is None:
+            return None
+        take(node, i, bundle)
+    return plan

@@ -60,10 +60,11 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
                              "NodeAffinitySchedulingStrategy or PlacementGroupSchedulingStrategy")
 
 
-def bundle_resources(pg_hex: str, bundles: list[dict[str, float]]) -> dict[str, float]:
-    """The synthetic resources a placed group adds to its node: per bundle and group-wide."""
+def bundle_resources(pg_hex: str, bundles: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    """The synthetic resources a node's (index, bundle) pairs of a placed group add to it:
+    per bundle and group-wide."""
     out: dict[str, float] = {}
-    for i, bundle in enumerate(bundles):
+    for i, bundle in bundles:
         for name, amount in {**bundle, "bundle": 1000.0}.items():
             for key in (f"{name}_group_{i}_{pg_hex}", f"{name}_group_{pg_hex}"):
                 out[key] = out.get(key, 0.0) + amount
