@@ -49,6 +49,8 @@ class NodeLink:
                         for fd in fds:
                             os.close(fd)
                 elif self._on_message is not None:
+                    if isinstance(msg, p.ObjectChunk) and msg.data is None:
+                        msg.data, _ = self.conn.recv_raw()  # the chunk's bytes follow raw
                     self._on_message(msg, fds)
         except (ConnectionClosed, OSError, EOFError):
             pass

@@ -163,9 +163,9 @@ class ObjectTransfer:
         try:
             offset = 0
             while offset < size:
-                data = os.pread(fd, min(CHUNK_BYTES, size - offset), offset)
-                conn.send(p.ObjectChunk(rid, offset, size, data))
-                offset += len(data)
+                count = min(CHUNK_BYTES, size - offset)
+                conn.send_with_file(p.ObjectChunk(rid, offset, size, None), fd, offset, count)
+                offset += count
             conn.send(p.Reply(rid, True, (size, flags)))
         except (OSError, EOFError):
             pass

@@ -165,10 +165,11 @@ class PullObject:
 
 @dataclass(slots=True)
 class ObjectChunk:
+    """Part of a pulled object. ``data`` None: the bytes follow as the next raw frame."""
     rid: int
     offset: int
     total: int
-    data: bytes
+    data: bytes | bytearray | None
 
 
 @dataclass(slots=True)

@@ -28,6 +28,8 @@ from ._types import Address
 _HEADER = struct.Struct("<IB")
 _MAX_FDS_PER_RECV = 32
 _RECV_CHUNK = 1 << 18
+#: Frames this large are received straight into their own buffer (no staging copy).
+_DIRECT_BYTES = 1 << 20
 #: Frames above this are refused: a peer sending garbage must not make us allocate GBs.
 MAX_FRAME_BYTES = 1 << 31
 
@@ -83,7 +85,7 @@ class Connection:
         except Exception as e:
             raise ProtocolViolation(f"undecodable frame: {e}") from e
 
-    def recv_raw(self, max_bytes: int = MAX_FRAME_BYTES) -> tuple[bytes, list[int]]:
+    def recv_raw(self, max_bytes: int = MAX_FRAME_BYTES) -> tuple[bytes | bytearray, list[int]]:
         """One whole frame's body, undecoded (the handshake is checked before any unpickling)."""
         buf = self._buf
         while True:
@@ -92,6 +94,8 @@ class Connection:
                 if length > max_bytes:
                     raise ProtocolViolation(f"frame of {length} bytes")
                 end = _HEADER.size + length
+                if length >= _DIRECT_BYTES and nfds == 0 and len(buf) < end:
+                    return self._recv_direct(length), []
                 if len(buf) >= end:
                     if len(self._fds) < nfds:
                         raise ProtocolViolation("frame announced fds that never arrived")
@@ -101,6 +105,37 @@ class Connection:
                 self._fill(end - len(buf))
             else:
                 self._fill(_RECV_CHUNK)
+
+    def _recv_direct(self, length: int) -> bytearray:
+        """The rest of a large frame, read into its own buffer with recv_into."""
+        out = bytearray(length)
+        have = len(self._buf) - _HEADER.size
+        out[:have] = memoryview(self._buf)[_HEADER.size:]
+        self._buf.clear()
+        view = memoryview(out)[have:]
+        try:
+            while view:
+                n = self.sock.recv_into(view)
+                if n == 0:
+                    raise ConnectionClosed("peer closed the connection")
+                view = view[n:]
+        except OSError as e:
+            raise ConnectionClosed(str(e)) from e
+        return out
+
+    def send_with_file(self, msg: Any, fd: int, offset: int, count: int) -> None:
+        """Send ``msg`` and then a raw frame of ``count`` bytes of ``fd`` (sendfile: no copy
+        through Python). The two frames are adjacent; the receiver reads the second with
+        recv_raw()."""
+        body = pickle.dumps(msg, protocol=5)
+        with self._send_lock:
+            try:
+                self.sock.sendall(_HEADER.pack(len(body), 0) + body + _HEADER.pack(count, 0))
+                sent = 0
+                while sent < count:
+                    sent += os.sendfile(self.sock.fileno(), fd, offset + sent, count - sent)
+            except OSError as e:
+                raise ConnectionClosed(str(e)) from e
 
     def _fill(self, want: int) -> None:
         try:
