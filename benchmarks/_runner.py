@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -57,9 +58,27 @@ def init_runtime(name: Runtime) -> ModuleType:
     return rt
 
 
+#: Called (in order) before a stuck workload ends the process, e.g. to remove temp dirs.
+on_abort: list[Callable[[], None]] = []
+
+
+def _abort(timeout_s: float) -> None:
+    print(f"workload stuck for {timeout_s:g} s; stacks of every thread:", file=sys.stderr)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    for cleanup in on_abort:
+        try:
+            cleanup()
+        except Exception:  # noqa: BLE001 - we are exiting anyway
+            pass
+    sys.stderr.flush()
+    os._exit(3)  # a hung runtime thread would block a normal exit
+
+
 def _guarded(fn: Callable[[], Result], timeout_s: float) -> Result:
     """Runs `fn`; a stuck workload dumps every thread's stack and ends the process."""
-    faulthandler.dump_traceback_later(timeout_s, exit=True)
+    watchdog = threading.Timer(timeout_s, _abort, args=(timeout_s,))
+    watchdog.daemon = True
+    watchdog.start()
     start = time.perf_counter()
     try:
         result = fn()
@@ -67,7 +86,7 @@ def _guarded(fn: Callable[[], Result], timeout_s: float) -> Result:
         traceback.print_exc(file=sys.stderr)
         result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     finally:
-        faulthandler.cancel_dump_traceback_later()
+        watchdog.cancel()
     result["wall_s"] = time.perf_counter() - start  # setup and warm-up included
     return result
 
@@ -163,12 +182,17 @@ def config_to_json(cfg: Config) -> str:
 
 
 def environment_for_ray(home_dir: str) -> dict[str, Any]:
-    """Environment of the Ray subprocess: loopback only, no usage stats, private HOME."""
+    """Environment of the Ray subprocess: loopback only, no usage stats, private HOME.
+
+    Ray's session directories (logs, sockets) go under `home_dir` too, so they are
+    removed with it instead of piling up in /tmp/ray.
+    """
     env = dict(os.environ)
     env.update(
         RAY_USAGE_STATS_ENABLED="0",
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
         HOME=home_dir,
+        RAY_TMPDIR=os.path.join(home_dir, "tmp"),
     )
     return env
 

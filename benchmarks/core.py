@@ -8,8 +8,9 @@ Rounds alternate ember and Ray (ember first in odd rounds, Ray first in even one
 drift on the machine hits both; every figure is the median over rounds. ember runs in
 this process; Ray runs in a subprocess started with its own interpreter (ember never
 imports Ray), as a single local node on loopback. init_to_first_result and the
-queued-tasks memory workload get a fresh interpreter per runtime and round. The plain-Python baseline
-(ProcessPoolExecutor with 2 processes, or in-process memcpy) runs in a subprocess too.
+queued-tasks memory workload get a fresh interpreter per runtime and round. The
+plain-Python baseline (ProcessPoolExecutor with 2 processes, or in-process memcpy) runs
+in a subprocess too. benchmarks/run_pinned.sh runs all this on a snapshot of one commit.
 
 The ratio column is oriented so that above 1 means ember is better: ember/Ray for
 throughput, Ray/ember for times and bytes. Set up Ray with benchmarks/setup_ray_venv.sh.
@@ -18,6 +19,7 @@ throughput, Ray/ember for times and bytes. Set up Ray with benchmarks/setup_ray_
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -378,12 +380,13 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = Config.quick() if args.quick else Config()
     if args.budget_s is not None:
-        cfg = Config(**{**_runner.dataclasses.asdict(cfg), "budget_s": args.budget_s})
+        cfg = Config(**{**dataclasses.asdict(cfg), "budget_s": args.budget_s})
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
 
     versions = _versions(ray_python)
     _log("versions: " + json.dumps(versions))
     work_dir = Path(tempfile.mkdtemp(prefix="ember-bench-"))
+    _runner.on_abort.append(lambda: shutil.rmtree(work_dir, ignore_errors=True))
     started = time.time()
     try:
         collected = run_suite(
@@ -400,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "versions": versions,
-            "config": _runner.dataclasses.asdict(cfg),
+            "config": dataclasses.asdict(cfg),
             "rounds": rounds,
             "started_unix_s": started,
             "load_average_at_end": os.getloadavg(),
