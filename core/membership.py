@@ -114,6 +114,7 @@ class HeadLink:
                              on_message=lambda msg, _fds: on_message(msg), on_lost=self._lost,
                              name="ember-head-link")
         self._resources = resources
+        self.link.send(p.Heartbeat(*resources()))  # the head can place work here at once
         self._beater = threading.Thread(target=self._beat, daemon=True, name="ember-heartbeat")
         self._beater.start()
 

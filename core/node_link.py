@@ -19,6 +19,9 @@ from .transport import ConnectionClosed, connect, send_hello
 
 ReplyCallback = Callable[[p.Reply, list[int]], None]
 
+#: Bytes per ObjectChunk: large enough to amortize framing, small enough to interleave.
+CHUNK_BYTES = 8 << 20
+
 
 class NodeLink:
     def __init__(self, address: str, token: bytes, register: p.Register,
@@ -34,6 +37,7 @@ class NodeLink:
         self._on_message = on_message
         self._on_lost = on_lost
         self.closed = False
+        self._chunk_buf: bytearray | None = None
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name=name)
         self._reader.start()
 
@@ -50,7 +54,10 @@ class NodeLink:
                             os.close(fd)
                 elif self._on_message is not None:
                     if isinstance(msg, p.ObjectChunk) and msg.data is None:
-                        msg.data, _ = self.conn.recv_raw()  # the chunk's bytes follow raw
+                        # The chunk's bytes follow as a raw frame; one reused buffer per link.
+                        if self._chunk_buf is None:
+                            self._chunk_buf = bytearray(CHUNK_BYTES)
+                        msg.data = self.conn.recv_raw_into(self._chunk_buf)
                     self._on_message(msg, fds)
         except (ConnectionClosed, OSError, EOFError):
             pass

@@ -584,7 +584,12 @@ class NodeManager:
         if strategy is not None and strategy[0] == "NODE_AFFINITY":
             _, node_hex, soft = strategy
             node = self.view.nodes.get(bytes.fromhex(node_hex))
-            if node is not None and node.alive:
+            # Soft affinity to a node that can never fit the request falls back (Ray's
+            # "infeasible" case) instead of queueing it there with an infeasible warning.
+            ever_fits = (self.ledger.fits_ever(shape) if node is not None and node.node_id == here
+                         else node is not None and all(node.totals.get(k, 0.0) + 1e-9 >= v
+                                                       for k, v in shape.items()))
+            if node is not None and node.alive and (not soft or ever_fits):
                 return None if node.node_id == here else node.tcp_address
             if not soft:
                 return EmberError(f"node {node_hex} named by NodeAffinitySchedulingStrategy is not "
@@ -642,7 +647,8 @@ class NodeManager:
                 self._wants[job_id].append(want)
                 self._ensure_workers(job_id)
         for pending in self.queue.infeasible():
-            self._warn_infeasible(pending)
+            if not self.view.fits_anywhere(pending.shape):  # else it moves there (respill)
+                self._warn_infeasible(pending)
 
     def _job_of(self, key: Any) -> JobID | None:
         if key[0] == "actor":

@@ -19,11 +19,9 @@ from typing import Any, Callable
 
 from . import protocol as p
 from .exceptions import ObjectLostError
-from .node_link import NodeLink
+from .node_link import CHUNK_BYTES, NodeLink
 from .object_store import CACHE_HOLDER, ObjectEntry, ObjectTable
 
-#: Bytes per ObjectChunk: large enough to amortize framing, small enough to interleave.
-CHUNK_BYTES = 8 << 20
 
 
 @dataclass
