@@ -17,12 +17,22 @@ from .node_launcher import (clear_current, find_by_tcp_address, find_current, lo
 
 def _token_for_join(args: argparse.Namespace) -> bytes:
     """The cluster token: --token-file, $EMBER_TOKEN, or the head's session on this machine."""
-    if args.token_file:
-        with open(args.token_file) as f:
-            return bytes.fromhex(f.read().strip())
-    if os.environ.get("EMBER_TOKEN"):
-        return bytes.fromhex(os.environ["EMBER_TOKEN"])
-    return find_by_tcp_address(args.address)[2]
+    try:
+        if args.token_file:
+            with open(args.token_file) as f:
+                return bytes.fromhex(f.read().strip())
+        if os.environ.get("EMBER_TOKEN"):
+            return bytes.fromhex(os.environ["EMBER_TOKEN"])
+    except (OSError, ValueError) as e:
+        source = args.token_file or "$EMBER_TOKEN"
+        raise EmberError(f"cannot read the cluster token from {source} ({e}): it must hold the hex "
+                         "token from the head's session directory (<session>/token)") from e
+    try:
+        return find_by_tcp_address(args.address)[2]
+    except EmberError as e:
+        raise EmberError(f"no head at {args.address} runs on this machine, so its cluster token must "
+                         "be given: pass --token-file PATH (the head's <session>/token) or set "
+                         "EMBER_TOKEN") from e
 
 
 def _start(args: argparse.Namespace) -> int:

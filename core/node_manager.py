@@ -74,6 +74,8 @@ class PlacementGroupRecord:
     #: Nodes whose answer to ReserveBundles is still awaited.
     awaiting: set[bytes] = field(default_factory=set)
     failed: bool = False
+    #: Called once the group is placed (True) or removed (False).
+    waiters: list[Any] = field(default_factory=list)
 
     def table(self) -> dict[str, Any]:
         return {"placement_group_id": self.pg_id.hex(), "name": self.name, "strategy": self.strategy,
@@ -413,6 +415,8 @@ class NodeManager:
                 if lease is not None:
                     self._release(lease.alloc)
                     self.pool.kill(lease.worker)
+            for key in self.queue.remove_where(lambda key: key[0] == client.worker_id):
+                self._lease_requesters.pop(key, None)
             if client.kind == "worker":
                 record = self.pool.workers.get(client.worker_id)
                 if record is not None:
@@ -447,6 +451,8 @@ class NodeManager:
     # --- workers ---------------------------------------------------------------------
 
     def _worker_ready(self, record: WorkerRecord) -> None:
+        if record.killed:
+            return
         record.state = "idle"
         wants = self._wants.get(record.job_id)
         if wants:
@@ -634,21 +640,28 @@ class NodeManager:
 
     def _schedule(self) -> None:
         self._place_groups()
-        for pending, alloc in self.queue.grantable():
-            want = LeaseWant(pending, alloc)
-            job_id = self._job_of(pending.key)
-            if job_id is None:
-                self._release(alloc)
-                continue
-            idle = self._idle.get(job_id)
-            if idle:
-                self._assign(want, idle.pop())
-            else:
-                self._wants[job_id].append(want)
-                self._ensure_workers(job_id)
+        again = True
+        while again:  # a grant whose requester is gone frees its resources for another pass
+            again = False
+            for pending, alloc in self.queue.grantable():
+                want = LeaseWant(pending, alloc)
+                job_id = self._job_of(pending.key)
+                if job_id is None:
+                    self._release(alloc)
+                    again = True
+                    continue
+                self._grant(want, job_id)
         for pending in self.queue.infeasible():
             if not self.view.fits_anywhere(pending.shape):  # else it moves there (respill)
                 self._warn_infeasible(pending)
+
+    def _grant(self, want: LeaseWant, job_id: JobID) -> None:
+        idle = self._idle.get(job_id)
+        if idle:
+            self._assign(want, idle.pop())
+        else:
+            self._wants[job_id].append(want)
+            self._ensure_workers(job_id)
 
     def _job_of(self, key: Any) -> JobID | None:
         if key[0] == "actor":
@@ -757,6 +770,9 @@ class NodeManager:
             pg.state = "PENDING"
             return
         pg.state = "CREATED"
+        waiters, pg.waiters = pg.waiters, []
+        for waiter in waiters:
+            waiter(True)
         for node_id, indexed in pg.placement.items():
             node = self.view.nodes.get(node_id)
             if node is not None and node_id != self.node_id:  # visible before the next heartbeat
@@ -822,7 +838,26 @@ class NodeManager:
             return
         self._release_group(pg)
         pg.state = "REMOVED"
+        waiters, pg.waiters = pg.waiters, []
+        for waiter in waiters:
+            waiter(False)
         self._schedule()
+
+    def _on_wait_placement_group(self, client: Client, msg: p.WaitPlacementGroup) -> None:
+        def answer(placed: bool) -> None:
+            if placed:
+                self._reply(client, msg.rid, True, True)
+            else:
+                self._reply(client, msg.rid, False, EmberError(
+                    f"placement group {msg.pg_id.hex()} was removed before it was placed"))
+
+        pg = self.placement_groups.get(msg.pg_id)
+        if pg is None or pg.state == "REMOVED":
+            answer(False)
+        elif pg.state == "CREATED":
+            answer(True)
+        else:
+            pg.waiters.append(answer)
 
     def _on_placement_group_table(self, client: Client, msg: p.PlacementGroupTable) -> None:
         if msg.pg_id is not None:
@@ -1160,7 +1195,7 @@ class NodeManager:
         p.Heartbeat: _on_heartbeat, p.PullObject: _on_pull_object,
         p.ReleaseHolder: _on_release_holder, p.Forwarded: _on_forwarded,
         p.ActorPlaced: _on_actor_placed, p.ActorWorkerDied: _on_actor_worker_died,
-        p.BundlesReserved: _on_bundles_reserved,
+        p.BundlesReserved: _on_bundles_reserved, p.WaitPlacementGroup: _on_wait_placement_group,
     }
 
     def stop(self) -> None:
@@ -1217,7 +1252,7 @@ def _stored_inputs(spec: p.ActorSpec) -> list[bytes]:
 #: Requests a worker node does not answer itself: the head's control store does.
 _CONTROL_MESSAGES = (p.RegisterFunction, p.GetFunction, p.CreateActor, p.GetActorInfo, p.GetNamedActor,
                      p.KillActor, p.ExitActor, p.CreatePlacementGroup, p.RemovePlacementGroup,
-                     p.PlacementGroupTable)
+                     p.PlacementGroupTable, p.WaitPlacementGroup)
 
 
 def _normalize(shape: ResourceShape) -> ResourceShape:

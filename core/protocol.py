@@ -403,6 +403,13 @@ class ReleaseBundles:
 
 
 @dataclass(slots=True)
+class WaitPlacementGroup:
+    """Answered once the group is placed (True), or with an error once it is removed."""
+    rid: int
+    pg_id: bytes
+
+
+@dataclass(slots=True)
 class PlacementGroupTable:
     rid: int
     pg_id: bytes | None

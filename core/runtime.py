@@ -310,6 +310,8 @@ class Runtime:
 
     def _seal(self, oid: bytes, value: Serialized | bytes | bytearray, flags: int,
               contained: list[bytes], holder: bytes | None = None) -> None:
+        # The putter keeps no mapping: the store may spill the object, and a mapping held
+        # here would keep its memory in use all the same.
         fd = create_segment(value)
         size = value.total_bytes if isinstance(value, Serialized) else len(value)
         try:
@@ -345,8 +347,11 @@ class Runtime:
             callbacks, entry.callbacks = entry.callbacks, None
             seal_inline = entry.shared_pending and kind == "inline"
         if seal_inline:
-            self._seal(oid, value, entry.flags, [])
-            entry.stored = True
+            if threading.current_thread() is self.link._reader:
+                # This thread reads the node manager's replies: sealing must wait for one.
+                threading.Thread(target=self._seal_late, args=(oid, entry, value), daemon=True).start()
+            else:
+                self._seal_late(oid, entry, value)
         elif entry.shared_pending and home is not None:
             # Borrowers wait at this node, where the ref said the object lives: copy it here.
             self.call_async(lambda rid: p.GetObject(rid, oid, False, home), lambda _r, _f: None)
@@ -357,6 +362,29 @@ class Runtime:
                 self.send(p.RemoveRefs([oid], entry.home))
         for cb in callbacks or ():
             cb(oid)
+
+    def _seal_late(self, oid: bytes, entry: LocalObject, value: Any) -> None:
+        self._seal(oid, value, entry.flags, [])
+        entry.stored = True
+
+    def ref_from_request(self, make: Callable[[int], Any]) -> ObjectRef:
+        """An ObjectRef resolved by the node manager's reply to a request (its value, or
+        its error raised by get)."""
+        oid = self.next_task_id() + b"\xfd\xff\xff\xff"
+        with self.lock:
+            self.objects[oid] = LocalObject(owned=True)
+            ref = ObjectRef(oid)
+
+        def on_reply(reply: p.Reply, _fds: list[int]) -> None:
+            if reply.ok:
+                self.complete(oid, "inline", serialize(reply.value).to_bytes())
+            else:
+                error = reply.value if isinstance(reply.value, BaseException) else \
+                    EmberSystemError(str(reply.value))
+                self.complete_error([oid], error)
+
+        self.call_async(make, on_reply)
+        return ref
 
     def complete_error(self, oids: list[bytes], error: BaseException) -> None:
         payload = serialize(error, FLAG_ERROR, what="an error").to_bytes()

@@ -161,6 +161,12 @@ class LeaseQueue:
     def remove(self, key: Any) -> None:
         self._pending = [p for p in self._pending if p.key != key]
 
+    def remove_where(self, predicate: Any) -> list[Any]:
+        """Drop the requests whose key matches; returns their keys."""
+        gone = [p.key for p in self._pending if predicate(p.key)]
+        self._pending = [p for p in self._pending if not predicate(p.key)]
+        return gone
+
     def __len__(self) -> int:
         return len(self._pending)
 

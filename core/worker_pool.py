@@ -29,6 +29,8 @@ class WorkerRecord:
     actor_id: bytes | None = None
     #: How the process ended ("killed by signal SIGKILL", "exit code 1"); "" while alive.
     exit_detail: str = ""
+    #: Sent SIGKILL; dead as far as scheduling goes, whatever the socket says yet.
+    killed: bool = False
     #: Set by the memory monitor before it kills the worker: (used_bytes, total_bytes,
     #: threshold), so the error its caller sees can say why.
     oom: tuple[int, int, float] | None = None
@@ -83,6 +85,9 @@ class WorkerPool:
         self._ready.set()
 
     def kill(self, record: WorkerRecord, sig: int = signal.SIGKILL) -> None:
+        # Marked at once: a worker whose death is not yet noticed must never be handed
+        # out again (it would take the next task or actor down with it).
+        record.killed = True
         if record.pid:
             try:
                 os.kill(record.pid, sig)

@@ -26,16 +26,11 @@ class PlacementGroup:
 
     def ready(self) -> Any:
         """An ObjectRef that resolves (to True) once every bundle is reserved."""
+        # Answered by the head from the group's state: no task, no worker.
         if self._ready_ref is None:
-            import ember
-            from ..scheduling import PlacementGroupSchedulingStrategy
-
-            @ember.remote(num_cpus=0, max_retries=-1)
-            def _placement_group_ready() -> bool:
-                return True
-
-            self._ready_ref = _placement_group_ready.options(
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self, -1)).remote()
+            from ..api import _runtime
+            pg_id = self.id
+            self._ready_ref = _runtime().ref_from_request(lambda rid: p.WaitPlacementGroup(rid, pg_id))
         return self._ready_ref
 
     def wait(self, timeout_seconds: float = 30) -> bool:
