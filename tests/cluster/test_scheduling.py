@@ -1,0 +1,74 @@
+"""Tasks land on the node their resources and scheduling strategy ask for."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import ember
+from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+_TIMEOUT_S = 30
+
+
+@ember.remote(num_cpus=1)
+def where() -> str:
+    return ember.get_runtime_context().get_node_id()
+
+
+def test_a_custom_resource_sends_the_task_to_the_node_that_has_it(three_nodes) -> None:
+    on_b = where.options(resources={"node_b": 1}).remote()
+    on_c = where.options(resources={"node_c": 1}).remote()
+    assert three_nodes.role_of(ember.get(on_b, timeout=_TIMEOUT_S)) == "b"
+    assert three_nodes.role_of(ember.get(on_c, timeout=_TIMEOUT_S)) == "c"
+
+
+@ember.remote(num_cpus=1)
+def where_after_working(seconds: float) -> str:
+    time.sleep(seconds)  # the work: a lease stays busy, so the next task needs another lease
+    return ember.get_runtime_context().get_node_id()
+
+
+def test_spread_runs_tasks_on_every_node(three_nodes) -> None:
+    """SPREAD rotates lease requests over the nodes. (Tasks of a few ms can all finish on the
+    first granted lease before the other nodes' workers start, as with Ray: they work.)"""
+    refs = [where_after_working.options(scheduling_strategy="SPREAD").remote(0.3) for _ in range(6)]
+    roles = {three_nodes.role_of(n) for n in ember.get(refs, timeout=_TIMEOUT_S)}
+    assert roles == {"head", "b", "c"}
+
+
+def test_hard_node_affinity_runs_on_that_node(three_nodes) -> None:
+    for role in ("head", "b", "c"):
+        strategy = NodeAffinitySchedulingStrategy(three_nodes.node_ids[role], soft=False)
+        refs = [where.options(scheduling_strategy=strategy).remote() for _ in range(3)]
+        assert {three_nodes.role_of(n) for n in ember.get(refs, timeout=_TIMEOUT_S)} == {role}
+
+
+def test_soft_node_affinity_prefers_the_node_when_it_fits(three_nodes) -> None:
+    strategy = NodeAffinitySchedulingStrategy(three_nodes.node_ids["c"], soft=True)
+    assert three_nodes.role_of(ember.get(where.options(scheduling_strategy=strategy).remote(),
+                                         timeout=_TIMEOUT_S)) == "c"
+
+
+def test_soft_node_affinity_falls_back_to_a_node_that_fits(three_nodes) -> None:
+    """The head can never run a node_b task: soft affinity to it must not pin the task there."""
+    strategy = NodeAffinitySchedulingStrategy(three_nodes.node_ids["head"], soft=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ref = where.options(scheduling_strategy=strategy, resources={"node_b": 1}).remote()
+        assert three_nodes.role_of(ember.get(ref, timeout=_TIMEOUT_S)) == "b"
+    infeasible = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert not infeasible, "a request that node b fits was reported infeasible"
+
+
+def test_soft_node_affinity_to_an_unknown_node_runs_anywhere(three_nodes) -> None:
+    strategy = NodeAffinitySchedulingStrategy("00" * 16, soft=True)
+    assert three_nodes.role_of(ember.get(where.options(scheduling_strategy=strategy).remote(),
+                                         timeout=_TIMEOUT_S)) in {"head", "b", "c"}
+
+
+def test_a_task_too_big_for_the_head_runs_on_another_node(three_nodes) -> None:
+    """The driver's node (the head) has 1 CPU; a 2-CPU task must spill to b or c."""
+    refs = [where.options(num_cpus=2).remote() for _ in range(4)]
+    roles = {three_nodes.role_of(n) for n in ember.get(refs, timeout=_TIMEOUT_S)}
+    assert roles and roles <= {"b", "c"}
