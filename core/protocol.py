@@ -221,7 +221,7 @@ class TaskSpec:
     deps: list[tuple[str, Any]]
     num_returns: int
     owner_id: WorkerID
-    gpu_ids: list[int] = field(default_factory=list)
+    gpu_ids: list[int] | tuple = ()
     max_calls: int = 0
     actor_id: ActorID | None = None
     method: str | None = None

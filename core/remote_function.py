@@ -22,6 +22,7 @@ class RemoteFunction:
         self._name = fn.__qualname__
         self._blob: bytes | None = None
         self._function_id: bytes | None = None
+        self._scheduling: tuple[p.SchedulingRequest, tuple] | None = None
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -34,6 +35,7 @@ class RemoteFunction:
         clone = RemoteFunction.__new__(RemoteFunction)
         clone.__dict__.update(self.__dict__)
         clone._options = {**self._options, **options}
+        clone._scheduling = None
         return clone
 
     def _ensure_registered(self, rt: Runtime) -> bytes:
@@ -57,14 +59,17 @@ class RemoteFunction:
         if num_returns is None:
             num_returns = 1
         name = opts.get("name") or self._name
-        spec = p.TaskSpec(rt.next_task_id(), name, function_id, payload, [], num_returns,
+        spec = p.TaskSpec(rt.next_task_id(), name, function_id, payload, (), num_returns,
                           rt.worker_id, max_calls=opts.get("max_calls") or 0,
                           env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None)
-        from .scheduling import scheduling_request
-        request = scheduling_request(opts, resource_shape(opts, 1.0))
+        if self._scheduling is None:  # per options, not per call: 100k queued tasks share it
+            from .scheduling import scheduling_request
+            request = scheduling_request(opts, resource_shape(opts, 1.0))
+            self._scheduling = (request, (tuple(sorted(request.shape.items())), repr(request.strategy)))
+        request, key = self._scheduling
         parent = current_task.get()
         max_retries = opts.get("max_retries")
-        refs = rt.submitter.submit(spec, request, 3 if max_retries is None else max_retries,
+        refs = rt.submitter.submit(spec, request, key, 3 if max_retries is None else max_retries,
                                    opts.get("retry_exceptions") or False, held, dep_ids,
                                    parent.task_id if parent is not None else None)
         if num_returns == 1:

@@ -43,11 +43,12 @@ class Placeholder:
 
 class TaskRecord:
     __slots__ = ("spec", "key", "request", "return_ids", "retries_left", "retry_exceptions",
-                 "held", "dep_ids", "waiting", "lease", "cancelled", "attempts", "parent")
+                 "held", "dep_ids", "waiting", "lease", "cancelled", "attempts", "parent", "submitter")
 
     def __init__(self, spec: p.TaskSpec, key: tuple, request: p.SchedulingRequest,
                  return_ids: list[bytes], max_retries: int, retry_exceptions: Any,
-                 held: list[Any], dep_ids: list[bytes], parent: bytes | None) -> None:
+                 held: list[Any], dep_ids: list[bytes], parent: bytes | None,
+                 submitter: "TaskSubmitter") -> None:
         self.spec = spec
         self.key = key
         self.request = request
@@ -63,6 +64,11 @@ class TaskRecord:
         self.cancelled = False
         self.attempts = 0
         self.parent = parent
+        self.submitter = submitter
+
+    def __call__(self, _object_id: bytes) -> None:
+        """An argument became ready (registered with Runtime.on_ready)."""
+        self.submitter._dep_ready(self)
 
 
 class WorkerChannel:
@@ -144,14 +150,14 @@ class TaskSubmitter:
 
     # --- submission -------------------------------------------------------------------
 
-    def submit(self, spec: p.TaskSpec, request: p.SchedulingRequest, max_retries: int,
+    def submit(self, spec: p.TaskSpec, request: p.SchedulingRequest, key: tuple, max_retries: int,
                retry_exceptions: Any, held: list[Any], dep_ids: list[bytes],
                parent: bytes | None) -> list[ObjectRef]:
+        """Queue a task; ``key`` (shape and strategy) groups tasks that can share leases."""
         rt = self.rt
-        key = (tuple(sorted(request.shape.items())), repr(request.strategy))
         return_ids = [spec.task_id + i.to_bytes(4, "little") for i in range(spec.num_returns)]
         record = TaskRecord(spec, key, request, return_ids, max_retries, retry_exceptions,
-                            held, dep_ids, parent)
+                            held, dep_ids, parent, self)
         from .runtime import LocalObject
         with self.lock:
             refs = []
@@ -162,7 +168,7 @@ class TaskSubmitter:
             if parent is not None:
                 self.children[parent].append(record)
             for oid in dep_ids:
-                if rt.on_ready(oid, lambda _oid, r=record: self._dep_ready(r)):
+                if rt.on_ready(oid, record):  # a record is its own dependency callback
                     record.waiting += 1
             if record.waiting == 0:
                 self._enqueue(record)
