@@ -8,7 +8,7 @@ from typing import Any
 
 
 from . import protocol as p
-from .function_export import export
+from .function_export import export, register
 from . import serialization
 from .arguments import encode_args
 from .options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_shape, validate
@@ -43,8 +43,7 @@ class ActorClass:
     def __init__(self, cls: type, options: dict[str, Any]) -> None:
         self._cls = cls
         self._options = validate(dict(options), ACTOR_OPTIONS, f"actor class `{cls.__name__}`")
-        self._class_id: bytes | None = None
-        self._blob: bytes | None = None
+        self._exported: tuple[bytes, bytes] | None = None
         self.__name__ = cls.__name__
         self.__doc__ = cls.__doc__
 
@@ -60,13 +59,9 @@ class ActorClass:
         return clone
 
     def _ensure_registered(self, rt: Runtime) -> bytes:
-        if self._class_id is None:
-            self._blob, self._class_id = export(self._cls)
-        if self._class_id not in rt.registered_functions:
-            blob, cid = self._blob, self._class_id
-            rt.call(lambda rid: p.RegisterFunction(rid, cid, blob))
-            rt.registered_functions.add(cid)
-        return self._class_id
+        if self._exported is None:
+            self._exported = export(self._cls)
+        return register(rt, self._exported)
 
     def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
         from .api import _runtime

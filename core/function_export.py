@@ -17,6 +17,8 @@ from typing import Any
 
 import cloudpickle
 
+from . import protocol as p
+
 
 def _attribute_path(target: Any) -> tuple[str, str] | None:
     """(module, qualname) if importing that path gives back ``target``'s wrapper."""
@@ -54,6 +56,15 @@ class _Exported:
 
     def __reduce__(self) -> Any:
         return (load_exported, (self.module, self.qualname, self.by_value))
+
+
+def register(rt: Any, exported: tuple[bytes, bytes]) -> bytes:
+    """Make an exported function or class known to the cluster once per runtime; its id."""
+    blob, content_id = exported
+    if content_id not in rt.registered_functions:
+        rt.call(lambda rid: p.RegisterFunction(rid, content_id, blob))
+        rt.registered_functions.add(content_id)
+    return content_id
 
 
 def export(target: Any) -> tuple[bytes, bytes]:

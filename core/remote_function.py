@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 
 from . import protocol as p
-from .function_export import export
+from .function_export import export, register
 from .arguments import encode_args
 from .options import TASK_OPTIONS, resource_shape, validate
 from .runtime import Runtime
@@ -20,8 +20,7 @@ class RemoteFunction:
         self._function = fn
         self._options = validate(dict(options), TASK_OPTIONS, f"remote function `{fn.__name__}`")
         self._name = fn.__qualname__
-        self._blob: bytes | None = None
-        self._function_id: bytes | None = None
+        self._exported: tuple[bytes, bytes] | None = None
         self._scheduling: tuple[p.SchedulingRequest, tuple] | None = None
         functools.update_wrapper(self, fn)
 
@@ -39,13 +38,9 @@ class RemoteFunction:
         return clone
 
     def _ensure_registered(self, rt: Runtime) -> bytes:
-        if self._function_id is None:
-            self._blob, self._function_id = export(self._function)
-        if self._function_id not in rt.registered_functions:
-            blob, fid = self._blob, self._function_id
-            rt.call(lambda rid: p.RegisterFunction(rid, fid, blob))
-            rt.registered_functions.add(fid)
-        return self._function_id
+        if self._exported is None:
+            self._exported = export(self._function)
+        return register(rt, self._exported)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         from .api import _runtime

@@ -123,24 +123,10 @@ class Connection:
         have = min(len(buf) - _HEADER.size, length)
         view[:have] = memoryview(buf)[_HEADER.size:_HEADER.size + have]
         del buf[:_HEADER.size + have]
-        rest = view[have:]
-        try:
-            while rest:
-                n = self.sock.recv_into(rest)
-                if n == 0:
-                    raise ConnectionClosed("peer closed the connection")
-                rest = rest[n:]
-        except OSError as e:
-            raise ConnectionClosed(str(e)) from e
+        self._recv_exactly(view[have:])
         return view
 
-    def _recv_direct(self, length: int) -> bytearray:
-        """The rest of a large frame, read into its own buffer with recv_into."""
-        out = bytearray(length)
-        have = len(self._buf) - _HEADER.size
-        out[:have] = memoryview(self._buf)[_HEADER.size:]
-        self._buf.clear()
-        view = memoryview(out)[have:]
+    def _recv_exactly(self, view: memoryview) -> None:
         try:
             while view:
                 n = self.sock.recv_into(view)
@@ -149,6 +135,14 @@ class Connection:
                 view = view[n:]
         except OSError as e:
             raise ConnectionClosed(str(e)) from e
+
+    def _recv_direct(self, length: int) -> bytearray:
+        """The rest of a large frame, read into its own buffer with recv_into."""
+        out = bytearray(length)
+        have = len(self._buf) - _HEADER.size
+        out[:have] = memoryview(self._buf)[_HEADER.size:]
+        self._buf.clear()
+        self._recv_exactly(memoryview(out)[have:])
         return out
 
     def send_with_file(self, msg: Any, fd: int, offset: int, count: int) -> None:
