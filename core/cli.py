@@ -10,6 +10,8 @@ import signal
 import sys
 import time
 
+import psutil
+
 from .exceptions import EmberError
 from .node_launcher import (clear_current, find_by_tcp_address, find_current, local_nodes, make_current,
                             node_resources, start_node)
@@ -85,6 +87,9 @@ def _cleanup(session_dir: str) -> None:
 
 def _stop(_args: argparse.Namespace) -> int:
     """Stop the nodes `ember start` started on this machine (worker nodes first)."""
+    for session_dir, node in local_nodes(include_dead=True):
+        if node.get("cli") and not psutil.pid_exists(node["pid"]):
+            _cleanup(session_dir)  # a node that died (e.g. SIGKILL) left its session behind
     nodes = [(d, n) for d, n in local_nodes() if n.get("cli")]
     if not nodes:
         print("ember stop: no ember node is running on this machine")

@@ -153,8 +153,8 @@ def find_current() -> tuple[str, str, bytes, int]:
     return session_dir, node["address"], bytes.fromhex(token_hex), node["pid"]
 
 
-def local_nodes() -> list[tuple[str, dict]]:
-    """(session dir, node.json) of every live node manager on this machine."""
+def local_nodes(include_dead: bool = False) -> list[tuple[str, dict]]:
+    """(session dir, node.json) of every live (or also dead) node manager on this machine."""
     out = []
     for name in sorted(os.listdir(sessions_root())):
         path = os.path.join(sessions_root(), name, "node.json")
@@ -163,7 +163,7 @@ def local_nodes() -> list[tuple[str, dict]]:
                 node = json.load(f)
         except (OSError, ValueError):
             continue
-        if psutil.pid_exists(node["pid"]):
+        if include_dead or psutil.pid_exists(node["pid"]):
             out.append((os.path.dirname(path), node))
     return out
 

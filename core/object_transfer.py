@@ -89,8 +89,8 @@ class ObjectTransfer:
                 if reply.ok:
                     self._finish(pull, reply.value, None)
                 else:
-                    error = reply.value if isinstance(reply.value, BaseException) else \
-                        ObjectLostError(object_id.hex(), str(reply.value))
+                    error = reply.value if isinstance(reply.value, ObjectLostError) else \
+                        ObjectLostError(object_id.hex(), f"its node {home} is gone ({reply.value})")
                     self._finish(pull, None, error)
 
         rid_box: list[int] = []

@@ -193,6 +193,7 @@ class Runtime:
                     entry.dropped = True
                     continue
                 del self.objects[ref_id]
+                self.submitter.forget(ref_id)
                 if entry.nm_hold:
                     remove[entry.home].append(ref_id)
         for home, ids in remove.items():
@@ -363,6 +364,12 @@ class Runtime:
         for cb in callbacks or ():
             cb(oid)
 
+    def reset_pending(self, oid: bytes) -> None:
+        """An owned result is being rebuilt: back to pending (lock held)."""
+        entry = self.objects.get(oid)
+        if entry is not None:
+            entry.ready, entry.stored, entry.segment, entry.home, entry.inline = False, False, None, None, None
+
     def _seal_late(self, oid: bytes, entry: LocalObject, value: Any) -> None:
         self._seal(oid, value, entry.flags, [])
         entry.stored = True
@@ -496,7 +503,13 @@ class Runtime:
             data = entry.inline
         else:
             if entry.segment is None:
-                (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, entry.home))
+                try:
+                    (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, entry.home))
+                except ObjectLostError:
+                    if not (entry.owned and self.submitter.reconstruct(oid)):
+                        raise
+                    self.wait_ready([oid], 1, None, True)  # rebuilt by re-running its task
+                    return self._value(oid)
                 entry.segment = map_segment(fds[0], size)
             data = entry.segment
         value = self.deserialize(data)

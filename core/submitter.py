@@ -146,6 +146,8 @@ class TaskSubmitter:
         #: return object id -> record, for cancel().
         self.by_return: dict[bytes, TaskRecord] = {}
         self.children: dict[bytes, list[TaskRecord]] = collections.defaultdict(list)
+        #: Results stored on other nodes -> the task that made them (lineage).
+        self.lineage: dict[bytes, TaskRecord] = {}
         self.closed = False
 
     # --- submission -------------------------------------------------------------------
@@ -324,9 +326,41 @@ class TaskSubmitter:
                     siblings.remove(record)
                     if not siblings:
                         del self.children[record.parent]
+        stored_remotely = False
         for oid, (kind, value) in zip(record.return_ids, returns):
             self.rt.complete(oid, kind, value)
-        record.held = []
+            stored_remotely |= kind == "stored" and value[2] != self.rt.node_tcp_address
+        if stored_remotely and record.retries_left != 0:
+            # Lineage: a result living on another node can be rebuilt by running the task
+            # again if that node dies, so the task (and its arguments) stay while the
+            # result is referenced (released in Runtime.drain_releases).
+            with self.lock:
+                for oid in record.return_ids:
+                    self.lineage[oid] = record
+        else:
+            record.held = []
+
+    def reconstruct(self, oid: bytes) -> bool:
+        """Run the task that made ``oid`` again (its copy was lost); False if impossible."""
+        with self.lock:
+            record = self.lineage.get(oid)
+            if record is None or record.retries_left == 0:
+                return False
+            if record.retries_left > 0:
+                record.retries_left -= 1
+            for return_id in record.return_ids:
+                self.lineage.pop(return_id, None)
+                self.by_return[return_id] = record
+                self.rt.reset_pending(return_id)
+            record.lease = None
+            self._enqueue(record)
+        return True
+
+    def forget(self, oid: bytes) -> None:
+        """``oid`` is no longer referenced: its lineage may go."""
+        record = self.lineage.pop(oid, None)
+        if record is not None and not any(r in self.lineage for r in record.return_ids):
+            record.held = []
 
     def _finish_error(self, record: TaskRecord, error: BaseException) -> None:
         payload = serialize(error, FLAG_ERROR, what="an error").to_bytes()
