@@ -332,10 +332,17 @@ class NodeManager:
                 os.close(fd)
             raise ProtocolViolation(f"unexpected message {type(msg).__name__}")
         with self.lock:
-            if fds:
-                handler(self, client, msg, fds)
-            else:
-                handler(self, client, msg)
+            try:
+                if fds:
+                    handler(self, client, msg, fds)
+                else:
+                    handler(self, client, msg)
+            except Exception as e:  # a bug or a dead peer must not cut this client off
+                log.exception("handling %s from %s failed", type(msg).__name__, client.kind)
+                rid = getattr(msg, "rid", None)
+                if rid is not None:
+                    self._reply(client, rid, False, EmberError(f"the node manager failed to handle "
+                                                               f"{type(msg).__name__}: {e}"))
 
     def _reply(self, client: Client, rid: int, ok: bool, value: Any = None,
                fds: tuple[int, ...] = ()) -> None:
@@ -425,7 +432,10 @@ class NodeManager:
                 self._job_finished(client)
             self.objects.release_holder(client.worker_id)
             for home in self._forwarded.pop(client.worker_id, ()):
-                self.transfer.link(home).send(p.ReleaseHolder(client.worker_id))
+                try:
+                    self.transfer.link(home).send(p.ReleaseHolder(client.worker_id))
+                except OSError:
+                    pass  # that node is gone, and its references with it
             for waiter, entry in self.objects.fail_owned_by(
                     client.worker_id, lambda oid: OwnerDiedError(oid.hex(), f"owner pid {client.pid} exited")):
                 waiter("failed", entry)
@@ -1297,7 +1307,11 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=nm.serve_forever, daemon=True, name="ember-nm-accept").start()
     sys.stdout.write(f"ready {nm.address} {nm.tcp_address}\n")
     sys.stdout.flush()
-    nm.stopped.wait()
+    # Wake up now and then: Python runs signal handlers on the main thread between
+    # bytecodes, so a SIGTERM the kernel hands to another thread would otherwise wait
+    # forever behind an untimed wait (seen: `ember stop` had to SIGKILL us after 10 s).
+    while not nm.stopped.wait(0.25):
+        pass
     nm.stop()
     if args.exit_with_first_driver:
         # The session belongs to the driver that started us. Its shutdown() removes the

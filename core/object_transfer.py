@@ -58,8 +58,14 @@ class ObjectTransfer:
 
     def forward_refs(self, msg: p.AddRefs | p.RemoveRefs, holder: bytes,
                      on_done: Callable[[], None] | None = None) -> None:
-        """Send a process's reference changes to the ids' home node."""
-        link = self.link(msg.home)
+        """Send a process's reference changes to the ids' home node (none if it is gone:
+        its objects went with it)."""
+        try:
+            link = self.link(msg.home)
+        except OSError:
+            if on_done is not None:
+                on_done()
+            return
         if isinstance(msg, p.RemoveRefs):
             link.send(p.RemoveRefs(msg.ids, None, holder))
         elif on_done is None:
