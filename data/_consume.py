@@ -26,7 +26,7 @@ from ember.data.iterator import DataIterator
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ember.data.dataset import Dataset, MaterializedDataset
+    from ember.data.dataset import MaterializedDataset
 
 
 class Schema:

@@ -253,7 +253,6 @@ class BarrierOperator(PhysicalOperator):
         super().__init__(name, inputs)
         self._fn = fn
         self._collected: list[list[RefBundle]] = [[] for _ in inputs]
-        self._ran = False
 
     def add_input(self, bundle: RefBundle, input_index: int) -> None:
         self.metrics.started()
@@ -263,7 +262,6 @@ class BarrierOperator(PhysicalOperator):
         self.metrics.started()
         inputs, self._collected = self._collected, [[] for _ in self._collected]
         outputs = self._fn(inputs)
-        self._ran = True
         for bundle in outputs:
             self._emit(bundle)
         self.metrics.tasks += len(outputs)

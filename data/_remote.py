@@ -10,7 +10,7 @@ import functools
 from typing import Any, Callable, Sequence
 
 import ember
-from ember.data._block import Block, BlockMetadata, concat_blocks, metadata_of, slice_rows
+from ember.data._block import Block, BlockMetadata, concat_blocks, metadata_of
 from ember.data.exceptions import DataError
 
 
@@ -90,4 +90,4 @@ def rows_between(blocks: Sequence[tuple[Any, BlockMetadata]], start: int,
     return parts
 
 
-__all__ = ["remote", "get_results", "slice_ref", "build_block", "rows_between", "slice_rows"]
+__all__ = ["remote", "get_results", "slice_ref", "build_block", "rows_between"]
