@@ -485,6 +485,9 @@ class NodeManager:
             actor = self.control.actors.get(record.actor_id)
             if actor is not None and actor.worker_id in (record.worker_id, None) and actor.state != "dead":
                 self._actor_worker_died(actor, record)
+            elif record.lease_id in self.leases:  # e.g. its __init__ raised: the actor died first
+                self._release(self.leases.pop(record.lease_id).alloc)
+                self._schedule()
 
     def _on_worker_exit(self, pid: int, detail: str) -> None:
         with self.lock:

@@ -491,3 +491,25 @@ def test_an_actor_without_restarts_dies_with_its_worker(fresh_ember) -> None:
     with pytest.raises(ActorDiedError, match=f"pid {pid}"):
         ember.get(c.incr.remote(), timeout=20)
     assert ember.get(add.remote(2)) == 2
+
+
+@pytest.mark.timeout(60)
+def test_an_actor_whose_init_raises_gives_back_its_cpus(fresh_ember) -> None:
+    """Two failed 1-CPU actors on a 2-CPU node must not leave later tasks waiting forever."""
+    @ember.remote(num_cpus=1)
+    class Failing:
+        def __init__(self) -> None:
+            raise RuntimeError("boom")
+
+        def f(self) -> int:
+            return 1
+
+    @ember.remote
+    def g() -> int:
+        return 1
+
+    for _ in range(2):
+        actor = Failing.remote()
+        with pytest.raises(ember.exceptions.ActorDiedError, match="boom"):
+            ember.get(actor.f.remote(), timeout=20)
+    assert ember.get(g.remote(), timeout=20) == 1
