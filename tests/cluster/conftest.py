@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -100,18 +101,19 @@ def _alive_nodes() -> list[dict]:
     return [n for n in ember.nodes() if n["Alive"] and n["Resources"]]
 
 
-def _stop_pids(pids: list[int], deadline_s: float = 10.0) -> None:
-    """SIGTERM each pid, poll until gone, SIGKILL what is left."""
+def _stop_pids(pids: list[int], deadline_s: float = 10.0) -> list[int]:
+    """SIGTERM each pid, poll until gone, SIGKILL what is left (returned)."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     end = time.monotonic() + deadline_s
     while any(_running(pid) for pid in pids) and time.monotonic() < end:
         time.sleep(0.05)
-    for pid in pids:
-        if _running(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    stuck = [pid for pid in pids if _running(pid)]
+    for pid in stuck:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return stuck
 
 
 def _running(pid: int) -> bool:
@@ -176,7 +178,10 @@ def start_cluster() -> Iterator[Cluster]:
     finally:
         ember.shutdown()
         started = sorted(set(started) | {n["pid"] for _d, n in _read_nodes(tmpdir)})
-        _stop_pids(started)
+        stuck = _stop_pids(started)
+        if stuck:
+            warnings.warn(f"node manager(s) {stuck} ignored SIGTERM for 10 s and were killed",
+                          RuntimeWarning, stacklevel=1)
         # What `ember stop` does after stopping a node: its session directory goes, and
         # the head's "current" record with it.
         for session_dir, _info in _read_nodes(tmpdir):

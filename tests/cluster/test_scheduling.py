@@ -23,18 +23,41 @@ def test_a_custom_resource_sends_the_task_to_the_node_that_has_it(three_nodes) -
     assert three_nodes.role_of(ember.get(on_c, timeout=_TIMEOUT_S)) == "c"
 
 
+@ember.remote(num_cpus=0)
+class Rendezvous:
+    """Where tasks report their node; lets them wait until all nodes have one running."""
+
+    def __init__(self) -> None:
+        self.nodes: set[str] = set()
+
+    def arrive(self, node_id: str) -> int:
+        self.nodes.add(node_id)
+        return len(self.nodes)
+
+    def count(self) -> int:
+        return len(self.nodes)
+
+
 @ember.remote(num_cpus=1)
-def where_after_working(seconds: float) -> str:
-    time.sleep(seconds)  # the work: a lease stays busy, so the next task needs another lease
-    return ember.get_runtime_context().get_node_id()
+def where_together(rendezvous, expected: int, timeout_s: float) -> str:
+    node_id = ember.get_runtime_context().get_node_id()
+    ember.get(rendezvous.arrive.remote(node_id))
+    deadline = time.monotonic() + timeout_s
+    while ember.get(rendezvous.count.remote()) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return node_id
 
 
 def test_spread_runs_tasks_on_every_node(three_nodes) -> None:
-    """SPREAD rotates lease requests over the nodes. (Tasks of a few ms can all finish on the
-    first granted lease before the other nodes' workers start, as with Ray: they work.)"""
-    refs = [where_after_working.options(scheduling_strategy="SPREAD").remote(0.3) for _ in range(6)]
+    """SPREAD rotates lease requests over the nodes. Each task holds its lease until tasks
+    run on all three nodes (or 10 s pass): otherwise tasks of a few ms could all finish on
+    the first granted lease before the other nodes' workers start, as they can with Ray."""
+    rendezvous = Rendezvous.remote()
+    refs = [where_together.options(scheduling_strategy="SPREAD").remote(rendezvous, 3, 10.0)
+            for _ in range(6)]
     roles = {three_nodes.role_of(n) for n in ember.get(refs, timeout=_TIMEOUT_S)}
     assert roles == {"head", "b", "c"}
+    ember.kill(rendezvous)
 
 
 def test_hard_node_affinity_runs_on_that_node(three_nodes) -> None:
