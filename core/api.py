@@ -239,6 +239,8 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     rt = _runtime()
     rt.drain_releases()
     ready_ids = set(rt.wait_ready([r.id for r in object_refs], num_returns, timeout, fetch_local))
+    if fetch_local:
+        rt.fetch_local([r.id for r in object_refs if r.id in ready_ids])
     ready, not_ready = [], []
     for r in object_refs:
         (ready if r.id in ready_ids and len(ready) < max(num_returns, 0) else not_ready).append(r)

@@ -26,6 +26,9 @@ from .segments import create_segment, map_segment
 from .serialization import FLAG_ERROR, Serialized, deserialize, read_flags, serialize
 from .node_link import NodeLink
 
+#: How long a borrowed ref's hold outlives its last local use.
+BORROW_LINGER_S = 1.0
+
 #: Values up to this size travel inside messages; larger ones go to shared memory.
 INLINE_MAX_BYTES = 100 * 1024
 
@@ -85,6 +88,8 @@ class Runtime:
         self.actor_ids: set[bytes] = set()
         #: Events of threads blocked in wait_ready, woken if the node manager goes away.
         self._waiters: set[threading.Event] = set()
+        #: Borrowed refs no longer used here -> when to release their hold (BORROW_LINGER_S).
+        self._lingering: dict[bytes, float] = {}
         #: Links to other nodes' managers, opened by spillbacks.
         self._remote_nodes: dict[str, NodeLink] = {}
         working_dir = (runtime_env or {}).get("working_dir")
@@ -192,10 +197,30 @@ class Runtime:
                 if entry.owned and not entry.ready:
                     entry.dropped = True
                     continue
+                if not entry.owned and entry.nm_hold:
+                    # Keep a borrowed ref's hold a moment: code that gets a value holding many
+                    # refs over and over re-borrows them without a round trip each time.
+                    self._lingering[ref_id] = time.monotonic() + BORROW_LINGER_S
+                    continue
                 del self.objects[ref_id]
                 self.submitter.forget(ref_id)
                 if entry.nm_hold:
                     remove[entry.home].append(ref_id)
+        for home, ids in remove.items():
+            self.send(p.RemoveRefs(ids, home))
+
+    def _flush_lingering(self) -> None:
+        now = time.monotonic()
+        remove: dict[str | None, list[bytes]] = collections.defaultdict(list)
+        with self.lock:
+            expired = [oid for oid, deadline in self._lingering.items() if deadline <= now]
+            for oid in expired:
+                del self._lingering[oid]
+                if self.counts.get(oid, 0) > 0:
+                    continue
+                entry = self.objects.pop(oid, None)
+                if entry is not None and entry.nm_hold:
+                    remove[entry.home].append(oid)
         for home, ids in remove.items():
             self.send(p.RemoveRefs(ids, home))
 
@@ -214,6 +239,7 @@ class Runtime:
         """A ref arrived inside a value: count it; hold it at its home node if new here."""
         home = self._local_or(home) if home else None
         with self.lock:
+            self._lingering.pop(ref_id, None)
             self.counts[ref_id] = self.counts.get(ref_id, 0) + 1
             entry = self.objects.get(ref_id)
             if entry is None:
@@ -480,6 +506,36 @@ class Runtime:
         with self.lock:
             return [oid for oid in oids if self.objects[oid].ready]
 
+    def fetch_local(self, oids: list[bytes]) -> None:
+        """Map ready stored objects here (``wait(fetch_local=True)``): the next ``get`` of
+        them needs no round trip. The requests go out together; one wait for all."""
+        todo = []
+        with self.lock:
+            for oid in oids:
+                entry = self.objects.get(oid)
+                if entry is not None and entry.ready and entry.stored and entry.segment is None \
+                        and entry.inline is None and entry.error is None:
+                    todo.append((oid, entry))
+        if not todo:
+            return
+        left = [len(todo)]
+        done = threading.Event()
+
+        def mapped(entry: LocalObject) -> Callable[[p.Reply, list[int]], None]:
+            def on_reply(reply: p.Reply, fds: list[int]) -> None:
+                if reply.ok and fds:
+                    entry.segment = map_segment(fds[0], reply.value[0])
+                with self.lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        done.set()
+            return on_reply
+
+        for oid, entry in todo:
+            self.call_async(lambda rid, oid=oid, entry=entry: p.GetObject(rid, oid, True, entry.home),
+                            mapped(entry))
+        done.wait()
+
     def get_values(self, refs: list[ObjectRef], timeout_s: float | None) -> list[Any]:
         self.drain_releases()
         oids = [r.id for r in refs]
@@ -560,6 +616,8 @@ class Runtime:
             try:
                 self.drain_releases()
                 self.submitter.return_idle_leases()
+                if self._lingering:
+                    self._flush_lingering()
             except Exception:  # a bug here must not kill the process's housekeeping
                 if self.closed:
                     return
