@@ -129,15 +129,23 @@ def _status(_args: argparse.Namespace) -> int:
         store = ember.object_store_stats()
     finally:
         ember.shutdown()
-    print(f"nodes: {len(nodes)} alive")
+    alive = [n for n in nodes if n["Alive"]]
+    print(f"nodes: {len(alive)} alive" + (f", {len(nodes) - len(alive)} dead" if len(nodes) > len(alive) else ""))
     for name in sorted(total):
         if "_group_" in name or name.startswith("node:"):
             continue
         used = total[name] - free.get(name, 0.0)
         print(f"  {name:<22} {used:g} / {total[name]:g} used")
+    demand: dict[str, int] = {}
+    for node in alive:
+        for shape in node.get("PendingDemand", []):
+            key = ", ".join(f"{k}: {v:g}" for k, v in sorted(shape.items()) if "_group_" not in k)
+            demand[key] = demand.get(key, 0) + 1
+    print("pending demand: " + ("none" if not demand else
+                                "; ".join(f"{{{k}}} x {n}" for k, n in sorted(demand.items()))))
     mb = 1 << 20
-    print(f"object store: {store['used_bytes'] / mb:.1f} / {store['capacity_bytes'] / mb:.1f} MiB in "
-          f"{store['num_objects']} objects")
+    print(f"object store (this node): {store['used_bytes'] / mb:.1f} / {store['capacity_bytes'] / mb:.1f} "
+          f"MiB in {store['num_objects']} objects")
     return 0
 
 

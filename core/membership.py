@@ -33,13 +33,16 @@ class NodeInfo:
     alive: bool = True
     is_head: bool = False
     last_seen: float = field(default_factory=time.monotonic)
+    #: Shapes of requests queued on the node, waiting for resources.
+    pending: list[ResourceShape] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         host = self.tcp_address.split(":")[1] if self.tcp_address.count(":") >= 2 else "127.0.0.1"
         return {"NodeID": self.node_id.hex(), "Alive": self.alive, "NodeManagerAddress": host,
                 "NodeManagerPort": int(self.tcp_address.rsplit(":", 1)[1]) if self.tcp_address else 0,
                 "IsHead": self.is_head, "Resources": dict(self.totals),
-                "Available": dict(self.available) if self.alive else {}}
+                "Available": dict(self.available) if self.alive else {},
+                "PendingDemand": list(self.pending) if self.alive else []}
 
 
 class ClusterView:
@@ -53,10 +56,12 @@ class ClusterView:
         info.last_seen = time.monotonic()
         self.nodes[info.node_id] = info
 
-    def heartbeat(self, node_id: NodeID, totals: ResourceShape, available: ResourceShape) -> None:
+    def heartbeat(self, node_id: NodeID, totals: ResourceShape, available: ResourceShape,
+                  pending: list[ResourceShape]) -> None:
         node = self.nodes.get(node_id)
         if node is not None and node.alive:
             node.totals, node.available, node.last_seen = totals, available, time.monotonic()
+            node.pending = pending
 
     def mark_dead(self, node_id: NodeID) -> bool:
         node = self.nodes.get(node_id)
@@ -104,7 +109,7 @@ class HeadLink:
     """
 
     def __init__(self, head_address: str, token: bytes, node_id: NodeID, tcp_address: str,
-                 unix_address: str, resources: Callable[[], tuple[ResourceShape, ResourceShape]],
+                 unix_address: str, resources: Callable[[], tuple[ResourceShape, ResourceShape, list]],
                  on_message: Callable[[Any], None], on_lost: Callable[[], None]) -> None:
         self._stop = threading.Event()
         self._on_lost = on_lost
@@ -120,8 +125,7 @@ class HeadLink:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
-            totals, available = self._resources()
-            self.link.send(p.Heartbeat(totals, available))
+            self.link.send(p.Heartbeat(*self._resources()))
 
     def _lost(self) -> None:
         if not self._stop.is_set():

@@ -179,11 +179,13 @@ class NodeManager:
 
     def _self_info(self) -> NodeInfo:
         return NodeInfo(self.node_id, self.tcp_address, self.address, dict(self.ledger.totals),
-                        dict(self.ledger.available), is_head=self.is_head)
+                        dict(self.ledger.available), is_head=self.is_head,
+                        pending=[dict(w.shape) for w in self.queue.waiting()])
 
-    def _resources_now(self) -> tuple[ResourceShape, ResourceShape]:
+    def _resources_now(self) -> tuple[ResourceShape, ResourceShape, list[ResourceShape]]:
         with self.lock:
-            return dict(self.ledger.totals), dict(self.ledger.available)
+            return (dict(self.ledger.totals), dict(self.ledger.available),
+                    [dict(w.shape) for w in self.queue.waiting()])
 
     def _membership_loop(self) -> None:
         """Head only: expire silent nodes and send everyone the view."""
@@ -257,7 +259,7 @@ class NodeManager:
                 self._reply(client, rid, True, p.Spillback(target))
 
     def _on_heartbeat(self, client: Client, msg: p.Heartbeat) -> None:
-        self.view.heartbeat(client.worker_id, msg.totals, msg.available)
+        self.view.heartbeat(client.worker_id, msg.totals, msg.available, msg.pending)
 
     def _stop_job_workers(self, job_id: bytes) -> None:
         """Kill the job's workers here, except those hosting detached actors."""

@@ -457,6 +457,8 @@ class Heartbeat:
     """Node -> head: this node's resources, every membership.HEARTBEAT_S."""
     totals: ResourceShape
     available: ResourceShape
+    #: Shapes of the requests queued here (for `ember status`).
+    pending: list[ResourceShape] = field(default_factory=list)
 
 
 @dataclass(slots=True)
