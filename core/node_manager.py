@@ -582,8 +582,11 @@ class NodeManager:
     def _on_request_lease(self, client: Client, msg: p.RequestLease) -> None:
         key = (client.worker_id, msg.rid)
         req = msg.request
-        if client.kind != "submitter":  # a request that was already sent here is not bounced on
-            target = self._spill_target(_normalize(req.shape), req.strategy)
+        shape = _normalize(req.shape)
+        # A request sent here by another node's submitter stays, unless it can never fit
+        # here (e.g. it came for its arguments' locality but asks for resources we lack).
+        if client.kind != "submitter" or not self.ledger.fits_ever(shape):
+            target = self._spill_target(shape, req.strategy)
             if isinstance(target, BaseException):
                 self._reply(client, msg.rid, False, target)
                 return

@@ -39,7 +39,7 @@ class LocalObject:
     """What this process knows about one object."""
 
     __slots__ = ("ready", "inline", "stored", "flags", "segment", "nm_hold", "owned",
-                 "shared_pending", "dropped", "callbacks", "fetching", "error", "home")
+                 "shared_pending", "dropped", "callbacks", "fetching", "error", "home", "size")
 
     def __init__(self, owned: bool) -> None:
         self.ready = False
@@ -64,6 +64,8 @@ class LocalObject:
         #: TCP address of the node that holds (and counts references to) the stored value,
         #: when that is not this process's node.
         self.home: str | None = None
+        #: Bytes of the stored value, when known (for locality).
+        self.size = 0
 
 
 class Runtime:
@@ -370,6 +372,7 @@ class Runtime:
                 entry.flags = value[1]
                 entry.nm_hold = True
                 entry.home = home
+                entry.size = value[0]
             entry.ready = True
             callbacks, entry.callbacks = entry.callbacks, None
             seal_inline = entry.shared_pending and kind == "inline"

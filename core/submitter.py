@@ -25,6 +25,8 @@ from .transport import ConnectionClosed, connect, send_hello
 PIPELINE_DEPTH = 4
 #: How long an idle lease is kept in case more tasks of its shape come.
 LEASE_LINGER_S = 0.05
+#: Stored arguments at least this large pull a default-scheduled task to their node.
+LOCALITY_MIN_BYTES = 1 << 20
 #: Outstanding lease requests per scheduling key.
 MAX_LEASE_REQUESTS = 16
 
@@ -127,9 +129,11 @@ class Lease:
 
 
 class KeyState:
-    __slots__ = ("queue", "leases", "requests", "failing")
+    __slots__ = ("queue", "leases", "requests", "failing", "home")
 
-    def __init__(self) -> None:
+    def __init__(self, home: str | None = None) -> None:
+        #: Node (TCP address) to lease from first: where the tasks' large arguments live.
+        self.home = home
         self.queue: collections.deque[TaskRecord] = collections.deque()
         self.leases: list[Lease] = []
         self.requests = 0
@@ -183,11 +187,30 @@ class TaskSubmitter:
                 self._enqueue(record)
 
     def _enqueue(self, record: TaskRecord) -> None:
-        state = self.keys.get(record.key)
+        home = self._locality(record)
+        base = record.key[:2]  # (shape, strategy); a third item is the locality node
+        key = base if home is None else base + (home,)
+        state = self.keys.get(key)
         if state is None:
-            state = self.keys[record.key] = KeyState()
+            state = self.keys[key] = KeyState(home)
+        record.key = key
         state.queue.append(record)
         self._dispatch(state)
+
+    def _locality(self, record: TaskRecord) -> str | None:
+        """The other node holding most of a default-scheduled task's stored arguments (at
+        least LOCALITY_MIN_BYTES of them), so the task runs where its data is."""
+        if record.request.strategy is not None or not record.dep_ids:
+            return None
+        by_home: dict[str, int] = {}
+        for oid in record.dep_ids:
+            entry = self.rt.objects.get(oid)
+            if entry is not None and entry.home is not None and entry.segment is None:
+                by_home[entry.home] = by_home.get(entry.home, 0) + entry.size
+        if not by_home:
+            return None
+        home, size = max(by_home.items(), key=lambda kv: kv[1])
+        return home if size >= LOCALITY_MIN_BYTES else None
 
     def _resolve_deps(self, record: TaskRecord) -> bytes | bytearray | None:
         """Fill the spec's deps; returns an error payload if an argument failed."""
@@ -210,7 +233,7 @@ class TaskSubmitter:
         self._push_while(state, 1)
         want = min(len(state.queue), MAX_LEASE_REQUESTS) - state.requests
         for _ in range(max(0, want)):
-            self._request_lease(state, state.queue[0])
+            self._request_lease(state, state.queue[0], self._home_link(state))
         if len(state.queue) > state.requests:
             self._push_while(state, PIPELINE_DEPTH)
 
@@ -235,10 +258,20 @@ class TaskSubmitter:
             if not lease.channel.push(record, p.PushTask(record.spec)):
                 lease.dead = True
 
-    def _request_lease(self, state: KeyState, record: TaskRecord, nm: Any = None) -> None:
+    def _home_link(self, state: KeyState) -> Any:
+        if state.home is None:
+            return None
+        try:
+            return self.rt.remote_node(state.home)
+        except OSError:  # the data's node is gone: schedule as usual
+            state.home = None
+            return None
+
+    def _request_lease(self, state: KeyState, record: TaskRecord, nm: Any = None,
+                       spilled: bool = False) -> None:
         """Ask ``nm`` (default: this process's node manager) for a worker; follow spillbacks."""
         nm = nm or self.rt
-        if nm is self.rt:
+        if not spilled:
             state.requests += 1
 
         def on_reply(reply: p.Reply, _fds: list[int]) -> None:
@@ -248,7 +281,7 @@ class TaskSubmitter:
                 except OSError as e:
                     reply = p.Reply(reply.rid, False, e)
                 else:
-                    self._request_lease(state, record, remote)
+                    self._request_lease(state, record, remote, spilled=True)
                     return
             with self.lock:
                 state.requests -= 1
