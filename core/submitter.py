@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 from . import protocol as p
-from .exceptions import OutOfMemoryError, TaskCancelledError, WorkerCrashedError
+from .exceptions import ObjectLostError, OutOfMemoryError, TaskCancelledError, WorkerCrashedError
 from .object_ref import ObjectRef
-from .serialization import FLAG_ERROR, serialize
+from .serialization import FLAG_ERROR, read_flags, serialize
 from .transport import ConnectionClosed, connect, send_hello
 
 #: Tasks pushed to one worker ahead of their turn: hides the round trip on short tasks.
@@ -258,6 +258,14 @@ class TaskSubmitter:
             if not lease.channel.push(record, p.PushTask(record.spec)):
                 lease.dead = True
 
+    def _ask_again_locally(self, state: KeyState, record: TaskRecord) -> None:
+        """A remote node failed a lease request by going away: ask this node again, after
+        a moment for the cluster view to learn of the death (else it may send us back)."""
+        state.home = None
+        timer = threading.Timer(0.1, self._request_lease, (state, record, None, True))
+        timer.daemon = True
+        timer.start()
+
     def _home_link(self, state: KeyState) -> Any:
         if state.home is None:
             return None
@@ -278,11 +286,14 @@ class TaskSubmitter:
             if reply.ok and isinstance(reply.value, p.Spillback):
                 try:
                     remote = self.rt.remote_node(reply.value.address)
-                except OSError as e:
-                    reply = p.Reply(reply.rid, False, e)
+                except OSError:
+                    self._ask_again_locally(state, record)  # that node just went away
                 else:
                     self._request_lease(state, record, remote, spilled=True)
-                    return
+                return
+            if not reply.ok and nm is not self.rt and not self.closed:
+                self._ask_again_locally(state, record)  # the remote node died meanwhile
+                return
             with self.lock:
                 state.requests -= 1
                 if not reply.ok or self.closed:
@@ -326,13 +337,41 @@ class TaskSubmitter:
             with self.lock:
                 self._enqueue(record)
             return
-        self._finish(record, msg.returns)
+        if not self._rebuild_lost_argument(record, msg):
+            self._finish(record, msg.returns)
         with self.lock:
             if lease.dead:
                 self._drop_lease(lease, kill=True)
             state = self.keys.get(record.key)
             if state is not None:
                 self._dispatch(state)
+
+    def _rebuild_lost_argument(self, record: TaskRecord, msg: p.TaskReply) -> bool:
+        """The task failed because an argument's only copy was lost with its node: if this
+        process made that argument, rebuild it (lineage, recursively: its own lost inputs
+        come back the same way) and run the task again once it is back."""
+        kind, payload = msg.returns[0] if msg.returns else ("", b"")
+        if kind != "inline" or not read_flags(payload) & FLAG_ERROR or record.cancelled:
+            return False
+        try:
+            cause = getattr(self.rt.deserialize(payload), "cause", None)
+        except Exception:  # an error we cannot read here is reported as it is
+            return False
+        if not isinstance(cause, ObjectLostError):
+            return False
+        lost = bytes.fromhex(cause.object_hex)
+        if lost not in record.dep_ids and not (isinstance(record.spec.payload, tuple)
+                                               and record.spec.payload[1][0] == lost):
+            return False
+        if not self.reconstruct(lost):
+            return False
+        with self.lock:
+            record.lease = None
+            if self.rt.on_ready(lost, record):  # a record is its own dependency callback
+                record.waiting += 1
+            else:
+                self._enqueue(record)
+        return True
 
     def _should_retry_exception(self, record: TaskRecord, msg: p.TaskReply) -> bool:
         if not record.retry_exceptions or record.retries_left == 0 or record.cancelled:
