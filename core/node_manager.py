@@ -9,7 +9,6 @@ blocking call except to write a reply.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import logging
@@ -25,14 +24,17 @@ from typing import Any
 
 from . import protocol as p
 from ._types import JobID, ResourceShape, WorkerID
-from .control_store import ActorRecord, ControlStore, JobRecord, NameTakenError
+from .control_store import ControlStore, JobRecord
 from .exceptions import EmberError, ObjectStoreFullError, OwnerDiedError
-from .membership import DEFAULT_NODE_TIMEOUT_S, HEARTBEAT_S, ClusterView, HeadLink, NodeInfo
+from .membership import DEFAULT_NODE_TIMEOUT_S, ClusterView, HeadLink, NodeInfo
 from .memory_monitor import (Candidate, MemoryMonitor, MemoryPolicy, MemoryUsage, read_usage,
                              refresh_s_from_env, threshold_from_env)
 from .object_store import ObjectEntry, ObjectTable
 from .object_transfer import ObjectTransfer
-from .scheduler import Allocation, LeaseQueue, PendingLease, ResourceLedger, plan_bundles
+from .node_actors import ActorsMixin
+from .node_cluster import _CONTROL_MESSAGES, ClusterMixin
+from .node_placement import PlacementGroupRecord, PlacementMixin
+from .scheduler import Allocation, LeaseQueue, PendingLease, ResourceLedger, normalize_shape
 from .transport import (Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello,
                         listen)
 from .worker_pool import WorkerPool, WorkerRecord
@@ -63,33 +65,13 @@ class Lease:
 
 
 @dataclass
-class PlacementGroupRecord:
-    pg_id: bytes
-    bundles: list[ResourceShape]
-    strategy: str
-    name: str
-    state: str = "PENDING"
-    #: node id -> the (index, bundle) pairs reserved there.
-    placement: dict[bytes, list[tuple[int, ResourceShape]]] = field(default_factory=dict)
-    #: Nodes whose answer to ReserveBundles is still awaited.
-    awaiting: set[bytes] = field(default_factory=set)
-    failed: bool = False
-    #: Called once the group is placed (True) or removed (False).
-    waiters: list[Any] = field(default_factory=list)
-
-    def table(self) -> dict[str, Any]:
-        return {"placement_group_id": self.pg_id.hex(), "name": self.name, "strategy": self.strategy,
-                "state": self.state, "bundles": {i: dict(b) for i, b in enumerate(self.bundles)}}
-
-
-@dataclass
 class LeaseWant:
     """A granted allocation waiting for a worker of the right job to start."""
     pending: PendingLease
     alloc: Allocation
 
 
-class NodeManager:
+class NodeManager(ClusterMixin, PlacementMixin, ActorsMixin):
     def __init__(self, session_dir: str, token: bytes, resources: ResourceShape,
                  gpu_ids: list[int], object_store_memory: int, exit_with_first_driver: bool,
                  memory_usage_threshold: float | None = None,
@@ -175,137 +157,6 @@ class NodeManager:
             threading.Thread(target=self._serve_conn, args=(conn,), daemon=True,
                              name="ember-nm-conn").start()
 
-    # --- membership ------------------------------------------------------------------
-
-    def _self_info(self) -> NodeInfo:
-        return NodeInfo(self.node_id, self.tcp_address, self.address, dict(self.ledger.totals),
-                        dict(self.ledger.available), is_head=self.is_head,
-                        pending=[dict(w.shape) for w in self.queue.waiting()])
-
-    def _resources_now(self) -> tuple[ResourceShape, ResourceShape, list[ResourceShape]]:
-        with self.lock:
-            return (dict(self.ledger.totals), dict(self.ledger.available),
-                    [dict(w.shape) for w in self.queue.waiting()])
-
-    def _membership_loop(self) -> None:
-        """Head only: expire silent nodes and send everyone the view."""
-        while not self.stopped.wait(HEARTBEAT_S):
-            with self.lock:
-                self.view.upsert(self._self_info())
-                for node_id in self.view.expire(self.node_timeout_s, keep=self.node_id):
-                    log.warning("node %s missed heartbeats for %.1f s: marked dead",
-                                node_id.hex()[:12], self.node_timeout_s)
-                    self._node_died(node_id)
-                self._respill_waiting()
-                if any(pg.state == "PENDING" for pg in self.placement_groups.values()):
-                    self._schedule()
-                update = p.ClusterViewUpdate(list(self.view.nodes.values()))
-                nodes = [c for c in self.clients.values() if c.kind == "node"]
-            for client in nodes:
-                try:
-                    client.conn.send(update)
-                except ConnectionClosed:
-                    pass
-
-    def _proxy(self, client: Client, msg: Any) -> None:
-        """A worker node hands control requests to the head and relays the answer."""
-        link = self.head.link
-        with self.lock:
-            if isinstance(msg, (p.CreateActor, p.GetNamedActor)):
-                # The head will hold actor references for this process: release them if it exits.
-                self._forwarded[client.worker_id].add(self.head_tcp_address)
-        rid = getattr(msg, "rid", None)
-        if rid is None:
-            link.send(p.Forwarded(client.worker_id, client.job_id, msg))
-            return
-        link.call_async(lambda new_rid: p.Forwarded(client.worker_id, client.job_id,
-                                                    dataclasses.replace(msg, rid=new_rid)),
-                        lambda reply, _fds: self._reply(client, rid, reply.ok, reply.value))
-
-    def _on_forwarded(self, client: Client, msg: p.Forwarded) -> None:
-        origin = Client(client.conn, "remote", msg.holder, msg.job_id, 0)
-        self._handlers[type(msg.msg)](self, origin, msg.msg)
-
-    def _node_died(self, node_id: bytes) -> None:
-        """Head: actors that lived on a dead node restart elsewhere or die."""
-        for actor in list(self.control.actors.values()):
-            if actor.node_id == node_id and actor.state != "dead":
-                self._restart_or_bury(actor, f"its node {node_id.hex()[:12]} died")
-
-    def _respill_waiting(self) -> None:
-        """Requests queued here that can never fit here go where they fit now (resources
-        appear elsewhere as nodes join and placement groups are reserved)."""
-        if len(self.view.alive()) <= 1:
-            return
-        for pending in self.queue.waiting():
-            if self.ledger.fits_ever(pending.shape):
-                continue
-            key = pending.key
-            if key[0] == "actor":
-                actor = self.control.actors.get(key[1])
-                if self.is_head and actor is not None:
-                    target = self._spill_target(pending.shape, actor.spec.request.strategy)
-                    if isinstance(target, str) and self._node_client(target) is not None:
-                        self.queue.remove(key)
-                        self._request_actor_lease(actor)
-                continue
-            requester = self._lease_requesters.get(key)
-            if requester is None or requester[0].kind == "submitter":
-                continue
-            target = self._spill_target(pending.shape, None)
-            if isinstance(target, str):
-                self.queue.remove(key)
-                client, rid = self._lease_requesters.pop(key)
-                self._reply(client, rid, True, p.Spillback(target))
-
-    def _on_heartbeat(self, client: Client, msg: p.Heartbeat) -> None:
-        self.view.heartbeat(client.worker_id, msg.totals, msg.available, msg.pending)
-
-    def _stop_job_workers(self, job_id: bytes) -> None:
-        """Kill the job's workers here, except those hosting detached actors."""
-        detached = {r.worker_id for r in self.control.actors.values()
-                    if r.spec.detached and r.state != "dead"}
-        for record in list(self.pool.workers.values()):
-            if record.job_id == job_id and record.state != "dead" and record.worker_id not in detached:
-                self.pool.kill(record)
-
-    def _on_head_message(self, msg: Any) -> None:
-        with self.lock:
-            if isinstance(msg, p.JobFinished):
-                self._stop_job_workers(msg.job_id)
-                self._wants.pop(msg.job_id, None)
-            elif isinstance(msg, p.ReserveBundles):
-                ok = self._reserve_bundles(msg.pg_id, msg.bundles)
-                self.head.link.send(p.BundlesReserved(msg.pg_id, ok))
-                self._schedule()
-            elif isinstance(msg, p.ReleaseBundles):
-                self._release_bundles(msg.pg_id)
-                self._schedule()
-            elif isinstance(msg, p.PlaceActor):
-                if msg.job is not None:
-                    self.control.jobs.setdefault(msg.job.job_id, msg.job)
-                record = self.control.actors[msg.spec.actor_id] = ActorRecord(msg.spec)
-                self._request_actor_lease(record)
-            elif isinstance(msg, p.KillActor):
-                record = self.control.actors.get(msg.actor_id)
-                if record is not None and record.state != "dead":
-                    if record.state == "pending":
-                        self.queue.remove(("actor", msg.actor_id))
-                        self.head.link.send(p.ActorWorkerDied(msg.actor_id, "it was killed"))
-                        self.control.set_dead(record, "it was killed")
-                    else:
-                        self._kill_actor(record, "it was killed", no_restart=True)
-            elif isinstance(msg, p.ClusterViewUpdate):
-                for info in msg.nodes:
-                    if info.node_id != self.node_id:
-                        self.view.nodes[info.node_id] = info
-                self.view.upsert(self._self_info())
-                self._respill_waiting()
-
-    def _head_lost(self) -> None:
-        log.error("lost the connection to the head node: stopping this node")
-        threading.Thread(target=self.stop, daemon=True).start()
-
     def _serve_conn(self, conn: Connection) -> None:
         client = None
         try:
@@ -328,7 +179,8 @@ class NodeManager:
         if self.head is not None and type(msg) in _CONTROL_MESSAGES:
             self._proxy(client, msg)
             return
-        handler = self._handlers.get(type(msg))
+        name = self._handlers.get(type(msg))
+        handler = getattr(self, name) if name is not None else None
         if handler is None:
             for fd in fds:
                 os.close(fd)
@@ -336,9 +188,9 @@ class NodeManager:
         with self.lock:
             try:
                 if fds:
-                    handler(self, client, msg, fds)
+                    handler(client, msg, fds)
                 else:
-                    handler(self, client, msg)
+                    handler(client, msg)
             except Exception as e:  # a bug or a dead peer must not cut this client off
                 log.exception("handling %s from %s failed", type(msg).__name__, client.kind)
                 rid = getattr(msg, "rid", None)
@@ -582,7 +434,7 @@ class NodeManager:
     def _on_request_lease(self, client: Client, msg: p.RequestLease) -> None:
         key = (client.worker_id, msg.rid)
         req = msg.request
-        shape = _normalize(req.shape)
+        shape = normalize_shape(req.shape)
         # A request sent here by another node's submitter stays, unless it can never fit
         # here (e.g. it came for its arguments' locality but asks for resources we lack).
         if client.kind != "submitter" or not self.ledger.fits_ever(shape):
@@ -594,7 +446,7 @@ class NodeManager:
                 self._reply(client, msg.rid, True, p.Spillback(target))
                 return
         self._lease_requesters[key] = (client, msg.rid)
-        self.queue.add(key, _normalize(req.shape), _normalize(req.hold) if req.hold is not None else None)
+        self.queue.add(key, normalize_shape(req.shape), normalize_shape(req.hold) if req.hold is not None else None)
         self._schedule()
 
     def _spill_target(self, shape: ResourceShape, strategy: Any) -> str | BaseException | None:
@@ -743,148 +595,6 @@ class NodeManager:
         else:
             self.ledger.reclaim_cpus(alloc)
 
-    # --- placement groups ------------------------------------------------------------
-
-    def _on_create_placement_group(self, client: Client, msg: p.CreatePlacementGroup) -> None:
-        bundles = [_normalize(b) for b in msg.bundles]
-        self.placement_groups[msg.pg_id] = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name)
-        self._reply(client, msg.rid, True)
-        totals = [(n.node_id, n.totals) for n in self.view.alive()] or [(self.node_id, self.ledger.totals)]
-        if plan_bundles(totals, bundles, msg.strategy) is None:
-            client.conn.send(p.LeaseInfeasible(0, (
-                f"placement group {msg.name or msg.pg_id.hex()} ({msg.strategy}, bundles {bundles}) "
-                f"cannot be placed: the cluster's nodes have "
-                f"{[{k: v for k, v in t.items() if '_group_' not in k} for _, t in totals]}. It "
-                "stays pending until nodes that fit join.")))
-        self._schedule()
-
-    def _place_groups(self) -> None:
-        """Head: plan pending groups over the nodes' free resources and reserve them
-        (two-phase: every node reserves its share, or every share is given back)."""
-        for pg in self.placement_groups.values():
-            if pg.state != "PENDING":
-                continue
-            nodes = [(self.node_id, dict(self.ledger.available))] + [
-                (n.node_id, n.available) for n in self.view.alive() if n.node_id != self.node_id
-                and self.clients.get(n.node_id) is not None]
-            plan = plan_bundles(nodes, pg.bundles, pg.strategy)
-            if plan is None:
-                continue
-            pg.state, pg.placement, pg.awaiting, pg.failed = "RESERVING", plan, set(), False
-            for node_id, indexed in plan.items():
-                if node_id == self.node_id:
-                    pg.failed |= not self._reserve_bundles(pg.pg_id, indexed)
-                else:
-                    pg.awaiting.add(node_id)
-                    self.clients[node_id].conn.send(p.ReserveBundles(pg.pg_id, indexed))
-            self._settle_group(pg)
-
-    def _settle_group(self, pg: PlacementGroupRecord) -> None:
-        from .scheduling import bundle_resources
-        if pg.awaiting:
-            return
-        if pg.failed:  # give every share back and try again later
-            self._release_group(pg)
-            pg.state = "PENDING"
-            return
-        pg.state = "CREATED"
-        waiters, pg.waiters = pg.waiters, []
-        for waiter in waiters:
-            waiter(True)
-        for node_id, indexed in pg.placement.items():
-            node = self.view.nodes.get(node_id)
-            if node is not None and node_id != self.node_id:  # visible before the next heartbeat
-                for name, amount in bundle_resources(pg.pg_id.hex(), indexed).items():
-                    node.totals[name] = node.totals.get(name, 0.0) + amount
-                    node.available[name] = node.available.get(name, 0.0) + amount
-
-    def _on_bundles_reserved(self, client: Client, msg: p.BundlesReserved) -> None:
-        pg = self.placement_groups.get(msg.pg_id)
-        if pg is None or client.worker_id not in pg.awaiting:
-            return
-        pg.awaiting.discard(client.worker_id)
-        if not msg.ok:
-            pg.failed = True
-            del pg.placement[client.worker_id]
-        if pg.state == "REMOVED":
-            if msg.ok:
-                client.conn.send(p.ReleaseBundles(pg.pg_id))
-            return
-        self._settle_group(pg)
-        self._schedule()
-
-    def _release_group(self, pg: PlacementGroupRecord) -> None:
-        for node_id in pg.placement:
-            if node_id == self.node_id:
-                self._release_bundles(pg.pg_id)
-            elif node_id not in pg.awaiting and node_id in self.clients:
-                self.clients[node_id].conn.send(p.ReleaseBundles(pg.pg_id))
-        pg.placement = {n: b for n, b in pg.placement.items() if n in pg.awaiting}
-
-    def _reserve_bundles(self, pg_id: bytes, indexed: list[tuple[int, ResourceShape]]) -> bool:
-        """Reserve this node's share of a group (all of it or nothing)."""
-        from .scheduling import bundle_resources
-        allocs = self.ledger.reserve_bundles([b for _, b in indexed], "PACK")
-        if allocs is None:
-            return False
-        self._bundles[pg_id] = (indexed, allocs)
-        self.ledger.add_resources(bundle_resources(pg_id.hex(), indexed))
-        return True
-
-    def _release_bundles(self, pg_id: bytes) -> None:
-        """Give this node's share back; tasks and actors running in it are stopped."""
-        from .scheduling import bundle_resources
-        share = self._bundles.pop(pg_id, None)
-        if share is None:
-            return
-        suffix = pg_id.hex()
-        for lease in list(self.leases.values()):
-            if any(name.endswith(suffix) for name in lease.alloc.shape):
-                actor = self.control.actors.get(lease.worker.actor_id) if lease.worker.actor_id else None
-                if actor is not None:
-                    self._kill_actor(actor, "its placement group was removed", no_restart=True)
-                else:
-                    self.pool.kill(lease.worker)
-        indexed, allocs = share
-        for alloc in allocs:
-            self.ledger.release(alloc)
-        self.ledger.remove_resources(bundle_resources(suffix, indexed))
-
-    def _on_remove_placement_group(self, client: Client, msg: p.RemovePlacementGroup) -> None:
-        pg = self.placement_groups.get(msg.pg_id)
-        if pg is None or pg.state == "REMOVED":
-            return
-        self._release_group(pg)
-        pg.state = "REMOVED"
-        waiters, pg.waiters = pg.waiters, []
-        for waiter in waiters:
-            waiter(False)
-        self._schedule()
-
-    def _on_wait_placement_group(self, client: Client, msg: p.WaitPlacementGroup) -> None:
-        def answer(placed: bool) -> None:
-            if placed:
-                self._reply(client, msg.rid, True, True)
-            else:
-                self._reply(client, msg.rid, False, EmberError(
-                    f"placement group {msg.pg_id.hex()} was removed before it was placed"))
-
-        pg = self.placement_groups.get(msg.pg_id)
-        if pg is None or pg.state == "REMOVED":
-            answer(False)
-        elif pg.state == "CREATED":
-            answer(True)
-        else:
-            pg.waiters.append(answer)
-
-    def _on_placement_group_table(self, client: Client, msg: p.PlacementGroupTable) -> None:
-        if msg.pg_id is not None:
-            pg = self.placement_groups.get(msg.pg_id)
-            self._reply(client, msg.rid, True, pg.table() if pg is not None else None)
-        else:
-            self._reply(client, msg.rid, True,
-                        {pg.pg_id.hex(): pg.table() for pg in self.placement_groups.values()})
-
     # --- functions -------------------------------------------------------------------
 
     def _on_register_function(self, client: Client, msg: p.RegisterFunction) -> None:
@@ -990,181 +700,6 @@ class NodeManager:
         if actor is not None and not actor.spec.detached and actor.state != "dead":
             self._kill_actor(actor, "every handle to it went out of scope", no_restart=True)
 
-    # --- actors ----------------------------------------------------------------------
-
-    def _on_create_actor(self, client: Client, msg: p.CreateActor) -> None:
-        spec = msg.spec
-        try:
-            record, created = self.control.register_actor(spec)
-        except NameTakenError as e:
-            self._reply(client, msg.rid, False, ValueError(str(e)))
-            return
-        self.objects.add_ref(record.spec.actor_id, client.worker_id)
-        if created:
-            for oid in _stored_inputs(spec):
-                self.objects.add_ref(oid, spec.actor_id)
-            self._request_actor_lease(record)
-        self._reply(client, msg.rid, True, record.info())
-
-    def _request_actor_lease(self, record: ActorRecord) -> None:
-        req = record.spec.request
-        if self.is_head:
-            target = self._spill_target(_normalize(req.shape), req.strategy)
-            node = self._node_client(target) if isinstance(target, str) else None
-            if node is not None:
-                record.node_id = node.worker_id
-                node.conn.send(p.PlaceActor(record.spec, self.control.jobs.get(record.spec.job_id)))
-                return
-        record.node_id = self.node_id
-        self.queue.add(("actor", record.spec.actor_id), _normalize(req.shape),
-                       _normalize(req.hold) if req.hold is not None else None)
-        self._schedule()
-
-    def _on_actor_started(self, client: Client, msg: p.Reply) -> None:
-        actor_id = self._actor_starts.pop(msg.rid, None)
-        actor = self.control.actors.get(actor_id) if actor_id else None
-        if actor is None or actor.state == "dead":
-            return
-        worker = self.pool.workers[client.worker_id]
-        if self.head is not None:  # placed here by the head, which keeps the directory
-            self.head.link.send(p.ActorPlaced(actor.spec.actor_id, worker.worker_id, worker.address,
-                                              worker.tcp_address, None if msg.ok else str(msg.value)))
-        if msg.ok:
-            actor.tcp_address, actor.node_id = worker.tcp_address, self.node_id
-            fired = self.control.set_alive(actor, worker.address, worker.worker_id)
-        else:
-            actor.no_restart = True
-            fired = self.control.set_dead(actor, f"its __init__ raised:\n{msg.value}")
-            worker.state = "exiting"
-            self.pool.kill(worker)
-        for waiter, info in fired:
-            waiter(info)
-
-    def _on_get_actor_info(self, client: Client, msg: p.GetActorInfo) -> None:
-        actor = self.control.actors.get(msg.actor_id)
-        if actor is None:
-            self._reply(client, msg.rid, False, ValueError("unknown actor"))
-            return
-        if not msg.wait_alive:
-            self._reply(client, msg.rid, True, actor.info())
-            return
-        info = self.control.wait_actor(actor, msg.min_incarnation,
-                                       lambda info: self._reply(client, msg.rid, True, info))
-        if info is not None:
-            self._reply(client, msg.rid, True, info)
-
-    def _on_get_named_actor(self, client: Client, msg: p.GetNamedActor) -> None:
-        actor = self.control.lookup_named(msg.name, msg.namespace)
-        if actor is None:
-            self._reply(client, msg.rid, True, None)
-            return
-        self.objects.add_ref(actor.spec.actor_id, client.worker_id)
-        self._reply(client, msg.rid, True, actor.info())
-
-    def _on_kill_actor(self, client: Client, msg: p.KillActor) -> None:
-        actor = self.control.actors.get(msg.actor_id)
-        if actor is not None and actor.state != "dead":
-            self._kill_actor(actor, "it was killed with ember.kill()", msg.no_restart)
-
-    def _on_exit_actor(self, client: Client, msg: p.ExitActor) -> None:
-        actor = self.control.actors.get(msg.actor_id)
-        if actor is not None:
-            actor.no_restart = True
-            actor.death_cause = "it called exit_actor()"
-
-    def _kill_actor(self, actor: ActorRecord, cause: str, no_restart: bool) -> None:
-        if no_restart:
-            actor.no_restart = True
-            actor.death_cause = actor.death_cause or cause
-        if self.is_head and actor.node_id not in (None, self.node_id):
-            node = self.clients.get(actor.node_id)
-            if node is not None:
-                node.conn.send(p.KillActor(actor.spec.actor_id, True))
-            elif actor.state != "dead":  # its node is gone
-                self._actor_dead(actor, cause)
-            return
-        worker = self.pool.workers.get(actor.worker_id) if actor.worker_id else None
-        if worker is not None and worker.state != "dead":
-            self.pool.kill(worker)
-        elif actor.state in ("pending", "restarting") and no_restart:
-            self.queue.remove(("actor", actor.spec.actor_id))
-            self._actor_dead(actor, cause)
-
-    def _actor_worker_died(self, actor: ActorRecord, worker: WorkerRecord) -> None:
-        lease = self.leases.pop(worker.lease_id, None) if worker.lease_id else None
-        if lease is not None:
-            self._release(lease.alloc)
-        if self.head is not None:
-            # The head decides restarts; tell it how the process ended once that is known.
-            def report(w: WorkerRecord) -> None:
-                self.head.link.send(p.ActorWorkerDied(actor.spec.actor_id, _death_cause(w)))
-                self.control.set_dead(actor, _death_cause(w))
-
-            if not worker.exit_detail and worker.pid:
-                worker.exit_waiters.append(report)
-                self.pool.kill(worker)
-            else:
-                report(worker)
-            return
-        spec = actor.spec
-        restarts_left = spec.max_restarts == -1 or actor.num_restarts < spec.max_restarts
-        job = self.control.jobs.get(spec.job_id)
-        if actor.no_restart or not restarts_left or (job is not None and not job.alive and not spec.detached):
-            if not worker.exit_detail and worker.pid:
-                # The connection closes before the fork server reaps the process; wait
-                # for its exit (a few hundred ms at most) so the cause says how it died.
-                worker.exit_waiters.append(lambda w: self._actor_dead(actor, _death_cause(w)))
-                self.pool.kill(worker)
-                return
-            self._actor_dead(actor, _death_cause(worker))
-            return
-        self.control.set_restarting(actor)
-        self._request_actor_lease(actor)
-
-    def _restart_or_bury(self, actor: ActorRecord, cause: str) -> None:
-        """Head: an actor's process is gone (on any node): restart it if allowed."""
-        spec = actor.spec
-        restarts_left = spec.max_restarts == -1 or actor.num_restarts < spec.max_restarts
-        job = self.control.jobs.get(spec.job_id)
-        if actor.no_restart or not restarts_left or (job is not None and not job.alive and not spec.detached):
-            self._actor_dead(actor, cause)
-            return
-        self.control.set_restarting(actor)
-        self._request_actor_lease(actor)
-
-    def _on_actor_placed(self, client: Client, msg: p.ActorPlaced) -> None:
-        actor = self.control.actors.get(msg.actor_id)
-        if actor is None or actor.state == "dead":
-            return
-        if msg.error is None:
-            actor.tcp_address, actor.node_id = msg.tcp_address, client.worker_id
-            fired = self.control.set_alive(actor, msg.address, msg.worker_id)
-        else:
-            actor.no_restart = True
-            fired = self.control.set_dead(actor, f"its __init__ raised:\n{msg.error}")
-        for waiter, info in fired:
-            waiter(info)
-
-    def _on_actor_worker_died(self, client: Client, msg: p.ActorWorkerDied) -> None:
-        actor = self.control.actors.get(msg.actor_id)
-        if actor is not None and actor.state != "dead" and actor.node_id == client.worker_id:
-            self._restart_or_bury(actor, msg.cause)
-
-    def _node_client(self, tcp_address: str) -> Client | None:
-        for info in self.view.alive():
-            if info.tcp_address == tcp_address:
-                client = self.clients.get(info.node_id)
-                return client if client is not None and client.kind == "node" else None
-        return None
-
-    def _actor_dead(self, actor: ActorRecord, cause: str) -> None:
-        if actor.state == "dead":
-            return
-        for waiter, info in self.control.set_dead(actor, cause):
-            waiter(info)
-        for oid in _stored_inputs(actor.spec):
-            self.objects.remove_ref(oid, actor.spec.actor_id)
-
     # --- cluster ---------------------------------------------------------------------
 
     def _on_kill_worker(self, client: Client, msg: p.KillWorker) -> None:
@@ -1196,24 +731,24 @@ class NodeManager:
                 pass
 
     _handlers = {
-        p.RequestLease: _on_request_lease, p.ReturnLease: _on_return_lease,
-        p.SetBlocked: _on_set_blocked, p.RegisterFunction: _on_register_function,
-        p.GetFunction: _on_get_function, p.PutObject: _on_put_object,
-        p.GetObject: _on_get_object, p.DeclareShared: _on_declare_shared,
-        p.AddRefs: _on_add_refs, p.RemoveRefs: _on_remove_refs, p.StoreStats: _on_store_stats,
-        p.CreateActor: _on_create_actor, p.Reply: _on_actor_started,
-        p.GetActorInfo: _on_get_actor_info, p.GetNamedActor: _on_get_named_actor,
-        p.KillActor: _on_kill_actor, p.ExitActor: _on_exit_actor, p.KillWorker: _on_kill_worker,
-        p.ClusterState: _on_cluster_state, p.LogLines: _on_log_lines,
-        p.CreatePlacementGroup: _on_create_placement_group,
-        p.RemovePlacementGroup: _on_remove_placement_group,
-        p.PlacementGroupTable: _on_placement_group_table,
-        p.GetWorkerExit: _on_get_worker_exit,
-        p.MarkLeaseNonRetriable: _on_mark_lease_non_retriable,
-        p.Heartbeat: _on_heartbeat, p.PullObject: _on_pull_object,
-        p.ReleaseHolder: _on_release_holder, p.Forwarded: _on_forwarded,
-        p.ActorPlaced: _on_actor_placed, p.ActorWorkerDied: _on_actor_worker_died,
-        p.BundlesReserved: _on_bundles_reserved, p.WaitPlacementGroup: _on_wait_placement_group,
+        p.RequestLease: "_on_request_lease", p.ReturnLease: "_on_return_lease",
+        p.SetBlocked: "_on_set_blocked", p.RegisterFunction: "_on_register_function",
+        p.GetFunction: "_on_get_function", p.PutObject: "_on_put_object",
+        p.GetObject: "_on_get_object", p.DeclareShared: "_on_declare_shared",
+        p.AddRefs: "_on_add_refs", p.RemoveRefs: "_on_remove_refs", p.StoreStats: "_on_store_stats",
+        p.CreateActor: "_on_create_actor", p.Reply: "_on_actor_started",
+        p.GetActorInfo: "_on_get_actor_info", p.GetNamedActor: "_on_get_named_actor",
+        p.KillActor: "_on_kill_actor", p.ExitActor: "_on_exit_actor", p.KillWorker: "_on_kill_worker",
+        p.ClusterState: "_on_cluster_state", p.LogLines: "_on_log_lines",
+        p.CreatePlacementGroup: "_on_create_placement_group",
+        p.RemovePlacementGroup: "_on_remove_placement_group",
+        p.PlacementGroupTable: "_on_placement_group_table",
+        p.GetWorkerExit: "_on_get_worker_exit",
+        p.MarkLeaseNonRetriable: "_on_mark_lease_non_retriable",
+        p.Heartbeat: "_on_heartbeat", p.PullObject: "_on_pull_object",
+        p.ReleaseHolder: "_on_release_holder", p.Forwarded: "_on_forwarded",
+        p.ActorPlaced: "_on_actor_placed", p.ActorWorkerDied: "_on_actor_worker_died",
+        p.BundlesReserved: "_on_bundles_reserved", p.WaitPlacementGroup: "_on_wait_placement_group",
     }
 
     def stop(self) -> None:
@@ -1241,40 +776,6 @@ class NodeManager:
             with self.lock:
                 self.objects.close()
             self._stop_done = True
-
-
-def _death_cause(worker: WorkerRecord) -> str:
-    """Why an actor whose worker exited is dead, for ActorDiedError."""
-    if worker.oom is not None:
-        used, total, threshold = worker.oom
-        return (f"the memory monitor killed its worker process (pid {worker.pid}) because the node's "
-                f"memory use ({used / (1 << 30):.1f} of {total / (1 << 30):.1f} GiB) was over the "
-                f"threshold ({threshold:.0%}); run fewer tasks and actors at once, or request memory= "
-                "so fewer are packed per node")
-    return (f"its worker process (pid {worker.pid}) died"
-            f"{' (' + worker.exit_detail + ')' if worker.exit_detail else ''}")
-
-
-def _stored_inputs(spec: p.ActorSpec) -> list[bytes]:
-    """Stored objects the constructor reads; held for the actor's life (restarts re-read them).
-
-    That includes the arguments payload itself when it was too big (or held refs or
-    handles) to travel inline: the creating driver drops its ref right after creation.
-    """
-    oids = [value[0] for kind, value in spec.deps if kind == "stored"]
-    if isinstance(spec.payload, tuple):
-        oids.append(spec.payload[1][0])
-    return oids
-
-
-#: Requests a worker node does not answer itself: the head's control store does.
-_CONTROL_MESSAGES = (p.RegisterFunction, p.GetFunction, p.CreateActor, p.GetActorInfo, p.GetNamedActor,
-                     p.KillActor, p.ExitActor, p.CreatePlacementGroup, p.RemovePlacementGroup,
-                     p.PlacementGroupTable, p.WaitPlacementGroup)
-
-
-def _normalize(shape: ResourceShape) -> ResourceShape:
-    return {k: float(v) for k, v in shape.items() if v}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -251,3 +251,8 @@ def plan_bundles(nodes: list[tuple[Any, ResourceShape]], bundles: list[ResourceS
             return None
         take(node, i, bundle)
     return plan
+
+
+def normalize_shape(shape: ResourceShape) -> ResourceShape:
+    """Floats, and no zero entries (a zero request is no request)."""
+    return {k: float(v) for k, v in shape.items() if v}
