@@ -238,9 +238,13 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
         raise ValueError("ember.wait() got duplicate refs; pass each ref once")
     rt = _runtime()
     rt.drain_releases()
-    ready_ids = set(rt.wait_ready([r.id for r in object_refs], num_returns, timeout, fetch_local))
+    ids = [r.id for r in object_refs]
+    # Fast path: enough refs already ready (stop scanning at the num_returns-th).
+    first = rt.first_ready(ids, num_returns)
+    ready_ids = set(first) if first is not None else set(rt.wait_ready(ids, num_returns, timeout,
+                                                                       fetch_local))
     if fetch_local:
-        rt.fetch_local([r.id for r in object_refs if r.id in ready_ids])
+        rt.fetch_local([oid for oid in ids if oid in ready_ids])
     ready, not_ready = [], []
     for r in object_refs:
         (ready if r.id in ready_ids and len(ready) < max(num_returns, 0) else not_ready).append(r)

@@ -509,6 +509,21 @@ class Runtime:
         with self.lock:
             return [oid for oid in oids if self.objects[oid].ready]
 
+    def first_ready(self, oids: list[bytes], num: int) -> list[bytes] | None:
+        """The first ``num`` ready ids in order, or None if fewer are ready now."""
+        found: list[bytes] = []
+        if num == 0:
+            return found
+        objects = self.objects
+        with self.lock:
+            for oid in oids:
+                entry = objects.get(oid)
+                if entry is not None and entry.ready:
+                    found.append(oid)
+                    if len(found) == num:
+                        return found
+        return None
+
     def fetch_local(self, oids: list[bytes]) -> None:
         """Map ready stored objects here (``wait(fetch_local=True)``): the next ``get`` of
         them needs no round trip. The requests go out together; one wait for all."""
