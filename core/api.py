@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import inspect
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from . import protocol as p
 from .actor import ActorClass, ActorHandle
-from .exceptions import (EmberError, GetTimeoutError, NotInitializedError, TaskCancelledError)
+from .exceptions import (EmberError)
 from .node_launcher import find_by_tcp_address, find_current, node_resources, start_node
 from .object_ref import ObjectRef
 from .options import InvalidOptionError, validate

@@ -18,7 +18,6 @@ import inspect
 import os
 import queue
 import signal
-import socket
 import sys
 import threading
 import traceback
