@@ -105,6 +105,7 @@ class WorkerChannel:
         except (ConnectionClosed, OSError, EOFError):
             pass
         self.lost = True
+        self.conn.close()  # the worker is gone: release the socket now, not at collection
         self._on_lost(self)
 
     def close(self) -> None:
