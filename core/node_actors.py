@@ -6,7 +6,6 @@ reports back (a mixin of NodeManager).
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from . import protocol as p
@@ -16,8 +15,6 @@ from .worker_pool import WorkerRecord
 
 if TYPE_CHECKING:
     from .node_manager import Client
-
-log = logging.getLogger("ember.node_manager")
 
 
 class ActorsMixin:

@@ -3,7 +3,6 @@ node reserves its share of bundles as synthetic resources (a mixin of NodeManage
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +13,6 @@ from .scheduler import normalize_shape, plan_bundles
 
 if TYPE_CHECKING:
     from .node_manager import Client
-
-log = logging.getLogger("ember.node_manager")
 
 
 @dataclass
