@@ -29,9 +29,15 @@ class NodeLink:
                  on_lost: Callable[[], None] | None = None, name: str = "ember-node-link") -> None:
         self.address = address
         self.conn = connect(address)
-        send_hello(self.conn, token)
-        self.conn.send(register)
-        self.registered, _ = self.conn.recv()
+        try:
+            send_hello(self.conn, token)
+            self.conn.send(register)
+            self.registered, _ = self.conn.recv()
+        except ConnectionClosed as e:
+            # A peer that dies (or refuses our token) mid-handshake is an unreachable node to
+            # every caller, like a refused connect: one exception type (OSError) to handle.
+            self.conn.close()
+            raise ConnectionError(f"the node manager at {address} closed the connection: {e}") from e
         self._rpc: dict[int, ReplyCallback] = {}
         self._rids = itertools.count(1)
         self._on_message = on_message
