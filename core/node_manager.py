@@ -703,8 +703,13 @@ def main(argv: list[str] | None = None) -> None:
     # Wake up now and then: Python runs signal handlers on the main thread between
     # bytecodes, so a SIGTERM the kernel hands to another thread would otherwise wait
     # forever behind an untimed wait (seen: `ember stop` had to SIGKILL us after 10 s).
+    driver_pid = os.getppid()
     while not nm.stopped.wait(0.25):
-        pass
+        if args.exit_with_first_driver and os.getppid() != driver_pid:
+            # The driver that started us died before (or without) registering, so no
+            # disconnect will ever tell us: being re-parented is the signal.
+            log.warning("the driver that started this node (pid %d) is gone: stopping", driver_pid)
+            break
     nm.stop()
     if args.exit_with_first_driver:
         # The session belongs to the driver that started us. Its shutdown() removes the

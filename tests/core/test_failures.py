@@ -333,6 +333,26 @@ def test_a_driver_killed_with_sigkill_leaves_no_processes_or_files(tmp_path) -> 
         proc.stdout.close()
 
 
+_DRIVER_THAT_NEVER_CONNECTS = textwrap.dedent("""
+    import json, os
+    from ember.node_launcher import node_resources, start_node
+    node = start_node(*node_resources(1, None, None, 64 << 20), exit_with_first_driver=True)
+    print(json.dumps({"pid": node.proc.pid, "session_dir": node.session_dir}), flush=True)
+    os._exit(0)  # gone before registering: no disconnect will ever reach the node manager
+""")
+
+
+@pytest.mark.timeout(60)
+def test_a_node_manager_whose_driver_died_before_registering_exits(tmp_path) -> None:
+    out = subprocess.run([sys.executable, "-c", _DRIVER_THAT_NEVER_CONNECTS], capture_output=True,
+                         text=True, timeout=30, cwd=str(tmp_path), check=True)
+    state = json.loads(out.stdout.splitlines()[-1])
+    _wait_for(lambda: _process_gone(state["pid"]), timeout_s=20,
+              what=f"the orphaned node manager (pid {state['pid']}) to exit")
+    _wait_for(lambda: not os.path.exists(state["session_dir"]), timeout_s=20,
+              what=f"{state['session_dir']} to be removed")
+
+
 # --- the memory monitor ----------------------------------------------------------------
 
 #: Room above the memory in use when the test starts. Other processes on the machine
