@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any, Callable
 
 import psutil
 import pytest
 
 import ember
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "the condition",
+             interval_s: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie counts: only its parent can reap it)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _ember_children() -> list[psutil.Process]:

@@ -21,30 +21,17 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import psutil
 import pytest
 
 import ember
-from conftest import assert_no_leaked_processes
+from conftest import assert_no_leaked_processes, wait_for
 
 #: Seconds of heartbeat silence before the head declares a node dead (default 3.0).
 NODE_TIMEOUT_S = 1.5
 _START_DEADLINE_S = 30.0
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "the condition",
-             interval_s: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
-    end = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def ember_cli() -> list[str]:

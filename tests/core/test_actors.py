@@ -8,33 +8,18 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
-import psutil
 import pytest
 
 import ember
+
+from conftest import wait_for, process_gone
 from ember.exceptions import ActorDiedError, RayActorError, TaskError
 
 pytestmark = pytest.mark.timeout(30)
 
 
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def _process_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @ember.remote
@@ -149,15 +134,15 @@ def test_actors_take_no_cpu_while_they_live(ember_local) -> None:
     counters = [Counter.remote(i) for i in range(4)]
     assert ember.get([c.incr.remote() for c in counters], timeout=20) == [1, 2, 3, 4]
     assert ember.get(add.remote(1, 1)) == 2
-    _wait_for(lambda: ember.available_resources().get("CPU") == 2, what="2 CPUs to be free")
+    wait_for(lambda: ember.available_resources().get("CPU") == 2, what="2 CPUs to be free")
 
 
 def test_an_actor_with_num_cpus_holds_them_for_its_life(ember_local) -> None:
     c = Counter.options(num_cpus=1).remote()
     ember.get(c.incr.remote())
-    _wait_for(lambda: ember.available_resources().get("CPU") == 1, what="1 CPU to be held")
+    wait_for(lambda: ember.available_resources().get("CPU") == 1, what="1 CPU to be held")
     ember.kill(c)
-    _wait_for(lambda: ember.available_resources().get("CPU") == 2, what="the CPU to come back")
+    wait_for(lambda: ember.available_resources().get("CPU") == 2, what="the CPU to come back")
 
 
 # --- handles ----------------------------------------------------------------------------
@@ -205,7 +190,7 @@ def test_an_actor_dies_when_its_last_handle_is_dropped(ember_local) -> None:
     pid = ember.get(c.pid.remote())
     del c
     gc.collect()
-    _wait_for(lambda: _process_gone(pid), what="the unreferenced actor to exit")
+    wait_for(lambda: process_gone(pid), what="the unreferenced actor to exit")
 
 
 def test_a_handle_held_by_a_task_result_keeps_the_actor_alive(ember_local) -> None:
@@ -215,7 +200,7 @@ def test_a_handle_held_by_a_task_result_keeps_the_actor_alive(ember_local) -> No
     del c
     gc.collect()
     assert ember.get(ember.get(box)[0].incr.remote()) == 1
-    assert not _process_gone(pid)
+    assert not process_gone(pid)
 
 
 # --- names, namespaces, lifetimes -------------------------------------------------------
@@ -262,7 +247,7 @@ def test_a_killed_named_actor_frees_its_name(ember_local) -> None:
     ember.kill(c)
     with pytest.raises(ActorDiedError):
         ember.get(c.incr.remote(), timeout=10)
-    _wait_for(lambda: _name_free("reusable"), what="the name to be released")
+    wait_for(lambda: _name_free("reusable"), what="the name to be released")
     again = Counter.options(name="reusable").remote(5)
     assert ember.get(again.incr.remote()) == 6
 
@@ -287,7 +272,7 @@ def test_a_detached_actor_outlives_its_handles(ember_local) -> None:
     assert ember.get(again.incr.remote()) == 2
     assert ember.get(again.pid.remote()) == pid
     ember.kill(again)
-    _wait_for(lambda: _process_gone(pid), what="the detached actor to be killed")
+    wait_for(lambda: process_gone(pid), what="the detached actor to be killed")
 
 
 def test_init_namespace_is_used_for_named_actors(fresh_ember) -> None:
@@ -393,7 +378,7 @@ def test_kill_fails_pending_and_later_calls_with_actor_died(ember_local) -> None
         with pytest.raises(ActorDiedError, match="kill") as info:
             ember.get(ref, timeout=10)
         assert isinstance(info.value, RayActorError)
-    _wait_for(lambda: _process_gone(pid), what="the actor's process to exit")
+    wait_for(lambda: process_gone(pid), what="the actor's process to exit")
     assert ember.get(add.remote(1)) == 1
 
 
@@ -421,7 +406,7 @@ def test_exit_actor_ends_the_actor_cleanly(ember_local) -> None:
     q.quit.remote()
     with pytest.raises(ActorDiedError, match="exit_actor"):
         ember.get(q.pid.remote(), timeout=10)
-    _wait_for(lambda: _process_gone(pid), what="the actor's process to exit")
+    wait_for(lambda: process_gone(pid), what="the actor's process to exit")
 
 
 def test_exit_actor_outside_an_actor_is_an_error(ember_local) -> None:
@@ -451,12 +436,12 @@ def test_an_actor_restarts_after_its_worker_is_killed(fresh_ember) -> None:
     assert ember.get(c.incr.remote()) == 101
     first = ember.get(c.pid.remote())
     os.kill(first, signal.SIGKILL)
-    second = _wait_for(lambda: _pid_after_restart(c), timeout_s=20, what="the actor to restart")
+    second = wait_for(lambda: _pid_after_restart(c), timeout_s=20, what="the actor to restart")
     assert second != first
     assert ember.get(c.incr.remote()) == 101
     os.kill(second, signal.SIGKILL)
     with pytest.raises(ActorDiedError):
-        _wait_for(lambda: _pid_after_restart(c), timeout_s=20, what="the final death")
+        wait_for(lambda: _pid_after_restart(c), timeout_s=20, what="the final death")
 
 
 def _pid_after_restart(c: Any) -> int | None:

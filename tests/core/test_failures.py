@@ -16,7 +16,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import psutil
 import pytest
@@ -26,20 +26,10 @@ from ember.cli import format_memory
 from ember.exceptions import ActorDiedError, OutOfMemoryError, WorkerCrashedError
 from ember.memory_monitor import Candidate, MemoryPolicy, MemoryUsage
 
-from conftest import assert_no_leaked_processes
+from conftest import assert_no_leaked_processes, process_gone, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
-
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def _read_pid(path: str) -> int | None:
@@ -56,12 +46,6 @@ def _write_pid(path: str) -> None:
         f.write(f"{os.getpid()}\n")
     os.replace(path + ".tmp", path)
 
-
-def _process_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _block_forever() -> None:
@@ -170,7 +154,7 @@ def test_a_tree_reduce_of_2000_tasks_survives_random_worker_kills(fresh_ember) -
                 pass
     assert ember.get(root, timeout=30) == sum(range(1024))
     assert len(killed) >= 8
-    _wait_for(lambda: all(_process_gone(pid) for pid in killed), what="the killed workers to exit")
+    wait_for(lambda: all(process_gone(pid) for pid in killed), what="the killed workers to exit")
 
 
 @ember.remote(max_retries=0)
@@ -187,7 +171,7 @@ def exit_with_code(code: int) -> None:
 def test_worker_crashed_error_names_the_task_and_the_signal(fresh_ember, tmp_path) -> None:
     marker = str(tmp_path / "pid")
     ref = write_pid_then_block.remote(marker)
-    pid = _wait_for(lambda: _read_pid(marker), what="the task to start")
+    pid = wait_for(lambda: _read_pid(marker), what="the task to start")
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WorkerCrashedError) as info:
         ember.get(ref, timeout=30)
@@ -255,7 +239,7 @@ class Doubler:
 def test_an_actor_killed_mid_call_restarts_and_the_call_is_replayed(fresh_ember, tmp_path) -> None:
     actor = Doubler.remote(str(tmp_path))
     ref = actor.double.remote(21)
-    first = _wait_for(lambda: _read_pid(str(tmp_path / "call-0")), what="the first call to start")
+    first = wait_for(lambda: _read_pid(str(tmp_path / "call-0")), what="the first call to start")
     os.kill(first, signal.SIGKILL)
     value, pid = ember.get(ref, timeout=30)
     assert value == 42 and pid != first
@@ -322,9 +306,9 @@ def test_a_driver_killed_with_sigkill_leaves_no_processes_or_files(tmp_path) -> 
         assert len(started) >= 5
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        _wait_for(lambda: all(_process_gone(p.pid) for p in started), timeout_s=20,
+        wait_for(lambda: all(process_gone(p.pid) for p in started), timeout_s=20,
                   what=f"the killed driver's processes to exit: {[p.pid for p in started]}")
-        _wait_for(lambda: not os.path.exists(session_dir), timeout_s=20,
+        wait_for(lambda: not os.path.exists(session_dir), timeout_s=20,
                   what=f"{session_dir} (sockets, logs, spilled objects) to be removed")
     finally:
         if proc.poll() is None:
@@ -347,9 +331,9 @@ def test_a_node_manager_whose_driver_died_before_registering_exits(tmp_path) -> 
     out = subprocess.run([sys.executable, "-c", _DRIVER_THAT_NEVER_CONNECTS], capture_output=True,
                          text=True, timeout=30, cwd=str(tmp_path), check=True)
     state = json.loads(out.stdout.splitlines()[-1])
-    _wait_for(lambda: _process_gone(state["pid"]), timeout_s=20,
+    wait_for(lambda: process_gone(state["pid"]), timeout_s=20,
               what=f"the orphaned node manager (pid {state['pid']}) to exit")
-    _wait_for(lambda: not os.path.exists(state["session_dir"]), timeout_s=20,
+    wait_for(lambda: not os.path.exists(state["session_dir"]), timeout_s=20,
               what=f"{state['session_dir']} to be removed")
 
 
@@ -428,7 +412,7 @@ def test_the_memory_monitor_stops_a_task_that_allocates_without_bound(tmp_path) 
     message = str(err)
     assert "allocate_without_bound" in message and "memory monitor" in message
     assert "memory=" in message and "GiB" in message
-    _wait_for(lambda: all(_process_gone(pid) for pid in pids), what="the killed workers to exit")
+    wait_for(lambda: all(process_gone(pid) for pid in pids), what="the killed workers to exit")
 
 
 # --- ember memory ------------------------------------------------------------------------

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 import ember
+
+from conftest import wait_for
 from ember.exceptions import GetTimeoutError, ObjectStoreFullError, TaskError
 
 pytestmark = pytest.mark.timeout(30)
 
 MiB = 1 << 20
 
-
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def _address(arr: np.ndarray) -> int:
@@ -115,7 +107,7 @@ def test_put_of_an_object_ref_is_refused(ember_local) -> None:
 def test_memory_returns_after_refs_are_dropped(ember_local) -> None:
     """Objects are freed when the last ref goes; used_bytes falls back to where it was."""
     gc.collect()
-    baseline = _wait_for(lambda: _stable_used_bytes(), what="a stable store") - 1
+    baseline = wait_for(lambda: _stable_used_bytes(), what="a stable store") - 1
     refs = [ember.put(np.zeros(8 * MiB, dtype=np.uint8)) for _ in range(4)]
     refs.append(make_array.remote(8 * MiB, 1))
     ember.get(refs[-1])
@@ -123,8 +115,8 @@ def test_memory_returns_after_refs_are_dropped(ember_local) -> None:
     assert ids <= _stored_ids()
     del refs
     gc.collect()
-    _wait_for(lambda: not ids & _stored_ids(), what="the objects to be freed")
-    _wait_for(lambda: _used_bytes() <= baseline + MiB, what="the store to shrink back")
+    wait_for(lambda: not ids & _stored_ids(), what="the objects to be freed")
+    wait_for(lambda: _used_bytes() <= baseline + MiB, what="the store to shrink back")
 
 
 def _stored_ids() -> set[str]:
@@ -178,10 +170,10 @@ def test_an_object_lives_while_an_actor_holds_a_ref_to_it(ember_local) -> None:
 
 def test_a_result_nobody_references_is_freed_when_it_arrives(ember_local) -> None:
     gc.collect()
-    baseline = _wait_for(lambda: _stable_used_bytes(), what="a stable store") - 1
+    baseline = wait_for(lambda: _stable_used_bytes(), what="a stable store") - 1
     make_array.remote(16 * MiB, 2)  # the ref is dropped at once
     ember.get(identity.remote(None))
-    _wait_for(lambda: _used_bytes() <= baseline + MiB, what="the unreferenced result to be freed")
+    wait_for(lambda: _used_bytes() <= baseline + MiB, what="the unreferenced result to be freed")
 
 
 # --- the store's bound ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import ember
-from conftest import assert_no_leaked_processes
+from conftest import assert_no_leaked_processes, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -27,16 +27,6 @@ def gpu_cluster() -> Iterator[dict]:
     ember.shutdown()
     assert_no_leaked_processes()
 
-
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @ember.remote(num_cpus=0)
@@ -98,14 +88,14 @@ def test_available_resources_drop_while_a_task_holds_them(gpu_cluster, tmp_path)
         while not os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.005)
 
-    _wait_for(lambda: ember.available_resources().get("GPU") == 2, what="all GPUs to be free")
+    wait_for(lambda: ember.available_resources().get("GPU") == 2, what="all GPUs to be free")
     gate = str(tmp_path / "go")
     ref = hold_until.remote(gate)
-    held = _wait_for(lambda: _available_if(lambda a: a.get("GPU") == 1), what="the task's resources")
+    held = wait_for(lambda: _available_if(lambda a: a.get("GPU") == 1), what="the task's resources")
     assert held["CPU"] == 1 and held["accel"] == 1
     open(gate, "w").close()
     ember.get(ref)
-    _wait_for(lambda: _available_if(lambda a: a.get("GPU") == 2 and a.get("CPU") == 2
+    wait_for(lambda: _available_if(lambda a: a.get("GPU") == 2 and a.get("CPU") == 2
                                     and a.get("accel") == 2), what="the resources to come back")
 
 
@@ -156,16 +146,16 @@ def test_fractional_gpu_tasks_pack_onto_one_gpu(gpu_cluster) -> None:
 
 
 def test_a_gpu_actor_holds_its_gpu_for_life(gpu_cluster) -> None:
-    _wait_for(lambda: ember.available_resources().get("GPU") == 2, what="all GPUs to be free")
+    wait_for(lambda: ember.available_resources().get("GPU") == 2, what="all GPUs to be free")
     holder = GpuHolder.options(num_gpus=1).remote()
     ids, visible = ember.get(holder.view.remote())
     assert len(ids) == 1 and visible == str(ids[0])
     assert ember.get(holder.view.remote()) == (ids, visible)
-    _wait_for(lambda: ember.available_resources().get("GPU") == 1, what="the actor's GPU to be held")
+    wait_for(lambda: ember.available_resources().get("GPU") == 1, what="the actor's GPU to be held")
     other, _ = ember.get(gpu_view.options(num_gpus=1).remote())
     assert other != ids
     ember.kill(holder)
-    _wait_for(lambda: ember.available_resources().get("GPU") == 2, what="the GPU to come back")
+    wait_for(lambda: ember.available_resources().get("GPU") == 2, what="the GPU to come back")
 
 
 def test_custom_resources_are_scheduled(gpu_cluster) -> None:
@@ -183,7 +173,7 @@ def _warned(record: list, text: str) -> bool:
 def test_an_infeasible_task_warns_instead_of_hanging(gpu_cluster) -> None:
     with pytest.warns(RuntimeWarning) as record:
         ref = add.options(num_gpus=3).remote(1)
-        _wait_for(lambda: _warned(record, "cannot be scheduled"), what="the infeasible warning")
+        wait_for(lambda: _warned(record, "cannot be scheduled"), what="the infeasible warning")
         ready, not_ready = ember.wait([ref], timeout=0.5)
     assert ready == [] and not_ready == [ref]
     message = next(str(w.message) for w in record if "cannot be scheduled" in str(w.message))
@@ -195,7 +185,7 @@ def test_an_infeasible_task_warns_instead_of_hanging(gpu_cluster) -> None:
 def test_an_unknown_custom_resource_warns(gpu_cluster) -> None:
     with pytest.warns(RuntimeWarning, match="unobtainium") as record:
         ref = add.options(resources={"unobtainium": 1}).remote(1)
-        _wait_for(lambda: _warned(record, "unobtainium"), what="the infeasible warning")
+        wait_for(lambda: _warned(record, "unobtainium"), what="the infeasible warning")
     assert ember.wait([ref], timeout=0.2)[0] == []
     ember.cancel(ref)
 
@@ -204,7 +194,7 @@ def test_an_infeasible_actor_warns_with_its_class_name(gpu_cluster) -> None:
     with pytest.warns(RuntimeWarning, match="GpuHolder") as record:
         holder = GpuHolder.options(num_gpus=4).remote()
         ref = holder.view.remote()
-        _wait_for(lambda: _warned(record, "GpuHolder"), what="the infeasible warning")
+        wait_for(lambda: _warned(record, "GpuHolder"), what="the infeasible warning")
     assert ember.wait([ref], timeout=0.2)[0] == []
     ember.kill(holder)
     assert ember.get(add.remote(2)) == 2
@@ -221,7 +211,7 @@ def test_a_request_that_only_has_to_wait_does_not_warn(gpu_cluster, tmp_path) ->
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         first = hold_both.remote(gate)
-        _wait_for(lambda: ember.available_resources().get("GPU", 0) == 0, what="both GPUs held")
+        wait_for(lambda: ember.available_resources().get("GPU", 0) == 0, what="both GPUs held")
         second = gpu_view.options(num_gpus=1).remote()
         assert ember.wait([second], timeout=0.3)[0] == []
         open(gate, "w").close()

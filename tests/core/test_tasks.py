@@ -5,34 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import psutil
 import pytest
 
 import ember
+
+from conftest import wait_for, process_gone
 from ember.exceptions import TaskCancelledError, TaskError, WorkerCrashedError
 
 pytestmark = pytest.mark.timeout(30)
 
 
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def _process_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _read_pid(path: str) -> int | None:
@@ -277,7 +263,7 @@ def test_returning_the_wrong_number_of_values_is_an_error(ember_local) -> None:
 def test_a_task_is_retried_after_its_worker_is_killed(fresh_ember, tmp_path) -> None:
     marker = str(tmp_path / "pid")
     ref = die_once_then_return_pid.options(max_retries=1).remote(marker)
-    killed = _wait_for(lambda: _read_pid(marker), what="the first attempt to start")
+    killed = wait_for(lambda: _read_pid(marker), what="the first attempt to start")
     os.kill(killed, signal.SIGKILL)
     pid = ember.get(ref, timeout=30)
     assert pid != killed
@@ -287,7 +273,7 @@ def test_a_task_is_retried_after_its_worker_is_killed(fresh_ember, tmp_path) -> 
 def test_a_killed_task_without_retries_fails_with_worker_crashed(fresh_ember, tmp_path) -> None:
     marker = str(tmp_path / "pid")
     ref = write_pid_then_block.options(max_retries=0).remote(marker)
-    os.kill(_wait_for(lambda: _read_pid(marker), what="the task to start"), signal.SIGKILL)
+    os.kill(wait_for(lambda: _read_pid(marker), what="the task to start"), signal.SIGKILL)
     with pytest.raises(WorkerCrashedError, match="write_pid_then_block"):
         ember.get(ref, timeout=30)
     assert ember.get(add.remote(2)) == 2
@@ -306,7 +292,7 @@ def test_retries_run_out_after_max_retries_worker_deaths(fresh_ember, tmp_path) 
     ref = record_attempt.remote(str(tmp_path))
     for n in range(2):
         path = str(tmp_path / f"attempt-{n}")
-        os.kill(_wait_for(lambda: _read_pid(path), what=f"attempt {n}"), signal.SIGKILL)
+        os.kill(wait_for(lambda: _read_pid(path), what=f"attempt {n}"), signal.SIGKILL)
     with pytest.raises(WorkerCrashedError) as info:
         ember.get(ref, timeout=30)
     assert info.value.attempts == 2
@@ -376,7 +362,7 @@ def test_max_calls_one_runs_every_call_in_a_new_worker(ember_local) -> None:
     pids = [ember.get(once.remote()) for _ in range(3)]
     assert len(set(pids)) == 3
     for pid in pids:
-        _wait_for(lambda: _process_gone(pid), what=f"worker {pid} to exit")
+        wait_for(lambda: process_gone(pid), what=f"worker {pid} to exit")
 
 
 def test_max_calls_makes_a_worker_exit_after_n_calls(ember_local) -> None:
@@ -386,7 +372,7 @@ def test_max_calls_makes_a_worker_exit_after_n_calls(ember_local) -> None:
     assert max(counts.values()) <= 2, counts
     for pid, n in counts.items():
         if n == 2:
-            _wait_for(lambda: _process_gone(pid), what=f"worker {pid} to exit")
+            wait_for(lambda: process_gone(pid), what=f"worker {pid} to exit")
 
 
 # --- cancel -----------------------------------------------------------------------------
@@ -408,7 +394,7 @@ def test_cancelling_a_task_waiting_for_a_cpu(ember_local, tmp_path) -> None:
     """A 2-CPU task holds the node, so the next task is queued; cancelling it never runs it."""
     busy_marker = str(tmp_path / "busy")
     busy = write_pid_then_block.options(num_cpus=2).remote(busy_marker)
-    _wait_for(lambda: _read_pid(busy_marker), what="the CPUs to be busy")
+    wait_for(lambda: _read_pid(busy_marker), what="the CPUs to be busy")
     marker = str(tmp_path / "queued")
     queued = write_pid_then_block.remote(marker)
     ember.cancel(queued)
@@ -424,11 +410,11 @@ def test_cancelling_a_task_waiting_for_a_cpu(ember_local, tmp_path) -> None:
 def test_cancelling_a_running_task_interrupts_it(ember_local, tmp_path) -> None:
     marker = str(tmp_path / "pid")
     ref = write_pid_then_block.remote(marker)
-    pid = _wait_for(lambda: _read_pid(marker), what="the task to start")
+    pid = wait_for(lambda: _read_pid(marker), what="the task to start")
     ember.cancel(ref)
     with pytest.raises(TaskCancelledError, match="write_pid_then_block"):
         ember.get(ref, timeout=10)
-    assert psutil.pid_exists(pid) and not _process_gone(pid)  # the worker survives
+    assert psutil.pid_exists(pid) and not process_gone(pid)  # the worker survives
     assert ember.get(add.remote(5)) == 5
 
 
@@ -442,7 +428,7 @@ def test_cancelling_a_task_blocked_in_a_long_sleep(ember_local, tmp_path) -> Non
 
     marker = str(tmp_path / "pid")
     ref = sleep_long.remote(marker)
-    _wait_for(lambda: _read_pid(marker), what="the task to start")
+    wait_for(lambda: _read_pid(marker), what="the task to start")
     ember.cancel(ref)
     with pytest.raises(TaskCancelledError):
         ember.get(ref, timeout=10)
@@ -461,11 +447,11 @@ def test_force_cancel_kills_the_worker(ember_local, tmp_path) -> None:
 
     marker = str(tmp_path / "pid")
     ref = ignore_interrupts.remote(marker)
-    pid = _wait_for(lambda: _read_pid(marker), what="the task to start")
+    pid = wait_for(lambda: _read_pid(marker), what="the task to start")
     ember.cancel(ref, force=True)
     with pytest.raises(TaskCancelledError):
         ember.get(ref, timeout=10)
-    _wait_for(lambda: _process_gone(pid), what="the worker to be killed")
+    wait_for(lambda: process_gone(pid), what="the worker to be killed")
     assert ember.get(add.remote(6)) == 6
 
 
@@ -483,10 +469,10 @@ def test_recursive_cancel_also_cancels_the_tasks_it_submitted(ember_local, tmp_p
 
     marker = str(tmp_path / "child")
     ref = parent.remote(marker)
-    child_pid = _wait_for(lambda: _read_pid(marker), what="the child task to start")
+    child_pid = wait_for(lambda: _read_pid(marker), what="the child task to start")
     ember.cancel(ref, recursive=True)
     with pytest.raises(TaskCancelledError):
         ember.get(ref, timeout=10)
     # The child was interrupted: its worker is free again for new tasks.
-    _wait_for(lambda: ember.available_resources().get("CPU", 0) == 2, what="both CPUs to be free")
+    wait_for(lambda: ember.available_resources().get("CPU", 0) == 2, what="both CPUs to be free")
     assert psutil.pid_exists(child_pid)

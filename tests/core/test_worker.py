@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 import ember
 
+from conftest import wait_for
+
 pytestmark = pytest.mark.timeout(30)
 
-
-def _wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @ember.remote
@@ -76,13 +67,13 @@ class _Output:
 def test_task_print_reaches_the_driver_prefixed_with_name_and_pid(ember_local, capfd) -> None:
     pid = ember.get(say.remote("hello from a task"))
     output = _Output(capfd)
-    _wait_for(lambda: output.has(f"(say pid={pid}) hello from a task"), what="the forwarded line")
+    wait_for(lambda: output.has(f"(say pid={pid}) hello from a task"), what="the forwarded line")
 
 
 def test_task_stderr_reaches_the_driver_stderr(ember_local, capfd) -> None:
     pid = ember.get(complain.remote("something went wrong"))
     output = _Output(capfd)
-    _wait_for(lambda: output.has(f"(complain pid={pid}) something went wrong", "err"),
+    wait_for(lambda: output.has(f"(complain pid={pid}) something went wrong", "err"),
               what="the forwarded stderr line")
 
 
@@ -90,13 +81,13 @@ def test_actor_print_is_prefixed_with_the_class_name(ember_local, capfd) -> None
     talker = Talker.remote()
     pid = ember.get(talker.say.remote("hello from an actor"))
     output = _Output(capfd)
-    _wait_for(lambda: output.has(f"(Talker pid={pid}) hello from an actor"), what="the actor's line")
+    wait_for(lambda: output.has(f"(Talker pid={pid}) hello from an actor"), what="the actor's line")
 
 
 def test_every_line_of_a_multi_line_print_is_prefixed(ember_local, capfd) -> None:
     pid = ember.get(say.remote("first line\nsecond line"))
     output = _Output(capfd)
-    _wait_for(lambda: output.has(f"(say pid={pid}) second line"), what="the second line")
+    wait_for(lambda: output.has(f"(say pid={pid}) second line"), what="the second line")
     assert f"(say pid={pid}) first line" in output.out
 
 
