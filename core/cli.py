@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import time
+from typing import Any, Callable
 
 import psutil
 
@@ -116,19 +117,28 @@ def _stop_pid(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def _status(_args: argparse.Namespace) -> int:
+def _ask_cluster(command: str, ask: Callable[[Any], Any]) -> Any:
+    """Join this machine's cluster as a short-lived driver, run ``ask(ember)``, leave.
+    None (after printing why) when there is no cluster."""
     import ember
     try:
         ember.init(address="auto")
     except EmberError as e:
-        print(f"ember status: {e}", file=sys.stderr)
-        return 1
+        print(f"ember {command}: {e}", file=sys.stderr)
+        return None
     try:
-        total, free = ember.cluster_resources(), ember.available_resources()
-        nodes = ember.nodes()
-        store = ember.object_store_stats()
+        return ask(ember)
     finally:
         ember.shutdown()
+
+
+def _status(_args: argparse.Namespace) -> int:
+    answer = _ask_cluster("status", lambda ember: (
+        ember.cluster_resources(), ember.available_resources(), ember.nodes(),
+        ember.object_store_stats()))
+    if answer is None:
+        return 1
+    total, free, nodes, store = answer
     alive = [n for n in nodes if n["Alive"]]
     print(f"nodes: {len(alive)} alive" + (f", {len(nodes) - len(alive)} dead" if len(nodes) > len(alive) else ""))
     for name in sorted(total):
@@ -150,16 +160,9 @@ def _status(_args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
-    import ember
-    try:
-        ember.init(address="auto")
-    except EmberError as e:
-        print(f"ember memory: {e}", file=sys.stderr)
+    stats = _ask_cluster("memory", lambda ember: ember.object_store_stats())
+    if stats is None:
         return 1
-    try:
-        stats = ember.object_store_stats()
-    finally:
-        ember.shutdown()
     print(format_memory(stats, args.top))
     return 0
 
