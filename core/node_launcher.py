@@ -140,17 +140,23 @@ def find_current() -> tuple[str, str, bytes, int]:
             session_dir = f.read().strip()
         with open(os.path.join(session_dir, "node.json")) as f:
             node = json.load(f)
-        token_hex = os.environ.get("EMBER_TOKEN")
-        if token_hex is None:
-            with open(os.path.join(session_dir, "token")) as f:
-                token_hex = f.read().strip()
+        token = _session_token(session_dir)
     except (OSError, ValueError) as e:
         raise EmberError("no ember cluster is running on this machine: start one with "
                          "`ember start --head`, or call ember.init() without an address") from e
     if not psutil.pid_exists(node["pid"]):
         raise EmberError(f"the cluster recorded in {session_dir} is no longer running: start one "
                          "with `ember start --head`")
-    return session_dir, node["address"], bytes.fromhex(token_hex), node["pid"]
+    return session_dir, node["address"], token, node["pid"]
+
+
+def _session_token(session_dir: str) -> bytes:
+    """The cluster token: $EMBER_TOKEN if set, else the session's 0600 token file."""
+    token_hex = os.environ.get("EMBER_TOKEN")
+    if token_hex is None:
+        with open(os.path.join(session_dir, "token")) as f:
+            token_hex = f.read().strip()
+    return bytes.fromhex(token_hex)
 
 
 def local_nodes(include_dead: bool = False) -> list[tuple[str, dict]]:
@@ -179,11 +185,7 @@ def find_by_tcp_address(address: str) -> tuple[str, str, bytes, int]:
     for session_dir, node in local_nodes():
         n_host, _, n_port = node.get("tcp_address", "").removeprefix("tcp:").rpartition(":")
         if n_port == port and n_host in aliases:
-            token_hex = os.environ.get("EMBER_TOKEN")
-            if token_hex is None:
-                with open(os.path.join(session_dir, "token")) as f:
-                    token_hex = f.read().strip()
-            return session_dir, node["address"], bytes.fromhex(token_hex), node["pid"]
+            return session_dir, node["address"], _session_token(session_dir), node["pid"]
     raise EmberError(f"no ember node on this machine listens on {address}: drivers must run on a "
                      "node of the cluster (start one with `ember start --address ...`)")
 

@@ -317,7 +317,7 @@ class Runtime:
 
     # --- objects ----------------------------------------------------------------------
 
-    def put(self, value: Any, owner_holds: bool = True) -> ObjectRef:
+    def put(self, value: Any) -> ObjectRef:
         ser = serialize(value, what="the value passed to ember.put")
         oid = self.next_task_id() + b"\xff\xff\xff\xff"
         return self.put_serialized(oid, ser)
@@ -576,16 +576,13 @@ class Runtime:
         if entry.inline is not None:
             data = entry.inline
         else:
-            if entry.segment is None:
-                try:
-                    (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, entry.home))
-                except ObjectLostError:
-                    if not (entry.owned and self.submitter.reconstruct(oid)):
-                        raise
-                    self.wait_ready([oid], 1, None, True)  # rebuilt by re-running its task
-                    return self._value(oid)
-                entry.segment = map_segment(fds[0], size)
-            data = entry.segment
+            try:
+                data = self._segment(oid, entry)
+            except ObjectLostError:
+                if not (entry.owned and self.submitter.reconstruct(oid)):
+                    raise
+                self.wait_ready([oid], 1, None, True)  # rebuilt by re-running its task
+                return self._value(oid)
         value = self.deserialize(data)
         if entry.flags & FLAG_ERROR:
             if isinstance(value, TaskError):
@@ -616,15 +613,17 @@ class Runtime:
         return None
 
     def _segment(self, oid: bytes, entry: LocalObject) -> memoryview:
+        """The entry's stored segment, mapped here once (copied here first if remote)."""
         if entry.segment is None:
-            (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, entry.home))
-            entry.segment = map_segment(fds[0], size)
+            entry.segment = self._map(oid, entry.home)
         return entry.segment
 
     def fetch_stored(self, oid: bytes, home: str | None = None) -> memoryview:
         """A stored object's segment (workers fetching arguments), copied here if remote."""
-        home = self._local_or(home) if home else None
-        (size, flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, home))
+        return self._map(oid, self._local_or(home) if home else None)
+
+    def _map(self, oid: bytes, home: str | None) -> memoryview:
+        (size, _flags), fds = self.call(lambda rid: p.GetObject(rid, oid, True, home))
         return map_segment(fds[0], size)
 
     # --- housekeeping -----------------------------------------------------------------

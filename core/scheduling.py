@@ -43,7 +43,6 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
         InvalidOptionError: an unknown strategy.
     """
     strategy = options.get("scheduling_strategy")
-    pg = options.get("placement_group")
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         pg = strategy.placement_group
         index = strategy.placement_group_bundle_index
