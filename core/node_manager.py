@@ -354,9 +354,10 @@ class NodeManager(ClusterMixin, WorkersMixin, PlacementMixin, ActorsMixin):
             if not soft:
                 return EmberError(f"node {node_hex} named by NodeAffinitySchedulingStrategy is not "
                                   "alive; pass soft=True to run elsewhere when it is gone")
-        if len(self.view.alive()) <= 1:
+        me = self.view.nodes.get(here)
+        if me is None or len(self.view.alive()) <= 1:
             return None
-        self.view.upsert(self._self_info())
+        me.available = dict(self.ledger.available)  # this node's view of itself, fresh
         if strategy == ("SPREAD",):
             target = self.view.pick(shape, exclude=b"", spread=True)
             return None if target is None or target.node_id == here else target.tcp_address
