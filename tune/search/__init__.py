@@ -1,0 +1,1 @@
+"""Search algorithms for ember.tune (Ray's ``ray.tune.search``)."""
