@@ -1,4 +1,15 @@
-"""ember: a Ray-compatible runtime for distributed machine learning in Python."""
+"""ember: a Ray-compatible runtime for distributed machine learning in Python.
+
+The core API (``init``, ``remote``, ``get``, ...) is imported eagerly; the libraries
+(``ember.data``, ``ember.train``, ``ember.tune``, ``ember.serve``, ``ember.rl``) and
+``ember.util`` are imported on first attribute access, so ``import ember`` stays fast while
+``import ember; ember.data.range(3)`` and ``from ember import serve`` both work.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 from . import exceptions
 from .actor import ActorClass, ActorHandle
@@ -16,3 +27,21 @@ __all__ = [
     "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes",
     "object_store_stats", "put", "remote", "shutdown", "wait",
 ]
+
+# Subpackages loaded on first access: each pulls in heavy dependencies (pandas, pyarrow,
+# torch, starlette, gymnasium) that a plain ``import ember`` must not pay for.
+_LAZY_SUBPACKAGES = frozenset({"data", "util", "train", "tune", "serve", "rl", "exceptions"})
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Import ``ember.<name>`` on first access for the library subpackages (PEP 562)."""
+    if name in _LAZY_SUBPACKAGES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """List the eager names and the lazily imported subpackages alike."""
+    return sorted(set(globals()) | _LAZY_SUBPACKAGES)
