@@ -23,6 +23,7 @@ from .node_launcher import find_by_tcp_address, find_current, node_resources, st
 from .object_ref import ObjectRef
 from .options import InvalidOptionError, validate
 from .remote_function import RemoteFunction
+from .resources import is_positive
 from .runtime import Runtime
 from .runtime_env import validate_runtime_env
 from .runtime_context import RuntimeContext
@@ -323,7 +324,7 @@ def _sum_nodes(key: str) -> dict[str, float]:
         if node["Alive"]:
             for name, amount in node[key].items():
                 total[name] = total.get(name, 0.0) + amount
-    return {k: v for k, v in total.items() if v > 1e-9}
+    return {k: v for k, v in total.items() if is_positive(v)}
 
 
 def object_store_stats() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from . import protocol as p
 from ._types import NodeID, ResourceShape
 from .node_link import NodeLink
+from .resources import fits
 
 HEARTBEAT_S = 0.2
 #: A node silent this long is dead (override: EMBER_NODE_TIMEOUT_S).
@@ -98,7 +99,7 @@ class ClusterView:
 
 
 def _fits(pool: ResourceShape, shape: ResourceShape) -> bool:
-    return all(pool.get(k, 0.0) + 1e-9 >= v for k, v in shape.items())
+    return fits(pool, shape)
 
 
 class HeadLink:

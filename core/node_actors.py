@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import protocol as p
 from .control_store import ActorRecord, NameTakenError
+from .decisions import actor_may_restart
 from .scheduler import normalize_shape
 from .worker_pool import WorkerRecord
 
@@ -134,10 +135,7 @@ class ActorsMixin:
             else:
                 report(worker)
             return
-        spec = actor.spec
-        restarts_left = spec.max_restarts == -1 or actor.num_restarts < spec.max_restarts
-        job = self.control.jobs.get(spec.job_id)
-        if actor.no_restart or not restarts_left or (job is not None and not job.alive and not spec.detached):
+        if not self._may_restart(actor):
             if not worker.exit_detail and worker.pid:
                 # The connection closes before the fork server reaps the process; wait
                 # for its exit (a few hundred ms at most) so the cause says how it died.
@@ -149,12 +147,14 @@ class ActorsMixin:
         self.control.set_restarting(actor)
         self._request_actor_lease(actor)
 
+    def _may_restart(self, actor: ActorRecord) -> bool:
+        job = self.control.jobs.get(actor.spec.job_id)
+        return actor_may_restart(actor.spec.max_restarts, actor.num_restarts, actor.no_restart,
+                                 owner_alive=job is None or job.alive, detached=actor.spec.detached)
+
     def _restart_or_bury(self, actor: ActorRecord, cause: str) -> None:
         """Head: an actor's process is gone (on any node): restart it if allowed."""
-        spec = actor.spec
-        restarts_left = spec.max_restarts == -1 or actor.num_restarts < spec.max_restarts
-        job = self.control.jobs.get(spec.job_id)
-        if actor.no_restart or not restarts_left or (job is not None and not job.alive and not spec.detached):
+        if not self._may_restart(actor):
             self._actor_dead(actor, cause)
             return
         self.control.set_restarting(actor)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import protocol as p
 from ._types import ResourceShape
 from .control_store import ActorRecord
+from .decisions import respill_target
 from .membership import HEARTBEAT_S, NodeInfo
 from .transport import ConnectionClosed
 
@@ -89,22 +90,24 @@ class ClusterMixin:
         if len(self.view.alive()) <= 1:
             return
         for pending in self.queue.waiting():
-            if self.ledger.fits_ever(pending.shape):
-                continue
             key = pending.key
-            if key[0] == "actor":
-                actor = self.control.actors.get(key[1])
-                if self.is_head and actor is not None:
-                    target = self._spill_target(pending.shape, actor.spec.request.strategy)
-                    if isinstance(target, str) and self._node_client(target) is not None:
-                        self.queue.remove(key)
-                        self._request_actor_lease(actor)
+            actor = self.control.actors.get(key[1]) if key[0] == "actor" else None
+            requester = self._lease_requesters.get(key) if actor is None else None
+            if actor is not None and not self.is_head:
+                continue  # the head places actors
+            if actor is None and (requester is None or requester[0].kind == "submitter"):
+                continue  # a submitter's request came here on purpose (or is gone)
+            self._spread_turn += 1
+            target = respill_target(pending.shape, actor.spec.request.strategy if actor else None,
+                                    self.node_id, self.ledger.available, self.view.nodes,
+                                    totals_here=self.ledger.totals, spread_turn=self._spread_turn)
+            if target is None:
                 continue
-            requester = self._lease_requesters.get(key)
-            if requester is None or requester[0].kind == "submitter":
-                continue
-            target = self._spill_target(pending.shape, None)
-            if isinstance(target, str):
+            if actor is not None:
+                if self._node_client(target) is not None:
+                    self.queue.remove(key)
+                    self._request_actor_lease(actor)
+            else:
                 self.queue.remove(key)
                 client, rid = self._lease_requesters.pop(key)
                 self._reply(client, rid, True, p.Spillback(target))

@@ -25,6 +25,7 @@ from typing import Any
 from . import protocol as p
 from ._types import JobID, ResourceShape, WorkerID
 from .control_store import ControlStore, JobRecord
+from .decisions import Refuse, There, choose_node
 from .exceptions import EmberError, ObjectStoreFullError, OwnerDiedError
 from .membership import DEFAULT_NODE_TIMEOUT_S, ClusterView, HeadLink, NodeInfo
 from .memory_monitor import (MemoryMonitor, MemoryPolicy, read_usage,
@@ -115,6 +116,8 @@ class NodeManager(ClusterMixin, WorkersMixin, PlacementMixin, ActorsMixin):
         # TCP for other nodes and remote submitters; loopback unless a node address is given.
         self._tcp_listener, self.tcp_address = listen(f"tcp:{host}:{port}")
         self.view = ClusterView()
+        #: Advanced per placement decision: SPREAD rotates over the nodes by it.
+        self._spread_turn = 0
         self.is_head = head_address is None
         self.node_timeout_s = node_timeout_s
         self.head: HeadLink | None = None
@@ -334,44 +337,14 @@ class NodeManager(ClusterMixin, WorkersMixin, PlacementMixin, ActorsMixin):
         self._schedule()
 
     def _spill_target(self, shape: ResourceShape, strategy: Any) -> str | BaseException | None:
-        """Another node's TCP address when the request should run there; None: here.
-
-        Default: here if it fits now; else a node where it fits now; else wait here if it
-        ever fits here; else any node where it ever fits. SPREAD rotates over the nodes
-        where it fits now; node affinity names the node (soft: falls back to default).
-        """
-        here = self.node_id
-        if strategy is not None and strategy[0] == "NODE_AFFINITY":
-            _, node_hex, soft = strategy
-            node = self.view.nodes.get(bytes.fromhex(node_hex))
-            # Soft affinity to a node that can never fit the request falls back (Ray's
-            # "infeasible" case) instead of queueing it there with an infeasible warning.
-            ever_fits = (self.ledger.fits_ever(shape) if node is not None and node.node_id == here
-                         else node is not None and all(node.totals.get(k, 0.0) + 1e-9 >= v
-                                                       for k, v in shape.items()))
-            if node is not None and node.alive and (not soft or ever_fits):
-                return None if node.node_id == here else node.tcp_address
-            if not soft:
-                return EmberError(f"node {node_hex} named by NodeAffinitySchedulingStrategy is not "
-                                  "alive; pass soft=True to run elsewhere when it is gone")
-        me = self.view.nodes.get(here)
-        if me is None or len(self.view.alive()) <= 1:
-            return None
-        me.available = dict(self.ledger.available)  # this node's view of itself, fresh
-        if strategy == ("SPREAD",):
-            target = self.view.pick(shape, exclude=b"", spread=True)
-            return None if target is None or target.node_id == here else target.tcp_address
-        if all(self.ledger.available.get(k, 0.0) + 1e-9 >= v for k, v in shape.items()):
-            return None
-        target = self.view.pick(shape, exclude=here, spread=False)
-        if target is not None:
-            return target.tcp_address
-        if self.ledger.fits_ever(shape):
-            return None
-        for node in self.view.alive():
-            if node.node_id != here and all(node.totals.get(k, 0.0) + 1e-9 >= v for k, v in shape.items()):
-                return node.tcp_address
-        return None
+        """Another node's TCP address when the request should run there; None: here; an
+        error when no node ever can (the rule: decisions.choose_node)."""
+        self._spread_turn += 1
+        choice = choose_node(shape, strategy, self.node_id, self.ledger.available, self.view.nodes,
+                             totals_here=self.ledger.totals, spread_turn=self._spread_turn)
+        if isinstance(choice, Refuse):
+            return choice.error
+        return choice.address if isinstance(choice, There) else None
 
     def _on_return_lease(self, client: Client, msg: p.ReturnLease) -> None:
         lease = self.leases.pop(msg.lease_id, None)

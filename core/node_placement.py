@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import protocol as p
 from ._types import ResourceShape
 from .exceptions import EmberError
+from .resources import belongs_to_group, bundle_resources, without_group_resources
 from .scheduler import normalize_shape, plan_bundles
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class PlacementMixin:
             client.conn.send(p.LeaseInfeasible(0, (
                 f"placement group {msg.name or msg.pg_id.hex()} ({msg.strategy}, bundles {bundles}) "
                 f"cannot be placed: the cluster's nodes have "
-                f"{[{k: v for k, v in t.items() if '_group_' not in k} for _, t in totals]}. It "
+                f"{[without_group_resources(t) for _, t in totals]}. It "
                 "stays pending until nodes that fit join.")))
         self._schedule()
 
@@ -73,7 +74,6 @@ class PlacementMixin:
             self._settle_group(pg)
 
     def _settle_group(self, pg: PlacementGroupRecord) -> None:
-        from .scheduling import bundle_resources
         if pg.awaiting:
             return
         if pg.failed:  # give every share back and try again later
@@ -116,7 +116,6 @@ class PlacementMixin:
 
     def _reserve_bundles(self, pg_id: bytes, indexed: list[tuple[int, ResourceShape]]) -> bool:
         """Reserve this node's share of a group (all of it or nothing)."""
-        from .scheduling import bundle_resources
         allocs = self.ledger.reserve_bundles([b for _, b in indexed], "PACK")
         if allocs is None:
             return False
@@ -126,13 +125,12 @@ class PlacementMixin:
 
     def _release_bundles(self, pg_id: bytes) -> None:
         """Give this node's share back; tasks and actors running in it are stopped."""
-        from .scheduling import bundle_resources
         share = self._bundles.pop(pg_id, None)
         if share is None:
             return
         suffix = pg_id.hex()
         for lease in list(self.leases.values()):
-            if any(name.endswith(suffix) for name in lease.alloc.shape):
+            if any(belongs_to_group(name, suffix) for name in lease.alloc.shape):
                 actor = self.control.actors.get(lease.worker.actor_id) if lease.worker.actor_id else None
                 if actor is not None:
                     self._kill_actor(actor, "its placement group was removed", no_restart=True)

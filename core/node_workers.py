@@ -111,8 +111,7 @@ class WorkersMixin:
                 continue
             if worker.state == "actor":
                 actor = self.control.actors.get(worker.actor_id)
-                retriable = actor is not None and not actor.no_restart and (
-                    actor.spec.max_restarts == -1 or actor.num_restarts < actor.spec.max_restarts)
+                retriable = actor is not None and self._may_restart(actor)
                 candidates.append(Candidate(worker.worker_id, worker.pid, lease.lease_id, True, retriable))
             else:
                 candidates.append(Candidate(worker.worker_id, worker.pid, lease.lease_id, False,

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._types import ResourceShape
-
-_EPS = 1e-9
+from .resources import covers, fits, fits_ever, is_group_resource, is_positive
 
 
 @dataclass
@@ -37,19 +36,14 @@ class ResourceLedger:
         self.gpu_free = {i: 1.0 for i in range(n_gpus)}
 
     def fits_ever(self, shape: ResourceShape) -> bool:
-        for name, amount in shape.items():
-            if amount > self.totals.get(name, 0.0) + _EPS:
-                return False
-        gpus = shape.get("GPU", 0.0)
-        return gpus <= 1 or abs(gpus - round(gpus)) < _EPS
+        return fits_ever(self.totals, shape)
 
     def try_allocate(self, shape: ResourceShape) -> Allocation | None:
-        for name, amount in shape.items():
-            if amount > self.available.get(name, 0.0) + _EPS:
-                return None
+        if not fits(self.available, shape):
+            return None
         gpus = shape.get("GPU", 0.0)
         fractions: dict[int, float] = {}
-        if gpus > _EPS:
+        if is_positive(gpus):
             fractions = self._pick_gpus(gpus)
             if not fractions:
                 return None
@@ -60,15 +54,15 @@ class ResourceLedger:
         return Allocation(dict(shape), sorted(fractions), fractions)
 
     def _pick_gpus(self, gpus: float) -> dict[int, float]:
-        if gpus < 1 - _EPS:
+        if not covers(gpus, 1.0):
             # Pack fractional requests onto the fullest device that still fits,
             # leaving whole devices free for whole-GPU requests.
-            fitting = [g for g, free in self.gpu_free.items() if free + _EPS >= gpus]
+            fitting = [g for g, free in self.gpu_free.items() if covers(free, gpus)]
             if not fitting:
                 return {}
             best = min(fitting, key=lambda g: (self.gpu_free[g], g))
             return {best: gpus}
-        whole = [g for g, free in self.gpu_free.items() if free > 1 - _EPS]
+        whole = [g for g, free in self.gpu_free.items() if covers(free, 1.0)]
         need = int(round(gpus))
         return {g: 1.0 for g in whole[:need]} if len(whole) >= need else {}
 
@@ -92,7 +86,7 @@ class ResourceLedger:
         for name, amount in extra.items():
             for table in (self.totals, self.available):
                 left = table.get(name, 0.0) - amount
-                if left > _EPS:
+                if is_positive(left):
                     table[name] = left
                 else:
                     table.pop(name, None)
@@ -206,7 +200,7 @@ class LeaseQueue:
         out = []
         for p in self._pending:
             # Placement-group resources appear once the group is placed: not infeasible.
-            if not p.warned and not any("_group_" in name for name in p.shape) \
+            if not p.warned and not any(is_group_resource(name) for name in p.shape) \
                     and not self.ledger.fits_ever(p.shape):
                 p.warned = True
                 out.append(p)
@@ -221,8 +215,8 @@ def plan_bundles(nodes: list[tuple[Any, ResourceShape]], bundles: list[ResourceS
     order = [node for node, _ in nodes]
     plan: dict[Any, list[tuple[int, ResourceShape]]] = {}
 
-    def fits(node: Any, shape: ResourceShape) -> bool:
-        return all(free[node].get(k, 0.0) + _EPS >= v for k, v in shape.items())
+    def fits_on(node: Any, shape: ResourceShape) -> bool:
+        return fits(free[node], shape)
 
     def take(node: Any, i: int, shape: ResourceShape) -> None:
         for k, v in shape.items():
@@ -235,7 +229,7 @@ def plan_bundles(nodes: list[tuple[Any, ResourceShape]], bundles: list[ResourceS
             total[k] = total.get(k, 0.0) + v
     if strategy in ("PACK", "STRICT_PACK"):
         for node in order:
-            if fits(node, total):
+            if fits_on(node, total):
                 return {node: list(enumerate(bundles))}
         if strategy == "STRICT_PACK":
             return None
@@ -246,7 +240,7 @@ def plan_bundles(nodes: list[tuple[Any, ResourceShape]], bundles: list[ResourceS
             candidates = sorted(order, key=lambda n: len(plan.get(n, ())))
             if strategy == "STRICT_SPREAD":
                 candidates = [n for n in candidates if n not in plan]
-        node = next((n for n in candidates if fits(n, bundle)), None)
+        node = next((n for n in candidates if fits_on(n, bundle)), None)
         if node is None:
             return None
         take(node, i, bundle)

@@ -6,6 +6,7 @@ from typing import Any
 
 from . import protocol as p
 from .options import InvalidOptionError
+from .resources import in_bundle
 
 
 class NodeAffinitySchedulingStrategy:
@@ -46,8 +47,8 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         pg = strategy.placement_group
         index = strategy.placement_group_bundle_index
-        shape = _in_bundle(shape, pg, index)
-        hold = _in_bundle(hold, pg, index) if hold is not None else None
+        shape = in_bundle(shape, pg.id.hex(), index)
+        hold = in_bundle(hold, pg.id.hex(), index) if hold is not None else None
         return p.SchedulingRequest(shape, None, hold)
     if strategy in (None, "DEFAULT"):
         return p.SchedulingRequest(shape, None, hold)
@@ -57,25 +58,3 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
         return p.SchedulingRequest(shape, ("NODE_AFFINITY", strategy.node_id, bool(strategy.soft)), hold)
     raise InvalidOptionError(f"unknown scheduling_strategy {strategy!r}: use 'DEFAULT', 'SPREAD', "
                              "NodeAffinitySchedulingStrategy or PlacementGroupSchedulingStrategy")
-
-
-def bundle_resources(pg_hex: str, bundles: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
-    """The synthetic resources a node's (index, bundle) pairs of a placed group add to it:
-    per bundle and group-wide."""
-    out: dict[str, float] = {}
-    for i, bundle in bundles:
-        for name, amount in {**bundle, "bundle": 1000.0}.items():
-            for key in (f"{name}_group_{i}_{pg_hex}", f"{name}_group_{pg_hex}"):
-                out[key] = out.get(key, 0.0) + amount
-    return out
-
-
-def _in_bundle(shape: dict[str, float], pg: Any, index: int) -> dict[str, float]:
-    pg_hex = pg.id.hex()
-    # A zero-CPU actor still needs a foothold in the group to be placed there.
-    shape = {**shape, "bundle": 0.001}
-    out = {f"{name}_group_{pg_hex}": amount for name, amount in shape.items()}
-    if index is not None and index >= 0:
-        # Indexed requests use both views, so the group-wide one never over-books a bundle.
-        out.update({f"{name}_group_{index}_{pg_hex}": amount for name, amount in shape.items()})
-    return out
