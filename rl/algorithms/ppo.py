@@ -92,8 +92,8 @@ class PPOLearner(Learner):
                 self.apply_gradients(self.optimizer, loss, module.parameters())
                 for key, value in (("policy_loss", -surrogate.mean()), ("vf_loss", vf_loss.mean()),
                                    ("entropy", entropy), ("mean_kl_loss", kl), ("total_loss", loss)):
-                    sums[key] += float(value)
-                epoch_kl += float(kl)
+                    sums[key] += value.item()
+                epoch_kl += kl.item()
                 epoch_steps += 1
                 steps += 1
             epoch_kl /= max(1, epoch_steps)
