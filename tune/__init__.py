@@ -9,11 +9,24 @@
 from ember.train import (Checkpoint, CheckpointConfig, FailureConfig, Result, RunConfig,
                          get_checkpoint, get_context, report)
 
+from ._controller import TrialFailedError
+from .errors import TrialNeverReportedError, TuneConfigError, TuneError, TuneRestoreError
 from .registry import get_env_creator, register_env, register_trainable
+from .resources import PlacementGroupFactory, with_parameters, with_resources
+from .result_grid import ResultGrid
+from .search.sample import (choice, grid_search, lograndint, loguniform, qlograndint,
+                            qloguniform, qrandint, qrandn, quniform, randint, randn,
+                            sample_from, uniform)
+from .stopper import Stopper
 from .trainable import Trainable
+from .tuner import TuneConfig, Tuner
 
 __all__ = [
-    "Checkpoint", "CheckpointConfig", "FailureConfig", "Result", "RunConfig", "Trainable",
-    "get_checkpoint", "get_context", "get_env_creator", "register_env", "register_trainable",
-    "report",
+    "Checkpoint", "CheckpointConfig", "FailureConfig", "PlacementGroupFactory", "Result",
+    "ResultGrid", "RunConfig", "Stopper", "Trainable", "TrialFailedError",
+    "TrialNeverReportedError", "TuneConfig", "TuneConfigError", "TuneError",
+    "TuneRestoreError", "Tuner", "choice", "get_checkpoint", "get_context", "get_env_creator",
+    "grid_search", "lograndint", "loguniform", "qlograndint", "qloguniform", "qrandint",
+    "qrandn", "quniform", "randint", "randn", "register_env", "register_trainable", "report",
+    "sample_from", "uniform", "with_parameters", "with_resources",
 ]

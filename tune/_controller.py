@@ -1,0 +1,586 @@
+"""``TuneController``: the driver-side loop of a sweep.
+
+    searcher --suggest--> Trial --scheduler.choose--> warm TrialActor (pool, by shape)
+        ^                                                 |  run / resume (one call per result)
+        |  on_trial_result / complete                     v
+    controller <---------- events (result, done, error) via ember.wait over in-flight calls
+        |-> stopper, scheduler decision -> resume(CONTINUE | STOP | PAUSE)
+        |-> ResultLog (progress.csv, result.json), CheckpointManager, trial_state.json
+        '-> experiment state (throttled), status table (bounded rate)
+
+Invariants: a trial is in ``_inflight`` (exactly one outstanding actor call) iff it is
+RUNNING; the resources of every live actor (busy or idle) plus the budgets of running
+trials never exceed what the cluster had when the sweep started, so trials queue instead
+of oversubscribing; every actor and placement group this controller made is gone when
+``run`` returns, on every path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from typing import Any
+
+import cloudpickle
+
+import ember
+from ember.train import Checkpoint, RunConfig
+from ember.train._storage import CheckpointManager, ResultLog, StorageContext
+from ember.util import placement_group, remove_placement_group
+from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from ._progress import StatusReporter
+from ._state import ExperimentState
+from ._trial_actor import TrialActor, trainable_kind
+from .errors import TrialNeverReportedError, TuneConfigError, TuneError
+from .resources import PlacementGroupFactory
+from .schedulers import TrialScheduler
+from .search.searcher import Searcher
+from .stopper import Stopper
+from .trial import Trial
+
+logger = logging.getLogger("ember.tune")
+
+_RemoteTrialActor = ember.remote(TrialActor)
+
+_DEFAULT_REQUEST = {"CPU": 1.0}
+_EPS = 1e-9
+
+
+class TrialFailedError(TuneError):
+    """A trial raised; the message carries its remote traceback, ``__cause__`` the error."""
+
+    def __init__(self, trial_id: str, info: dict[str, Any]) -> None:
+        super().__init__(trial_id)
+        self.trial_id = trial_id
+        self.error_type = info.get("type", "Exception")
+        self.traceback_text = info.get("traceback", "")
+
+    def __str__(self) -> str:
+        return (f"trial {self.trial_id} failed with {self.error_type}:\n"
+                f"{self.traceback_text.rstrip()}")
+
+
+@dataclasses.dataclass(eq=False)
+class _Slot:
+    """A trial actor and what it holds."""
+
+    handle: Any
+    shape: str
+    request: dict[str, float]
+    pg: Any = None
+    known: set[str] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass
+class TrainableSpec:
+    """The trainable as the controller needs it."""
+
+    trainable: Any
+    name: str
+    key: str
+    #: Resources kept free for work the trial starts (a Trainer's workers), not held.
+    budget_fn: Any = None
+    kind: str = "function"
+
+    @property
+    def blob(self) -> bytes:
+        cached = getattr(self, "_blob", None)
+        if cached is None:
+            cached = cloudpickle.dumps(self.trainable)
+            self._blob = cached
+        return cached
+
+
+def _shape_key(request: dict[str, float], pgf: PlacementGroupFactory | None) -> str:
+    return repr((sorted(request.items()), pgf.bundles if pgf else None,
+                 pgf.strategy if pgf else None))
+
+
+class TuneController:
+    """Runs the trials of one sweep to completion (see the module docstring)."""
+
+    def __init__(self, *, spec: TrainableSpec, searcher: Searcher, scheduler: TrialScheduler,
+                 stopper: Stopper, metric: str | None, mode: str | None,
+                 storage: StorageContext, experiment_name: str, run_config: RunConfig,
+                 max_concurrent_trials: int | None, time_budget_s: float | None,
+                 reuse_actors: bool | None, resources_fn: Any,
+                 trial_name_creator: Any = None, trial_dirname_creator: Any = None,
+                 trials: list[Trial] | None = None, num_suggested: int = 0,
+                 experiment_uid: str = "") -> None:
+        self._spec = spec
+        self._searcher = searcher
+        self._scheduler = scheduler
+        self._stopper = stopper
+        self._metric, self._mode = metric, mode
+        self._storage = storage
+        self._name = experiment_name
+        self._run_config = run_config
+        self._max_concurrent = max_concurrent_trials
+        self._time_budget_s = time_budget_s
+        self._reuse = reuse_actors is not False
+        self._resources_fn = resources_fn
+        self._trial_name_creator = trial_name_creator
+        self._trial_dirname_creator = trial_dirname_creator
+        self._uid = experiment_uid
+        self._state = ExperimentState(storage)
+        self._trials: list[Trial] = list(trials or [])
+        self._num_suggested = num_suggested
+        self._search_finished = False
+        self._inflight: dict[Any, Trial] = {}
+        self._slot_of: dict[str, _Slot] = {}
+        self._idle: list[_Slot] = []
+        self._all_slots: list[_Slot] = []
+        self._budget_in_use: dict[str, dict[str, float]] = {}
+        self._logs: dict[str, ResultLog] = {}
+        self._ckpt: dict[str, CheckpointManager] = {}
+        self._metric_checked = False
+        self._total = {k: float(v) for k, v in ember.cluster_resources().items()}
+        verbose = 1 if run_config.verbose is None else run_config.verbose
+        self._reporter = StatusReporter(verbose, metric, mode)
+        self._callbacks = list(run_config.callbacks or [])
+        self._failure = run_config.failure_config
+        self._checkpoint_config = run_config.checkpoint_config
+        for trial in self._trials:
+            if not trial.is_finished:
+                self._scheduler.on_trial_add(self, trial)
+
+    # -- the interface schedulers use -----------------------------------------------------
+    def get_trials(self) -> list[Trial]:
+        return self._trials
+
+    def is_search_finished(self) -> bool:
+        return self._search_finished
+
+    def stop_trial(self, trial: Trial) -> None:
+        """End a trial that is not running (e.g. a paused HyperBand loser)."""
+        if trial.status == "RUNNING":
+            trial.pending_decision = TrialScheduler.STOP
+            return
+        if not trial.is_finished:
+            trial.status = "TERMINATED"
+            self._state.save_trial(trial)
+            self._searcher.on_trial_complete(trial.trial_id, trial.last_result)
+
+    # -- resources --------------------------------------------------------------------------
+    def _request(self, trial: Trial) -> tuple[dict[str, float], PlacementGroupFactory | None,
+                                               dict[str, float]]:
+        """(what the trial's actor holds, its placement group, its budget to keep free)."""
+        request = self._resources_fn(trial.config)
+        pgf = request if isinstance(request, PlacementGroupFactory) else None
+        if pgf is not None:
+            held = pgf.head_bundle
+            budget = pgf.required_resources
+        else:
+            held = dict(request) if request else dict(_DEFAULT_REQUEST)
+            budget = dict(held)
+        if self._spec.budget_fn is not None:
+            held, budget = self._spec.budget_fn(trial.config)
+        for name, amount in budget.items():
+            if amount > self._total.get(name, 0.0) + _EPS:
+                raise TuneConfigError(
+                    f"trial {trial} needs {budget} but the cluster has {self._total}; ask for "
+                    "less (tune.with_resources) or start ember with more resources")
+        return held, pgf, budget
+
+    def _in_use(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for slot in self._all_slots:
+            for name, amount in slot.request.items():
+                used[name] = used.get(name, 0.0) + amount
+        for extra in self._budget_in_use.values():
+            for name, amount in extra.items():
+                used[name] = used.get(name, 0.0) + amount
+        return used
+
+    def _fits(self, need: dict[str, float]) -> bool:
+        used = self._in_use()
+        return all(used.get(n, 0.0) + a <= self._total.get(n, 0.0) + _EPS
+                   for n, a in need.items())
+
+    def _acquire_slot(self, trial: Trial) -> _Slot | None:
+        held, pgf, budget = self._request(trial)
+        shape = _shape_key(held, pgf)
+        extra = {n: budget.get(n, 0.0) - (pgf.required_resources if pgf else held).get(n, 0.0)
+                 for n in budget}
+        extra = {n: a for n, a in extra.items() if a > _EPS}
+        if pgf is not None:
+            held_total = pgf.required_resources
+        else:
+            held_total = held
+        for slot in self._idle:
+            if slot.shape == shape and self._fits(extra):
+                self._idle.remove(slot)
+                self._budget_in_use[trial.trial_id] = extra
+                return slot
+        need = dict(held_total)
+        for n, a in extra.items():
+            need[n] = need.get(n, 0.0) + a
+        while not self._fits(need) and self._idle:
+            self._drop_slot(self._idle.pop(0))  # an idle actor of another shape yields
+        if not self._fits(need):
+            return None
+        options: dict[str, Any] = {"num_cpus": held.get("CPU", 0.0),
+                                   "max_concurrency": 4}
+        if held.get("GPU"):
+            options["num_gpus"] = held["GPU"]
+        if held.get("memory"):
+            options["memory"] = held["memory"]
+        custom = {n: a for n, a in held.items() if n not in ("CPU", "GPU", "memory")}
+        if custom:
+            options["resources"] = custom
+        pg = None
+        if pgf is not None:
+            pg = placement_group(pgf.bundles, strategy=pgf.strategy)
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, 0)
+        handle = _RemoteTrialActor.options(**options).remote()
+        slot = _Slot(handle=handle, shape=shape, request=dict(held_total), pg=pg)
+        self._all_slots.append(slot)
+        self._budget_in_use[trial.trial_id] = extra
+        return slot
+
+    def _drop_slot(self, slot: _Slot) -> None:
+        if slot in self._idle:
+            self._idle.remove(slot)
+        if slot in self._all_slots:
+            self._all_slots.remove(slot)
+        try:
+            ember.kill(slot.handle)
+        except Exception:  # noqa: BLE001 - already dead is fine
+            pass
+        if slot.pg is not None:
+            try:
+                remove_placement_group(slot.pg)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _release_slot(self, trial: Trial, healthy: bool) -> None:
+        slot = self._slot_of.pop(trial.trial_id, None)
+        self._budget_in_use.pop(trial.trial_id, None)
+        if slot is None:
+            return
+        if healthy and self._reuse:
+            self._idle.append(slot)
+        else:
+            self._drop_slot(slot)
+
+    # -- trials -------------------------------------------------------------------------------
+    def _running(self) -> int:
+        return len(self._inflight)
+
+    def _can_start_more(self) -> bool:
+        return self._max_concurrent is None or self._running() < self._max_concurrent
+
+    def _new_trial(self) -> Trial | None:
+        if self._search_finished:
+            return None
+        trial_id = f"{self._uid}_{self._num_suggested:05d}"
+        config = self._searcher.suggest(trial_id)
+        if config == Searcher.FINISHED:
+            self._search_finished = True
+            return None
+        if config is None:
+            return None
+        index = self._num_suggested
+        self._num_suggested += 1
+        trial = Trial(trial_id=trial_id, config=config, trainable_name=self._spec.name,
+                      index=index)
+        if self._trial_dirname_creator is not None:
+            trial.dirname = str(self._trial_dirname_creator(trial))
+        self._trials.append(trial)
+        self._scheduler.on_trial_add(self, trial)
+        self._storage.write_text(f"{trial.dirname}/params.json",
+                                 _json(trial.config))
+        self._state.save_trial(trial)
+        return trial
+
+    def _next_trial(self) -> Trial | None:
+        waiting = [t for t in self._trials if t.status in ("PENDING", "PAUSED")]
+        chosen = self._scheduler.choose_trial_to_run(self, waiting) if waiting else None
+        if chosen is not None:
+            return chosen
+        if any(t.status == "PENDING" for t in self._trials):
+            return None
+        trial = self._new_trial()
+        if trial is None:
+            return None
+        return self._scheduler.choose_trial_to_run(self, [trial])
+
+    def _start_trials(self) -> None:
+        while self._can_start_more():
+            trial = self._next_trial()
+            if trial is None:
+                return
+            slot = self._acquire_slot(trial)
+            if slot is None:
+                return
+            self._launch(trial, slot)
+
+    def _launch(self, trial: Trial, slot: _Slot) -> None:
+        restore = trial.restore_from or trial.checkpoint
+        if trial.restore_from is not None:
+            self._persist_config(trial)
+        metadata = restore.get_metadata() if restore is not None else {}
+        if restore is None:
+            trial.last_result = {}
+        checkpoint_index = len(self._checkpoints(trial).kept)
+        if trial.checkpoint is not None:
+            try:
+                checkpoint_index = max(checkpoint_index, int(
+                    trial.checkpoint.path.rsplit("_", 1)[-1]) + 1)
+            except ValueError:
+                pass
+        name = str(self._trial_name_creator(trial)) if self._trial_name_creator else str(trial)
+        spec = {
+            "trial_id": trial.trial_id, "trial_name": name, "dirname": trial.dirname,
+            "trial_dir": f"{self._storage.run_path}/{trial.dirname}",
+            "config": trial.config, "experiment_name": self._name,
+            "storage_path": self._storage.storage_path, "kind": self._spec.kind,
+            "trainable_key": self._spec.key,
+            "restore_path": restore.path if restore is not None else None,
+            "start_iteration": metadata.get("training_iteration", 0),
+            "start_time_total_s": metadata.get("time_total_s", 0.0),
+            "checkpoint_index": checkpoint_index,
+            "checkpoint_frequency": self._checkpoint_config.checkpoint_frequency,
+            "checkpoint_at_end": bool(self._checkpoint_config.checkpoint_at_end),
+            "reuse_actors": self._reuse,
+        }
+        blob = None if self._spec.key in slot.known else self._spec.blob
+        slot.known.add(self._spec.key)
+        trial.status = "RUNNING"
+        trial.pending_decision = None
+        trial.restore_from = None
+        self._slot_of[trial.trial_id] = slot
+        self._inflight[slot.handle.run.remote(spec, blob)] = trial
+        self._state.save_trial(trial)
+
+    def _persist_config(self, trial: Trial) -> None:
+        self._storage.write_text(f"{trial.dirname}/params.json", _json(trial.config))
+        if trial.lineage:
+            self._storage.write_text(f"{trial.dirname}/lineage.json", _json(trial.lineage))
+
+    def _log(self, trial: Trial) -> ResultLog:
+        log = self._logs.get(trial.trial_id)
+        if log is None:
+            log = ResultLog(self._storage, subdir=trial.dirname)
+            previous = self._storage.read_text(f"{trial.dirname}/result.json")
+            if previous:
+                log.rows = [json.loads(line) for line in previous.splitlines() if line]
+                for row in log.rows:
+                    log._columns.extend(k for k in row if k not in log._columns)
+            self._logs[trial.trial_id] = log
+        return log
+
+    def _checkpoints(self, trial: Trial) -> CheckpointManager:
+        manager = self._ckpt.get(trial.trial_id)
+        if manager is None:
+            manager = CheckpointManager(self._checkpoint_config, self._storage)
+            if trial.checkpoint is not None:
+                manager.kept.append((trial.checkpoint, dict(trial.last_result)))
+            self._ckpt[trial.trial_id] = manager
+        return manager
+
+    # -- events --------------------------------------------------------------------------------
+    def _check_metric(self, result: dict[str, Any]) -> None:
+        if self._metric is None or self._metric in result:
+            return
+        keys = sorted(k for k in result if k not in _AUTO_FIELDS)
+        raise TuneConfigError(
+            f"TuneConfig(metric={self._metric!r}) is not among the metrics the trainable "
+            f"reported: {keys} (plus Tune's own {sorted(_AUTO_FIELDS & set(result))}); report "
+            f"it with tune.report({{{self._metric!r}: ...}}) or pick one of those")
+
+    def _on_result(self, trial: Trial, result: dict[str, Any], path: str | None) -> str:
+        if path is not None:
+            checkpoint = Checkpoint(path)
+            trial.checkpoint = checkpoint
+            self._checkpoints(trial).register(checkpoint, result)
+            self._state.save_trial(trial)
+        if trial.pending_decision in (TrialScheduler.STOP, TrialScheduler.PAUSE) \
+                and getattr(trial, "_decided", False):
+            return trial.pending_decision  # the final save of a stopped class trainable
+        self._check_metric(result)
+        trial.last_result = result
+        self._log(trial).append(result)
+        self._reporter.on_result(trial, result)
+        for callback in self._callbacks:
+            hook = getattr(callback, "on_trial_result", None)
+            if hook is not None:
+                hook(iteration=0, trials=self._trials, trial=trial, result=result)
+        decision = self._scheduler.on_trial_result(self, trial, result)
+        self._searcher.on_trial_result(trial.trial_id, result)
+        if self._stopper(trial.trial_id, result) or result.get("done"):
+            decision = TrialScheduler.STOP
+        if trial.pending_decision == TrialScheduler.STOP:  # stop_trial() while running
+            decision = TrialScheduler.STOP
+        if decision == TrialScheduler.NOOP:
+            decision = TrialScheduler.CONTINUE
+        if decision != TrialScheduler.CONTINUE:
+            trial.pending_decision = decision
+            trial._decided = True  # type: ignore[attr-defined]
+        return decision
+
+    def _on_done(self, trial: Trial) -> None:
+        self._release_slot(trial, healthy=True)
+        trial._decided = False  # type: ignore[attr-defined]
+        if trial.pending_decision == TrialScheduler.PAUSE:
+            trial.status = "PAUSED"
+            trial.pending_decision = None
+            self._state.save_trial(trial)
+            return
+        if not trial.last_result:
+            exc = TrialNeverReportedError(
+                f"trial {trial} finished without reporting a result: call "
+                "tune.report({...}) (or ember.train.report) at least once in the trainable")
+            self._fail(trial, exc, str(exc), retry=False)
+            return
+        trial.status = "TERMINATED"
+        trial.pending_decision = None
+        self._scheduler.on_trial_complete(self, trial, trial.last_result)
+        self._searcher.on_trial_complete(trial.trial_id, trial.last_result)
+        self._state.save_trial(trial)
+        for callback in self._callbacks:
+            hook = getattr(callback, "on_trial_complete", None)
+            if hook is not None:
+                hook(iteration=0, trials=self._trials, trial=trial)
+
+    def _fail(self, trial: Trial, exc: BaseException, text: str, retry: bool = True) -> None:
+        trial.num_failures += 1
+        trial.error, trial.error_text = exc, text
+        trial._decided = False  # type: ignore[attr-defined]
+        trial.pending_decision = None
+        self._storage.write_text(f"{trial.dirname}/error.txt", text)
+        limit = self._failure.max_failures
+        if retry and (limit == -1 or trial.num_failures <= limit):
+            logger.warning("trial %s failed (%d of %s allowed failures); restarting it from "
+                           "%s", trial, trial.num_failures, "unlimited" if limit == -1 else
+                           limit, trial.checkpoint or "the start")
+            trial.status = "PENDING"
+            trial.error = None
+            self._state.save_trial(trial)
+            return
+        trial.status = "ERROR"
+        self._scheduler.on_trial_error(self, trial)
+        self._searcher.on_trial_complete(trial.trial_id, None, error=True)
+        self._state.save_trial(trial)
+        logger.warning("trial %s errored: %s", trial, text.strip().splitlines()[-1] if text
+                       else exc)
+        for callback in self._callbacks:
+            hook = getattr(callback, "on_trial_error", None)
+            if hook is not None:
+                hook(iteration=0, trials=self._trials, trial=trial)
+        if self._failure.fail_fast:
+            raise exc
+
+    def _handle(self, trial: Trial, ref: Any) -> None:
+        slot = self._slot_of.get(trial.trial_id)
+        try:
+            events = ember.get(ref)
+        except Exception as exc:  # noqa: BLE001 - the actor died: the trial's failure
+            if slot is not None:
+                self._slot_of.pop(trial.trial_id, None)
+                self._budget_in_use.pop(trial.trial_id, None)
+                self._drop_slot(slot)
+            self._fail(trial, exc, f"the trial's actor died: {exc}")
+            return
+        decision: str | None = None
+        waiting = False
+        for kind, payload in events:
+            if kind == "result":
+                result, path, waiting = payload
+                decision = self._on_result(trial, result, path)
+            elif kind == "done":
+                self._on_done(trial)
+                return
+            else:
+                self._release_slot(trial, healthy=True)
+                cause = _load_error(payload.get("pickled"))
+                error = TrialFailedError(trial.trial_id, payload)
+                error.__cause__ = cause
+                self._fail(trial, error, payload.get("traceback", ""))
+                return
+        if slot is None:
+            return
+        self._inflight[slot.handle.resume.remote(decision if waiting else None)] = trial
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _stop_everything(self) -> None:
+        """Time budget or stop_all: end every running trial, start no new one."""
+        self._search_finished = True
+        for trial in list(self._inflight.values()):
+            trial.pending_decision = TrialScheduler.STOP
+            slot = self._slot_of.get(trial.trial_id)
+            if slot is not None:
+                slot.handle.stop.remote()
+        for trial in self._trials:
+            if trial.status in ("PENDING", "PAUSED"):
+                trial.status = "TERMINATED"
+                self._state.save_trial(trial)
+
+    def run(self) -> list[Trial]:
+        start = time.monotonic()
+        stopping = False
+        try:
+            while True:
+                if not stopping and (self._stopper.stop_all() or (
+                        self._time_budget_s is not None
+                        and time.monotonic() - start >= self._time_budget_s)):
+                    stopping = True
+                    self._stop_everything()
+                if not stopping:
+                    self._start_trials()
+                if not self._inflight:
+                    # Nothing runs after trying to start: nothing can change any more.
+                    leftover = [t for t in self._trials if not t.is_finished]
+                    if leftover and not stopping:
+                        logger.warning("%d trials could not be started (%s...); the "
+                                       "scheduler chose none of them", len(leftover),
+                                       leftover[:3])
+                    break
+                timeout = 0.5 if self._time_budget_s is None else max(
+                    0.0, min(0.5, self._time_budget_s - (time.monotonic() - start)))
+                ready, _ = ember.wait(list(self._inflight), num_returns=1, timeout=timeout)
+                if ready and len(self._inflight) > 1:
+                    ready, _ = ember.wait(list(self._inflight),
+                                          num_returns=len(self._inflight), timeout=0)
+                for ref in ready:
+                    trial = self._inflight.pop(ref)
+                    self._handle(trial, ref)
+                self._state.save(self._trials, self._num_suggested, self._searcher,
+                                 self._scheduler)
+                self._reporter.maybe_report(self._trials)
+        finally:
+            self._shutdown_actors()
+            self._state.save(self._trials, self._num_suggested, self._searcher,
+                             self._scheduler, force=True)
+            self._reporter.maybe_report(self._trials, final=True)
+        return self._trials
+
+    def _shutdown_actors(self) -> None:
+        for slot in list(self._all_slots):
+            self._drop_slot(slot)
+        self._idle.clear()
+        self._inflight.clear()
+        self._slot_of.clear()
+        self._budget_in_use.clear()
+
+
+_AUTO_FIELDS = {"training_iteration", "iterations_since_restore", "time_this_iter_s",
+                "time_total_s", "time_since_restore", "timestamp", "trial_id", "pid",
+                "hostname", "done", "config", "date", "node_ip"}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=repr, indent=1)
+
+
+def _load_error(blob: bytes | None) -> BaseException | None:
+    if blob is None:
+        return None
+    try:
+        return cloudpickle.loads(blob)
+    except Exception:  # noqa: BLE001 - the class may not import here; the text remains
+        return None
+
