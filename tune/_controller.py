@@ -85,14 +85,6 @@ class TrainableSpec:
     budget_fn: Any = None
     kind: str = "function"
 
-    @property
-    def blob(self) -> bytes:
-        cached = getattr(self, "_blob", None)
-        if cached is None:
-            cached = cloudpickle.dumps(self.trainable)
-            self._blob = cached
-        return cached
-
 
 def _shape_key(request: dict[str, float], pgf: PlacementGroupFactory | None) -> str:
     return repr((sorted(request.items()), pgf.bundles if pgf else None,
@@ -126,6 +118,9 @@ class TuneController:
         self._trial_dirname_creator = trial_dirname_creator
         self._uid = experiment_uid
         self._state = ExperimentState(storage)
+        #: Where trial actors write checkpoints: the run folder as a path or URI they resolve.
+        self._run_uri = f"{storage.storage_path.rstrip('/')}/{experiment_name}" \
+            if "://" in storage.storage_path else storage.run_path
         self._trials: list[Trial] = list(trials or [])
         self._num_suggested = num_suggested
         self._search_finished = False
@@ -338,6 +333,7 @@ class TuneController:
             "trial_dir": f"{self._storage.run_path}/{trial.dirname}",
             "config": trial.config, "experiment_name": self._name,
             "storage_path": self._storage.storage_path, "kind": self._spec.kind,
+            "run_uri": self._run_uri,
             "trainable_key": self._spec.key,
             "restore_path": restore.path if restore is not None else None,
             "start_iteration": metadata.get("training_iteration", 0),
@@ -347,7 +343,7 @@ class TuneController:
             "checkpoint_at_end": bool(self._checkpoint_config.checkpoint_at_end),
             "reuse_actors": self._reuse,
         }
-        blob = None if self._spec.key in slot.known else self._spec.blob
+        blob = None if self._spec.key in slot.known else self._spec.trainable
         slot.known.add(self._spec.key)
         trial.status = "RUNNING"
         trial.pending_decision = None

@@ -81,11 +81,10 @@ def _error_info(exc: BaseException) -> dict[str, Any]:
 class _TrialRun:
     """One trial's thread and the hand-over of its results to the controller."""
 
-    def __init__(self, spec: dict[str, Any], trainable: Any,
-                 storage: StorageContext | None) -> None:
+    def __init__(self, spec: dict[str, Any], trainable: Any) -> None:
         self.spec = spec
         self._trainable = trainable
-        self._storage = storage
+        self._storage: StorageContext | None = None
         self._cond = threading.Condition()
         self._events: collections.deque[Event] = collections.deque()
         self._decision: str | None = None
@@ -108,9 +107,11 @@ class _TrialRun:
 
     def _persist(self, checkpoint: Checkpoint) -> str | None:
         if self._storage is None:
-            return checkpoint.path
-        persisted = self._storage.persist_checkpoint(checkpoint, self._checkpoint_index,
-                                                     subdir=self.spec["dirname"])
+            # The trial's own folder: one StorageContext per trial, made on its first
+            # checkpoint, because StorageContext probes writability with a fixed file
+            # name that two processes must not share (trivial trials never pay for it).
+            self._storage = StorageContext(self.spec["run_uri"], self.spec["dirname"])
+        persisted = self._storage.persist_checkpoint(checkpoint, self._checkpoint_index)
         self._checkpoint_index += 1
         persisted.update_metadata({"training_iteration": self._iteration,
                                    "time_total_s": self._time_total_s})
@@ -230,18 +231,11 @@ class TrialActor:
 
     def __init__(self) -> None:
         self._trainables: dict[str, Any] = {}
-        self._storages: dict[tuple[str, str], StorageContext] = {}
         self._run: _TrialRun | None = None
         self._class_instance: Trainable | None = None
 
     def ping(self) -> int:
         return os.getpid()
-
-    def _storage(self, spec: dict[str, Any]) -> StorageContext:
-        key = (spec["storage_path"], spec["experiment_name"])
-        if key not in self._storages:
-            self._storages[key] = StorageContext(*key)
-        return self._storages[key]
 
     def _build_class(self, cls: type, spec: dict[str, Any]) -> Trainable:
         kwargs = {"trial_id": spec["trial_id"], "trial_name": spec["trial_name"],
@@ -257,24 +251,27 @@ class TrialActor:
         self._class_instance = instance
         return instance
 
-    def run(self, spec: dict[str, Any], trainable_blob: bytes | None = None) -> list[Event]:
-        """Start the trial ``spec``; return its first events."""
+    def run(self, spec: dict[str, Any], trainable: Any = None) -> list[Event]:
+        """Start the trial ``spec``; return its first events.
+
+        ``trainable`` comes with an actor's first trial of a sweep only; it travels as an
+        ordinary argument so that object refs inside it (``with_parameters``) stay owned.
+        """
         key = spec["trainable_key"]
-        if trainable_blob is not None:
-            self._trainables[key] = cloudpickle.loads(trainable_blob)
+        if trainable is not None:
+            self._trainables[key] = trainable
         if key not in self._trainables:
             raise TuneError(f"trial actor has no trainable {key!r}; the controller must send "
                             "it with the first trial")
         trainable = self._trainables[key]
         if self._run is not None and not self._run.finished:
             raise TuneError("trial actor asked to run a trial while another still runs")
-        storage = self._storage(spec)
         try:
             if spec["kind"] == "class":
                 trainable = self._build_class(trainable, spec)
         except BaseException as exc:  # noqa: BLE001 - a failing setup() is the trial's error
             return [("error", _error_info(exc))]
-        self._run = _TrialRun(spec, trainable, storage)
+        self._run = _TrialRun(spec, trainable)
         self._run.thread.start()
         return self._run.next_events()
 

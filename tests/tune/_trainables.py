@@ -1,0 +1,120 @@
+"""Trainables the tune tests run in trial actors (a module, so workers import it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+from ember import tune
+
+
+def quadratic(config: dict) -> None:
+    """Reports (x - 3)^2 for a few iterations."""
+    for step in range(config.get("steps", 1)):
+        tune.report({"score": (config["x"] - 3) ** 2 + 0.01 * step, "x": config["x"]})
+
+
+def learning_curve(config: dict) -> None:
+    """A curve whose final level is config["quality"]; ASHA should cut the bad ones early."""
+    for step in range(1, config.get("steps", 20) + 1):
+        tune.report({"acc": config["quality"] * (1 - 1 / (step + 1))})
+
+
+def counting_with_checkpoints(config: dict) -> None:
+    """Counts up from its checkpoint; one checkpoint per step; optional slow steps."""
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                start = json.load(f)["step"]
+    for step in range(start + 1, config["steps"] + 1):
+        if config.get("sleep_s"):
+            time.sleep(config["sleep_s"])  # simulated work, not synchronisation
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"step": step, "lr": config.get("lr")}, f)
+            tune.report({"step": step, "started_at": start,
+                         "score": step * config.get("lr", 1.0)},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def fails_when_told(config: dict) -> None:
+    tune.report({"score": config["x"]})
+    if config.get("fail"):
+        raise ValueError(f"trial with x={config['x']} fails on purpose")
+    tune.report({"score": config["x"] + 1})
+
+
+def fails_once_then_succeeds(config: dict) -> None:
+    """Fails at step 2 on the first attempt (marker file), resumes from its checkpoint."""
+    marker = os.path.join(config["dir"], "failed_once")
+    checkpoint = tune.get_checkpoint()
+    start = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = json.load(open(os.path.join(d, "s.json")))["step"]
+    for step in range(start + 1, 4):
+        with tempfile.TemporaryDirectory() as d:
+            json.dump({"step": step}, open(os.path.join(d, "s.json"), "w"))
+            tune.report({"step": step, "resumed_from": start},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+        if step == 2 and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("first attempt dies at step 2")
+
+
+def never_reports(config: dict) -> None:
+    return None
+
+
+def reports_other_keys(config: dict) -> None:
+    tune.report({"accuracy": 0.5, "loss": 1.0})
+
+
+def pbt_objective(config: dict) -> None:
+    """score grows by lr per step; good lr trials get copied by PBT."""
+    score, step = 0.0, 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = json.load(open(os.path.join(d, "s.json")))
+            score, step = state["score"], state["step"]
+    while step < 12:
+        step += 1
+        score += config["lr"]
+        with tempfile.TemporaryDirectory() as d:
+            json.dump({"score": score, "step": step}, open(os.path.join(d, "s.json"), "w"))
+            tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+class Quadratic(tune.Trainable):
+    """A class trainable with dict checkpoints."""
+
+    def setup(self, config: dict) -> None:
+        self.x = float(config["x"])
+        self.value = 0.0
+
+    def step(self) -> dict:
+        self.value += (self.x - 3) ** 2
+        return {"score": self.value}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict:
+        return {"value": self.value}
+
+    def load_checkpoint(self, checkpoint: dict) -> None:
+        self.value = checkpoint["value"]
+
+    def reset_config(self, new_config: dict) -> bool:
+        self.x = float(new_config["x"])
+        self.value = 0.0
+        return True
+
+
+def record_concurrency(config: dict) -> None:
+    """Reports its start and end wall times so a test can check overlap."""
+    start = time.time()
+    time.sleep(config.get("sleep_s", 0.3))  # simulated work
+    tune.report({"start": start, "end": time.time(), "pid": os.getpid()})
