@@ -7,6 +7,7 @@ log-std for continuous ones, Q-values for DQN).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -72,6 +73,18 @@ class PPOModule(nn.Module):
         if self.discrete:
             return torch.distributions.Categorical(logits=out)
         return torch.distributions.Independent(torch.distributions.Normal(out, self.log_std.exp()), 1)
+
+    def logp_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi(actions | obs) and the mean entropy, without torch.distributions' overhead."""
+        out = self.pi(obs)
+        if self.discrete:
+            logp_all = torch.log_softmax(out, dim=-1)
+            logp = logp_all.gather(1, actions.long()[:, None])[:, 0]
+            return logp, -(logp_all.exp() * logp_all).sum(-1).mean()
+        std = self.log_std.exp()
+        logp = (-0.5 * ((actions - out) / std).pow(2) - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum()
+        return logp, entropy
 
     def forward_inference(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """``{"action_dist_inputs": logits | concat(mean, log_std)}`` for ``batch["obs"]``."""

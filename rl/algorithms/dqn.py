@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..algorithm import Algorithm
 from ..config import AlgorithmConfig
 from ..errors import RLConfigError
-from ..learner import Batch, Learner, soft_update
+from ..learner import Batch, Learner, adam, soft_update
 from ..models import QNetwork
 from ..replay_buffer import ReplayBuffer
 
@@ -55,7 +55,7 @@ class DQNLearner(Learner):
 
     def build(self) -> None:
         self.target = copy.deepcopy(self.module)
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.config.lr)
+        self.optimizer = adam(self.module.parameters(), self.config.lr)
         self.last_target_update = 0
 
     def extra_state(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import torch
 from ..algorithm import Algorithm
 from ..config import AlgorithmConfig
 from ..errors import RLConfigError
-from ..learner import Batch, Learner
+from ..learner import Batch, Learner, adam
 from ..models import PPOModule
 
 
@@ -49,7 +49,8 @@ class PPOLearner(Learner):
         return PPOModule(obs_space, action_space, config.model)
 
     def build(self) -> None:
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.config.lr)
+        self.params = list(self.module.parameters())
+        self.optimizer = adam(self.params, self.config.lr)
         self.kl_coeff = float(self.config.kl_coeff)
 
     def extra_state(self) -> dict[str, Any]:
@@ -68,41 +69,39 @@ class PPOLearner(Learner):
         module: PPOModule = self.module  # type: ignore[assignment]
         n = len(obs)
         mb = max(1, min(n, cfg.minibatch_size // self.world_size))
-        sums = {"policy_loss": 0.0, "vf_loss": 0.0, "entropy": 0.0, "mean_kl_loss": 0.0, "total_loss": 0.0}
+        names = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "total_loss")
+        sums = torch.zeros(len(names))
         steps = 0
-        epoch_kl = 0.0
+        epoch_kl = torch.zeros(())
         for _epoch in range(cfg.num_epochs):
             perm = torch.randperm(n, generator=self.generator).to(self.device)
-            epoch_kl, epoch_steps = 0.0, 0
+            epoch_kl, epoch_steps = torch.zeros(()), 0
             for start in range(0, n - mb + 1, mb):
                 idx = perm[start:start + mb]
-                dist = module.dist(obs[idx])
-                logp = dist.log_prob(actions[idx])
+                logp, entropy = module.logp_entropy(obs[idx], actions[idx])
                 log_ratio = logp - old_logp[idx]
                 ratio = log_ratio.exp()
                 surrogate = torch.min(ratio * adv[idx],
-                                      ratio.clamp(1 - cfg.clip_param, 1 + cfg.clip_param) * adv[idx])
+                                      ratio.clamp(1 - cfg.clip_param, 1 + cfg.clip_param) * adv[idx]).mean()
                 kl = ((ratio - 1) - log_ratio).mean()  # unbiased, non-negative KL(old || new)
-                vf = module.vf(obs[idx])[:, 0]
-                vf_loss = (vf - targets[idx]).pow(2).clamp(max=cfg.vf_clip_param)
-                entropy = dist.entropy().mean()
-                loss = (-surrogate.mean() + cfg.vf_loss_coeff * vf_loss.mean() - cfg.entropy_coeff * entropy)
+                vf_loss = (module.vf(obs[idx])[:, 0] - targets[idx]).pow(2).clamp(max=cfg.vf_clip_param).mean()
+                loss = -surrogate + cfg.vf_loss_coeff * vf_loss - cfg.entropy_coeff * entropy
                 if cfg.use_kl_loss:
                     loss = loss + self.kl_coeff * kl
-                self.apply_gradients(self.optimizer, loss, module.parameters())
-                for key, value in (("policy_loss", -surrogate.mean()), ("vf_loss", vf_loss.mean()),
-                                   ("entropy", entropy), ("mean_kl_loss", kl), ("total_loss", loss)):
-                    sums[key] += value.item()
-                epoch_kl += kl.item()
+                self.apply_gradients(self.optimizer, loss, self.params)
+                with torch.no_grad():
+                    sums += torch.stack([-surrogate, vf_loss, entropy, kl, loss]).cpu()
+                    epoch_kl += kl.cpu()
                 epoch_steps += 1
                 steps += 1
             epoch_kl /= max(1, epoch_steps)
+        epoch_kl = float(epoch_kl)
         if cfg.use_kl_loss:  # RLlib's schedule: grow fast on overshoot, shrink on undershoot
             if epoch_kl > 2.0 * cfg.kl_target:
                 self.kl_coeff *= 1.5
             elif epoch_kl < 0.5 * cfg.kl_target:
                 self.kl_coeff *= 0.5
-        stats = {k: v / max(1, steps) for k, v in sums.items()}
+        stats = dict(zip(names, (sums / max(1, steps)).tolist()))
         with torch.no_grad():
             explained = 1 - torch.var(targets - old_vf) / (torch.var(targets) + 1e-8)
         stats.update(curr_kl_coeff=self.kl_coeff, num_minibatch_updates=float(steps),

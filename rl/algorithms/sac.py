@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..algorithm import Algorithm
 from ..config import AlgorithmConfig
 from ..errors import RLConfigError
-from ..learner import Batch, Learner, soft_update
+from ..learner import Batch, Learner, adam, soft_update
 from ..models import SACModule, flat_dim
 from .dqn import OffPolicyAlgorithm
 
@@ -54,13 +54,13 @@ class SACLearner(Learner):
         cfg = self.config
         module: SACModule = self.module  # type: ignore[assignment]
         self.target = copy.deepcopy(module)
-        self.log_alpha = torch.tensor(float(np.log(cfg.initial_alpha)), requires_grad=True)
+        self.log_alpha = torch.tensor(float(np.log(cfg.initial_alpha)), device=self.device, requires_grad=True)
         self.target_entropy = (-float(flat_dim(self.action_space)) if cfg.target_entropy == "auto"
                                else float(cfg.target_entropy))
         self.critic_params = [p for q in (module.q1, module.q2) if q is not None for p in q.parameters()]
-        self.actor_optimizer = torch.optim.Adam(module.pi.parameters(), lr=cfg.actor_lr or cfg.lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=cfg.critic_lr or cfg.lr)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr or cfg.lr)
+        self.actor_optimizer = adam(module.pi.parameters(), cfg.actor_lr or cfg.lr)
+        self.critic_optimizer = adam(self.critic_params, cfg.critic_lr or cfg.lr)
+        self.alpha_optimizer = adam([self.log_alpha], cfg.alpha_lr or cfg.lr)
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer]
