@@ -7,12 +7,11 @@ import logging
 import time
 from typing import Any
 
-import cloudpickle
 import ember
 from ember.exceptions import TaskError
 
 from .controller import ServeController
-from .deployment import Application, Deployment, build
+from .deployment import Application, Deployment, build, dumps
 from .exceptions import DeployFailedError, NotAnApplicationError, ServeConfigError, ServeError
 from .handle import DeploymentHandle
 from .router import reset_routers
@@ -118,7 +117,7 @@ def run(target: Application, *, name: str = "default", route_prefix: str | None 
     payload = []
     for d in built:
         try:
-            code = cloudpickle.dumps((d.target, d.args, d.kwargs))
+            code = dumps((d.target, d.args, d.kwargs))
         except Exception as e:
             raise ServeConfigError(f"the constructor arguments of deployment {d.name!r} cannot be "
                                    f"serialized ({type(e).__name__}: {e}); pass picklable values, or "

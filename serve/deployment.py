@@ -178,3 +178,25 @@ def function_wrapper(fn: Callable[..., Any]) -> type:
                 return fn(*args, **kwargs)
     _FunctionDeployment.__name__ = getattr(fn, "__name__", "function")
     return _FunctionDeployment
+
+
+def dumps(value: Any) -> bytes:
+    """cloudpickle, plus the few objects it cannot round-trip that ingress apps contain.
+
+    starlette's ``State`` (in every Starlette/FastAPI app) recurses forever when unpickled
+    by value, because its ``__getattr__`` reads an attribute that is not restored yet.
+    """
+    import io
+
+    import cloudpickle
+
+    class _Pickler(cloudpickle.CloudPickler):
+        def reducer_override(self, obj: Any) -> Any:
+            from starlette.datastructures import State
+            if type(obj) is State:
+                return (State, (dict(obj._state),))
+            return super().reducer_override(obj)
+
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=5).dump(value)
+    return buf.getvalue()

@@ -28,6 +28,8 @@ logger = logging.getLogger("ember.serve.proxy")
 
 #: Bodies above this many bytes get 413 (http_options["max_body_bytes"] changes it).
 DEFAULT_MAX_BODY_BYTES = 100 << 20
+#: Request headers above this many bytes in total get 431 (http_options["max_header_bytes"]).
+DEFAULT_MAX_HEADER_BYTES = 64 << 10
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 MAX_TRIES = 4
 
@@ -50,6 +52,7 @@ class HTTPProxy:
         self.host = http_options.get("host") or "127.0.0.1"
         self.port = int(http_options.get("port", 8000))
         self.max_body_bytes = int(http_options.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
+        self.max_header_bytes = int(http_options.get("max_header_bytes") or DEFAULT_MAX_HEADER_BYTES)
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task | None = None
         self.inflight = 0
@@ -108,12 +111,17 @@ class HTTPProxy:
         headers = scope["headers"]
         rid = ""
         model_id = ""
+        header_bytes = 0
         for key, value in headers:
+            header_bytes += len(key) + len(value) + 4
             if key == b"x-request-id":
-                rid = value.decode("latin-1")
+                rid = value.decode("latin-1")[:64]
             elif key == b"serve_multiplexed_model_id":
                 model_id = value.decode("latin-1")
         rid = rid or new_request_id()
+        if header_bytes > self.max_header_bytes:
+            # h11 only limits headers that arrive in pieces; a single large read passes it.
+            return await _reply(send, 431, f"request headers over {self.max_header_bytes} bytes", rid)
         snap = client().snapshot
         path = scope["path"]
         matched = match_route(snap.routes, path)
@@ -149,8 +157,11 @@ class HTTPProxy:
             return await _reply(send, 503 if "no live replica" in str(e) else 500, str(e), rid)
         if reply[0] == "full":
             _, status, out_headers, out_body = reply
-            await send({"type": "http.response.start", "status": status,
-                        "headers": list(out_headers) + [(b"x-request-id", rid.encode())]})
+            out_headers = list(out_headers)
+            if not any(k.lower() == b"content-length" for k, _ in out_headers):
+                out_headers.append((b"content-length", str(len(out_body)).encode()))
+            out_headers.append((b"x-request-id", rid.encode()))
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
             await send({"type": "http.response.body", "body": out_body})
             return
         await self._stream(send, reply, actor, rid)

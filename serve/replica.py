@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -145,7 +146,8 @@ class Replica:
         for key, value in self.obj.__dict__.items():
             if key.startswith("__serve_batch_"):
                 out[key[len("__serve_batch_"):]] = list(value.batch_sizes)
-        return {"ongoing": self.ongoing, "batch_sizes": out}
+        return {"ongoing": self.ongoing, "batch_sizes": out, "pid": os.getpid(),
+                "replica_id": self.context.replica_id}
 
     # --- requests -------------------------------------------------------------------------
 
