@@ -45,9 +45,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: After a rank fails, how long the other ranks' events are still taken: reports they
+#: made before the failure complete their rounds, and their own failures are recorded.
+FAILURE_GRACE_S = 0.5
 #: When the only failures seen are collective errors (a rank whose peer died fails in its
 #: collective), how long to wait for the peer's own failure, which is the root cause.
-FAILURE_GRACE_S = 2.0
+COLLECTIVE_GRACE_S = 2.0
 #: Written in the run folder; what ``restore`` needs besides the trainer itself.
 STATE_FILE = "trainer_state.json"
 #: Words in the errors a rank raises when a *peer* left a collective.
@@ -285,7 +288,7 @@ class TrainRun:
                     continue
                 ended = False
                 for event in events:
-                    if event[0] == "report" and not failures:
+                    if event[0] == "report":
                         _, index, metrics, staged = event
                         entry = rounds.setdefault(index, _Round())
                         entry.metrics[worker.rank] = metrics
@@ -303,13 +306,15 @@ class TrainRun:
                         ended = True
                 if not ended:
                     by_ref[worker.actor.next_events.remote()] = worker
-            if failures:
-                if not all(_is_collective_error(f) for f in failures):
-                    break  # a cause of its own; the other ranks are stopped with the group
-                if grace_deadline is None:
-                    grace_deadline = time.monotonic() + FAILURE_GRACE_S
-                continue
+            # Rounds every rank completed count, even when a rank failed right after.
             next_round = self._record_rounds(rounds, next_round, done, len(group.workers))
+            if failures:
+                if grace_deadline is None:
+                    collective_only = all(_is_collective_error(f) for f in failures)
+                    grace_deadline = time.monotonic() + (
+                        COLLECTIVE_GRACE_S if collective_only else FAILURE_GRACE_S)
+                elif not all(_is_collective_error(f) for f in failures):
+                    grace_deadline = min(grace_deadline, time.monotonic() + FAILURE_GRACE_S)
         if failures:
             return _mark_root_cause(failures)
         self._record_rounds(rounds, next_round, done, len(group.workers), final=True)

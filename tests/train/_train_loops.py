@@ -8,6 +8,8 @@ import signal
 import tempfile
 from typing import Any
 
+import torch.distributed as dist
+
 import ember.train as train
 from ember.train import Checkpoint
 
@@ -49,3 +51,6 @@ def epochs_loop(config: dict[str, Any]) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             raise ValueError(f"boom on rank {rank} at epoch {epoch}")
         report_epoch(epoch, {"start": start, "rank": rank})
+        if dist.is_initialized():
+            # Lockstep as in DDP: no rank starts epoch e+1 before every rank reported e.
+            dist.barrier()
