@@ -12,7 +12,7 @@ from ember.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 from ember.tune.search import BasicVariantGenerator
 from ember.tune.search.optuna import OptunaSearch
 
-from ._trainables import (Quadratic, counting_with_checkpoints, fails_once_then_succeeds,
+from _tune_trainables import (Quadratic, counting_with_checkpoints, fails_once_then_succeeds,
                           fails_when_told, learning_curve, never_reports, pbt_objective,
                           quadratic, record_concurrency, reports_other_keys)
 

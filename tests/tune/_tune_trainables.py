@@ -118,3 +118,22 @@ def record_concurrency(config: dict) -> None:
     start = time.time()
     time.sleep(config.get("sleep_s", 0.3))  # simulated work
     tune.report({"start": start, "end": time.time(), "pid": os.getpid()})
+
+
+def logged_counter(config: dict) -> None:
+    """Counts to config["steps"] with a checkpoint per step; logs each start to a file."""
+    checkpoint = tune.get_checkpoint()
+    start = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "s.json")) as f:
+                start = json.load(f)["step"]
+    with open(config["log"], "a") as f:
+        f.write(f"{config['i']} {start}\n")
+    for step in range(start + 1, config["steps"] + 1):
+        time.sleep(config["sleep_s"])  # simulated work, so the driver is killed mid-sweep
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "s.json"), "w") as f:
+                json.dump({"step": step}, f)
+            tune.report({"step": step, "started_at": start},
+                        checkpoint=tune.Checkpoint.from_directory(d))
