@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 import ember
-from ember.train import Result, RunConfig
+from ember.train import Result, RunConfig, get_context
 from ember.train._storage import StorageContext
 
 from ._controller import TrainableSpec, TuneController
@@ -117,6 +117,12 @@ def _trainer_trainable(trainer: Any) -> tuple[Callable[[dict[str, Any]], None], 
             clone.train_loop_config = merged
         for key, value in overrides.items():
             setattr(clone, key, value)
+        run_config = getattr(clone, "run_config", None)
+        if run_config is not None and run_config.storage_path is None:
+            # The run's files live in the trial's folder, not in a folder of their own.
+            clone.run_config = dataclasses.replace(
+                run_config, storage_path=get_context().get_trial_dir(), name="train",
+                verbose=0 if run_config.verbose is None else run_config.verbose)
         result = clone.fit()
         error = getattr(result, "error", None)
         if error is not None:

@@ -137,3 +137,24 @@ def logged_counter(config: dict) -> None:
                 json.dump({"step": step}, f)
             tune.report({"step": step, "started_at": start},
                         checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def torch_regression_loop(config: dict) -> None:
+    """A data-parallel linear regression for a few epochs; reports the loss per epoch."""
+    import torch
+
+    import ember.train as train
+    from ember.train.torch import prepare_model
+
+    torch.manual_seed(0)
+    x = torch.linspace(-1, 1, 64).unsqueeze(1)
+    y = 3 * x + 1
+    model = prepare_model(torch.nn.Linear(1, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"])
+    for _ in range(config.get("epochs", 3)):
+        for _ in range(10):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+        train.report({"loss": float(loss), "rank": train.get_context().get_world_rank()})
