@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import ember
-from ember.exceptions import TaskError
+from ember.exceptions import ActorDiedError, TaskError
 
 from .controller import ServeController
 from .deployment import Application, Deployment, build, dumps
@@ -80,8 +80,16 @@ def start(http_options: dict[str, Any] | None = None, detached: bool = True, **_
         ember.get(controller.start_http.remote(options))
     except Exception as e:
         if created:
-            ember.kill(controller)
+            _kill_controller(controller)
         raise _unwrap(e) from None
+
+
+def _kill_controller(controller: Any) -> None:
+    """Kill the controller and wait until its name is free (so a retry starts a fresh one)."""
+    ember.kill(controller)
+    deadline = time.monotonic() + 10.0
+    while _controller_or_none() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def run(target: Application, *, name: str = "default", route_prefix: str | None = "/",
@@ -163,7 +171,10 @@ def status() -> ServeStatus:
     controller = _controller_or_none()
     if controller is None:
         return ServeStatus({})
-    raw = ember.get(controller.status.remote())
+    try:
+        raw = ember.get(controller.status.remote())
+    except ActorDiedError:  # shut down while we asked
+        return ServeStatus({})
     apps = {}
     for app_name, a in raw["applications"].items():
         deps = {n: DeploymentStatusOverview(d["status"], d["status_trigger"], d["replica_states"], d["message"])
@@ -190,8 +201,10 @@ def shutdown() -> None:
         return
     try:
         ember.get(controller.shutdown.remote(), timeout=120)
+    except ActorDiedError:  # already gone: nothing left to drain
+        pass
     finally:
-        ember.kill(controller)
+        _kill_controller(controller)
 
 
 def get_app_handle(name: str) -> DeploymentHandle:

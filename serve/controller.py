@@ -81,6 +81,8 @@ class AppRecord:
     deployments: dict[str, DeploymentRecord]
     deleting: bool = False
     reached_running: bool = False
+    #: deployments dropped by a redeploy, still draining (not routed to, not in status)
+    removed: list[DeploymentRecord] = dataclasses.field(default_factory=list)
     failed_message: str | None = None
 
 
@@ -232,14 +234,16 @@ class ServeController:
                     f"cluster can place at most {fits} (nodes: {capacity}); lower num_replicas or "
                     "ray_actor_options['num_cpus'], or add nodes")
             new[dep_name] = rec
+        removed = []
         if app is not None:
+            removed = [rec for rec in app.removed if rec.replicas]
             for dep_name, rec in app.deployments.items():
                 if dep_name not in new:
                     for r in list(rec.replicas.values()):
                         self._stop_replica(rec, r, drain=True)
-                    new[f"__removed__{dep_name}"] = rec
+                    removed.append(rec)
                     rec.target = 0
-        self.apps[name] = AppRecord(name, route_prefix, ingress, new)
+        self.apps[name] = AppRecord(name, route_prefix, ingress, new, removed=removed)
         self._publish()
 
     async def delete_app(self, name: str) -> None:
@@ -254,7 +258,7 @@ class ServeController:
             for r in list(rec.replicas.values()):
                 self._stop_replica(rec, r, drain=True)
         self._publish()
-        while any(rec.replicas for rec in app.deployments.values()):
+        while any(rec.replicas for rec in list(app.deployments.values()) + app.removed):
             await asyncio.sleep(0.02)
         self.apps.pop(name, None)
         self._publish()
@@ -284,8 +288,6 @@ class ServeController:
         for app in self.apps.values():
             deps = {}
             for rec in app.deployments.values():
-                if rec.name.startswith("__removed__"):
-                    continue
                 deps[rec.name] = {"status": self._deployment_status(rec), "message": self._message(rec),
                                   "status_trigger": rec.status_trigger,
                                   "replica_states": self._replica_counts(rec), "target": rec.target}
@@ -317,7 +319,7 @@ class ServeController:
             self.proxy = None
         stops = []
         for app in self.apps.values():
-            for rec in app.deployments.values():
+            for rec in list(app.deployments.values()) + app.removed:
                 for r in list(rec.replicas.values()):
                     stops.append(self._drain_and_kill(rec, r))
         await asyncio.gather(*stops, return_exceptions=True)
@@ -409,7 +411,8 @@ class ServeController:
             await r.actor.ready.remote()
         except Exception as e:  # the constructor (or reconfigure) raised: the deploy failed
             if r.state == "starting" and rec.version == r.version:
-                rec.failed_message = (f"a replica of deployment {rec.name!r} failed to start:\n{e}")
+                rec.failed_message = (f"a replica of deployment {rec.name!r} failed to start: "
+                                      f"{_constructor_error(e)}")
                 logger.error("deployment %s/%s failed: %s", rec.app, rec.name, e)
             rec.replicas.pop(r.replica_id, None)
             _kill(r.actor)
@@ -499,15 +502,13 @@ class ServeController:
     def _app_status(self, app: AppRecord) -> str:
         if app.deleting:
             return "DELETING"
-        statuses = [self._deployment_status(rec) for rec in app.deployments.values()
-                    if not rec.name.startswith("__removed__")]
+        statuses = [self._deployment_status(rec) for rec in app.deployments.values()]
         if "DEPLOY_FAILED" in statuses:
             return "DEPLOY_FAILED"
         if all(s == "HEALTHY" for s in statuses):
             return "RUNNING"
         if app.reached_running and all(
-                any(r.state == "running" for r in rec.replicas.values()) for rec in app.deployments.values()
-                if not rec.name.startswith("__removed__")) and \
+                any(r.state == "running" for r in rec.replicas.values()) for rec in app.deployments.values()) and \
                 all(rec.status_trigger == "AUTOSCALING" for rec in app.deployments.values()):
             return "RUNNING"
         return "DEPLOYING"
@@ -536,6 +537,16 @@ class ServeController:
 
 def rec_all_healthy(controller: ServeController, app: AppRecord) -> bool:
     return not app.deleting and controller._app_status(app) == "RUNNING"
+
+
+def _constructor_error(e: BaseException) -> str:
+    """The user's traceback from an ActorDiedError, without ember's advice about restarts."""
+    text = str(e)
+    marker = "its __init__ raised:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip()
+        text = text.rsplit("\n. Create a new actor", 1)[0].rstrip()
+    return text
 
 
 def _cluster_totals() -> list[dict[str, float]]:

@@ -20,9 +20,13 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """True if a server could listen on ``port`` now (as servers do, with SO_REUSEADDR, so
+    connections the old server closed, in TIME_WAIT, do not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen(1)
         except OSError:
             return False
         return True
@@ -54,8 +58,15 @@ def clean_apps(serve_url: str) -> Iterator[str]:
 def replica_pids(app: str, deployment: str) -> list[int]:
     """PIDs of a deployment's running replicas (asks each replica)."""
     from ember.serve.snapshot import get_controller
+    from ember.exceptions import ActorDiedError
     actors = ember.get(get_controller().replica_actors.remote(app, deployment))
-    return [ember.get(a.stats.remote())["pid"] for _, a in actors]
+    pids = []
+    for _, actor in actors:
+        try:
+            pids.append(ember.get(actor.stats.remote(), timeout=10)["pid"])
+        except ActorDiedError:  # killed, and the controller has not noticed yet
+            pass
+    return pids
 
 
 def count(items: Any) -> dict[Any, int]:
@@ -63,3 +74,50 @@ def count(items: Any) -> dict[Any, int]:
     for item in items:
         out[item] = out.get(item, 0) + 1
     return out
+
+
+class Load:
+    """Background HTTP load: ``concurrency`` clients loop on ``path`` until ``stop()``.
+
+    Records every outcome: (status, body) for answers, ("error", repr) for transport
+    failures, so a test can assert that nothing was lost.
+    """
+
+    def __init__(self, url: str, concurrency: int = 4) -> None:
+        import threading
+        self.url = url
+        self.concurrency = concurrency
+        self.results: list[tuple[Any, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="test-load")
+
+    def __enter__(self) -> "Load":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> list[tuple[Any, str]]:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        return self.results
+
+    def _run(self) -> None:
+        import asyncio
+
+        import httpx
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            while not self._stop.is_set():
+                try:
+                    r = await client.get(self.url)
+                    self.results.append((r.status_code, r.text))
+                except Exception as e:  # recorded: the test asserts there are none
+                    self.results.append(("error", repr(e)))
+
+        async def main() -> None:
+            async with httpx.AsyncClient(timeout=30) as client:
+                await asyncio.gather(*[worker(client) for _ in range(self.concurrency)])
+
+        asyncio.run(main())
