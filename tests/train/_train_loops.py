@@ -50,7 +50,8 @@ def epochs_loop(config: dict[str, Any]) -> None:
             if config.get("fail_how") == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             raise ValueError(f"boom on rank {rank} at epoch {epoch}")
-        report_epoch(epoch, {"start": start, "rank": rank})
+        report_epoch(epoch, {"start": start, "rank": rank,
+                             "trial": train.get_context().get_trial_name()})
         if dist.is_initialized():
             # Lockstep as in DDP: no rank starts epoch e+1 before every rank reported e.
             dist.barrier()
