@@ -1,0 +1,34 @@
+"""A Tune sweep over two PPO learning rates: "PPO" resolves to ember.rl's algorithm and
+its nested results stream into Tune's results and dataframe."""
+
+from __future__ import annotations
+
+import pytest
+
+from ember import tune
+from ember.rl import PPOConfig
+
+
+@pytest.mark.timeout(120)
+def test_tune_sweeps_two_ppo_learning_rates(ember_local: dict, tmp_path: object) -> None:
+    config = (PPOConfig().environment("CartPole-v1")
+              # Runners hold no CPU: each trial's actor holds one of the cluster's two.
+              .env_runners(num_env_runners=1, num_envs_per_env_runner=2, num_cpus_per_env_runner=0)
+              .training(train_batch_size=128, minibatch_size=64, num_epochs=2, model={"fcnet_hiddens": [16]})
+              .debugging(seed=0))
+    param_space = config.to_dict()
+    param_space["lr"] = tune.grid_search([1e-4, 1e-3])
+    results = tune.Tuner(
+        "PPO", param_space=param_space,
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="ppo_lr", stop={"training_iteration": 2}),
+    ).fit()
+    assert len(results) == 2 and not results.errors
+    frame = results.get_dataframe()
+    assert sorted(frame["config/lr"]) == [1e-4, 1e-3]
+    assert (frame["training_iteration"] == 2).all()
+    for result in results:
+        assert result.metrics["env_runners"]["num_env_steps_sampled_lifetime"] == 256
+        assert result.metrics["env_runners"]["episode_return_mean"] > 0
+        assert "policy_loss" in result.metrics["learners"]["default_policy"]
+    best = results.get_best_result(metric="num_env_steps_sampled_lifetime", mode="max")
+    assert best.config["lr"] in (1e-4, 1e-3)
