@@ -10,6 +10,7 @@ from ember.train import (Checkpoint, CheckpointConfig, FailureConfig, Result, Ru
                          get_checkpoint, get_context, report)
 
 from ._controller import TrialFailedError
+from .callback import Callback
 from .errors import TrialNeverReportedError, TuneConfigError, TuneError, TuneRestoreError
 from .registry import get_env_creator, register_env, register_trainable
 from .resources import PlacementGroupFactory, with_parameters, with_resources
@@ -22,7 +23,7 @@ from .trainable import Trainable
 from .tuner import TuneConfig, Tuner
 
 __all__ = [
-    "Checkpoint", "CheckpointConfig", "FailureConfig", "PlacementGroupFactory", "Result",
+    "Callback", "Checkpoint", "CheckpointConfig", "FailureConfig", "PlacementGroupFactory", "Result",
     "ResultGrid", "RunConfig", "Stopper", "Trainable", "TrialFailedError",
     "TrialNeverReportedError", "TuneConfig", "TuneConfigError", "TuneError",
     "TuneRestoreError", "Tuner", "choice", "get_checkpoint", "get_context", "get_env_creator",

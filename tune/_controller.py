@@ -46,6 +46,8 @@ logger = logging.getLogger("ember.tune")
 _RemoteTrialActor = ember.remote(TrialActor)
 
 _DEFAULT_REQUEST = {"CPU": 1.0}
+#: How long a trial that does not report gets to end after a sweep-wide stop.
+STOP_GRACE_S = 2.0
 _EPS = 1e-9
 
 
@@ -131,7 +133,7 @@ class TuneController:
         self._budget_in_use: dict[str, dict[str, float]] = {}
         self._logs: dict[str, ResultLog] = {}
         self._ckpt: dict[str, CheckpointManager] = {}
-        self._metric_checked = False
+        self._iteration = 0  #: loop rounds so far (the callbacks' ``iteration``)
         self._total = {k: float(v) for k, v in ember.cluster_resources().items()}
         verbose = 1 if run_config.verbose is None else run_config.verbose
         self._reporter = StatusReporter(verbose, metric, mode)
@@ -351,6 +353,13 @@ class TuneController:
         self._slot_of[trial.trial_id] = slot
         self._inflight[slot.handle.run.remote(spec, blob)] = trial
         self._state.save_trial(trial)
+        self._callback("on_trial_start", trial=trial)
+
+    def _callback(self, name: str, **info: Any) -> None:
+        for callback in self._callbacks:
+            hook = getattr(callback, name, None)
+            if hook is not None:
+                hook(iteration=self._iteration, trials=self._trials, **info)
 
     def _persist_config(self, trial: Trial) -> None:
         self._storage.write_text(f"{trial.dirname}/params.json", _json(trial.config))
@@ -394,17 +403,13 @@ class TuneController:
             trial.checkpoint = checkpoint
             self._checkpoints(trial).register(checkpoint, result)
             self._state.save_trial(trial)
-        if trial.pending_decision in (TrialScheduler.STOP, TrialScheduler.PAUSE) \
-                and getattr(trial, "_decided", False):
+        if trial.decided:
             return trial.pending_decision  # the final save of a stopped class trainable
         self._check_metric(result)
         trial.last_result = result
         self._log(trial).append(result)
         self._reporter.on_result(trial, result)
-        for callback in self._callbacks:
-            hook = getattr(callback, "on_trial_result", None)
-            if hook is not None:
-                hook(iteration=0, trials=self._trials, trial=trial, result=result)
+        self._callback("on_trial_result", trial=trial, result=result)
         decision = self._scheduler.on_trial_result(self, trial, result)
         self._searcher.on_trial_result(trial.trial_id, result)
         if self._stopper(trial.trial_id, result) or result.get("done"):
@@ -415,12 +420,12 @@ class TuneController:
             decision = TrialScheduler.CONTINUE
         if decision != TrialScheduler.CONTINUE:
             trial.pending_decision = decision
-            trial._decided = True  # type: ignore[attr-defined]
+            trial.decided = True
         return decision
 
     def _on_done(self, trial: Trial) -> None:
         self._release_slot(trial, healthy=True)
-        trial._decided = False  # type: ignore[attr-defined]
+        trial.decided = False
         if trial.pending_decision == TrialScheduler.PAUSE:
             trial.status = "PAUSED"
             trial.pending_decision = None
@@ -437,15 +442,12 @@ class TuneController:
         self._scheduler.on_trial_complete(self, trial, trial.last_result)
         self._searcher.on_trial_complete(trial.trial_id, trial.last_result)
         self._state.save_trial(trial)
-        for callback in self._callbacks:
-            hook = getattr(callback, "on_trial_complete", None)
-            if hook is not None:
-                hook(iteration=0, trials=self._trials, trial=trial)
+        self._callback("on_trial_complete", trial=trial)
 
     def _fail(self, trial: Trial, exc: BaseException, text: str, retry: bool = True) -> None:
         trial.num_failures += 1
         trial.error, trial.error_text = exc, text
-        trial._decided = False  # type: ignore[attr-defined]
+        trial.decided = False
         trial.pending_decision = None
         self._storage.write_text(f"{trial.dirname}/error.txt", text)
         limit = self._failure.max_failures
@@ -463,10 +465,7 @@ class TuneController:
         self._state.save_trial(trial)
         logger.warning("trial %s errored: %s", trial, text.strip().splitlines()[-1] if text
                        else exc)
-        for callback in self._callbacks:
-            hook = getattr(callback, "on_trial_error", None)
-            if hook is not None:
-                hook(iteration=0, trials=self._trials, trial=trial)
+        self._callback("on_trial_error", trial=trial)
         if self._failure.fail_fast:
             raise exc
 
@@ -503,13 +502,34 @@ class TuneController:
 
     # -- the loop --------------------------------------------------------------------------------
     def _stop_everything(self) -> None:
-        """Time budget or stop_all: end every running trial, start no new one."""
+        """Time budget or stop_all: end every running trial, start no new one.
+
+        A trial blocked in ``report`` ends at once; one computing without reporting gets
+        ``STOP_GRACE_S`` to reach its next report, then its actor is killed (a thread
+        cannot be interrupted), so the sweep ends on time either way.
+        """
         self._search_finished = True
+        stops = {}
         for trial in list(self._inflight.values()):
             trial.pending_decision = TrialScheduler.STOP
             slot = self._slot_of.get(trial.trial_id)
             if slot is not None:
-                slot.handle.stop.remote()
+                stops[slot.handle.stop.remote(STOP_GRACE_S)] = (trial, slot)
+        for ref, (trial, slot) in stops.items():
+            try:
+                ended = ember.get(ref, timeout=STOP_GRACE_S + 10)
+            except Exception:  # noqa: BLE001 - a dead or stuck actor is killed below
+                ended = False
+            if ended:
+                continue
+            for call, running in list(self._inflight.items()):
+                if running is trial:
+                    del self._inflight[call]
+            self._slot_of.pop(trial.trial_id, None)
+            self._budget_in_use.pop(trial.trial_id, None)
+            self._drop_slot(slot)
+            trial.status = "TERMINATED"
+            self._state.save_trial(trial)
         for trial in self._trials:
             if trial.status in ("PENDING", "PAUSED"):
                 trial.status = "TERMINATED"
@@ -541,6 +561,7 @@ class TuneController:
                 if ready and len(self._inflight) > 1:
                     ready, _ = ember.wait(list(self._inflight),
                                           num_returns=len(self._inflight), timeout=0)
+                self._iteration += 1
                 for ref in ready:
                     trial = self._inflight.pop(ref)
                     self._handle(trial, ref)
@@ -552,6 +573,10 @@ class TuneController:
             self._state.save(self._trials, self._num_suggested, self._searcher,
                              self._scheduler, force=True)
             self._reporter.maybe_report(self._trials, final=True)
+            for callback in self._callbacks:
+                hook = getattr(callback, "on_experiment_end", None)
+                if hook is not None:
+                    hook(trials=self._trials)
         return self._trials
 
     def _shutdown_actors(self) -> None:

@@ -58,8 +58,10 @@ class Trial:
     resources: Any = None
     experiment_tag: str = ""
     lineage: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: Set when a stop or pause was decided; the result that follows is the last one.
+    #: A stop or pause to carry out at the next result (or the one just decided).
     pending_decision: str | None = None
+    #: True once STOP/PAUSE was sent: a result after it is only a final checkpoint.
+    decided: bool = False
 
     def __post_init__(self) -> None:
         if not self.dirname:

@@ -75,19 +75,23 @@ def reports_other_keys(config: dict) -> None:
 
 
 def pbt_objective(config: dict) -> None:
-    """score grows by lr per step; good lr trials get copied by PBT."""
+    """score grows by lr per step, to step 12; at least one step per (re)start, so a trial
+    that copied a finished trial's checkpoint still reports after the copy."""
     score, step = 0.0, 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = json.load(open(os.path.join(d, "s.json")))
             score, step = state["score"], state["step"]
-    while step < 12:
+    while True:
         step += 1
         score += config["lr"]
         with tempfile.TemporaryDirectory() as d:
             json.dump({"score": score, "step": step}, open(os.path.join(d, "s.json"), "w"))
-            tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report({"score": score, "step": step},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+        if step >= 12:
+            return
 
 
 class Quadratic(tune.Trainable):
@@ -158,3 +162,11 @@ def torch_regression_loop(config: dict) -> None:
             loss.backward()
             optimizer.step()
         train.report({"loss": float(loss), "rank": train.get_context().get_world_rank()})
+
+
+def computes_without_reporting(config: dict) -> None:
+    """Works for a long time before its first report (for the time-budget test)."""
+    deadline = time.monotonic() + config.get("work_s", 60)
+    while time.monotonic() < deadline:
+        time.sleep(0.05)  # simulated work
+    tune.report({"done_working": 1})

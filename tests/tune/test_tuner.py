@@ -91,8 +91,11 @@ def test_pbt_exploits_a_better_trials_checkpoint(ember_local, tmp_path) -> None:
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
                                   quantile_fraction=0.5, resample_probability=0.0,
                                   hyperparam_mutations={"lr": [0.01, 0.1, 1.0, 2.0]}, seed=0)
-    grid = _run(tmp_path, pbt_objective, param_space={"lr": tune.grid_search([0.01, 1.0])},
-                tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt)).fit()
+    # One trial at a time, the strong one first: the weak one meets a scored population
+    # at its first perturbation point, whatever the machine's load.
+    grid = _run(tmp_path, pbt_objective, param_space={"lr": tune.grid_search([1.0, 0.01])},
+                tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=pbt,
+                                            max_concurrent_trials=1)).fit()
     assert grid.num_errors == 0
     assert pbt.num_perturbations >= 1
     lineages = []
@@ -105,10 +108,13 @@ def test_pbt_exploits_a_better_trials_checkpoint(ember_local, tmp_path) -> None:
     copied = lineages[0]
     assert copied["old_config"]["lr"] == 0.01
     assert copied["checkpoint"].startswith(str(tmp_path))
-    weak = next(r for r in grid if r.metrics["training_iteration"] and
-                os.path.exists(os.path.join(r.path, "lineage.json")))
-    # After copying the strong trial's state, the weak one ends far above 12 * 0.01.
-    assert weak.metrics["score"] > 1.0
+    weak = next(r for r in grid if os.path.exists(os.path.join(r.path, "lineage.json")))
+    strong = next(r for r in grid if r is not weak)
+    assert copied["cloned_from"] == strong.metrics["trial_id"]
+    assert copied["checkpoint"].startswith(strong.path)
+    # After copying the strong trial's state, the weak one ends far above 12 * 0.01, and
+    # its step count continued from the copy.
+    assert weak.metrics["score"] > 10.0 and weak.metrics["step"] == 13
 
 
 def test_a_failing_trial_is_reported_without_stopping_the_sweep(ember_local, tmp_path) -> None:

@@ -68,7 +68,7 @@ def test_reuse_actors_false_gives_each_trial_a_fresh_process(ember_local, tmp_pa
 def test_callbacks_see_results_and_completions(ember_local, tmp_path) -> None:
     seen = {"result": 0, "complete": 0, "error": 0}
 
-    class Counter:
+    class Counter(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             seen["result"] += 1
 
@@ -104,3 +104,19 @@ def test_restore_can_restart_errored_trials(ember_local, tmp_path) -> None:
     grid = tune.Tuner.restore(path, flaky, restart_errored=True).fit()
     assert grid.num_errors == 0
     assert sorted(r.metrics["score"] for r in grid) == [10, 20]
+
+
+def test_time_budget_ends_a_trial_that_never_gets_to_report(ember_local, tmp_path) -> None:
+    import time
+
+    from _tune_trainables import computes_without_reporting
+
+    start = time.monotonic()
+    grid = tune.Tuner(computes_without_reporting, param_space={"work_s": 60},
+                      tune_config=tune.TuneConfig(time_budget_s=1.0),
+                      run_config=_config(tmp_path, "budget")).fit()
+    assert time.monotonic() - start < 30
+    assert len(grid) == 1 and grid[0].metrics is None and grid.num_errors == 0
+    # The sweep after it still runs (its actor was replaced).
+    assert len(tune.Tuner(quadratic, param_space={"x": 1},
+                          run_config=_config(tmp_path, "after")).fit()) == 1
