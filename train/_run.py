@@ -214,10 +214,15 @@ class TrainRun:
     def _attempt(self, attempt: int) -> list[WorkerFailure]:
         """One start of the group; the failures that ended it ([] when it finished)."""
         trainer = self.trainer
+        began = time.monotonic()
         group = WorkerGroup(trainer.scaling_config)
+        logger.debug("%s attempt %d: %d workers placed in %.3f s", self.name, attempt,
+                     len(group.workers), time.monotonic() - began)
         try:
             try:
                 trainer.backend_config.on_start(group, trainer.scaling_config)
+                logger.debug("%s attempt %d: backend %s ready at %.3f s", self.name, attempt,
+                             trainer.backend_config.backend_name, time.monotonic() - began)
                 shards = self._split_datasets(len(group.workers))
                 starts = [self._worker_start(w, shards, attempt) for w in group.workers]
                 refs = [w.actor.start.remote(s) for w, s in zip(group.workers, starts)]
@@ -226,6 +231,8 @@ class TrainRun:
                         ember.get(ref)
                     except EmberError as exc:
                         raise GroupCallError(rank, exc) from exc
+                logger.debug("%s attempt %d: loops started at %.3f s", self.name, attempt,
+                             time.monotonic() - began)
             except GroupCallError as exc:
                 return _mark_root_cause([self._failure_of(group.workers[exc.rank], exc.error,
                                                           attempt)])

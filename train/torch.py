@@ -77,9 +77,13 @@ class TorchConfig(BackendConfig):
     def on_start(self, group: WorkerGroup, scaling: ScalingConfig) -> None:
         backend = self.backend or ("nccl" if scaling.use_gpu else "gloo")
         world_size = len(group.workers)
-        rank0 = group.workers[0]
-        master_addr = rank0.node_ip or "127.0.0.1"
-        port = _rank0_port(group, master_addr, world_size, self.timeout_s)
+        threads = max(1, int(scaling.worker_resources.get("CPU", 1)))
+        # Every rank imports torch now, at the same time, instead of rank 0 first (for
+        # the store) and the others after: the import is most of a cold start.
+        for worker in group.workers[1:]:
+            worker.actor.execute.remote(_import_torch, threads)
+        master_addr = group.workers[0].node_ip or "127.0.0.1"
+        port = _rank0_port(group, master_addr, world_size, self.timeout_s, threads)
         group.execute_each(_join_process_group, [
             (master_addr, port, w.rank, world_size, w.local_rank, w.local_world_size,
              w.node_rank, backend, self.timeout_s) for w in group.workers])
@@ -88,18 +92,32 @@ class TorchConfig(BackendConfig):
         """Nothing: the group's processes are killed, which ends their process group."""
 
 
-def _rank0_port(group: WorkerGroup, master_addr: str, world_size: int, timeout_s: float) -> int:
+def _rank0_port(group: WorkerGroup, master_addr: str, world_size: int, timeout_s: float,
+                threads: int) -> int:
     try:
         return ember.get(group.workers[0].actor.execute.remote(
-            _open_store, master_addr, world_size, timeout_s))
+            _open_store, master_addr, world_size, timeout_s, threads))
     except ember.exceptions.EmberError as exc:
         raise GroupCallError(0, exc) from exc
 
 
-def _open_store(master_addr: str, world_size: int, timeout_s: float) -> int:
+def _import_torch(threads: int) -> None:
+    """Import torch.distributed; size torch's thread pool to the worker's CPUs.
+
+    Without it every rank would start one thread per core of the machine and the ranks
+    of a node would oversubscribe it (``OMP_NUM_THREADS``, if set, wins, as in torch).
+    """
+    import torch
+    import torch.distributed  # noqa: F401
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(threads)
+
+
+def _open_store(master_addr: str, world_size: int, timeout_s: float, threads: int) -> int:
     """On rank 0: start the rendezvous store on a free port; return the port."""
     import torch.distributed as dist
     global _STORE
+    _import_torch(threads)
     _STORE = dist.TCPStore(master_addr, 0, world_size, True,
                            timeout=datetime.timedelta(seconds=timeout_s),
                            wait_for_workers=False)
