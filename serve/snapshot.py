@@ -95,6 +95,10 @@ class SnapshotClient:
                 return
             self._apply(snap)
 
+    def alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         thread = self._thread
@@ -119,7 +123,14 @@ def get_controller() -> Any:
 def client(controller: Any = None) -> SnapshotClient:
     """This process's SnapshotClient, created (and its first snapshot fetched) on first use."""
     global _client
+    c = _client
+    if c is not None and c.alive():
+        return c
     with _client_lock:
+        if _client is not None and not _client.alive():
+            # The long poll ended (the controller was replaced): start over with a fresh one.
+            _client.stop()
+            _client = None
         if _client is None:
             c = SnapshotClient(controller if controller is not None else get_controller())
             c.refresh()

@@ -7,7 +7,6 @@ import threading
 import httpx
 import pytest
 
-import ember
 import ember.serve as serve
 from ember.serve.exceptions import (DeployFailedError, NotAnApplicationError, PortInUseError,
                                     RoutePrefixConflictError, ServeConfigError)
