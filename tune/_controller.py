@@ -33,13 +33,13 @@ from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ._progress import StatusReporter
 from ._state import ExperimentState
-from ._trial_actor import TrialActor, trainable_kind
+from ._trial_actor import TrialActor
 from .errors import TrialNeverReportedError, TuneConfigError, TuneError
 from .resources import PlacementGroupFactory
 from .schedulers import TrialScheduler
 from .search.searcher import Searcher
 from .stopper import Stopper
-from .trial import Trial
+from .trial import Trial, flatten
 
 logger = logging.getLogger("ember.tune")
 
@@ -392,6 +392,8 @@ class TuneController:
         if self._metric is None or self._metric in result:
             return
         keys = sorted(k for k in result if k not in _AUTO_FIELDS)
+        if any("/" in k for k in keys):  # a flattened nested result: name the leaves only
+            keys = [k for k in keys if not any(other.startswith(k + "/") for other in keys)]
         raise TuneConfigError(
             f"TuneConfig(metric={self._metric!r}) is not among the metrics the trainable "
             f"reported: {keys} (plus Tune's own {sorted(_AUTO_FIELDS & set(result))}); report "
@@ -405,14 +407,17 @@ class TuneController:
             self._state.save_trial(trial)
         if trial.decided:
             return trial.pending_decision  # the final save of a stopped class trainable
-        self._check_metric(result)
+        # Schedulers, searchers and stoppers see nested metrics as "a/b" keys, as in Ray.
+        flat = flatten(result) if any(isinstance(v, dict) for v in result.values()) \
+            else result
+        self._check_metric(flat)
         trial.last_result = result
         self._log(trial).append(result)
         self._reporter.on_result(trial, result)
         self._callback("on_trial_result", trial=trial, result=result)
-        decision = self._scheduler.on_trial_result(self, trial, result)
-        self._searcher.on_trial_result(trial.trial_id, result)
-        if self._stopper(trial.trial_id, result) or result.get("done"):
+        decision = self._scheduler.on_trial_result(self, trial, flat)
+        self._searcher.on_trial_result(trial.trial_id, flat)
+        if self._stopper(trial.trial_id, flat) or result.get("done"):
             decision = TrialScheduler.STOP
         if trial.pending_decision == TrialScheduler.STOP:  # stop_trial() while running
             decision = TrialScheduler.STOP
@@ -422,6 +427,10 @@ class TuneController:
             trial.pending_decision = decision
             trial.decided = True
         return decision
+
+    @staticmethod
+    def _flat(result: dict[str, Any]) -> dict[str, Any]:
+        return flatten(result) if any(isinstance(v, dict) for v in result.values()) else result
 
     def _on_done(self, trial: Trial) -> None:
         self._release_slot(trial, healthy=True)
@@ -439,8 +448,8 @@ class TuneController:
             return
         trial.status = "TERMINATED"
         trial.pending_decision = None
-        self._scheduler.on_trial_complete(self, trial, trial.last_result)
-        self._searcher.on_trial_complete(trial.trial_id, trial.last_result)
+        self._scheduler.on_trial_complete(self, trial, self._flat(trial.last_result))
+        self._searcher.on_trial_complete(trial.trial_id, self._flat(trial.last_result))
         self._state.save_trial(trial)
         self._callback("on_trial_complete", trial=trial)
 

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from .trial import Trial, flatten
+from .trial import Trial, flatten, lookup
 
 logger = logging.getLogger("ember.tune")
 
@@ -73,7 +73,8 @@ class StatusReporter:
             row = [str(trial), trial.status, *[_fmt(flat.get(p, "")) for p in params],
                    str(trial.iteration)]
             if self.metric:
-                row.append(_fmt(trial.last_result.get(self.metric, "")))
+                value = lookup(trial.last_result, self.metric)
+                row.append("" if value is None else _fmt(value))
             rows.append(row)
         return header, rows
 
@@ -81,12 +82,12 @@ class StatusReporter:
         counts = collections.Counter(t.status for t in trials)
         text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if self.metric and self.mode:
-            scored = [t for t in trials if isinstance(t.last_result.get(self.metric),
-                                                      (int, float))]
+            scored = [(v, t) for t in trials for v in [lookup(t.last_result, self.metric)]
+                      if isinstance(v, (int, float))]
             if scored:
                 pick = max if self.mode == "max" else min
-                best = pick(scored, key=lambda t: t.last_result[self.metric])
-                text += f" | best {self.metric}={_fmt(best.last_result[self.metric])} ({best})"
+                value, best = pick(scored, key=lambda item: item[0])
+                text += f" | best {self.metric}={_fmt(value)} ({best})"
         return f"Trials: {len(trials)} ({text})"
 
     def maybe_report(self, trials: list[Trial], final: bool = False) -> None:

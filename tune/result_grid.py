@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import pandas as pd
 
 from ember.train import Result
 
 from .errors import TuneConfigError
-from .trial import flatten
+from .trial import flatten, lookup
 
 __all__ = ["ResultGrid"]
 
@@ -58,8 +57,7 @@ class ResultGrid:
 
     def _scored(self, result: Result, metric: str, scope: str, mode: str) -> float | None:
         if scope == "last":
-            value = (result.metrics or {}).get(metric)
-            values = [value]
+            values = [lookup(result.metrics or {}, metric)]
         else:
             frame = result.metrics_dataframe
             if frame is None or metric not in frame:
@@ -101,7 +99,7 @@ class ResultGrid:
         scored = [(s, r) for r in self._results
                   for s in [self._scored(r, metric, scope, mode)] if s is not None]
         if not scored:
-            reported = sorted({k for r in self._results for k in (r.metrics or {})})
+            reported = sorted({k for r in self._results for k in flatten(r.metrics or {})})
             if not reported:
                 raise TuneConfigError(f"get_best_result({metric!r}): no trial reported any "
                                       f"result ({self.num_errors} errors: see .errors)")

@@ -31,6 +31,18 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def lookup(result: dict[str, Any], key: str) -> Any:
+    """``result[key]``, where ``"a/b"`` also finds ``result["a"]["b"]`` (Ray's metric paths)."""
+    if key in result:
+        return result[key]
+    value: Any = result
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 @dataclasses.dataclass(eq=False)
 class Trial:
     """One configuration of a sweep.

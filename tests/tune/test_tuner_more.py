@@ -120,3 +120,19 @@ def test_time_budget_ends_a_trial_that_never_gets_to_report(ember_local, tmp_pat
     # The sweep after it still runs (its actor was replaced).
     assert len(tune.Tuner(quadratic, param_space={"x": 1},
                           run_config=_config(tmp_path, "after")).fit()) == 1
+
+
+@pytest.mark.timeout(240)
+def test_a_registered_rl_algorithm_name_is_a_trainable(ember_local, tmp_path) -> None:
+    """``Tuner("PPO", ...)``: ember.rl's Algorithm is a Trainable whose config is the space;
+    nested metrics are addressed as "a/b" paths, as in Ray."""
+    pytest.importorskip("ember.rl.algorithms")
+    grid = tune.Tuner("PPO", param_space={"env": "CartPole-v1", "num_env_runners": 0,
+                                          "lr": tune.grid_search([1e-3])},
+                      tune_config=tune.TuneConfig(metric="env_runners/episode_return_mean",
+                                                  mode="max"),
+                      run_config=_config(tmp_path, "ppo", stop={"training_iteration": 1})).fit()
+    assert grid.num_errors == 0, grid.errors
+    best = grid.get_best_result()
+    assert best.metrics["training_iteration"] == 1
+    assert best.metrics["env_runners"]["episode_return_mean"] > 0

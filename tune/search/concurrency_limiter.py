@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TuneConfigError
-from .searcher import Searcher
+from .searcher import Searcher, WrappingSearcher
 
 __all__ = ["ConcurrencyLimiter"]
 
 
-class ConcurrencyLimiter(Searcher):
+class ConcurrencyLimiter(WrappingSearcher):
     """Wraps ``searcher`` so that at most ``max_concurrent`` of its trials run at once.
 
     Example:
@@ -23,30 +23,15 @@ class ConcurrencyLimiter(Searcher):
     """
 
     def __init__(self, searcher: Searcher, max_concurrent: int, batch: bool = False) -> None:
-        if not isinstance(searcher, Searcher):
-            raise TuneConfigError(f"ConcurrencyLimiter({searcher!r}, ...): wrap a Searcher")
+        super().__init__(searcher)
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or \
                 max_concurrent < 1:
             raise TuneConfigError(f"ConcurrencyLimiter(max_concurrent={max_concurrent!r}): "
                                   "use an int >= 1")
-        super().__init__()
-        self.searcher = searcher
         self.max_concurrent = max_concurrent
         self.batch = batch
         self._live: set[str] = set()
         self._batch_open = True
-
-    @property
-    def metric(self) -> str | None:
-        return self.searcher.metric
-
-    @property
-    def mode(self) -> str | None:
-        return self.searcher.mode
-
-    def set_search_properties(self, metric: str | None, mode: str | None,
-                              config: dict[str, Any], **spec: Any) -> bool:
-        return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None | str:
         if len(self._live) >= self.max_concurrent or (self.batch and not self._batch_open):

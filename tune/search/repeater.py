@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import TuneConfigError
-from .searcher import Searcher
+from .searcher import Searcher, WrappingSearcher
 
 __all__ = ["Repeater", "TRIAL_INDEX"]
 
 TRIAL_INDEX = "__trial_index__"
 
 
-class Repeater(Searcher):
+class Repeater(WrappingSearcher):
     """Wraps ``searcher``; each config runs ``repeat`` times (``__trial_index__`` 0..n-1).
 
     Example:
@@ -26,12 +26,9 @@ class Repeater(Searcher):
     """
 
     def __init__(self, searcher: Searcher, repeat: int = 1, set_index: bool = True) -> None:
-        if not isinstance(searcher, Searcher):
-            raise TuneConfigError(f"Repeater({searcher!r}, ...): wrap a Searcher")
+        super().__init__(searcher)
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
             raise TuneConfigError(f"Repeater(repeat={repeat!r}): use an int >= 1")
-        super().__init__()
-        self.searcher = searcher
         self.repeat = repeat
         self.set_index = set_index
         self._current: tuple[str, dict[str, Any]] | None = None
@@ -40,18 +37,6 @@ class Repeater(Searcher):
         self._groups: dict[str, dict[str, float | None]] = {}
         self._leader_of: dict[str, str] = {}
 
-    @property
-    def metric(self) -> str | None:
-        return self.searcher.metric
-
-    @property
-    def mode(self) -> str | None:
-        return self.searcher.mode
-
-    def set_search_properties(self, metric: str | None, mode: str | None,
-                              config: dict[str, Any], **spec: Any) -> bool:
-        return self.searcher.set_search_properties(metric, mode, config, **spec)
-
     def suggest(self, trial_id: str) -> dict[str, Any] | None | str:
         if self._left == 0:
             config = self.searcher.suggest(trial_id)
@@ -59,8 +44,7 @@ class Repeater(Searcher):
                 return config
             self._current, self._left = (trial_id, config), self.repeat
             self._groups[trial_id] = {}
-        assert self._current is not None  # set just above; internal invariant, not input
-        leader, config = self._current
+        leader, config = self._current  # type: ignore[misc]  # set above when _left was 0
         index = self.repeat - self._left
         self._left -= 1
         self._groups[leader][trial_id] = None

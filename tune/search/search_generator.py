@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .searcher import Searcher
+from .searcher import Searcher, WrappingSearcher
 from .variant_generator import parse_space
 
 __all__ = ["SearchGenerator"]
@@ -26,24 +26,15 @@ def _overlay(base: dict[str, Any], suggested: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class SearchGenerator(Searcher):
+class SearchGenerator(WrappingSearcher):
     """At most ``num_samples`` configs from ``searcher``, over ``param_space``'s constants."""
 
     def __init__(self, searcher: Searcher, num_samples: int) -> None:
-        super().__init__()
-        self.searcher = searcher
+        super().__init__(searcher)
         self.num_samples = num_samples
         self._count = 0
         self._base: dict[str, Any] = {}
         self._finished = False
-
-    @property
-    def metric(self) -> str | None:
-        return self.searcher.metric
-
-    @property
-    def mode(self) -> str | None:
-        return self.searcher.mode
 
     def set_search_properties(self, metric: str | None, mode: str | None,
                               config: dict[str, Any], **spec: Any) -> bool:
@@ -71,13 +62,6 @@ class SearchGenerator(Searcher):
             return config
         self._count += 1
         return _overlay(self._base, config)
-
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        self.searcher.on_trial_result(trial_id, result)
-
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
-                          error: bool = False) -> None:
-        self.searcher.on_trial_complete(trial_id, result, error)
 
     @property
     def is_finished(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import TuneConfigError
 
-__all__ = ["Searcher", "check_mode"]
+__all__ = ["Searcher", "WrappingSearcher", "check_mode"]
 
 
 def check_mode(mode: Any, where: str) -> None:
@@ -79,3 +79,37 @@ class Searcher:
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+class WrappingSearcher(Searcher):
+    """A searcher that wraps another (``ConcurrencyLimiter``, ``Repeater``, ...).
+
+    Metric, mode and the search space belong to the wrapped searcher; results pass through
+    unless the wrapper overrides the hook.
+    """
+
+    def __init__(self, searcher: Searcher) -> None:
+        if not isinstance(searcher, Searcher):
+            raise TuneConfigError(f"{type(self).__name__}({searcher!r}, ...): wrap a Searcher, "
+                                  "e.g. OptunaSearch()")
+        super().__init__()
+        self.searcher = searcher
+
+    @property
+    def metric(self) -> str | None:
+        return self.searcher.metric
+
+    @property
+    def mode(self) -> str | None:
+        return self.searcher.mode
+
+    def set_search_properties(self, metric: str | None, mode: str | None,
+                              config: dict[str, Any], **spec: Any) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        self.searcher.on_trial_complete(trial_id, result, error)
