@@ -122,7 +122,7 @@ class TrainRun:
     """The state of one run across its attempts (the driver side of ``fit()``)."""
 
     def __init__(self, trainer: DataParallelTrainer, storage: StorageContext,
-                 resume_from: Checkpoint | None) -> None:
+                 resume_from: Checkpoint | None, restoring: bool = False) -> None:
         self.trainer = trainer
         self.storage = storage
         self.name = storage.run_path.rstrip("/").rsplit("/", 1)[-1]
@@ -142,7 +142,10 @@ class TrainRun:
                 # checkpoint (a restored or restarted trial) is where training resumes.
                 self.tune_session = session
                 self.resume_from = session.get_checkpoint() or self.resume_from
-        self._load_previous()
+        if restoring:
+            self._load_previous()
+        else:
+            self._skip_existing_checkpoints()
 
     # -- persistence across driver restarts (Trainer.restore) ---------------------------
 
@@ -165,6 +168,26 @@ class TrainRun:
         self.latest_metrics = self.log.rows[-1] if self.log.rows else None
         if self.checkpoints.latest is not None:
             self.resume_from = self.checkpoints.latest
+
+    def _skip_existing_checkpoints(self) -> None:
+        """A new run in a folder that holds an earlier one: never overwrite its checkpoints.
+
+        Its results files are replaced; its checkpoints stay, and this run numbers its own
+        after them. (To continue the earlier run instead, use ``Trainer.restore``.)
+        """
+        fs = self.storage.filesystem
+        prefix = CHECKPOINT_DIR_FORMAT.split("{")[0]
+        existing = [info.base_name[len(prefix):] for info in
+                    fs.get_file_info(pafs.FileSelector(self.storage.run_path))
+                    if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix)]
+        numbers = [int(n) for n in existing if n.isdigit()]
+        if numbers:
+            self.checkpoint_index = max(numbers) + 1
+            logger.warning("%s already holds the checkpoints of an earlier run; this new run "
+                           "numbers its checkpoints from %d and replaces progress.csv and "
+                           "result.json (use %s.restore(path) to continue the earlier run)",
+                           self.storage.run_path, self.checkpoint_index,
+                           type(self.trainer).__name__)
 
     def _save_state(self, finished: bool) -> None:
         state = {"checkpoint_index": self.checkpoint_index, "finished": finished,

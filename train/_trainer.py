@@ -161,7 +161,8 @@ class DataParallelTrainer:
         storage = StorageContext(self.run_config.storage_path, name)
         if self._run_name is None:
             self._write_trainer(storage)
-        return TrainRun(self, storage, self.resume_from_checkpoint).run()
+        return TrainRun(self, storage, self.resume_from_checkpoint,
+                        restoring=self._run_name is not None).run()
 
     def _write_trainer(self, storage: StorageContext) -> None:
         state = dict(self.__dict__, datasets={}, _run_name=None)

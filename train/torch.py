@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 TorchBackend = Literal["gloo", "nccl"]
 _JOINED_KEY = "ember/joined/{}"
+#: Set in a worker of a GPU run (``get_devices`` falls back on it without GPU ids).
+_USE_GPU_ENV = "EMBER_TRAIN_USE_GPU"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 #: The rank-0 TCPStore of this worker process (kept alive for the process group's life).
@@ -86,7 +88,8 @@ class TorchConfig(BackendConfig):
         port = _rank0_port(group, master_addr, world_size, self.timeout_s, threads)
         group.execute_each(_join_process_group, [
             (master_addr, port, w.rank, world_size, w.local_rank, w.local_world_size,
-             w.node_rank, backend, self.timeout_s) for w in group.workers])
+             w.node_rank, backend, self.timeout_s, scaling.num_gpus_per_worker > 0)
+            for w in group.workers])
 
     def on_shutdown(self, group: WorkerGroup) -> None:
         """Nothing: the group's processes are killed, which ends their process group."""
@@ -134,14 +137,17 @@ def _loopback_interface() -> str | None:
 
 def _join_process_group(master_addr: str, port: int, rank: int, world_size: int,
                         local_rank: int, local_world_size: int, node_rank: int,
-                        backend: str, timeout_s: float) -> None:
+                        backend: str, timeout_s: float, use_gpu: bool) -> None:
     """On every rank: join rank 0's store and create the default process group."""
+    import torch
     import torch.distributed as dist
     env = {"MASTER_ADDR": master_addr, "MASTER_PORT": str(port), "RANK": str(rank),
            "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(local_rank),
            "LOCAL_WORLD_SIZE": str(local_world_size), "NODE_RANK": str(node_rank),
-           "GROUP_RANK": str(node_rank)}
+           "GROUP_RANK": str(node_rank), _USE_GPU_ENV: "1" if use_gpu else "0"}
     os.environ.update(env)
+    if use_gpu and torch.cuda.is_available():
+        torch.cuda.set_device(get_device())  # NCCL's collectives run on this device
     if backend == "gloo" and master_addr in _LOOPBACK and "GLOO_SOCKET_IFNAME" not in os.environ:
         # One machine: keep gloo's sockets on loopback like the rest of ember.
         interface = _loopback_interface()
@@ -212,13 +218,24 @@ class TorchTrainer(DataParallelTrainer):
 # -- helpers called inside the training loop ----------------------------------------------
 
 def get_devices() -> list[Any]:
-    """The torch devices of this worker: its GPUs (``CUDA_VISIBLE_DEVICES`` holds exactly
-    them, so they are ``cuda:0..n-1``), or ``[cpu]``."""
+    """The torch devices of this worker: its GPUs, or ``[cpu]``.
+
+    ember sets ``CUDA_VISIBLE_DEVICES`` to exactly the worker's GPUs, so they are
+    ``cuda:0..n-1``. Where more devices are visible than the worker was given, its GPU
+    ids index them; a GPU worker that was told no ids uses ``cuda:<local_rank>``.
+    """
     import torch
-    gpu_ids = ember.get_gpu_ids() if in_session() else []
-    if gpu_ids and torch.cuda.is_available():
-        return [torch.device("cuda", i) for i in range(min(len(gpu_ids),
-                                                            torch.cuda.device_count()))]
+    if not torch.cuda.is_available():
+        return [torch.device("cpu")]
+    count = torch.cuda.device_count()
+    gpu_ids = [int(g) for g in ember.get_gpu_ids()]
+    if gpu_ids and len(gpu_ids) == count:
+        return [torch.device("cuda", i) for i in range(count)]
+    if gpu_ids:
+        return [torch.device("cuda", g) for g in gpu_ids if g < count] or \
+            [torch.device("cuda", 0)]
+    if os.environ.get(_USE_GPU_ENV) == "1":
+        return [torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % count)]
     return [torch.device("cpu")]
 
 

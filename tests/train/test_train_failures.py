@@ -161,3 +161,19 @@ def test_a_killed_driver_leaves_no_worker_and_its_run_can_be_restored(ember_loca
     assert list(frame["start"]) == [0, 0, 2, 2]
     assert result.path == str(run)
     assert os.path.basename(result.checkpoint.path) == "checkpoint_000003"
+
+
+@pytest.mark.timeout(90)
+def test_a_new_run_in_an_earlier_runs_folder_never_overwrites_its_checkpoints(
+        ember_local: Any, tmp_path: Any) -> None:
+    def fit() -> Any:
+        return DataParallelTrainer(epochs_loop, train_loop_config={"epochs": 2},
+                                   scaling_config=ScalingConfig(num_workers=1),
+                                   run_config=_run_config(tmp_path, 0, name="same")).fit()
+
+    first = fit()
+    second = fit()
+    assert list(second.metrics_dataframe["start"]) == [0, 0]  # a fresh run, not a resume
+    assert os.path.basename(first.checkpoint.path) == "checkpoint_000001"
+    assert os.path.basename(second.checkpoint.path) == "checkpoint_000003"
+    assert os.path.isdir(first.checkpoint.path)
