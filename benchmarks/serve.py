@@ -3,10 +3,12 @@
     python benchmarks/serve.py --ray-python .ray-venv/bin/python --duration-s 30
 
 Each system runs as its own subprocess (``--child``; Ray's with Ray's interpreter) and
-prints ``READY <port>`` once it serves; this process then drives it with an asyncio
-httpx load generator keeping ``--concurrency`` requests in flight (or ``wrk`` with
-``--loadgen wrk`` where Debian's wrk is installed) for ``--duration-s``, and records
-requests/s, p50 and p99 latency and errors. Workloads:
+prints ``READY <port>`` once it serves; this process then drives it with ``wrk`` (Debian's
+package; the default where installed) or an asyncio httpx client (``--loadgen httpx``),
+keeping ``--concurrency`` requests in flight for ``--duration-s``, and records
+requests/s, p50 and p99 latency and errors. On a 2-core machine the httpx client itself
+needs about as much CPU as the server, so it caps every system near the same rate;
+wrk shows what the servers can do. Workloads:
 
 - ``noop``: one replica, a handler that returns "ok" (bare: the same handler in a starlette app);
 - ``pipeline``: an ingress deployment that calls a second deployment through a handle;
@@ -232,7 +234,9 @@ def main() -> None:
     parser.add_argument("--systems", default="ember,ray,bare")
     parser.add_argument("--duration-s", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--loadgen", choices=["httpx", "wrk"], default="httpx")
+    parser.add_argument("--loadgen", choices=["httpx", "wrk"], default="wrk" if shutil.which("wrk") else "httpx",
+                        help="wrk (C, barely uses CPU, so it measures the server; default where installed) "
+                        "or an asyncio httpx client (needs ~1 ms of CPU per request itself)")
     parser.add_argument("--out", help="write the table and JSON here (default benchmarks/results/serve-<date>)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--system", default="ember", help=argparse.SUPPRESS)
