@@ -170,3 +170,14 @@ def computes_without_reporting(config: dict) -> None:
     while time.monotonic() < deadline:
         time.sleep(0.05)  # simulated work
     tune.report({"done_working": 1})
+
+
+def reports_gpus(config: dict) -> None:
+    """Reports the GPUs ember gave this trial, and when it ran."""
+    import ember
+
+    start = time.time()
+    time.sleep(0.2)  # simulated work, so that two trials on one GPU would overlap
+    tune.report({"gpu_ids": [str(g) for g in ember.get_gpu_ids()], "start": start,
+                 "end": time.time(),
+                 "visible": os.environ.get("CUDA_VISIBLE_DEVICES", "")})
