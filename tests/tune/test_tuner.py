@@ -275,3 +275,16 @@ def test_unknown_trainable_name_and_get_best_result_errors(ember_local, tmp_path
     with pytest.raises(tune.TuneConfigError, match=r"reported keys are .*'score'"):
         grid.get_best_result("nope", "min")
     ember.get(ember.put(1))  # the cluster is still fine
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: tune.with_resources(quadratic, "2 cpus"), "PlacementGroupFactory"),
+    (lambda: tune.with_resources(quadratic, {"cpu": -1}), "must be a number >= 0"),
+    (lambda: tune.PlacementGroupFactory([]), "non-empty list"),
+    (lambda: tune.Tuner(quadratic, tune_config={"metric": "x"}), "pass a TuneConfig"),
+    (lambda: tune.Tuner(quadratic, run_config=tune.RunConfig(stop=3)), "stop=3"),
+    (lambda: tune.Tuner(42), "pass a function"),
+])
+def test_bad_resources_and_tuner_arguments_raise_typed_errors(make, words: str) -> None:
+    with pytest.raises(tune.TuneConfigError, match=words):
+        make()
