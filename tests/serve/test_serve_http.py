@@ -270,3 +270,22 @@ def test_malformed_http_does_not_reach_replicas(clean_apps: str) -> None:
     assert reply.startswith(b"HTTP/1.1 400") or reply == b""
     assert httpx.get(f"{clean_apps}/who2").status_code == 200
     assert serve.status().applications["who2"].deployments["WhoAmI"].replica_states == {"RUNNING": 2}
+
+
+@serve.deployment(num_replicas=2, num_cpus=1)
+class Heavy:
+    async def __call__(self, request):
+        return "heavy"
+
+
+@pytest.mark.timeout(60)
+def test_delete_returns_the_replicas_resources(clean_apps: str) -> None:
+    total = ember.cluster_resources()["CPU"]
+    wait_for(lambda: ember.available_resources().get("CPU") == total, what="an idle cluster")
+    serve.run(Heavy.bind(), name="heavy", route_prefix="/heavy")
+    assert ember.available_resources().get("CPU") == total - 2
+    assert httpx.get(f"{clean_apps}/heavy").text == "heavy"
+    serve.delete("heavy")
+    assert "heavy" not in serve.status().applications
+    wait_for(lambda: ember.available_resources().get("CPU") == total, what="the replicas' CPUs to be free")
+    assert httpx.get(f"{clean_apps}/heavy").status_code == 404
