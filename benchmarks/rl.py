@@ -148,14 +148,22 @@ def run_rllib(seed: int) -> dict[str, Any]:
         for _ in range(SAMPLE_ROUNDS):
             algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group,
                                                inference_only=True)
-            episodes = synchronous_parallel_sample(worker_set=algo.env_runner_group,
-                                                   max_env_steps=H["train_batch_size"], concat=True)
-            steps += sum(len(e) for e in episodes)
+            episodes, _ = synchronous_parallel_sample(
+                worker_set=algo.env_runner_group, max_env_steps=H["train_batch_size"],
+                sample_timeout_s=60.0, _uses_new_env_runners=True, _return_metrics=True)
+            steps += sum(_flat_env_steps(e) for e in episodes)
         out.update(build_s=build_s, sample_steps_per_s=steps / (time.perf_counter() - sample_start))
         algo.stop()
         return out
     finally:
         ray.shutdown()
+
+
+def _flat_env_steps(item: Any) -> int:
+    """Env steps in an RLlib episode or (nested) list of them."""
+    if isinstance(item, (list, tuple)):
+        return sum(_flat_env_steps(x) for x in item)
+    return int(item.env_steps())
 
 
 def run_sb3(seed: int) -> dict[str, Any]:
