@@ -29,9 +29,9 @@ from ember.exceptions import ActorDiedError
 
 from .autoscaling import AutoscalingState, desired_replicas
 from .config import DeploymentConfig
-from .exceptions import RoutePrefixConflictError
+from .exceptions import RoutePrefixConflictError, ServeError
 from .replica import Replica
-from .snapshot import SERVE_NAMESPACE, DeploymentTargets, Snapshot
+from .snapshot import CONTROLLER_NAME, SERVE_NAMESPACE, DeploymentTargets, Snapshot
 
 logger = logging.getLogger("ember.serve.controller")
 
@@ -163,7 +163,7 @@ class ServeController:
         from .proxy import HTTPProxy
         options = {**self.http_options, **(http_options or {})}
         self.http_options = options
-        me = ember.get_actor(_controller_name(), namespace=SERVE_NAMESPACE)
+        me = ember.get_actor(CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
         proxy_cls = ember.remote(HTTPProxy)
         proxy = await asyncio.to_thread(lambda: proxy_cls.options(
             num_cpus=0, lifetime="detached", name=PROXY_NAME, namespace=SERVE_NAMESPACE,
@@ -175,10 +175,6 @@ class ServeController:
             raise
         self.proxy = proxy
         return self.proxy_port
-
-    async def ping(self) -> bool:
-        self._ensure_loop()
-        return True
 
     # --- applications ---------------------------------------------------------------------
 
@@ -199,33 +195,14 @@ class ServeController:
                         f"serve.delete({other.name!r}) first")
         app = self.apps.get(name)
         if app is not None and app.deleting:
-            raise RoutePrefixConflictError(f"application {name!r} is being deleted; wait for "
-                                           "serve.delete to return, then deploy it again")
+            raise ServeError(f"application {name!r} is being deleted; wait for serve.delete to "
+                             "return, then deploy it again")
         ingress = next(d[0] for d in deployments if d[3])
         capacity = await asyncio.to_thread(_cluster_totals)
         new: dict[str, DeploymentRecord] = {}
         for dep_name, config, code, _ in deployments:
-            version = code_version(code, config)
             old = app.deployments.get(dep_name) if app is not None else None
-            if old is not None and old.failed_message is None:
-                rec = old
-                config_changed = rec.config.user_config != config.user_config
-                rec.code, rec.version = code, version
-                prev_target = rec.target
-                rec.config = config
-                rec.target = prev_target if config.autoscaling_config is not None else config.num_replicas
-                if config.autoscaling_config is not None:
-                    a = config.autoscaling_config
-                    rec.target = max(a.min_replicas, min(a.max_replicas, prev_target))
-                rec.status_trigger = "CONFIG_UPDATE_STARTED"
-                if config_changed:
-                    for r in rec.replicas.values():
-                        if r.state == "running" and r.version == version:
-                            await r.actor.reconfigure.remote(config.user_config)
-            else:
-                rec = DeploymentRecord(name, dep_name, config, code, version, config.initial_replicas())
-                for r in (old.replicas.values() if old is not None else ()):
-                    self._stop_replica(old, r, drain=False)
+            rec = await self._update_deployment(name, dep_name, config, code, old)
             shape = config.resource_shape()
             fits = sum(_fits(total, shape) for total in capacity)
             if rec.target > fits:
@@ -245,6 +222,26 @@ class ServeController:
                     rec.target = 0
         self.apps[name] = AppRecord(name, route_prefix, ingress, new, removed=removed)
         self._publish()
+
+    async def _update_deployment(self, app: str, name: str, config: DeploymentConfig, code: bytes,
+                                 old: DeploymentRecord | None) -> DeploymentRecord:
+        """The record a (re)deploy leaves: the old one updated in place when it was healthy,
+        so its replicas roll (new code) or stay (same code: reconfigure, rescale)."""
+        version = code_version(code, config)
+        if old is None or old.failed_message is not None:
+            for r in list(old.replicas.values()) if old is not None else ():
+                self._stop_replica(old, r, drain=False)
+            return DeploymentRecord(app, name, config, code, version, config.initial_replicas())
+        user_config_changed = old.config.user_config != config.user_config
+        old.code, old.version, old.config = code, version, config
+        a = config.autoscaling_config
+        old.target = config.num_replicas if a is None else max(a.min_replicas, min(a.max_replicas, old.target))
+        old.status_trigger = "CONFIG_UPDATE_STARTED"
+        if user_config_changed:
+            for r in old.replicas.values():
+                if r.state == "running" and r.version == version:
+                    await r.actor.reconfigure.remote(config.user_config)
+        return old
 
     async def delete_app(self, name: str) -> None:
         """Stop an application's replicas (draining them) and forget it."""
@@ -343,7 +340,7 @@ class ServeController:
                 if rec.failed_message is None and not app.deleting:
                     await self._scale(rec, now)
                 self._health(rec, now)
-            if rec_all_healthy(self, app):
+            if not app.deleting and self._app_status(app) == "RUNNING":
                 app.reached_running = True
         self._publish()
 
@@ -535,10 +532,6 @@ class ServeController:
             self._changed = asyncio.Event()
 
 
-def rec_all_healthy(controller: ServeController, app: AppRecord) -> bool:
-    return not app.deleting and controller._app_status(app) == "RUNNING"
-
-
 def _constructor_error(e: BaseException) -> str:
     """The user's traceback from an ActorDiedError, without ember's advice about restarts."""
     text = str(e)
@@ -559,7 +552,3 @@ def _kill(actor: Any) -> None:
     except Exception:  # already gone
         pass
 
-
-def _controller_name() -> str:
-    from .snapshot import CONTROLLER_NAME
-    return CONTROLLER_NAME
