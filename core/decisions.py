@@ -130,15 +130,21 @@ def respill_target(shape: ResourceShape, strategy: Strategy, here: NodeID, free_
                    spread_turn: int = 0) -> str | None:
     """Whether a request already queued here should move, and to which node manager.
 
-    Only requests that can never fit here move (resources appear elsewhere as nodes join
-    and placement groups are reserved); they go where ``choose_node`` would send them now.
+    A request that does not fit here now moves to a node where it fits now (resources
+    free up elsewhere, nodes join, placement groups are reserved), chosen as
+    ``choose_node`` would; one that would merely queue there keeps waiting here, so that
+    whichever node has room first (an autoscaler's new node, say) takes it. Without this,
+    a burst queued on one busy node never reaches the nodes started for it.
     Returns the target's TCP address, or None to keep waiting here.
     """
-    if fits_ever(totals_here, shape):
-        return None
+    if fits(free_here, shape):
+        return None  # granted here as soon as its turn comes
     choice = choose_node(shape, strategy, here, free_here, cluster_view, totals_here=totals_here,
                          spread_turn=spread_turn)
-    return choice.address if isinstance(choice, There) else None
+    if not isinstance(choice, There):
+        return None
+    target = next((n for n in cluster_view.values() if n.tcp_address == choice.address), None)
+    return choice.address if target is not None and fits(target.available, shape) else None
 
 
 def actor_may_restart(max_restarts: int, num_restarts: int, no_restart: bool, *,

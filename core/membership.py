@@ -36,6 +36,17 @@ class NodeInfo:
     last_seen: float = field(default_factory=time.monotonic)
     #: Shapes of requests queued on the node, waiting for resources.
     pending: list[ResourceShape] = field(default_factory=list)
+    #: The head only: (strategy, bundles) of each placement group waiting for room.
+    pending_groups: list[tuple[str, list[ResourceShape]]] = field(default_factory=list)
+    #: When (the head's monotonic clock) the node last became idle: every resource free
+    #: and nothing queued. None while busy. The autoscaler removes nodes idle too long.
+    idle_since: float | None = None
+
+    def update_idle(self, previous: float | None = None) -> None:
+        """Start (or keep ``previous``) the idle clock when nothing runs or waits here."""
+        idle = not self.pending and all(abs(self.available.get(k, 0.0) - v) < 1e-9
+                                        for k, v in self.totals.items())
+        self.idle_since = (previous or self.idle_since or time.monotonic()) if idle else None
 
     def as_dict(self) -> dict[str, Any]:
         host = self.tcp_address.split(":")[1] if self.tcp_address.count(":") >= 2 else "127.0.0.1"
@@ -43,7 +54,11 @@ class NodeInfo:
                 "NodeManagerPort": int(self.tcp_address.rsplit(":", 1)[1]) if self.tcp_address else 0,
                 "IsHead": self.is_head, "Resources": dict(self.totals),
                 "Available": dict(self.available) if self.alive else {},
-                "PendingDemand": list(self.pending) if self.alive else []}
+                "PendingDemand": list(self.pending) if self.alive else [],
+                "PendingPlacementGroups": [{"strategy": strategy, "bundles": list(bundles)}
+                                           for strategy, bundles in self.pending_groups],
+                "IdleS": time.monotonic() - self.idle_since
+                if self.alive and self.idle_since is not None else 0.0}
 
 
 class ClusterView:
@@ -55,6 +70,8 @@ class ClusterView:
 
     def upsert(self, info: NodeInfo) -> None:
         info.last_seen = time.monotonic()
+        old = self.nodes.get(info.node_id)
+        info.update_idle(old.idle_since if old is not None else None)
         self.nodes[info.node_id] = info
 
     def heartbeat(self, node_id: NodeID, totals: ResourceShape, available: ResourceShape,
@@ -63,6 +80,17 @@ class ClusterView:
         if node is not None and node.alive:
             node.totals, node.available, node.last_seen = totals, available, time.monotonic()
             node.pending = pending
+            node.update_idle()
+
+    def reserve(self, tcp_address: str, shape: ResourceShape) -> None:
+        """Count ``shape`` as taken on the node a request was just sent to, until its next
+        heartbeat says what it really has: else a burst of requests decided within one
+        heartbeat all goes to the same node, and a node that just joined gets one of them."""
+        for node in self.nodes.values():
+            if node.tcp_address == tcp_address:
+                for name, amount in shape.items():
+                    node.available[name] = node.available.get(name, 0.0) - amount
+                return
 
     def mark_dead(self, node_id: NodeID) -> bool:
         node = self.nodes.get(node_id)

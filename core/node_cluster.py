@@ -31,7 +31,9 @@ class ClusterMixin:
     def _self_info(self) -> NodeInfo:
         return NodeInfo(self.node_id, self.tcp_address, self.address, dict(self.ledger.totals),
                         dict(self.ledger.available), is_head=self.is_head,
-                        pending=[dict(w.shape) for w in self.queue.waiting()])
+                        pending=[dict(w.shape) for w in self.queue.waiting()],
+                        pending_groups=[(pg.strategy, [dict(b) for b in pg.bundles])
+                                        for pg in self.placement_groups.values() if pg.state == "PENDING"])
 
     def _resources_now(self) -> tuple[ResourceShape, ResourceShape, list[ResourceShape]]:
         with self.lock:
@@ -85,8 +87,9 @@ class ClusterMixin:
                 self._restart_or_bury(actor, f"its node {node_id.hex()[:12]} died")
 
     def _respill_waiting(self) -> None:
-        """Requests queued here that can never fit here go where they fit now (resources
-        appear elsewhere as nodes join and placement groups are reserved)."""
+        """Requests queued here that do not fit here now go where they fit now (resources
+        free up elsewhere, nodes join, placement groups are reserved): the rule is
+        decisions.respill_target."""
         if len(self.view.alive()) <= 1:
             return
         for pending in self.queue.waiting():
@@ -95,8 +98,8 @@ class ClusterMixin:
             requester = self._lease_requesters.get(key) if actor is None else None
             if actor is not None and not self.is_head:
                 continue  # the head places actors
-            if actor is None and (requester is None or requester[0].kind == "submitter"):
-                continue  # a submitter's request came here on purpose (or is gone)
+            if actor is None and requester is None:
+                continue  # its requester is gone
             self._spread_turn += 1
             target = respill_target(pending.shape, actor.spec.request.strategy if actor else None,
                                     self.node_id, self.ledger.available, self.view.nodes,
@@ -109,6 +112,7 @@ class ClusterMixin:
                     self._request_actor_lease(actor)
             else:
                 self.queue.remove(key)
+                self.view.reserve(target, pending.shape)
                 client, rid = self._lease_requesters.pop(key)
                 self._reply(client, rid, True, p.Spillback(target))
 

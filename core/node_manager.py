@@ -344,7 +344,10 @@ class NodeManager(ClusterMixin, WorkersMixin, PlacementMixin, ActorsMixin):
                              totals_here=self.ledger.totals, spread_turn=self._spread_turn)
         if isinstance(choice, Refuse):
             return choice.error
-        return choice.address if isinstance(choice, There) else None
+        if isinstance(choice, There):
+            self.view.reserve(choice.address, shape)
+            return choice.address
+        return None
 
     def _on_return_lease(self, client: Client, msg: p.ReturnLease) -> None:
         lease = self.leases.pop(msg.lease_id, None)

@@ -123,13 +123,24 @@ def test_choose_node_does_not_mutate_the_view() -> None:
 # --- respill_target -------------------------------------------------------------------
 
 
-def test_a_queued_request_that_ever_fits_here_stays() -> None:
-    assert respill_target({"CPU": 2.0}, None, A, {"CPU": 0.0}, _cluster(), totals_here={"CPU": 2.0}) is None
+def test_a_queued_request_that_fits_here_now_stays() -> None:
+    assert respill_target({"CPU": 2.0}, None, A, {"CPU": 2.0}, _cluster(), totals_here={"CPU": 2.0}) is None
+
+
+def test_a_queued_request_on_a_busy_node_moves_to_a_node_with_room_now() -> None:
+    assert respill_target({"CPU": 2.0}, None, A, {"CPU": 0.0}, _cluster(a_free=0.0, b_free=0.0),
+                          totals_here={"CPU": 2.0}) == "tcp:c:1"
 
 
 def test_a_queued_request_that_never_fits_here_moves_where_it_fits() -> None:
     assert respill_target({"GPU": 1.0}, None, A, {"CPU": 2.0}, _cluster(),
                           totals_here={"CPU": 2.0}) == "tcp:c:1"
+
+
+def test_a_queued_request_waits_here_rather_than_queue_on_a_busy_node() -> None:
+    busy = {A: Node(A, "tcp:a:1", {"CPU": 0.0}, {"CPU": 0.0}),
+            B: Node(B, "tcp:b:1", {"CPU": 2.0}, {"CPU": 0.0})}
+    assert respill_target({"CPU": 1.0}, None, A, {"CPU": 0.0}, busy, totals_here={"CPU": 0.0}) is None
 
 
 # --- actor_may_restart ----------------------------------------------------------------
