@@ -135,10 +135,10 @@ def _ask_cluster(command: str, ask: Callable[[Any], Any]) -> Any:
 def _status(_args: argparse.Namespace) -> int:
     answer = _ask_cluster("status", lambda ember: (
         ember.cluster_resources(), ember.available_resources(), ember.nodes(),
-        ember.object_store_stats()))
+        ember.object_store_stats(), _autoscaler_report(ember)))
     if answer is None:
         return 1
-    total, free, nodes, store = answer
+    total, free, nodes, store, autoscaler = answer
     alive = [n for n in nodes if n["Alive"]]
     print(f"nodes: {len(alive)} alive" + (f", {len(nodes) - len(alive)} dead" if len(nodes) > len(alive) else ""))
     for name in sorted(total):
@@ -156,6 +156,39 @@ def _status(_args: argparse.Namespace) -> int:
     mb = 1 << 20
     print(f"object store (this node): {store['used_bytes'] / mb:.1f} / {store['capacity_bytes'] / mb:.1f} "
           f"MiB in {store['num_objects']} objects")
+    if autoscaler:
+        from .autoscaler.monitor import format_report
+        print(format_report(autoscaler))
+    return 0
+
+
+def _autoscaler_report(ember: Any) -> dict | None:
+    """The autoscaler's latest report, when one runs on this cluster (``ember up``)."""
+    from .autoscaler.state import find_state_actor
+    actor = find_state_actor()
+    return ember.get(actor.report.remote(), timeout=10) if actor is not None else None
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .autoscaler.launcher import up
+    try:
+        state = up(args.config)
+    except EmberError as e:
+        print(f"ember up: {e}", file=sys.stderr)
+        return 1
+    print(f"ember up: head at {state['head_address']}, autoscaler running (pid {state['monitor_pid']}).\n"
+          f"Connect with ember.init(address='{state['head_address']}'); stop with: ember down {args.config}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from .autoscaler.launcher import down
+    try:
+        stopped = down(args.config)
+    except EmberError as e:
+        print(f"ember down: {e}", file=sys.stderr)
+        return 1
+    print("ember down: the cluster is stopped" if stopped else "ember down: this cluster is not up")
     return 0
 
 
@@ -215,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                             "and who holds them")
     memory.add_argument("--top", type=int, default=10, help="how many of the largest objects to list")
     memory.set_defaults(fn=_memory)
+    for name, fn, what in (("up", _up, "start a cluster's head and autoscaler from a cluster YAML"),
+                           ("down", _down, "stop the autoscaler, worker nodes and head `ember up` started")):
+        command = sub.add_parser(name, help=what)
+        command.add_argument("config", help="the cluster YAML (see docs/autoscaler.md)")
+        command.set_defaults(fn=fn)
     args = parser.parse_args(argv)
     return args.fn(args)
 
