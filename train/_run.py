@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol
 
 import pandas as pd
 import pyarrow.fs as pafs
@@ -31,7 +31,8 @@ import ember
 from ember.exceptions import ActorDiedError, EmberError, TaskError
 
 from ._checkpoint import Checkpoint
-from ._config import ScalingConfig
+from ._backend import BackendConfig
+from ._config import RunConfig, ScalingConfig
 from ._progress import RunProgress
 from ._result import Result
 from ._session import TrainContext, current_session, in_session
@@ -40,8 +41,19 @@ from ._worker import WorkerStart
 from ._worker_group import GroupCallError, WorkerGroup, WorkerInfo
 from .errors import TrainingFailedError, WorkerFailure
 
-if TYPE_CHECKING:
-    from ._trainer import DataParallelTrainer
+
+
+class TrainerSpec(Protocol):
+    """What a run needs of its trainer (``DataParallelTrainer`` provides it)."""
+
+    train_loop_per_worker: Callable[..., Any]
+    train_loop_config: dict[str, Any] | None
+    loop_takes_config: bool
+    backend_config: BackendConfig
+    scaling_config: ScalingConfig
+    run_config: RunConfig
+    datasets: dict[str, Any]
+    metadata: dict[str, Any]
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +133,7 @@ def _executable_datasets(datasets: dict[str, Any], scaling: ScalingConfig) -> di
 class TrainRun:
     """The state of one run across its attempts (the driver side of ``fit()``)."""
 
-    def __init__(self, trainer: DataParallelTrainer, storage: StorageContext,
+    def __init__(self, trainer: TrainerSpec, storage: StorageContext,
                  resume_from: Checkpoint | None, restoring: bool = False) -> None:
         self.trainer = trainer
         self.storage = storage

@@ -131,7 +131,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_a_killed_driver_leaves_no_worker_and_its_run_can_be_restored(ember_local: Any,
                                                                        tmp_path: Any) -> None:
     script = tmp_path / "driver.py"
@@ -139,11 +139,11 @@ def test_a_killed_driver_leaves_no_worker_and_its_run_can_be_restored(ember_loca
     pids_dir = tmp_path / "pids"
     pids_dir.mkdir()
     driver = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(pids_dir)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=open(tmp_path / "driver.log", "w"), stderr=subprocess.STDOUT)
     run = tmp_path / "interrupted"
     try:
         wait_for(lambda: (run / "checkpoint_000001").is_dir() and len(os.listdir(pids_dir)) == 2,
-                 timeout_s=90, what="the run's second checkpoint")
+                 timeout_s=180, what="the run's second checkpoint")
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
