@@ -440,7 +440,7 @@ class TuneController:
             trial.pending_decision = None
             self._state.save_trial(trial)
             return
-        if not trial.last_result:
+        if not trial.last_result and trial.pending_decision is None:
             exc = TrialNeverReportedError(
                 f"trial {trial} finished without reporting a result: call "
                 "tune.report({...}) (or ember.train.report) at least once in the trainable")
@@ -523,7 +523,7 @@ class TuneController:
             trial.pending_decision = TrialScheduler.STOP
             slot = self._slot_of.get(trial.trial_id)
             if slot is not None:
-                stops[slot.handle.stop.remote(STOP_GRACE_S)] = (trial, slot)
+                stops[slot.handle.stop.remote(trial.trial_id, STOP_GRACE_S)] = (trial, slot)
         for ref, (trial, slot) in stops.items():
             try:
                 ended = ember.get(ref, timeout=STOP_GRACE_S + 10)

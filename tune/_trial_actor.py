@@ -232,6 +232,9 @@ class TrialActor:
     def __init__(self) -> None:
         self._trainables: dict[str, Any] = {}
         self._run: _TrialRun | None = None
+        #: Guards _run and _stopped: stop() may run on another thread before run() starts.
+        self._lock = threading.Lock()
+        self._stopped: set[str] = set()
         self._class_instance: Trainable | None = None
 
     def ping(self) -> int:
@@ -271,9 +274,13 @@ class TrialActor:
                 trainable = self._build_class(trainable, spec)
         except BaseException as exc:  # noqa: BLE001 - a failing setup() is the trial's error
             return [("error", _error_info(exc))]
-        self._run = _TrialRun(spec, trainable)
-        self._run.thread.start()
-        return self._run.next_events()
+        with self._lock:
+            if spec["trial_id"] in self._stopped:  # stopped before it could start
+                self._stopped.discard(spec["trial_id"])
+                return [("done", None)]
+            self._run = run = _TrialRun(spec, trainable)
+            run.thread.start()
+        return run.next_events()
 
     def resume(self, decision: str) -> list[Event]:
         """Hand ``decision`` to the waiting report; return the trial's next events."""
@@ -283,10 +290,14 @@ class TrialActor:
         run.decide(decision)
         return run.next_events()
 
-    def stop(self, grace_s: float = 2.0) -> bool:
-        """End the current trial; False if its thread did not end within ``grace_s``."""
-        run = self._run
-        if run is None or run.finished:
+    def stop(self, trial_id: str, grace_s: float = 2.0) -> bool:
+        """End trial ``trial_id``; False if its thread did not end within ``grace_s``."""
+        with self._lock:
+            run = self._run
+            if run is None or run.spec["trial_id"] != trial_id:
+                self._stopped.add(trial_id)  # run() has not started it yet
+                return True
+        if run.finished:
             return True
         run.decide("STOP")
         run.thread.join(grace_s)

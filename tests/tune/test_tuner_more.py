@@ -42,7 +42,9 @@ def test_median_stopping_rule_in_a_sweep(ember_local, tmp_path) -> None:
                               min_samples_required=2)
     grid = tune.Tuner(counting_with_checkpoints,
                       param_space={"lr": tune.grid_search([1.0, 0.9, 0.01, 0.02]), "steps": 6},
-                      tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=rule),
+                      # One at a time: the good trials set the median before the bad run.
+                      tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=rule,
+                                                  max_concurrent_trials=1),
                       run_config=_config(tmp_path, "median")).fit()
     steps = {r.config["lr"]: r.metrics["step"] for r in grid}
     assert steps[1.0] == 6 and steps[0.01] < 6
