@@ -100,19 +100,20 @@ def _apply_overrides(app: Application, overrides: list[dict[str, Any]]) -> Appli
 
 def _run(args: argparse.Namespace) -> int:
     app = import_application(args.import_path)
+    # Ctrl-C and SIGTERM set a flag instead of raising KeyboardInterrupt at a random point
+    # (e.g. inside a call to the controller), so shutdown always starts from one place.
+    stop: list[int] = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     _connect(args.address, required=False)
     api.start(http_options={"host": args.host, "port": args.port})
     api.run(app, name=args.name, route_prefix=args.route_prefix)
     sys.stdout.write(f"Serving {args.import_path} at http://{args.host}:{args.port}{args.route_prefix} "
                      "(Ctrl-C to stop)\n")
     sys.stdout.flush()
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    try:
-        while not stop:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+    while not stop:
+        time.sleep(0.1)
+    sys.stdout.write("Shutting down Serve\n")
     api.shutdown()
     ember.shutdown()
     return 0
