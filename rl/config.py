@@ -12,12 +12,9 @@ from __future__ import annotations
 import copy
 import difflib
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import RLConfigError
-
-if TYPE_CHECKING:
-    from .algorithm import Algorithm
 
 Self = TypeVar("Self", bound="AlgorithmConfig")
 
@@ -54,12 +51,13 @@ class AlgorithmConfig:
         print(algo.train()["env_runners"]["episode_return_mean"])
     """
 
-    #: The Algorithm subclass ``build_algo`` instantiates; set by each algorithm module.
-    algo_class: ClassVar[type["Algorithm"] | None] = None
+    #: The Algorithm subclass ``build_algo`` instantiates (typed loosely: algorithm.py imports
+    #: this module, so naming Algorithm here would make an import circle).
+    algo_class: ClassVar[type | None] = None
     #: The algorithm's own ``training`` keys and their defaults (override the common ones).
     _ALGO_TRAINING: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, algo_class: type["Algorithm"] | None = None) -> None:
+    def __init__(self, algo_class: type | None = None) -> None:
         if algo_class is not None:
             self.algo_class = algo_class
         for key, value in self._defaults().items():
@@ -202,7 +200,7 @@ class AlgorithmConfig:
         envs = max(1, self.num_env_runners) * self.num_envs_per_env_runner
         return max(1, -(-self.train_batch_size // envs))
 
-    def build_algo(self, env: Any = None) -> "Algorithm":
+    def build_algo(self, env: Any = None) -> Any:
         """Validates the settings and returns a ready Algorithm (env runners started)."""
         if env is not None:
             self.environment(env)
