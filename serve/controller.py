@@ -376,6 +376,12 @@ class ServeController:
             counts = await asyncio.gather(*[asyncio.wait_for(r.actor.num_ongoing.remote(), 2.0)
                                             for r in running], return_exceptions=True)
             total = sum(c for c in counts if isinstance(c, int))
+            if self.proxy is not None:
+                try:
+                    queued = await asyncio.wait_for(self.proxy.queued_requests.remote(), 2.0)
+                    total += queued.get((rec.app, rec.name), 0)
+                except Exception:  # the proxy is busy or restarting: decide on replicas alone
+                    pass
             current = len([r for r in rec.replicas.values()
                            if r.state != "draining" and r.version == rec.version])
             before = rec.target

@@ -95,13 +95,13 @@ class DeploymentResponse:
         self._sending: asyncio.Task | None = None
         self._value: Any = None
         self._done = False
-        choice = router.try_pick()
+        choice = router.try_pick(model_id=meta[2])
         if choice is not None:
             self._send(choice)
         else:
             loop = _in_loop()
             if loop is None:
-                self._send(router.pick_sync())
+                self._send(router.pick_sync(model_id=meta[2]))
             else:
                 self._sending = loop.create_task(self._send_async())
 
@@ -117,7 +117,7 @@ class DeploymentResponse:
         self._tried = self._tried + (replica_id,)
 
     async def _send_async(self) -> None:
-        self._send(await self._router.pick_async())
+        self._send(await self._router.pick_async(model_id=self._meta[2]))
 
     def _release(self) -> None:
         if self._replica is not None:

@@ -21,7 +21,7 @@ from ember.exceptions import ActorDiedError, ActorUnavailableError
 
 from .exceptions import BackPressureError, DeploymentUnavailableError, PortInUseError
 from .http_util import new_request_id
-from .router import get_router
+from .router import get_router, queued_requests
 from .snapshot import client
 
 logger = logging.getLogger("ember.serve.proxy")
@@ -92,6 +92,11 @@ class HTTPProxy:
                 self.task.result()
             await asyncio.sleep(0.005)
         return self.port
+
+    async def queued_requests(self) -> dict[tuple[str, str], int]:
+        """Requests waiting here for a replica with room, per deployment (for autoscaling:
+        replicas alone never report more than max_ongoing_requests each)."""
+        return queued_requests()
 
     async def shutdown(self, timeout_s: float) -> None:
         """Stop accepting, let in-flight requests finish (up to ``timeout_s``), free the port."""
@@ -170,7 +175,7 @@ class HTTPProxy:
         router = get_router(app, deployment)
         tried: tuple[str, ...] = ()
         while True:
-            replica_id, actor = await router.pick_async(tried)
+            replica_id, actor = await router.pick_async(tried, meta[2])
             tried += (replica_id,)
             try:
                 return await actor.handle_http.remote(meta, req), actor

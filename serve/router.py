@@ -56,10 +56,13 @@ class Router:
             reps = [r for r in reps if r[0] not in self.dead and r[0] not in exclude]
         return reps
 
-    def try_pick(self, exclude: tuple[str, ...] = (), force: bool = False) -> tuple[str, Any] | None:
+    def try_pick(self, exclude: tuple[str, ...] = (), force: bool = False,
+                 model_id: str = "") -> tuple[str, Any] | None:
         """A replica with room (by power of two choices), or None; ``force`` ignores room.
 
-        The caller owns one in-flight slot on the returned replica (``release`` it).
+        A multiplexed ``model_id`` prefers the same replica every time (rendezvous hashing
+        over the live replicas), so its model stays loaded in one place, unless that
+        replica is full. The caller owns one in-flight slot on the result (``release`` it).
         """
         targets = self.targets()
         reps = self._live(targets, exclude)
@@ -68,6 +71,11 @@ class Router:
         limit = targets.max_ongoing_requests
         with self.lock:
             inflight = self.inflight
+            if model_id:
+                for rep in sorted(reps, key=lambda r: hash((model_id, r[0]))):
+                    if inflight[rep[0]] < limit:
+                        inflight[rep[0]] += 1
+                        return rep
             if len(reps) == 1:
                 choice = reps[0]
             else:
@@ -80,11 +88,11 @@ class Router:
             inflight[choice[0]] += 1
             return choice
 
-    def pick_sync(self, exclude: tuple[str, ...] = ()) -> tuple[str, Any]:
+    def pick_sync(self, exclude: tuple[str, ...] = (), model_id: str = "") -> tuple[str, Any]:
         """A replica now (sync callers never queue here), waiting for one to exist."""
         deadline = time.monotonic() + NO_REPLICA_TIMEOUT_S
         while True:
-            choice = self.try_pick(exclude, force=True)
+            choice = self.try_pick(exclude, force=True, model_id=model_id)
             if choice is not None:
                 return choice
             if time.monotonic() > deadline:
@@ -92,13 +100,13 @@ class Router:
             c = client()
             c.wait_for_version(c.snapshot.version + 1, 0.5)
 
-    async def pick_async(self, exclude: tuple[str, ...] = ()) -> tuple[str, Any]:
+    async def pick_async(self, exclude: tuple[str, ...] = (), model_id: str = "") -> tuple[str, Any]:
         """A replica with room, queueing here while all are full (BackPressureError past the cap)."""
         deadline = time.monotonic() + NO_REPLICA_TIMEOUT_S
         counted = False
         try:
             while True:
-                choice = self.try_pick(exclude)
+                choice = self.try_pick(exclude, model_id=model_id)
                 if choice is not None:
                     return choice
                 targets = self.targets()
@@ -171,6 +179,11 @@ def get_router(app: str, name: str) -> Router:
             if router is None:
                 router = _routers[key] = Router(app, name)
     return router
+
+
+def queued_requests() -> dict[tuple[str, str], int]:
+    """Requests waiting in this process's routers for a replica with room (for autoscaling)."""
+    return {key: r.queued for key, r in list(_routers.items()) if r.queued}
 
 
 def reset_routers() -> None:

@@ -115,6 +115,10 @@ class Multi:
     async def __call__(self, request):
         return await self.get_model(serve.get_multiplexed_model_id())
 
+    async def where(self) -> tuple[str, str]:
+        model = await self.get_model(serve.get_multiplexed_model_id())
+        return model, serve.get_replica_context().replica_id
+
 
 starlette_app = Starlette(routes=[
     Route("/hello", lambda request: PlainTextResponse("hello from starlette")),
@@ -245,6 +249,11 @@ def test_multiplexed_models(clean_apps: str) -> None:
     r = httpx.get(f"{clean_apps}/multi", headers={"serve_multiplexed_model_id": "a"})
     assert r.text == "model-a"
     assert handle.options(multiplexed_model_id="b").remote(None).result() == "model-b"
+    # With two replicas, one model id keeps going to one replica (its model stays loaded there).
+    handle = serve.run(Multi.options(num_replicas=2).bind(), name="multi2", route_prefix=None)
+    for model in ("x", "y", "z"):
+        places = {handle.options(multiplexed_model_id=model).where.remote().result() for _ in range(6)}
+        assert len(places) == 1 and next(iter(places))[0] == f"model-{model}"
 
 
 @pytest.mark.timeout(60)
