@@ -14,6 +14,7 @@ import collections
 import random
 import threading
 import time
+import zlib
 from typing import Any
 
 from .exceptions import BackPressureError, DeploymentUnavailableError
@@ -62,7 +63,7 @@ class Router:
 
         A multiplexed ``model_id`` prefers the same replica every time (rendezvous hashing
         over the live replicas), so its model stays loaded in one place, unless that
-        replica is full. The caller owns one in-flight slot on the result (``release`` it).
+        replica is full (a stable hash, so every process agrees). The caller owns one in-flight slot on the result (``release`` it).
         """
         targets = self.targets()
         reps = self._live(targets, exclude)
@@ -72,7 +73,7 @@ class Router:
         with self.lock:
             inflight = self.inflight
             if model_id:
-                for rep in sorted(reps, key=lambda r: hash((model_id, r[0]))):
+                for rep in sorted(reps, key=lambda r: zlib.crc32(f"{model_id}|{r[0]}".encode())):
                     if inflight[rep[0]] < limit:
                         inflight[rep[0]] += 1
                         return rep
