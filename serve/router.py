@@ -63,7 +63,8 @@ class Router:
 
         A multiplexed ``model_id`` prefers the same replica every time (rendezvous hashing
         over the live replicas), so its model stays loaded in one place, unless that
-        replica is full (a stable hash, so every process agrees). The caller owns one in-flight slot on the result (``release`` it).
+        replica is full (a stable hash, so every process agrees). The caller owns one
+        in-flight slot on the result (``release`` it).
         """
         targets = self.targets()
         reps = self._live(targets, exclude)
