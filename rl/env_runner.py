@@ -93,7 +93,7 @@ class EnvRunner:
         for t in range(num_steps):
             traj["obs"][t] = self.obs
             if random_actions:
-                actions, extras = space.sample().astype(np.float32), {}
+                actions, extras = np.asarray(space.sample()), {}
             else:
                 actions, extras = policy.act(self.obs, explore, self.rng, epsilon)
             obs, rewards, terminated, truncated, infos = self.env.step(policy.to_env(actions))

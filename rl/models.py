@@ -45,6 +45,14 @@ def export_layers(seq: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
             for m in seq.modules() if isinstance(m, nn.Linear)]
 
 
+def obs_tensor(module: nn.Module, obs: Any) -> torch.Tensor:
+    """``obs`` as a float tensor on ``module``'s device (a learner may live on a GPU)."""
+    device = next(module.parameters()).device
+    if isinstance(obs, torch.Tensor):
+        return obs.to(device=device, dtype=torch.float32)
+    return torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device)
+
+
 def flat_dim(space: gym.Space) -> int:
     """Size of one flattened observation or action."""
     return int(np.prod(space.shape)) if space.shape else 1
@@ -89,14 +97,14 @@ class PPOModule(nn.Module):
     def forward_inference(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """``{"action_dist_inputs": logits | concat(mean, log_std)}`` for ``batch["obs"]``."""
         with torch.no_grad():
-            out = self.pi(torch.as_tensor(batch["obs"], dtype=torch.float32))
+            out = self.pi(obs_tensor(self, batch["obs"]))
             if not self.discrete:
                 out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
         return {"action_dist_inputs": out}
 
     def greedy_action(self, obs: np.ndarray) -> np.ndarray:
         """The most likely action (discrete) or the mean (continuous, clipped to the space)."""
-        out = self.forward_inference({"obs": obs})["action_dist_inputs"].numpy()
+        out = self.forward_inference({"obs": obs})["action_dist_inputs"].cpu().numpy()
         if self.discrete:
             return out.argmax(-1)
         mean = out[..., : out.shape[-1] // 2]
@@ -108,7 +116,7 @@ class PPOModule(nn.Module):
                              "activation": self.activation, "pi": export_layers(self.pi),
                              "vf": export_layers(self.vf)}
         if not self.discrete:
-            w.update(log_std=self.log_std.detach().numpy().copy(), action_low=self.action_low,
+            w.update(log_std=self.log_std.detach().cpu().numpy().copy(), action_low=self.action_low,
                      action_high=self.action_high)
         return w
 
@@ -140,10 +148,10 @@ class QNetwork(nn.Module):
     def forward_inference(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """``{"action_dist_inputs": Q-values}`` (greedy action = argmax)."""
         with torch.no_grad():
-            return {"action_dist_inputs": self(torch.as_tensor(batch["obs"], dtype=torch.float32))}
+            return {"action_dist_inputs": self(obs_tensor(self, batch["obs"]))}
 
     def greedy_action(self, obs: np.ndarray) -> np.ndarray:
-        return self.forward_inference({"obs": obs})["action_dist_inputs"].numpy().argmax(-1)
+        return self.forward_inference({"obs": obs})["action_dist_inputs"].cpu().numpy().argmax(-1)
 
     def runner_weights(self) -> dict[str, Any]:
         """Numpy weights for ember.rl.policies (kind "q")."""
@@ -191,12 +199,12 @@ class SACModule(nn.Module):
     def forward_inference(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """``{"action_dist_inputs": concat(mean, log_std)}`` before tanh squashing."""
         with torch.no_grad():
-            return {"action_dist_inputs": self.pi(torch.as_tensor(batch["obs"], dtype=torch.float32))}
+            return {"action_dist_inputs": self.pi(obs_tensor(self, batch["obs"]))}
 
     def greedy_action(self, obs: np.ndarray) -> np.ndarray:
         out = self.forward_inference({"obs": obs})["action_dist_inputs"]
         mean = out.chunk(2, dim=-1)[0]
-        return (torch.tanh(mean) * self.scale + self.bias).numpy()
+        return (torch.tanh(mean) * self.scale + self.bias).cpu().numpy()
 
     def runner_weights(self) -> dict[str, Any]:
         """Numpy weights for ember.rl.policies (kind "squashed_gaussian")."""
