@@ -28,12 +28,10 @@ import cloudpickle
 import ember
 from ember.train import Checkpoint, RunConfig
 from ember.train._storage import CheckpointManager, ResultLog, StorageContext
-from ember.util import placement_group, remove_placement_group
-from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from ._actor_pool import EPS, Slot, TrialActorPool
 from ._progress import StatusReporter
 from ._state import ExperimentState
-from ._trial_actor import TrialActor
 from .errors import TrialNeverReportedError, TuneConfigError, TuneError
 from .resources import PlacementGroupFactory
 from .schedulers import TrialScheduler
@@ -43,12 +41,9 @@ from .trial import Trial, flatten
 
 logger = logging.getLogger("ember.tune")
 
-_RemoteTrialActor = ember.remote(TrialActor)
-
 _DEFAULT_REQUEST = {"CPU": 1.0}
 #: How long a trial that does not report gets to end after a sweep-wide stop.
 STOP_GRACE_S = 2.0
-_EPS = 1e-9
 
 
 class TrialFailedError(TuneError):
@@ -65,17 +60,6 @@ class TrialFailedError(TuneError):
                 f"{self.traceback_text.rstrip()}")
 
 
-@dataclasses.dataclass(eq=False)
-class _Slot:
-    """A trial actor and what it holds."""
-
-    handle: Any
-    shape: str
-    request: dict[str, float]
-    pg: Any = None
-    known: set[str] = dataclasses.field(default_factory=set)
-
-
 @dataclasses.dataclass
 class TrainableSpec:
     """The trainable as the controller needs it."""
@@ -86,11 +70,6 @@ class TrainableSpec:
     #: Resources kept free for work the trial starts (a Trainer's workers), not held.
     budget_fn: Any = None
     kind: str = "function"
-
-
-def _shape_key(request: dict[str, float], pgf: PlacementGroupFactory | None) -> str:
-    return repr((sorted(request.items()), pgf.bundles if pgf else None,
-                 pgf.strategy if pgf else None))
 
 
 class TuneController:
@@ -127,14 +106,11 @@ class TuneController:
         self._num_suggested = num_suggested
         self._search_finished = False
         self._inflight: dict[Any, Trial] = {}
-        self._slot_of: dict[str, _Slot] = {}
-        self._idle: list[_Slot] = []
-        self._all_slots: list[_Slot] = []
-        self._budget_in_use: dict[str, dict[str, float]] = {}
         self._logs: dict[str, ResultLog] = {}
         self._ckpt: dict[str, CheckpointManager] = {}
         self._iteration = 0  #: loop rounds so far (the callbacks' ``iteration``)
         self._total = {k: float(v) for k, v in ember.cluster_resources().items()}
+        self._pool = TrialActorPool(self._total, reuse=self._reuse)
         verbose = 1 if run_config.verbose is None else run_config.verbose
         self._reporter = StatusReporter(verbose, metric, mode)
         self._callbacks = list(run_config.callbacks or [])
@@ -176,92 +152,11 @@ class TuneController:
         if self._spec.budget_fn is not None:
             held, budget = self._spec.budget_fn(trial.config)
         for name, amount in budget.items():
-            if amount > self._total.get(name, 0.0) + _EPS:
+            if amount > self._total.get(name, 0.0) + EPS:
                 raise TuneConfigError(
                     f"trial {trial} needs {budget} but the cluster has {self._total}; ask for "
                     "less (tune.with_resources) or start ember with more resources")
         return held, pgf, budget
-
-    def _in_use(self) -> dict[str, float]:
-        used: dict[str, float] = {}
-        for slot in self._all_slots:
-            for name, amount in slot.request.items():
-                used[name] = used.get(name, 0.0) + amount
-        for extra in self._budget_in_use.values():
-            for name, amount in extra.items():
-                used[name] = used.get(name, 0.0) + amount
-        return used
-
-    def _fits(self, need: dict[str, float]) -> bool:
-        used = self._in_use()
-        return all(used.get(n, 0.0) + a <= self._total.get(n, 0.0) + _EPS
-                   for n, a in need.items())
-
-    def _acquire_slot(self, trial: Trial) -> _Slot | None:
-        held, pgf, budget = self._request(trial)
-        shape = _shape_key(held, pgf)
-        extra = {n: budget.get(n, 0.0) - (pgf.required_resources if pgf else held).get(n, 0.0)
-                 for n in budget}
-        extra = {n: a for n, a in extra.items() if a > _EPS}
-        if pgf is not None:
-            held_total = pgf.required_resources
-        else:
-            held_total = held
-        for slot in self._idle:
-            if slot.shape == shape and self._fits(extra):
-                self._idle.remove(slot)
-                self._budget_in_use[trial.trial_id] = extra
-                return slot
-        need = dict(held_total)
-        for n, a in extra.items():
-            need[n] = need.get(n, 0.0) + a
-        while not self._fits(need) and self._idle:
-            self._drop_slot(self._idle.pop(0))  # an idle actor of another shape yields
-        if not self._fits(need):
-            return None
-        options: dict[str, Any] = {"num_cpus": held.get("CPU", 0.0),
-                                   "max_concurrency": 4}
-        if held.get("GPU"):
-            options["num_gpus"] = held["GPU"]
-        if held.get("memory"):
-            options["memory"] = held["memory"]
-        custom = {n: a for n, a in held.items() if n not in ("CPU", "GPU", "memory")}
-        if custom:
-            options["resources"] = custom
-        pg = None
-        if pgf is not None:
-            pg = placement_group(pgf.bundles, strategy=pgf.strategy)
-            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, 0)
-        handle = _RemoteTrialActor.options(**options).remote()
-        slot = _Slot(handle=handle, shape=shape, request=dict(held_total), pg=pg)
-        self._all_slots.append(slot)
-        self._budget_in_use[trial.trial_id] = extra
-        return slot
-
-    def _drop_slot(self, slot: _Slot) -> None:
-        if slot in self._idle:
-            self._idle.remove(slot)
-        if slot in self._all_slots:
-            self._all_slots.remove(slot)
-        try:
-            ember.kill(slot.handle)
-        except Exception:  # noqa: BLE001 - already dead is fine
-            pass
-        if slot.pg is not None:
-            try:
-                remove_placement_group(slot.pg)
-            except Exception:  # noqa: BLE001
-                pass
-
-    def _release_slot(self, trial: Trial, healthy: bool) -> None:
-        slot = self._slot_of.pop(trial.trial_id, None)
-        self._budget_in_use.pop(trial.trial_id, None)
-        if slot is None:
-            return
-        if healthy and self._reuse:
-            self._idle.append(slot)
-        else:
-            self._drop_slot(slot)
 
     # -- trials -------------------------------------------------------------------------------
     def _running(self) -> int:
@@ -310,12 +205,12 @@ class TuneController:
             trial = self._next_trial()
             if trial is None:
                 return
-            slot = self._acquire_slot(trial)
+            slot = self._pool.acquire(trial.trial_id, *self._request(trial))
             if slot is None:
                 return
             self._launch(trial, slot)
 
-    def _launch(self, trial: Trial, slot: _Slot) -> None:
+    def _launch(self, trial: Trial, slot: Slot) -> None:
         restore = trial.restore_from or trial.checkpoint
         if trial.restore_from is not None:
             self._persist_config(trial)
@@ -350,7 +245,6 @@ class TuneController:
         trial.status = "RUNNING"
         trial.pending_decision = None
         trial.restore_from = None
-        self._slot_of[trial.trial_id] = slot
         self._inflight[slot.handle.run.remote(spec, blob)] = trial
         self._state.save_trial(trial)
         self._callback("on_trial_start", trial=trial)
@@ -433,7 +327,7 @@ class TuneController:
         return flatten(result) if any(isinstance(v, dict) for v in result.values()) else result
 
     def _on_done(self, trial: Trial) -> None:
-        self._release_slot(trial, healthy=True)
+        self._pool.release(trial.trial_id, healthy=True)
         trial.decided = False
         if trial.pending_decision == TrialScheduler.PAUSE:
             trial.status = "PAUSED"
@@ -479,14 +373,11 @@ class TuneController:
             raise exc
 
     def _handle(self, trial: Trial, ref: Any) -> None:
-        slot = self._slot_of.get(trial.trial_id)
+        slot = self._pool.slot_of(trial.trial_id)
         try:
             events = ember.get(ref)
         except Exception as exc:  # noqa: BLE001 - the actor died: the trial's failure
-            if slot is not None:
-                self._slot_of.pop(trial.trial_id, None)
-                self._budget_in_use.pop(trial.trial_id, None)
-                self._drop_slot(slot)
+            self._pool.release(trial.trial_id, healthy=False)
             self._fail(trial, exc, f"the trial's actor died: {exc}")
             return
         decision: str | None = None
@@ -499,7 +390,7 @@ class TuneController:
                 self._on_done(trial)
                 return
             else:
-                self._release_slot(trial, healthy=True)
+                self._pool.release(trial.trial_id, healthy=True)
                 cause = _load_error(payload.get("pickled"))
                 error = TrialFailedError(trial.trial_id, payload)
                 error.__cause__ = cause
@@ -521,7 +412,7 @@ class TuneController:
         stops = {}
         for trial in list(self._inflight.values()):
             trial.pending_decision = TrialScheduler.STOP
-            slot = self._slot_of.get(trial.trial_id)
+            slot = self._pool.slot_of(trial.trial_id)
             if slot is not None:
                 stops[slot.handle.stop.remote(trial.trial_id, STOP_GRACE_S)] = (trial, slot)
         for ref, (trial, slot) in stops.items():
@@ -534,9 +425,7 @@ class TuneController:
             for call, running in list(self._inflight.items()):
                 if running is trial:
                     del self._inflight[call]
-            self._slot_of.pop(trial.trial_id, None)
-            self._budget_in_use.pop(trial.trial_id, None)
-            self._drop_slot(slot)
+            self._pool.release(trial.trial_id, healthy=False)
             trial.status = "TERMINATED"
             self._state.save_trial(trial)
         for trial in self._trials:
@@ -578,7 +467,8 @@ class TuneController:
                                  self._scheduler)
                 self._reporter.maybe_report(self._trials)
         finally:
-            self._shutdown_actors()
+            self._pool.shutdown()
+            self._inflight.clear()
             self._state.save(self._trials, self._num_suggested, self._searcher,
                              self._scheduler, force=True)
             self._reporter.maybe_report(self._trials, final=True)
@@ -587,14 +477,6 @@ class TuneController:
                 if hook is not None:
                     hook(trials=self._trials)
         return self._trials
-
-    def _shutdown_actors(self) -> None:
-        for slot in list(self._all_slots):
-            self._drop_slot(slot)
-        self._idle.clear()
-        self._inflight.clear()
-        self._slot_of.clear()
-        self._budget_in_use.clear()
 
 
 _AUTO_FIELDS = {"training_iteration", "iterations_since_restore", "time_this_iter_s",
