@@ -74,11 +74,14 @@ def test_checkpoint_restore_gives_the_same_actions(ember_local: dict, tmp_path: 
 def test_ppo_acts_in_continuous_action_spaces(ember_local: dict) -> None:
     algo = (PPOConfig().environment("Pendulum-v1").env_runners(num_env_runners=1, num_envs_per_env_runner=2)
             .training(train_batch_size=200, minibatch_size=100, num_epochs=2, model={"fcnet_hiddens": [16]})
+            .evaluation(evaluation_interval=1, evaluation_duration=2)
             .debugging(seed=0).build_algo())
     try:
         result = algo.train()
         assert result["env_runners"]["num_env_steps_sampled"] == 200
         assert math.isfinite(result["learners"]["default_policy"]["total_loss"])
+        evaluation = result["evaluation"]["env_runners"]
+        assert evaluation["num_episodes"] == 2 and evaluation["episode_len_mean"] == 200
         action = algo.compute_single_action(np.zeros(3, np.float32))
         assert gym.spaces.Box(-2.0, 2.0, (1,)).contains(action.astype(np.float32))
     finally:
