@@ -70,10 +70,17 @@ class RunProgress:
         elif self._table is not None:
             self._table.update(self._html())
 
-    def note(self, text: str) -> None:
-        """A one-off line (a restart, say) that does not break the progress line."""
+    def note(self, text: str) -> bool:
+        """A one-off line (a restart, say) above the progress line; False when not shown."""
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
+            return True
+        if self._table is not None:
+            import html
+            from IPython.display import HTML, display
+            display(HTML(f"<pre>{html.escape(text)}</pre>"))
+            return True
+        return False
 
     def close(self) -> None:
         if self._bar is not None:

@@ -232,8 +232,8 @@ class TrainRun:
                 message = (f"{self.name}: {root.describe()}; restarting the worker group "
                            f"from {self.resume_from or 'the start'} (failure {failures_so_far}"
                            f" of at most {'unlimited' if max_failures < 0 else max_failures})")
-                logger.warning(message)
-                self.progress.note(message)
+                if not self.progress.note(message):
+                    logger.warning(message)
         finally:
             self.progress.close()
             self._save_state(finished=error is None)
