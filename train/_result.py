@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow.fs as pafs
 
 from ._checkpoint import Checkpoint, resolve_filesystem
 from ._storage import CHECKPOINT_DIR_FORMAT
 from .errors import CheckpointError
+
+if TYPE_CHECKING:  # pandas is imported when a DataFrame is built: workers never need it
+    import pandas as pd
 
 
 @dataclasses.dataclass
@@ -66,6 +68,7 @@ class Result:
         selector = fs.get_file_info(pafs.FileSelector(root))
         checkpoints = sorted(i.path for i in selector if i.base_name.startswith(
             CHECKPOINT_DIR_FORMAT.split("{")[0]) and i.type.name == "Directory")
+        import pandas as pd
         latest = Checkpoint(checkpoints[-1], None if isinstance(fs, pafs.LocalFileSystem) else fs) \
             if checkpoints else None
         return cls(metrics=rows[-1] if rows else None, checkpoint=latest, path=root,

@@ -24,7 +24,6 @@ import shutil
 import time
 from typing import Any, Callable, Protocol
 
-import pandas as pd
 import pyarrow.fs as pafs
 
 import ember
@@ -237,6 +236,7 @@ class TrainRun:
         finally:
             self.progress.close()
             self._save_state(finished=error is None)
+        import pandas as pd  # here, not at the top: worker processes import this package
         result = Result(
             metrics=self.latest_metrics, checkpoint=self.checkpoints.latest, error=error,
             path=self.storage.run_path, metrics_dataframe=pd.DataFrame(self.log.rows),
