@@ -21,5 +21,7 @@ Address = str
 #: Resource name -> amount. Amounts are floats so fractional GPUs work.
 ResourceShape = dict[str, float]
 
-TaskState = Literal["pending", "running", "finished", "failed", "cancelled"]
+#: An actor's life, as the control store records it and ActorInfo reports it.
 ActorState = Literal["pending", "alive", "restarting", "dead"]
+#: A placement group's life on the head: planned and reserved two-phase.
+PlacementGroupState = Literal["PENDING", "RESERVING", "CREATED", "REMOVED"]

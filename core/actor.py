@@ -1,44 +1,67 @@
-"""``@ember.remote`` on a class: ActorClass, ActorHandle and ActorMethod."""
+"""``@ember.remote`` on a class: ActorClass, ActorHandle and ActorMethod.
+
+    A.remote(*args) -> CreateActor (the node manager places it, runs __init__) -> handle
+    handle.m.remote(x) -> ActorSubmitter (ordered, direct to the actor's worker) -> refs
+"""
 
 from __future__ import annotations
 
 import inspect
 import os
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-
+from . import context, serialization
 from . import protocol as p
-from .function_export import export, register
-from . import serialization
+from ._types import ActorID
 from .arguments import encode_args
+from .function_export import export, register
+from .object_ref import ObjectRef
+from .local_objects import LocalObjectTable
 from .options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_shape, validate
+from .remote_function import _retry_exceptions
 from .runtime import Runtime
 from .scheduling import scheduling_request
 
+_F = TypeVar("_F", bound=Callable)
 
-def method(num_returns: int = 1, **options: Any) -> Any:
-    """Decorator for actor methods: ``@ember.method(num_returns=2)``."""
+#: The default max_concurrency of an async actor (Ray's): calls interleave at each await.
+ASYNC_MAX_CONCURRENCY = 1000
+
+
+def method(num_returns: int = 1, **options: Any) -> Callable[[_F], _F]:
+    """Decorator for actor methods: ``@ember.method(num_returns=2)``,
+    ``@ember.method(max_task_retries=3, retry_exceptions=[IOError])``.
+
+    Raises:
+        InvalidOptionError: an unknown or unsupported option.
+    """
     validate({"num_returns": num_returns, **options}, METHOD_OPTIONS, "ember.method")
 
-    def decorate(fn: Any) -> Any:
-        fn.__ember_num_returns__ = num_returns
+    def decorate(fn: _F) -> _F:
+        fn.__ember_method_options__ = {"num_returns": num_returns, **options}
         return fn
 
     return decorate
 
 
-def _methods_of(cls: type) -> tuple[dict[str, int], bool]:
-    methods: dict[str, int] = {}
+def _methods_of(cls: type) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Each method's options (num_returns at least) and whether the class is async."""
+    methods: dict[str, dict[str, Any]] = {}
     is_async = False
     for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
-        methods[name] = getattr(member, "__ember_num_returns__", 1)
+        methods[name] = getattr(member, "__ember_method_options__", None) or {"num_returns": 1}
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
     return methods, is_async
 
 
 class ActorClass:
-    """A class whose instances live in their own worker: ``A.remote(*args)`` -> handle."""
+    """A class whose instances live in their own worker: ``A.remote(*args)`` -> handle.
+
+    Holds the class and its options (validated once); the class is exported to the
+    cluster on first use and its constructor's ref arguments are resolved before the
+    node manager places the actor (restarts re-run ``__init__`` with the same values).
+    """
 
     def __init__(self, cls: type, options: dict[str, Any]) -> None:
         self._cls = cls
@@ -64,61 +87,76 @@ class ActorClass:
         return register(rt, self._exported)
 
     def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
-        from .api import _runtime
-        rt = _runtime()
-        rt.drain_releases()
+        rt = context.runtime()
+        rt.objects.drain_releases()
         opts = self._options
         class_id = self._ensure_registered(rt)
         payload, dep_ids, held = encode_args(rt, args, kwargs, f"`{self._cls.__name__}.__init__`")
         # Deps of the constructor are resolved here: the actor may restart long after.
-        values = rt.get_values(held[:len(dep_ids)], None) if dep_ids else []
-        deps = []
-        for oid, value in zip(dep_ids, values):
-            deps.append(rt.resolved_arg(oid))
+        if dep_ids:
+            rt.objects.values(dep_ids, None)
+        deps = [rt.objects.resolved_arg(oid) for oid in dep_ids]
         methods, is_async = _methods_of(self._cls)
         if opts.get("num_cpus") is None:
             # Ray's default: 1 CPU to place the actor, none held while it lives.
             shape, hold = resource_shape(opts, 1.0), resource_shape(opts, 0.0)
         else:
             shape, hold = resource_shape(opts, opts["num_cpus"]), None
-        request = scheduling_request(opts, shape, hold)
+        parent = context.current_task.get()
+        request = scheduling_request(opts, shape, hold,
+                                     inherited_group=parent.captured_group() if parent else None)
         namespace = opts.get("namespace") or (rt.namespace if opts.get("name") else None)
-        max_concurrency = opts.get("max_concurrency") or (1000 if is_async else 1)
+        max_concurrency = opts.get("max_concurrency") or (ASYNC_MAX_CONCURRENCY if is_async else 1)
         spec = p.ActorSpec(
             actor_id=os.urandom(16), class_id=class_id, class_name=self._cls.__name__,
             payload=payload, deps=deps, request=request, owner_id=rt.worker_id, job_id=rt.job_id,
             name=opts.get("name"), namespace=namespace, detached=opts.get("lifetime") == "detached",
             max_restarts=opts.get("max_restarts") or 0, max_task_retries=opts.get("max_task_retries") or 0,
-            max_concurrency=max_concurrency, is_async=is_async, methods=methods,
+            max_concurrency=max_concurrency, is_async=is_async,
+            methods={name: o["num_returns"] for name, o in methods.items()},
             get_if_exists=bool(opts.get("get_if_exists")),
             env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None)
         info, _ = rt.call(lambda rid: p.CreateActor(rid, spec))
         # The node manager now holds our reference (and the constructor's stored args).
-        with rt.lock:
-            rt.actor_ids.add(info.actor_id)
-        handle = ActorHandle(info.actor_id, info.class_name, info.methods, info.is_async)
+        rt.objects.add_actor(info.actor_id)
+        handle = ActorHandle(info.actor_id, info.class_name, info.methods, info.is_async,
+                             method_options=_non_default(methods),
+                             max_pending_calls=opts.get("max_pending_calls") or -1)
         del held
         return handle
 
 
-class ActorHandle:
-    """A reference to a live actor; picklable, so it can be passed to tasks and actors."""
+def _non_default(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The methods whose options say more than their num_returns (retries)."""
+    return {name: o for name, o in methods.items() if set(o) - {"num_returns"}}
 
-    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, int], is_async: bool,
-                 _counted: bool = False) -> None:
+
+class ActorHandle:
+    """A reference to a live actor; picklable, so it can be passed to tasks and actors.
+
+    Counts itself in the object table of the runtime current when it was made (the actor
+    lives while any handle does, as in Ray). It knows each method's ``num_returns`` and
+    the method-level options set with ``@ember.method``; ``max_pending_calls`` limits the
+    calls waiting for results from this process.
+    """
+
+    def __init__(self, actor_id: ActorID, class_name: str, methods: dict[str, int], is_async: bool,
+                 _counted: bool = False, method_options: dict[str, dict[str, Any]] | None = None,
+                 max_pending_calls: int = -1) -> None:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._is_async = is_async
-        from . import object_ref
-        self._rt = object_ref._runtime_hooks
-        if self._rt is not None and not _counted:
-            self._rt.incref(actor_id)
+        self._method_options = method_options or {}
+        self._max_pending_calls = max_pending_calls
+        self._table: LocalObjectTable | None = context.objects
+        if self._table is not None and not _counted:
+            self._table.incref(actor_id)
 
     def __del__(self) -> None:
-        rt = getattr(self, "_rt", None)
-        if rt is not None:
-            rt.releases.append(self._actor_id)
+        table = getattr(self, "_table", None)
+        if table is not None:
+            table.release(self._actor_id)
 
     def __getattr__(self, name: str) -> "ActorMethod":
         if name.startswith("__") or name not in self.__dict__.get("_methods", {}):
@@ -126,11 +164,13 @@ class ActorHandle:
                 raise AttributeError(name)
             raise AttributeError(f"actor `{self._class_name}` has no method {name!r}; its methods are "
                                  f"{', '.join(sorted(m for m in self._methods if not m.startswith('_')))}")
-        return ActorMethod(self, name, self._methods[name])
+        return ActorMethod(self, name, {"num_returns": self._methods[name],
+                                        **self._method_options.get(name, {})})
 
     def __reduce__(self) -> Any:
         serialization.note_contained(self)
-        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods, self._is_async))
+        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods, self._is_async,
+                                  self._method_options, self._max_pending_calls))
 
     def __repr__(self) -> str:
         return f"Actor({self._class_name}, {self._actor_id.hex()})"
@@ -146,22 +186,24 @@ class ActorHandle:
         return self._actor_id
 
 
-def _rebuild_handle(actor_id: bytes, class_name: str, methods: dict[str, int], is_async: bool) -> ActorHandle:
-    from . import object_ref
-    rt = object_ref._runtime_hooks
-    if rt is not None:
-        rt.borrow_actor(actor_id)
-        return ActorHandle(actor_id, class_name, methods, is_async, _counted=True)
-    return ActorHandle(actor_id, class_name, methods, is_async)
+def _rebuild_handle(actor_id: ActorID, class_name: str, methods: dict[str, int], is_async: bool,
+                    method_options: dict[str, dict[str, Any]] | None = None,
+                    max_pending_calls: int = -1) -> ActorHandle:
+    table = context.objects
+    if table is not None:
+        table.borrow_actor(actor_id)
+    return ActorHandle(actor_id, class_name, methods, is_async, _counted=table is not None,
+                       method_options=method_options, max_pending_calls=max_pending_calls)
 
 
 class ActorMethod:
-    """``handle.method``: call it with ``.remote()``."""
+    """``handle.method``: call it with ``.remote()``; ``.options()`` overrides
+    num_returns, name, max_task_retries or retry_exceptions for one call."""
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int) -> None:
+    def __init__(self, handle: ActorHandle, name: str, options: dict[str, Any]) -> None:
         self._handle = handle
         self._name = name
-        self._num_returns = num_returns
+        self._options = options
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor methods cannot be called directly. Instead of "
@@ -169,21 +211,27 @@ class ActorMethod:
 
     def options(self, **options: Any) -> "ActorMethod":
         validate(options, METHOD_OPTIONS, f"actor method `{self._name}`")
-        return ActorMethod(self._handle, self._name, options.get("num_returns", self._num_returns))
+        return ActorMethod(self._handle, self._name, {**self._options, **options})
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        from .api import _runtime
-        rt = _runtime()
-        rt.drain_releases()
+        rt = context.runtime()
+        rt.objects.drain_releases()
         h = self._handle
-        name = f"{h._class_name}.{self._name}"
+        opts = self._options
+        num_returns = opts.get("num_returns", 1)
+        name = opts.get("name") or f"{h._class_name}.{self._name}"
         payload, dep_ids, held = encode_args(rt, args, kwargs, f"`{name}`")
         held.append(h)
-        spec = p.TaskSpec(rt.next_task_id(), name, b"", payload, [], self._num_returns, rt.worker_id,
+        spec = p.TaskSpec(rt.next_task_id(), name, b"", payload, [], num_returns, rt.worker_id,
                           actor_id=h._actor_id, method=self._name)
-        refs = rt.actor_submitter.submit(h._actor_id, h._class_name, spec, held, dep_ids)
-        if self._num_returns == 1:
+        return_ids = rt.actor_submitter.submit(
+            h._actor_id, h._class_name, spec, held, dep_ids,
+            max_task_retries=opts.get("max_task_retries"),
+            retry_exceptions=_retry_exceptions(opts.get("retry_exceptions")),
+            max_pending_calls=h._max_pending_calls)
+        refs = [ObjectRef(oid) for oid in return_ids]
+        if num_returns == 1:
             return refs[0]
-        if self._num_returns == 0:
+        if num_returns == 0:
             return None
         return refs

@@ -1,41 +1,55 @@
 """Actor calls: one ordered queue per actor, pushed over a direct connection.
 
+    handle.m.remote() -> submit: owned result ids, wait for ref arguments
+    queue (in order) -> WorkerChannel.push(PushTask) -> the actor's worker
+    TaskReply -> LocalObjectTable.complete_all; channel lost -> GetActorInfo: restarted
+    (replay calls with retries left) or dead (fail them with the cause)
+
 Calls from this process to one actor leave in submission order on one connection,
-so the actor sees them in order. When the connection drops, the node manager says
-whether the actor restarted (replay calls that have retries left) or died (fail them
-with the cause).
+so the actor sees them in order.
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Any
 
 from . import protocol as p
-from .exceptions import ActorDiedError
-from .object_ref import ObjectRef
-from .submitter import WorkerChannel
+from ._types import ActorID, NodeID, ObjectID
+from .exceptions import ActorDiedError, ActorUnavailableError, PendingCallsLimitExceededError
+from .ids import return_ids as make_return_ids
+from .node_link import NodeLink
+from .local_objects import Completion, LocalObjectTable, error_returns
+from .submitter import RetryExceptions, retriable_error
+from .worker_channel import WorkerChannel
 
 
 class CallRecord:
-    __slots__ = ("spec", "return_ids", "held", "dep_ids", "waiting", "retries_left", "actor")
+    """One actor call from submission until its results are complete."""
 
-    def __init__(self, spec: p.TaskSpec, return_ids: list[bytes], held: list[Any],
-                 dep_ids: list[bytes], actor: "ActorQueue") -> None:
+    __slots__ = ("spec", "return_ids", "held", "dep_ids", "waiting", "retries_left",
+                 "retry_exceptions", "actor")
+
+    def __init__(self, spec: p.TaskSpec, return_ids: list[ObjectID], held: list[object],
+                 dep_ids: list[ObjectID], actor: "ActorQueue", max_task_retries: int | None,
+                 retry_exceptions: RetryExceptions) -> None:
         self.spec = spec
         self.return_ids = return_ids
         self.held = held
         self.dep_ids = dep_ids
         self.waiting = 0
-        self.retries_left = 0
+        #: None until first sent: then the method's max_task_retries, else the actor's.
+        self.retries_left = max_task_retries
+        self.retry_exceptions = retry_exceptions
         self.actor = actor
 
 
 class ActorQueue:
+    """This process's calls to one actor: queued in order, in flight, and where it lives."""
+
     __slots__ = ("actor_id", "name", "queue", "channel", "info", "resolving", "incarnation",
                  "dead", "inflight")
 
-    def __init__(self, actor_id: bytes, name: str) -> None:
+    def __init__(self, actor_id: ActorID, name: str) -> None:
         self.actor_id = actor_id
         self.name = name
         self.queue: collections.deque[CallRecord] = collections.deque()
@@ -48,33 +62,48 @@ class ActorQueue:
 
 
 class ActorSubmitter:
-    def __init__(self, runtime: Any) -> None:
-        self.rt = runtime
-        self.lock = runtime.lock
-        self.actors: dict[bytes, ActorQueue] = {}
+    """Sends this process's actor calls, in order per actor, straight to the actor's worker.
 
-    def submit(self, actor_id: bytes, class_name: str, spec: p.TaskSpec, held: list[Any],
-               dep_ids: list[bytes]) -> list[ObjectRef]:
-        rt = self.rt
-        return_ids = [spec.task_id + i.to_bytes(4, "little") for i in range(spec.num_returns)]
-        from .runtime import LocalObject
+    It learns where an actor lives from the node manager (waiting while it starts or
+    restarts), replays calls that were in flight when an actor restarted (as far as
+    their retries allow), and fails every pending call once the actor is dead. A call
+    holds its actor alive until it finishes. Shares the object table's lock.
+    """
+
+    def __init__(self, objects: LocalObjectTable, link: NodeLink, token: bytes, node_id: NodeID) -> None:
+        self.objects = objects
+        self.link = link
+        self.token = token
+        self.node_id = node_id
+        self.lock = objects.lock
+        self.actors: dict[ActorID, ActorQueue] = {}
+
+    def submit(self, actor_id: ActorID, class_name: str, spec: p.TaskSpec, held: list[object],
+               dep_ids: list[ObjectID], *, max_task_retries: int | None = None,
+               retry_exceptions: RetryExceptions = False,
+               max_pending_calls: int = -1) -> list[ObjectID]:
+        """Queue a call; returns the ids of its results (owned, pending).
+
+        Raises:
+            PendingCallsLimitExceededError: ``max_pending_calls`` calls of this process to
+                the actor are already waiting for their results.
+        """
+        return_ids = make_return_ids(spec.task_id, spec.num_returns)
         with self.lock:
             actor = self.actors.get(actor_id)
             if actor is None:
                 actor = self.actors[actor_id] = ActorQueue(actor_id, class_name)
-            record = CallRecord(spec, return_ids, held, dep_ids, actor)
-            # The call holds the actor alive until it finishes (see Runtime.drain_releases).
-            rt.counts[actor_id] = rt.counts.get(actor_id, 0) + 1
-            refs = []
-            for oid in return_ids:
-                rt.objects[oid] = LocalObject(owned=True)
-                refs.append(ObjectRef(oid))
-            for oid in dep_ids:
-                if rt.on_ready(oid, lambda _oid, r=record: self._dep_ready(r)):
-                    record.waiting += 1
+            if max_pending_calls >= 0 and len(actor.queue) + len(actor.inflight) >= max_pending_calls:
+                raise PendingCallsLimitExceededError(class_name, max_pending_calls)
+            record = CallRecord(spec, return_ids, held, dep_ids, actor, max_task_retries,
+                                retry_exceptions)
+            # The call holds the actor alive until it finishes (see LocalObjectTable.drain_releases).
+            self.objects.incref(actor_id)
+            self.objects.add_owned(return_ids)
+            record.waiting = self.objects.when_ready(dep_ids, lambda _oid, r=record: self._dep_ready(r))
             actor.queue.append(record)
             self._pump(actor)
-        return refs
+        return return_ids
 
     def _dep_ready(self, record: CallRecord) -> None:
         with self.lock:
@@ -94,19 +123,12 @@ class ActorSubmitter:
             return
         while actor.queue and actor.queue[0].waiting == 0:
             record = actor.queue.popleft()
-            deps = []
-            error = None
-            for oid in record.dep_ids:
-                error = self.rt.error_payload(oid)
-                if error is not None:
-                    break
-                deps.append(self.rt.resolved_arg(oid))
-            if error is not None:
+            record.spec.deps, error = self.objects.resolve_deps(record.dep_ids)
+            if error is not None:  # an argument failed: so does the call, without running
                 self._finish(record, [("inline", error)] * len(record.return_ids))
                 continue
-            record.spec.deps = deps
-            if record.retries_left == 0 and actor.info is not None:
-                record.retries_left = actor.info.max_task_retries
+            if record.retries_left is None:
+                record.retries_left = actor.info.max_task_retries if actor.info is not None else 0
             actor.inflight[record.spec.task_id] = record
             actor.channel.push(record, p.PushTask(record.spec))
 
@@ -121,9 +143,9 @@ class ActorSubmitter:
             info: p.ActorInfo | None = reply.value if reply.ok else None
             if info is not None and info.state == "alive":
                 try:
-                    address = info.address if info.node_id in (None, self.rt.node_id) else info.tcp_address
-                    channel = WorkerChannel(address, self.rt.token, self._on_reply, self._on_lost)
-                    channel.actor = actor
+                    address = info.address if info.node_id in (None, self.node_id) else info.tcp_address
+                    channel = WorkerChannel(address, self.token, self._on_reply,
+                                            lambda lost, a=actor: self._on_lost(a, lost))
                 except OSError:
                     channel = None
             with self.lock:
@@ -134,26 +156,27 @@ class ActorSubmitter:
                     actor.dead = ActorDiedError(actor.name, info.death_cause or "its worker died")
                 else:
                     actor.info, actor.channel, actor.incarnation = info, channel, info.incarnation
-                replay = [r for r in actor.inflight.values()]
+                replay = list(actor.inflight.values())
                 actor.inflight.clear()
                 if actor.dead is None:
                     # Replay calls that were in flight when the old incarnation died.
                     keep, failed = [], []
                     for r in replay:
                         (keep if r.retries_left != 0 else failed).append(r)
-                        if r.retries_left > 0:
+                        if r.retries_left is not None and r.retries_left > 0:
                             r.retries_left -= 1
                     actor.queue.extendleft(reversed(keep))
                     for r in failed:
-                        self._fail(r, ActorDiedError(actor.name, "it restarted while this call was "
-                                                     "running; set max_task_retries to replay calls"))
+                        self._fail(r, ActorUnavailableError(actor.name, "it restarted while this call "
+                                                            "was running"))
                 else:
                     actor.queue.extendleft(reversed(replay))
                 self._pump(actor)
 
-        self.rt.call_async(lambda rid: p.GetActorInfo(rid, actor.actor_id, True, min_incarnation), on_reply)
+        self.link.call_async(lambda rid: p.GetActorInfo(rid, actor.actor_id, True, min_incarnation),
+                             on_reply)
 
-    def mark_killed(self, actor_id: bytes, class_name: str) -> None:
+    def mark_killed(self, actor_id: ActorID, class_name: str) -> None:
         """This process killed the actor: fail its queued and later calls now."""
         with self.lock:
             actor = self.actors.get(actor_id)
@@ -167,12 +190,21 @@ class ActorSubmitter:
         record = channel.inflight.pop(msg.task_id, None)
         if record is None:
             return
+        actor = record.actor
+        if record.retries_left and retriable_error(self.objects, record.retry_exceptions, msg.returns):
+            # An application error the method retries: send it again, ahead of later calls.
+            with self.lock:
+                actor.inflight.pop(msg.task_id, None)
+                if record.retries_left > 0:
+                    record.retries_left -= 1
+                actor.queue.appendleft(record)
+                self._pump(actor)
+            return
         with self.lock:
-            record.actor.inflight.pop(msg.task_id, None)
+            actor.inflight.pop(msg.task_id, None)
         self._finish(record, msg.returns)
 
-    def _on_lost(self, channel: WorkerChannel) -> None:
-        actor: ActorQueue = channel.actor
+    def _on_lost(self, actor: ActorQueue, channel: WorkerChannel) -> None:
         with self.lock:
             if actor.channel is not channel:
                 return
@@ -180,16 +212,13 @@ class ActorSubmitter:
             actor.incarnation += 1
             self._resolve(actor)
 
-    def _finish(self, record: CallRecord, returns: list[tuple[str, Any]]) -> None:
-        for oid, (kind, value) in zip(record.return_ids, returns):
-            self.rt.complete(oid, kind, value)
+    def _finish(self, record: CallRecord, returns: list[Completion]) -> None:
+        self.objects.complete_all(record.return_ids, returns)
         record.held = []
-        self.rt.releases.append(record.actor.actor_id)
+        self.objects.release(record.actor.actor_id)
 
     def _fail(self, record: CallRecord, error: BaseException) -> None:
-        from .serialization import FLAG_ERROR, serialize
-        payload = serialize(error, FLAG_ERROR).to_bytes()
-        self._finish(record, [("inline", payload)] * len(record.return_ids))
+        self._finish(record, error_returns(error, len(record.return_ids)))
 
     def close(self) -> None:
         with self.lock:

@@ -7,32 +7,35 @@ the API before ``init()`` does the same, as in Ray.
 
 from __future__ import annotations
 
-import atexit
 import inspect
-import shutil
-import signal
-import subprocess
-import threading
+import logging
 from typing import Any, Callable, Sequence
 
-
+from . import context
 from . import protocol as p
 from .actor import ActorClass, ActorHandle
-from .exceptions import (EmberError)
-from .node_launcher import find_by_tcp_address, find_current, node_resources, start_node
+from .actor import method as _method
+from .exceptions import EmberError, InvalidOptionError, NotInitializedError
 from .object_ref import ObjectRef
-from .options import InvalidOptionError, validate
+from .options import validate
 from .remote_function import RemoteFunction
 from .resources import is_positive
 from .runtime import Runtime
-from .runtime_env import validate_runtime_env
 from .runtime_context import RuntimeContext
+from .runtime_env import validate_runtime_env
 
-_lock = threading.RLock()
-_rt: Runtime | None = None
-_node_proc: subprocess.Popen | None = None
-_session_dir: str | None = None
-_is_worker = False
+#: ``init`` keywords ember accepts from Ray scripts beyond its own. Each one works:
+#: ``_node_ip_address`` (where the node binds), ``_system_config`` (its known keys),
+#: ``logging_level`` (of the "ember" logger), ``configure_logging`` and ``dashboard_host``
+#: (ember configures no handlers and has no dashboard: true either way).
+_RAY_INIT_KWARGS = {"_node_ip_address", "logging_level", "configure_logging", "_system_config",
+                    "dashboard_host"}
+#: Accepted by Ray, refused here with the way to get the same effect.
+_REFUSED_INIT_KWARGS = {
+    "local_mode": "ember always runs tasks in worker processes; drop local_mode (debug with "
+                  "num_cpus=1 instead)",
+    "_temp_dir": "ember keeps its sessions under $TMPDIR/ember-sessions; set TMPDIR instead",
+}
 
 
 class _InitInfo(dict):
@@ -51,102 +54,67 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
     """Start (or connect to) ember.
 
     Args:
-        address: None starts a new local cluster.
+        address: None starts a new local cluster; "auto" or the head's "HOST:PORT"
+            attaches to a running one.
         num_cpus, num_gpus, resources: what this node offers (defaults: the machine's
             CPUs, the GPUs NVML sees).
         object_store_memory: bytes of shared memory for objects (default 30% of RAM).
         namespace: namespace for named actors (default: a fresh one per job).
         ignore_reinit_error: make a second ``init`` a no-op instead of an error.
+        log_to_driver: print what tasks and actors write (False: drop it here).
 
     Returns:
         A dict-like with the node's address and session directory.
 
     Raises:
         EmberError: ember is already initialized (and ``ignore_reinit_error`` is False).
+        InvalidOptionError: an unknown keyword, a bad value, or ``local_mode=True``.
 
     Example:
         >>> ember.init(num_cpus=4)
     """
-    global _rt, _node_proc, _session_dir
-    unknown = set(kwargs) - {"_node_ip_address", "logging_level", "log_to_driver", "configure_logging",
-                             "_temp_dir", "_system_config", "local_mode", "dashboard_host"}
+    unknown = set(kwargs) - _RAY_INIT_KWARGS - set(_REFUSED_INIT_KWARGS)
     if unknown:
         raise InvalidOptionError(f"unknown argument(s) to ember.init: {', '.join(sorted(unknown))}")
-    with _lock:
-        if _rt is not None:
+    for name, why in _REFUSED_INIT_KWARGS.items():
+        if kwargs.get(name):
+            raise InvalidOptionError(f"ember.init({name}={kwargs[name]!r}) is not supported: {why}.")
+    if include_dashboard:
+        raise InvalidOptionError("ember has no dashboard: drop include_dashboard=True (use `ember status` "
+                                 "and ember.object_store_stats() to look at a cluster)")
+    if not isinstance(log_to_driver, bool):
+        raise InvalidOptionError(f"log_to_driver must be True or False, got {log_to_driver!r}")
+    if kwargs.get("logging_level") is not None:
+        logging.getLogger("ember").setLevel(kwargs["logging_level"])
+    with context.lock:
+        rt = context.runtime_or_none()
+        if rt is not None:
             if ignore_reinit_error:
-                return _InitInfo(session_dir=_rt.session_dir, node_id=_rt.node_id.hex())
+                return _InitInfo(session_dir=rt.session_dir, node_id=rt.node_id.hex())
             raise EmberError("ember.init() was already called in this process. Call ember.shutdown() "
                              "first, or pass ignore_reinit_error=True.")
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
                             ("object_store_memory", object_store_memory)):
             if value is not None:
-                validate({name: value}, {name}, "ember.init")
+                validate({name: value}, {name}, "ember.init", unsupported={})
         if resources is not None:
-            validate({"resources": resources}, {"resources"}, "ember.init")
+            validate({"resources": resources}, {"resources"}, "ember.init", unsupported={})
         job_env = validate_runtime_env(runtime_env, "ember.init", allow_working_dir=True)
-        if address in (None, "local"):
-            node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),
-                              exit_with_first_driver=True, system_config=kwargs.get("_system_config"))
-            _node_proc, _session_dir = node.proc, node.session_dir
-            node_address, token = node.address, node.token
-        elif address == "auto":
-            _session_dir, node_address, token, _pid = find_current()
-            _session_dir = None  # not ours to remove on shutdown
-        else:
-            # HOST:PORT of the head; the driver attaches over its Unix socket, so it must run on
-            # the head's machine (drivers on other nodes come with cross-node control routing).
-            _session_dir, node_address, token, _pid = find_by_tcp_address(
-                address.removeprefix("tcp:").removeprefix("ember://"))
-            _session_dir = None
-        _rt = Runtime(node_address, token, "driver", namespace=namespace, runtime_env=job_env)
-        return _InitInfo(address=node_address, session_dir=_rt.session_dir, node_id=_rt.node_id.hex())
-
-
-def _attach_worker_runtime(rt: Runtime) -> None:
-    global _rt, _is_worker
-    _rt, _is_worker = rt, True
-
-
-def _runtime() -> Runtime:
-    rt = _rt
-    if rt is None:
-        with _lock:
-            if _rt is None:
-                init()
-            rt = _rt
-    return rt
+        rt = context.start(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                           object_store_memory=object_store_memory, namespace=namespace,
+                           runtime_env=job_env, system_config=kwargs.get("_system_config"),
+                           node_ip_address=kwargs.get("_node_ip_address"), log_to_driver=log_to_driver)
+        return _InitInfo(address=rt.link.address, session_dir=rt.session_dir, node_id=rt.node_id.hex())
 
 
 def is_initialized() -> bool:
     """True once ``init`` (or the first API call) has started ember in this process."""
-    return _rt is not None
+    return context.runtime_or_none() is not None
 
 
 def shutdown() -> None:
     """Stop this driver's cluster (or disconnect from it). Safe to call twice."""
-    global _rt, _node_proc, _session_dir
-    with _lock:
-        if _is_worker:
-            return
-        rt, proc, session = _rt, _node_proc, _session_dir
-        _rt = _node_proc = _session_dir = None
-        if rt is not None:
-            rt.close()
-        if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-        if session is not None:
-            shutil.rmtree(session, ignore_errors=True)
-
-
-atexit.register(shutdown)
+    context.shutdown()
 
 
 def remote(*args: Any, **options: Any) -> Any:
@@ -194,13 +162,34 @@ def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None =
         TypeError: the argument is not a ref or a list of refs.
     """
     if isinstance(object_refs, ObjectRef):
-        return _runtime().get_values([object_refs], timeout)[0]
+        rt = _current_for(object_refs._table)
+        return rt.objects.values([object_refs.id], timeout)[0]
     if isinstance(object_refs, (list, tuple)):
+        rt = context.runtime()
+        table = rt.objects
         for r in object_refs:
             if not isinstance(r, ObjectRef):
                 _check_refs(r, "ember.get")
-        return _runtime().get_values(list(object_refs), timeout)
+            if r._table is not table and r._table is not None:
+                _stale(r)
+        return table.values([r.id for r in object_refs], timeout)
     _check_refs(object_refs, "ember.get")
+
+
+def _current_for(table: object) -> Runtime:
+    """The current runtime, checking that a ref or handle was made under it."""
+    rt = context.runtime()
+    if table is not rt.objects and table is not None:
+        raise NotInitializedError(_STALE)
+    return rt
+
+
+_STALE = ("this ref or actor handle belongs to an ember session that was shut down; its objects "
+          "and actors went with it. Create them again after ember.init()")
+
+
+def _stale(thing: object) -> None:
+    raise NotInitializedError(f"{thing!r}: {_STALE}")
 
 
 def put(value: Any, **_kwargs: Any) -> ObjectRef:
@@ -212,7 +201,7 @@ def put(value: Any, **_kwargs: Any) -> ObjectRef:
     """
     if isinstance(value, ObjectRef):
         raise TypeError("ember.put() of an ObjectRef is not allowed; pass the ref itself instead")
-    return _runtime().put(value)
+    return ObjectRef(context.runtime().put(value))
 
 
 def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
@@ -226,9 +215,12 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     """
     if not isinstance(object_refs, (list, tuple)):
         _check_refs(object_refs, "ember.wait")
+    rt = context.runtime()
     for r in object_refs:
         if not isinstance(r, ObjectRef):
             _check_refs(r, "ember.wait")
+        if r._table is not rt.objects and r._table is not None:
+            _stale(r)
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
     if num_returns > len(object_refs):
@@ -236,15 +228,15 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
                          f"({len(object_refs)}); pass num_returns<=len(refs)")
     if len({r.id for r in object_refs}) != len(object_refs):
         raise ValueError("ember.wait() got duplicate refs; pass each ref once")
-    rt = _runtime()
-    rt.drain_releases()
+    objects = rt.objects
+    objects.drain_releases()
     ids = [r.id for r in object_refs]
     # Fast path: enough refs already ready (stop scanning at the num_returns-th).
-    first = rt.first_ready(ids, num_returns)
-    ready_ids = set(first) if first is not None else set(rt.wait_ready(ids, num_returns, timeout,
-                                                                       fetch_local))
+    first = objects.first_ready(ids, num_returns)
+    ready_ids = set(first) if first is not None else set(objects.wait_ready(ids, num_returns, timeout,
+                                                                            fetch_local))
     if fetch_local:
-        rt.fetch_local([oid for oid in ids if oid in ready_ids])
+        objects.fetch_local([oid for oid in ids if oid in ready_ids])
     ready, not_ready = [], []
     for r in object_refs:
         (ready if r.id in ready_ids and len(ready) < max(num_returns, 0) else not_ready).append(r)
@@ -256,7 +248,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"ember.kill expects an actor handle, got {type(actor).__name__}; to stop a "
                         "task use ember.cancel(ref)")
-    rt = _runtime()
+    rt = _current_for(actor._table)
     rt.send(p.KillActor(actor._actor_id, no_restart))
     if no_restart:
         # The kill travels to the node manager while our calls go straight to the
@@ -268,7 +260,7 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     """Cancel the task that produces ``object_ref``; ``get`` then raises TaskCancelledError."""
     if not isinstance(object_ref, ObjectRef):
         _check_refs(object_ref, "ember.cancel")
-    _runtime().submitter.cancel(object_ref.id, force, recursive)
+    _current_for(object_ref._table).submitter.cancel(object_ref.id, force, recursive)
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
@@ -279,31 +271,30 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor needs a non-empty actor name, got {name!r}")
-    rt = _runtime()
+    rt = context.runtime()
     ns = namespace or rt.namespace
     info, _ = rt.call(lambda rid: p.GetNamedActor(rid, name, ns))
     if info is None:
         raise ValueError(f"no actor named {name!r} in namespace {ns!r}. Create it with "
                          f"A.options(name={name!r}).remote(), or pass the namespace it was created in.")
-    with rt.lock:
-        rt.actor_ids.add(info.actor_id)
+    rt.objects.add_actor(info.actor_id)
     return ActorHandle(info.actor_id, info.class_name, info.methods, info.is_async)
 
 
 def get_gpu_ids() -> list[int]:
     """GPU ids assigned to the current task or actor (its CUDA_VISIBLE_DEVICES)."""
-    from .worker import current_task
-    task = current_task.get()
+    task = context.current_task.get()
     return list(task.gpu_ids) if task is not None else []
 
 
 def get_runtime_context() -> RuntimeContext:
-    return RuntimeContext(_runtime())
+    """Who and where the caller is: job, node, worker, task and actor ids."""
+    return RuntimeContext(context.runtime())
 
 
 def nodes() -> list[dict[str, Any]]:
     """One dict per node: NodeID, Alive, Resources (Ray's keys)."""
-    state, _ = _runtime().call(lambda rid: p.ClusterState(rid))
+    state, _ = context.runtime().call(lambda rid: p.ClusterState(rid))
     return [{k: v for k, v in n.items() if k != "Available"} for n in state]
 
 
@@ -318,7 +309,7 @@ def available_resources() -> dict[str, float]:
 
 
 def _sum_nodes(key: str) -> dict[str, float]:
-    state, _ = _runtime().call(lambda rid: p.ClusterState(rid))
+    state, _ = context.runtime().call(lambda rid: p.ClusterState(rid))
     total: dict[str, float] = {}
     for node in state:
         if node["Alive"]:
@@ -329,19 +320,19 @@ def _sum_nodes(key: str) -> dict[str, float]:
 
 def object_store_stats() -> dict[str, Any]:
     """Usage of this node's object store: capacity, used bytes, largest objects and holders."""
-    stats, _ = _runtime().call(lambda rid: p.StoreStats(rid))
+    stats, _ = context.runtime().call(lambda rid: p.StoreStats(rid))
     return stats
 
 
 def exit_actor() -> None:
     """End the current actor cleanly after this call returns."""
-    from .worker import ExitActorSignal, current_task
-    task = current_task.get()
+    task = context.current_task.get()
     if task is None or task.actor_id is None:
         raise TypeError("exit_actor() can only be called inside an actor method")
-    raise ExitActorSignal(0)
+    raise context.ExitActorSignal(0)
 
 
 def method(*args: Any, **kwargs: Any) -> Callable:
-    from .actor import method as _method
+    """Options of one actor method: ``@ember.method(num_returns=2)``, ``max_task_retries``,
+    ``retry_exceptions``."""
     return _method(*args, **kwargs)

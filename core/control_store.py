@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ._types import ActorID, FunctionID, JobID, WorkerID
+from ._types import ActorID, ActorState, FunctionID, JobID, WorkerID
 from .protocol import ActorInfo, ActorSpec
 
 ActorWaiter = Callable[[ActorInfo], None]
@@ -17,6 +17,7 @@ ActorWaiter = Callable[[ActorInfo], None]
 
 @dataclass
 class JobRecord:
+    """One driver's job: its namespace and the environment its workers get."""
     job_id: JobID
     driver_id: WorkerID
     namespace: str
@@ -28,8 +29,9 @@ class JobRecord:
 
 @dataclass
 class ActorRecord:
+    """The head's record of one actor: its spec, state, where it lives and its restarts."""
     spec: ActorSpec
-    state: str = "pending"
+    state: ActorState = "pending"
     address: str | None = None
     tcp_address: str | None = None
     #: The node the actor was placed on.
@@ -50,10 +52,12 @@ class ActorRecord:
 
 
 class NameTakenError(ValueError):
-    pass
+    """A named actor already exists in that namespace."""
 
 
 class ControlStore:
+    """The head's metadata: exported functions, jobs, actors and actor names (plain tables, no I/O)."""
+
     def __init__(self) -> None:
         self.functions: dict[FunctionID, bytes] = {}
         self.jobs: dict[JobID, JobRecord] = {}

@@ -21,6 +21,8 @@ def total(values: list[int]) -> int:
 
 @ember.remote
 class Counter:
+    """A tiny actor for the demo: keeps a running total."""
+
     def __init__(self) -> None:
         self.n = 0
 

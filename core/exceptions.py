@@ -17,6 +17,8 @@ __all__ = [
     "ObjectStoreFullError",
     "ActorDiedError",
     "ActorUnavailableError",
+    "PendingCallsLimitExceededError",
+    "InvalidOptionError",
     "GetTimeoutError",
     "TaskCancelledError",
     "NotInitializedError",
@@ -26,6 +28,7 @@ __all__ = [
     "EmberSystemError",
     "RayTaskError",
     "RayActorError",
+    "PendingCallsLimitExceeded",
 ]
 
 
@@ -138,8 +141,36 @@ class ActorDiedError(EmberError):
                 f"max_restarts (and max_task_retries) so ember restarts it after a crash.")
 
 
-class ActorUnavailableError(EmberError):
-    """The actor is restarting; the call may be retried."""
+class ActorUnavailableError(ActorDiedError):
+    """The actor restarted while a call was running and the call has no retries left.
+
+    The actor is alive again (a new incarnation), so the call may be sent again; whether
+    it ran on the old one is unknown. An ``ActorDiedError`` too (as in Ray), so code that
+    catches that keeps working.
+    """
+
+    def __str__(self) -> str:
+        return (f"actor `{self.actor_name}` is unavailable: {self.cause}. It restarted and can be "
+                "called again; set max_task_retries so ember replays such calls itself.")
+
+
+class PendingCallsLimitExceededError(EmberError):
+    """More calls to an actor are waiting than its ``max_pending_calls`` allows."""
+
+    def __init__(self, actor_name: str, limit: int) -> None:
+        self.actor_name = actor_name
+        self.limit = limit
+        super().__init__(actor_name, limit)
+
+    def __str__(self) -> str:
+        return (f"actor `{self.actor_name}` already has {self.limit} calls from this process waiting "
+                f"(max_pending_calls={self.limit}). Wait for some results (ember.get / ember.wait) "
+                "before calling again, or create the actor with a larger max_pending_calls.")
+
+
+class InvalidOptionError(EmberError, ValueError):
+    """An option name or value is not valid, or not supported; the message names it and the
+    fix (also a ``ValueError``)."""
 
 
 class ObjectLostError(EmberError):
@@ -185,7 +216,8 @@ class GetTimeoutError(EmberError, TimeoutError):
 
 
 class NotInitializedError(EmberError):
-    """An API that needs a running ember was called after ``shutdown``."""
+    """A ref or actor handle from an ember session that was shut down was used: its
+    objects and actors are gone with that session."""
 
 
 class SerializationError(EmberError, TypeError):
@@ -227,3 +259,4 @@ class OutOfMemoryError(EmberError):
 RaySystemError = EmberSystemError
 RayTaskError = TaskError
 RayActorError = ActorDiedError
+PendingCallsLimitExceeded = PendingCallsLimitExceededError

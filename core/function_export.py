@@ -49,6 +49,9 @@ def load_exported(module: str | None, qualname: str | None, by_value: bytes) -> 
 
 
 class _Exported:
+    """What the function registry stores: a by-name path, with the by-value copy as the
+    fallback; unpickling it loads the target."""
+
     __slots__ = ("module", "qualname", "by_value")
 
     def __init__(self, module: str | None, qualname: str | None, by_value: bytes) -> None:

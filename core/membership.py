@@ -26,6 +26,7 @@ DEFAULT_NODE_TIMEOUT_S = float(os.environ.get("EMBER_NODE_TIMEOUT_S", "3.0"))
 
 @dataclass
 class NodeInfo:
+    """One node as the cluster view knows it: addresses, resources, liveness."""
     node_id: NodeID
     tcp_address: str
     unix_address: str

@@ -30,6 +30,7 @@ DEFAULT_REFRESH_S = 0.25
 
 @dataclass(frozen=True)
 class MemoryUsage:
+    """The node's memory use at one reading."""
     used_bytes: int
     total_bytes: int
 

@@ -20,10 +20,12 @@ import psutil
 
 from .exceptions import EmberError
 from .gpus import detect_gpu_ids
+from .resources import node_resource
 
 
 @dataclass
 class NodeProcess:
+    """A node manager process this process started, and how to reach it."""
     proc: subprocess.Popen
     session_dir: str
     address: str
@@ -43,7 +45,10 @@ def _current_link() -> str:
 
 def node_resources(num_cpus: float | None, num_gpus: float | None, resources: dict | None,
                    object_store_memory: int | None) -> tuple[dict[str, float], list[int], int]:
-    """(resource totals, GPU ids, store bytes) for this machine and the user's overrides."""
+    """(resource totals, GPU ids, store bytes) for this machine and the user's overrides.
+
+    The ``node:<ip>`` resource is added by ``start_node``, which knows the node's address.
+    """
     gpu_ids = detect_gpu_ids()
     if num_gpus is not None:
         gpu_ids = gpu_ids[:int(num_gpus)] if len(gpu_ids) >= num_gpus else list(range(int(num_gpus)))
@@ -51,7 +56,7 @@ def node_resources(num_cpus: float | None, num_gpus: float | None, resources: di
     store_bytes = int(object_store_memory or min(total_memory * 0.3, 200 << 30))
     totals = {"CPU": float(os.cpu_count() if num_cpus is None else num_cpus),
               "GPU": float(len(gpu_ids)), "memory": float(int(total_memory * 0.7)),
-              "object_store_memory": float(store_bytes), "node:127.0.0.1": 1.0, **(resources or {})}
+              "object_store_memory": float(store_bytes), **(resources or {})}
     return totals, gpu_ids, store_bytes
 
 
@@ -78,6 +83,8 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
     Raises:
         EmberError: the node manager did not come up.
     """
+    # Every node offers node:<its address>, so a task can be pinned there (Ray's rule).
+    totals = {**totals, node_resource(host): 1.0}
     unknown = set(system_config or {}) - set(_SYSTEM_CONFIG_FLAGS)
     if unknown:
         # Ray has hundreds of keys; a ported script should still start.

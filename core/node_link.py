@@ -24,6 +24,9 @@ CHUNK_BYTES = 8 << 20
 
 
 class NodeLink:
+    """One registered connection to a node manager: ``call`` waits for the reply,
+    ``call_async`` hands it to a callback on the reader thread, ``send`` expects none."""
+
     def __init__(self, address: str, token: bytes, register: p.Register,
                  on_message: Callable[[Any, list[int]], None] | None = None,
                  on_lost: Callable[[], None] | None = None, name: str = "ember-node-link") -> None:
@@ -121,6 +124,10 @@ class NodeLink:
                 raise reply.value
             raise EmberSystemError(f"request failed: {reply.value!r}")
         return reply.value, reply_fds
+
+    def on_reader_thread(self) -> bool:
+        """True on the thread that reads replies: it must never wait for one."""
+        return threading.current_thread() is self._reader
 
     def send(self, msg: Any) -> None:
         try:

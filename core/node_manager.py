@@ -46,6 +46,7 @@ log = logging.getLogger("ember.node_manager")
 
 @dataclass
 class Client:
+    """One registered connection: a driver, worker, submitter or node, and the leases it holds."""
     conn: Connection
     kind: str
     worker_id: WorkerID
@@ -57,6 +58,7 @@ class Client:
 
 @dataclass
 class Lease:
+    """A worker granted to a submitter (or an actor) with the resources it holds."""
     lease_id: int
     holder: Client | None
     worker: WorkerRecord
@@ -74,6 +76,14 @@ class LeaseWant:
 
 
 class NodeManager(ClusterMixin, WorkersMixin, PlacementMixin, ActorsMixin):
+    """One node's manager: the resource ledger and lease queue, the worker pool, the object
+    store, and (on the head) the control store, cluster membership and placement groups.
+
+    Every client (driver, worker, remote submitter, other node) talks to it over one
+    connection; handlers run under ``lock`` and carry out what the pure decisions
+    (scheduler, decisions) return.
+    """
+
     def __init__(self, session_dir: str, token: bytes, resources: ResourceShape,
                  gpu_ids: list[int], object_store_memory: int, exit_with_first_driver: bool,
                  memory_usage_threshold: float | None = None,
@@ -313,6 +323,7 @@ class NodeManager(ClusterMixin, WorkersMixin, PlacementMixin, ActorsMixin):
         for record in list(self.control.actors.values()):
             if record.spec.job_id == client.job_id and not record.spec.detached and record.state != "dead":
                 self._kill_actor(record, "its owner (the driver) exited", no_restart=True)
+        self._remove_job_groups(client.job_id)
         self._stop_job_workers(client.job_id)
         self._wants.pop(client.job_id, None)
 

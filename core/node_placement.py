@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
-from ._types import ResourceShape
+from ._types import PlacementGroupState, ResourceShape
 from .exceptions import EmberError
 from .resources import belongs_to_group, bundle_resources, without_group_resources
 from .scheduler import normalize_shape, plan_bundles
@@ -18,11 +18,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class PlacementGroupRecord:
+    """The head's record of one placement group: its bundles, state and where each is reserved."""
+
     pg_id: bytes
     bundles: list[ResourceShape]
     strategy: str
     name: str
-    state: str = "PENDING"
+    #: The job that created it; None or ``detached``: it outlives that job.
+    job_id: bytes | None = None
+    detached: bool = False
+    state: PlacementGroupState = "PENDING"
     #: node id -> the (index, bundle) pairs reserved there.
     placement: dict[bytes, list[tuple[int, ResourceShape]]] = field(default_factory=dict)
     #: Nodes whose answer to ReserveBundles is still awaited.
@@ -41,7 +46,8 @@ class PlacementMixin:
 
     def _on_create_placement_group(self, client: Client, msg: p.CreatePlacementGroup) -> None:
         bundles = [normalize_shape(b) for b in msg.bundles]
-        self.placement_groups[msg.pg_id] = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name)
+        self.placement_groups[msg.pg_id] = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name,
+                                                                msg.job_id, msg.detached)
         self._reply(client, msg.rid, True)
         totals = [(n.node_id, n.totals) for n in self.view.alive()] or [(self.node_id, self.ledger.totals)]
         if plan_bundles(totals, bundles, msg.strategy) is None:
@@ -143,14 +149,24 @@ class PlacementMixin:
 
     def _on_remove_placement_group(self, client: Client, msg: p.RemovePlacementGroup) -> None:
         pg = self.placement_groups.get(msg.pg_id)
-        if pg is None or pg.state == "REMOVED":
+        if pg is not None:
+            self._remove_group(pg)
+        self._schedule()
+
+    def _remove_job_groups(self, job_id: bytes) -> None:
+        """Head: a job ended; its groups go with it, except detached ones (Ray's rule)."""
+        for pg in list(self.placement_groups.values()):
+            if pg.job_id == job_id and not pg.detached:
+                self._remove_group(pg)
+
+    def _remove_group(self, pg: PlacementGroupRecord) -> None:
+        if pg.state == "REMOVED":
             return
         self._release_group(pg)
         pg.state = "REMOVED"
         waiters, pg.waiters = pg.waiters, []
         for waiter in waiters:
             waiter(False)
-        self._schedule()
 
     def _on_wait_placement_group(self, client: Client, msg: p.WaitPlacementGroup) -> None:
         def answer(placed: bool) -> None:

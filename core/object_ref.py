@@ -2,38 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import serialization
+from . import context, serialization
+from ._types import ObjectID
+from .ids import task_of
+from .local_objects import LocalObjectTable
 
-#: Set by runtime.py; the process's runtime, which counts live refs.
-_runtime_hooks: Any = None
+if TYPE_CHECKING:
+    import asyncio
 
 
 class ObjectRef:
     """A reference to an object, as returned by ``f.remote()`` and ``ember.put``.
 
     Refs are cheap to copy and to pass to tasks. While any ref to an object exists
-    anywhere in the cluster, the object stays alive.
+    anywhere in the cluster, the object stays alive: each ref counts itself in the object
+    table of the runtime current when it was made (``_table``) and releases itself there.
     """
 
-    __slots__ = ("id", "_rt", "__weakref__")
+    __slots__ = ("id", "_table", "__weakref__")
 
-    def __init__(self, object_id: bytes, _counted: bool = False) -> None:
+    def __init__(self, object_id: ObjectID, _counted: bool = False) -> None:
         self.id = object_id
-        self._rt = _runtime_hooks
-        if self._rt is not None and not _counted:
-            self._rt.incref(object_id)
+        self._table: LocalObjectTable | None = context.objects
+        if self._table is not None and not _counted:
+            self._table.incref(object_id)
 
     def __del__(self) -> None:
-        rt = self._rt
-        if rt is not None:
-            rt.releases.append(self.id)
+        table = self._table
+        if table is not None:
+            table.release(self.id)
 
     def __reduce__(self) -> Any:
         serialization.note_contained(self)
-        rt = self._rt
-        return (_rebuild_ref, (self.id, rt.home_of(self.id) if rt is not None else None))
+        table = self._table
+        return (_rebuild_ref, (self.id, table.home_of(self.id) if table is not None else None))
 
     def hex(self) -> str:
         return self.id.hex()
@@ -42,7 +46,7 @@ class ObjectRef:
         return self.id
 
     def task_id(self) -> bytes:
-        return self.id[:12]
+        return task_of(self.id)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -56,21 +60,22 @@ class ObjectRef:
     def __await__(self) -> Any:
         return self.future().__await__()
 
-    def future(self) -> Any:
+    def future(self) -> "asyncio.Future":
         """An asyncio future resolving to the value (for ``await ref`` in async actors)."""
+        # Imported here: asyncio costs ~10 ms, and ``import ember`` must not pay it for the
+        # drivers that never await a ref.
         import asyncio
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(None, _get_one, self)
 
 
 def _get_one(ref: ObjectRef) -> Any:
-    from .api import get
-    return get(ref)
+    return context.runtime().objects.values([ref.id], None)[0]
 
 
-def _rebuild_ref(object_id: bytes, home: str | None = None) -> ObjectRef:
-    rt = _runtime_hooks
-    if rt is not None:
-        rt.borrow(object_id, home)
+def _rebuild_ref(object_id: ObjectID, home: str | None = None) -> ObjectRef:
+    table = context.objects
+    if table is not None:
+        table.borrow(object_id, home)
         return ObjectRef(object_id, _counted=True)
     return ObjectRef(object_id)

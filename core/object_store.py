@@ -27,6 +27,7 @@ Waiter = Callable[[str, object], None]
 
 @dataclass
 class ObjectEntry:
+    """One object in the node's store: its memfd (or spill file), owner and waiters."""
     object_id: ObjectID
     state: Literal["pending", "sealed", "failed"] = "pending"
     fd: int = -1

@@ -26,6 +26,7 @@ from .object_store import CACHE_HOLDER, ObjectEntry, ObjectTable
 
 @dataclass
 class _Pull:
+    """An object being copied here from another node, with who waits for it."""
     object_id: bytes
     fd: int = -1
     received: int = 0
@@ -33,6 +34,8 @@ class _Pull:
 
 
 class ObjectTransfer:
+    """Copies objects between node managers: pulls in chunks over links to peers, serves others' pulls."""
+
     def __init__(self, lock: threading.RLock, objects: ObjectTable, token: bytes, node_id: bytes,
                  tcp_address: str) -> None:
         self.lock = lock

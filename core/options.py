@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import difflib
 import numbers
-from typing import Any
+from typing import Any, Mapping
 
-from .exceptions import EmberError
+from .exceptions import InvalidOptionError
+from .runtime_env import validate_runtime_env
 
-
-class InvalidOptionError(EmberError, ValueError):
-    """An option name or value is not valid; the message names it and the fix."""
-
-
-_COMMON = {"num_cpus", "num_gpus", "memory", "resources", "name", "namespace",
-           "scheduling_strategy", "runtime_env", "accelerator_type", "label_selector",
-           "_metadata", "object_store_memory"}
+_COMMON = {"num_cpus", "num_gpus", "memory", "resources", "name", "scheduling_strategy",
+           "runtime_env", "accelerator_type", "label_selector", "_metadata", "object_store_memory"}
 TASK_OPTIONS = _COMMON | {"num_returns", "max_retries", "retry_exceptions", "max_calls"}
-ACTOR_OPTIONS = _COMMON | {"lifetime", "max_concurrency", "max_restarts", "max_task_retries",
-                           "get_if_exists", "max_pending_calls", "concurrency_groups"}
+ACTOR_OPTIONS = _COMMON | {"namespace", "lifetime", "max_concurrency", "max_restarts",
+                           "max_task_retries", "get_if_exists", "max_pending_calls",
+                           "concurrency_groups"}
 METHOD_OPTIONS = {"num_returns", "name", "concurrency_group", "max_task_retries", "retry_exceptions"}
+
+#: Ray options ember knows but does not implement: a value other than None is refused
+#: with the way to get the same effect, never silently ignored.
+UNSUPPORTED = {
+    "accelerator_type": "ember does not detect accelerator types. Request devices with num_gpus=, "
+                        "and tell types apart with a custom resource: start the nodes that have the "
+                        "type with resources={'A100': 1} and ask for resources={'A100': 0.01}",
+    "label_selector": "ember nodes carry no labels. Use a custom resource (start nodes with "
+                      "resources={'zone-a': 1}, ask for resources={'zone-a': 0.01}) or "
+                      "NodeAffinitySchedulingStrategy",
+    "concurrency_groups": "ember has no concurrency groups. Use max_concurrency= for the whole actor "
+                          "(an async actor interleaves up to that many calls)",
+    "concurrency_group": "ember has no concurrency groups. Use max_concurrency= on the actor",
+    "object_store_memory": "ember does not reserve object store memory per task or actor; the node's "
+                           "store is shared (size it with ember.init(object_store_memory=...))",
+}
 
 
 def _check_number(name: str, value: Any, minimum: float = 0.0) -> None:
@@ -35,8 +47,12 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise InvalidOptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def validate(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
+def validate(options: dict[str, Any], allowed: set[str], what: str,
+             unsupported: Mapping[str, str] = UNSUPPORTED) -> dict[str, Any]:
     """Check names and values; returns the options unchanged.
+
+    ``unsupported``: names refused with a value other than None, and why (the Ray options
+    ember does not implement, by default).
 
     Raises:
         InvalidOptionError: an unknown name (with the closest valid one) or a bad value.
@@ -49,6 +65,9 @@ def validate(options: dict[str, Any], allowed: set[str], what: str) -> dict[str,
                                      f"{', '.join(sorted(o for o in allowed if not o.startswith('_')))}")
         if value is None:
             continue
+        if name in unsupported:
+            raise InvalidOptionError(f"{name}={value!r} is not supported (for {what}): "
+                                     f"{unsupported[name]}.")
         if name in ("num_cpus", "memory", "object_store_memory"):
             _check_number(name, value)
         elif name == "num_gpus":
@@ -64,6 +83,10 @@ def validate(options: dict[str, Any], allowed: set[str], what: str) -> dict[str,
                 _check_number(f"resources[{key!r}]", amount)
         elif name == "num_returns":
             _check_int(name, value, 0)
+        elif name == "max_pending_calls":
+            _check_int(name, value, -1)
+            if value == 0:
+                raise InvalidOptionError("max_pending_calls must be -1 (no limit) or at least 1, got 0")
         elif name in ("max_retries", "max_restarts", "max_task_retries"):
             _check_int(name, value, -1)
         elif name in ("max_calls",):
@@ -77,7 +100,6 @@ def validate(options: dict[str, Any], allowed: set[str], what: str) -> dict[str,
                 raise InvalidOptionError("retry_exceptions must be True/False or a list of exception "
                                          f"classes, got {value!r}")
         elif name == "runtime_env":
-            from .runtime_env import validate_runtime_env
             validate_runtime_env(value, what, allow_working_dir=False)
         elif name == "lifetime":
             if value not in ("detached", "non_detached"):

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._types import ActorID, Address, FunctionID, JobID, NodeID, ObjectID, ResourceShape, TaskID, WorkerID
+from ._types import (ActorID, ActorState, Address, FunctionID, JobID, NodeID, ObjectID, ResourceShape,
+                     TaskID, WorkerID)
 
 # --- session -----------------------------------------------------------------------
 
@@ -40,6 +41,7 @@ class Register:
 
 @dataclass(slots=True)
 class Registered:
+    """Node manager -> a process that registered: who and where it is now (ids, session, addresses)."""
     node_id: NodeID
     job_id: JobID
     namespace: str
@@ -54,6 +56,7 @@ class Registered:
 
 @dataclass(slots=True)
 class Reply:
+    """The answer to the request with the same ``rid``: ``ok`` and a value (or the error)."""
     rid: int
     ok: bool
     value: Any = None
@@ -64,6 +67,7 @@ class Reply:
 
 @dataclass(slots=True)
 class RegisterFunction:
+    """Store an exported function or class under its content id (once per runtime)."""
     rid: int
     function_id: FunctionID
     blob: bytes
@@ -71,6 +75,7 @@ class RegisterFunction:
 
 @dataclass(slots=True)
 class GetFunction:
+    """A worker asks for an exported function or class by content id."""
     rid: int
     function_id: FunctionID
 
@@ -86,10 +91,13 @@ class SchedulingRequest:
     #: Resources held for the lease's life, when they differ from ``shape`` (actors
     #: need 1 CPU to be placed but hold 0 CPUs while they run).
     hold: ResourceShape | None = None
+    #: (group hex id, capture child tasks) when it runs in a placement group.
+    placement_group: tuple[str, bool] | None = None
 
 
 @dataclass(slots=True)
 class RequestLease:
+    """A submitter asks for a worker that fits ``request``; answered with a LeaseGrant or a Spillback."""
     rid: int
     request: SchedulingRequest
     name: str
@@ -97,6 +105,7 @@ class RequestLease:
 
 @dataclass(slots=True)
 class LeaseGrant:
+    """A worker leased to a submitter: push tasks to ``address`` until the lease is returned."""
     lease_id: int
     worker_id: WorkerID
     address: Address
@@ -118,6 +127,7 @@ class LeaseInfeasible:
 
 @dataclass(slots=True)
 class ReturnLease:
+    """A submitter is done with a lease (``kill_worker``: its worker must not be reused)."""
     lease_id: int
     kill_worker: bool = False
 
@@ -181,6 +191,7 @@ class DeclareShared:
 
 @dataclass(slots=True)
 class AddRefs:
+    """This process holds references to ``ids`` (borrowed refs, forwarded holds)."""
     rid: int | None
     ids: list[bytes]
     #: Node (TCP address) whose table holds these ids, when not the receiver's.
@@ -191,6 +202,7 @@ class AddRefs:
 
 @dataclass(slots=True)
 class RemoveRefs:
+    """This process no longer refers to ``ids``: the node may free them."""
     ids: list[bytes]
     home: Address | None = None
     holder: bytes | None = None
@@ -204,6 +216,7 @@ class ReleaseHolder:
 
 @dataclass(slots=True)
 class StoreStats:
+    """Ask for the node's object store usage (``ember.object_store_stats``)."""
     rid: int
 
 
@@ -212,6 +225,7 @@ class StoreStats:
 
 @dataclass(slots=True)
 class TaskSpec:
+    """Everything a worker needs to run one task or actor call, and where its results go."""
     task_id: TaskID
     name: str
     function_id: FunctionID
@@ -227,10 +241,13 @@ class TaskSpec:
     method: str | None = None
     #: runtime_env env_vars of this task, set around its call only.
     env_vars: dict[str, str] | None = None
+    #: (group hex id, capture child tasks) when it runs in a placement group.
+    placement_group: tuple[str, bool] | None = None
 
 
 @dataclass(slots=True)
 class PushTask:
+    """Submitter -> worker: run this task or actor call now (on a leased worker or an actor's)."""
     spec: TaskSpec
 
 
@@ -245,6 +262,7 @@ class TaskReply:
 
 @dataclass(slots=True)
 class CancelTask:
+    """Submitter -> worker: interrupt this task if it is running (``recursive``: its children too)."""
     task_id: TaskID
     recursive: bool
 
@@ -254,6 +272,7 @@ class CancelTask:
 
 @dataclass(slots=True)
 class ActorSpec:
+    """Everything needed to create (and restart) an actor: its class, arguments, placement and policies."""
     actor_id: ActorID
     class_id: FunctionID
     class_name: str
@@ -277,8 +296,9 @@ class ActorSpec:
 
 @dataclass(slots=True)
 class ActorInfo:
+    """Where an actor lives and in what state (answered to GetActorInfo and CreateActor)."""
     actor_id: ActorID
-    state: str
+    state: ActorState
     address: Address | None
     class_name: str
     methods: dict[str, int]
@@ -320,6 +340,7 @@ class ActorWorkerDied:
 
 @dataclass(slots=True)
 class CreateActor:
+    """Register and place a new actor (or return the live one, with ``get_if_exists``)."""
     rid: int
     spec: ActorSpec
 
@@ -335,6 +356,7 @@ class GetActorInfo:
 
 @dataclass(slots=True)
 class GetNamedActor:
+    """Look up a live actor by name in a namespace (``ember.get_actor``)."""
     rid: int
     name: str
     namespace: str
@@ -342,6 +364,7 @@ class GetNamedActor:
 
 @dataclass(slots=True)
 class KillActor:
+    """Stop an actor now (``no_restart``: for good, as ``ember.kill`` does by default)."""
     actor_id: ActorID
     no_restart: bool
 
@@ -362,7 +385,7 @@ class ExitActor:
 
 @dataclass(slots=True)
 class Exit:
-    pass
+    """Node manager -> worker: exit now (the node is stopping or the worker is no longer needed)."""
 
 
 # --- placement groups ------------------------------------------------------------------
@@ -370,15 +393,20 @@ class Exit:
 
 @dataclass(slots=True)
 class CreatePlacementGroup:
+    """Reserve a group's bundles (the head plans and reserves them two-phase)."""
     rid: int
     pg_id: bytes
     bundles: list[ResourceShape]
     strategy: str
     name: str
+    #: The creating job: its groups are removed when it ends, unless detached.
+    job_id: JobID | None = None
+    detached: bool = False
 
 
 @dataclass(slots=True)
 class RemovePlacementGroup:
+    """Release a group's bundles; what runs in them is stopped."""
     pg_id: bytes
 
 
@@ -411,6 +439,7 @@ class WaitPlacementGroup:
 
 @dataclass(slots=True)
 class PlacementGroupTable:
+    """Ask for one group's state (``pg_id``) or every group's (None)."""
     rid: int
     pg_id: bytes | None
 
@@ -420,6 +449,7 @@ class PlacementGroupTable:
 
 @dataclass(slots=True)
 class KillWorker:
+    """Kill one worker process (``ember.cancel(force=True)``)."""
     worker_id: WorkerID
 
 
@@ -437,6 +467,7 @@ class GetWorkerExit:
 
 @dataclass(slots=True)
 class WorkerExit:
+    """How a worker process ended (answer to GetWorkerExit)."""
     pid: int
     #: "killed by signal SIGKILL" or "exit code 3" (from the fork server's waitpid).
     detail: str
@@ -484,6 +515,7 @@ class ClusterViewUpdate:
 
 @dataclass(slots=True)
 class ClusterState:
+    """Ask for every node's resources and liveness (``ember.nodes()`` and friends)."""
     rid: int
 
 

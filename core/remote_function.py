@@ -5,16 +5,25 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-
+from . import context
 from . import protocol as p
-from .function_export import export, register
 from .arguments import encode_args
+from .function_export import export, register
+from .object_ref import ObjectRef
 from .options import TASK_OPTIONS, resource_shape, validate
 from .runtime import Runtime
+from .scheduling import scheduling_request
+
+#: Ray's default: a task whose worker dies is run again up to 3 times.
+DEFAULT_MAX_RETRIES = 3
 
 
 class RemoteFunction:
-    """A function that runs as a task: ``f.remote(*args)`` returns ObjectRef(s)."""
+    """A function that runs as a task: ``f.remote(*args)`` returns ObjectRef(s).
+
+    Holds the function, its options (validated once) and, per options, the scheduling
+    request its tasks share; the function is exported to the cluster on first use.
+    """
 
     def __init__(self, fn: Callable, options: dict[str, Any]) -> None:
         self._function = fn
@@ -43,10 +52,8 @@ class RemoteFunction:
         return register(rt, self._exported)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        from .api import _runtime
-        from .worker import current_task
-        rt = _runtime()
-        rt.drain_releases()
+        rt = context.runtime()
+        rt.objects.drain_releases()
         opts = self._options
         function_id = self._ensure_registered(rt)
         payload, dep_ids, held = encode_args(rt, args, kwargs, f"`{self._name}`")
@@ -54,22 +61,36 @@ class RemoteFunction:
         if num_returns is None:
             num_returns = 1
         name = opts.get("name") or self._name
+        parent = context.current_task.get()
+        inherited = parent.captured_group() if parent is not None else None
+        if inherited is not None:  # runs in the caller's group: decided per call
+            request = scheduling_request(opts, resource_shape(opts, 1.0), inherited_group=inherited)
+            key = (tuple(sorted(request.shape.items())), repr(request.strategy))
+        else:
+            if self._scheduling is None:  # per options, not per call: 100k queued tasks share it
+                request = scheduling_request(opts, resource_shape(opts, 1.0))
+                self._scheduling = (request, (tuple(sorted(request.shape.items())), repr(request.strategy)))
+            request, key = self._scheduling
         spec = p.TaskSpec(rt.next_task_id(), name, function_id, payload, (), num_returns,
                           rt.worker_id, max_calls=opts.get("max_calls") or 0,
-                          env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None)
-        if self._scheduling is None:  # per options, not per call: 100k queued tasks share it
-            from .scheduling import scheduling_request
-            request = scheduling_request(opts, resource_shape(opts, 1.0))
-            self._scheduling = (request, (tuple(sorted(request.shape.items())), repr(request.strategy)))
-        request, key = self._scheduling
-        parent = current_task.get()
+                          env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None,
+                          placement_group=request.placement_group)
         max_retries = opts.get("max_retries")
-        refs = rt.submitter.submit(spec, request, key, 3 if max_retries is None else max_retries,
-                                   opts.get("retry_exceptions") or False, held, dep_ids,
-                                   parent.task_id if parent is not None else None)
+        return_ids = rt.submitter.submit(
+            spec, request, key, DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+            _retry_exceptions(opts.get("retry_exceptions")), held, dep_ids,
+            parent.task_id if parent is not None else None)
+        refs = [ObjectRef(oid) for oid in return_ids]
         if num_returns == 1:
             return refs[0]
         return refs
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("ember does not implement Ray's DAG API (.bind); call .remote()")
+
+
+def _retry_exceptions(value: bool | list | tuple | None) -> bool | tuple[type[BaseException], ...]:
+    """``retry_exceptions`` as the submitters read it: a bool or a tuple of classes."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return bool(value)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from . import context
+from .context import TaskContext
+from .runtime import Runtime
 
 
 class RuntimeContext:
-    """Ids of the current job, node, task and actor (Ray's RuntimeContext)."""
+    """Ids of the current job, node, task and actor (Ray's RuntimeContext).
 
-    def __init__(self, rt: Any) -> None:
+    A view of the runtime and of the task running in the calling thread, read when asked.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
         self._rt = rt
 
-    def _task(self) -> Any:
-        from .worker import current_task
-        return current_task.get()
+    def _task(self) -> TaskContext | None:
+        return context.current_task.get()
 
     def get_job_id(self) -> str:
         return self._rt.job_id.hex()
@@ -39,6 +43,11 @@ class RuntimeContext:
     @property
     def namespace(self) -> str:
         return self._rt.namespace
+
+    def get_placement_group_id(self) -> str | None:
+        """Hex id of the placement group the current task or actor runs in, if any."""
+        task = self._task()
+        return task.placement_group[0] if task is not None and task.placement_group else None
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         task = self._task()

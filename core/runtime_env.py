@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .options import InvalidOptionError
+from .exceptions import InvalidOptionError
 
 SUPPORTED_KEYS = ("env_vars", "working_dir")
 

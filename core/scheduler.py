@@ -131,6 +131,7 @@ class ResourceLedger:
 
 @dataclass
 class PendingLease:
+    """A lease request waiting in the queue (``key`` names its requester; ``seq`` keeps FIFO order)."""
     key: Any
     shape: ResourceShape
     hold: ResourceShape | None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from . import protocol as p
-from .options import InvalidOptionError
+from .exceptions import InvalidOptionError
 from .resources import in_bundle
 
 
@@ -20,36 +20,54 @@ class NodeAffinitySchedulingStrategy:
         return f"NodeAffinity({self.node_id}, soft={self.soft})"
 
 
-class PlacementGroupSchedulingStrategy:
-    """Run inside a placement group's bundle (``-1``: any bundle of the group)."""
+class GroupHandle(Protocol):
+    """What a strategy reads of a placement group (ember.util.PlacementGroup)."""
 
-    def __init__(self, placement_group: Any, placement_group_bundle_index: int = -1,
+    id: bytes
+
+
+class PlacementGroupSchedulingStrategy:
+    """Run inside a placement group's bundle (``-1``: any bundle of the group).
+
+    With ``placement_group_capture_child_tasks=True`` the tasks and actors it starts
+    without a strategy of their own run in the group too.
+    """
+
+    def __init__(self, placement_group: GroupHandle | None, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks: bool | None = None) -> None:
         self.placement_group = placement_group
         self.placement_group_bundle_index = placement_group_bundle_index
         self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
 
     def __repr__(self) -> str:
-        return f"PG({self.placement_group.id.hex()}, {self.placement_group_bundle_index})"
+        pg = self.placement_group.id.hex() if self.placement_group is not None else None
+        return f"PG({pg}, {self.placement_group_bundle_index})"
 
 
 def scheduling_request(options: dict[str, Any], shape: dict[str, float],
-                       hold: dict[str, float] | None = None) -> p.SchedulingRequest:
+                       hold: dict[str, float] | None = None,
+                       inherited_group: tuple[str, bool] | None = None) -> p.SchedulingRequest:
     """Translate options into what the node manager schedules.
 
     Placement-group strategies rewrite the shape onto the group's reserved bundle
     resources (``CPU_group_<i>_<pg>``), so the ledger needs no special case for them.
+    ``inherited_group`` is the caller's group when it captures child tasks: a call that
+    sets no strategy runs in it too (Ray's ``placement_group_capture_child_tasks``);
+    an explicit "DEFAULT" opts out.
 
     Raises:
         InvalidOptionError: an unknown strategy.
     """
     strategy = options.get("scheduling_strategy")
+    if strategy is None and inherited_group is not None:
+        pg_hex, capture = inherited_group
+        return _in_group(shape, hold, pg_hex, -1, capture)
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         pg = strategy.placement_group
-        index = strategy.placement_group_bundle_index
-        shape = in_bundle(shape, pg.id.hex(), index)
-        hold = in_bundle(hold, pg.id.hex(), index) if hold is not None else None
-        return p.SchedulingRequest(shape, None, hold)
+        if pg is None:  # Ray's way of saying "no group"
+            return p.SchedulingRequest(shape, None, hold)
+        return _in_group(shape, hold, pg.id.hex(), strategy.placement_group_bundle_index,
+                         bool(strategy.placement_group_capture_child_tasks))
     if strategy in (None, "DEFAULT"):
         return p.SchedulingRequest(shape, None, hold)
     if strategy == "SPREAD":
@@ -58,3 +76,10 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
         return p.SchedulingRequest(shape, ("NODE_AFFINITY", strategy.node_id, bool(strategy.soft)), hold)
     raise InvalidOptionError(f"unknown scheduling_strategy {strategy!r}: use 'DEFAULT', 'SPREAD', "
                              "NodeAffinitySchedulingStrategy or PlacementGroupSchedulingStrategy")
+
+
+def _in_group(shape: dict[str, float], hold: dict[str, float] | None, pg_hex: str, index: int | None,
+              capture: bool) -> p.SchedulingRequest:
+    return p.SchedulingRequest(in_bundle(shape, pg_hex, index),
+                               None, in_bundle(hold, pg_hex, index) if hold is not None else None,
+                               placement_group=(pg_hex, capture))

@@ -2,7 +2,7 @@
 
     submit() -> waits for top-level ref arguments -> queue per scheduling key
     queue    -> lease from the node manager -> WorkerChannel.push(PushTask)
-    TaskReply on the channel's reader thread -> Runtime.complete() -> next task pipelined
+    TaskReply on the channel's reader thread -> LocalObjectTable.complete() -> next task pipelined
 
 A lease lingers briefly after its queue empties, so a loop of ``get(f.remote())``
 reuses its worker instead of asking the node manager every time.
@@ -11,15 +11,19 @@ reuses its worker instead of asking the node manager every time.
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
-from typing import Any
+from typing import Callable, Union
 
 from . import protocol as p
+from ._types import Address, ObjectID, TaskID
 from .exceptions import ObjectLostError, OutOfMemoryError, TaskCancelledError, WorkerCrashedError
-from .object_ref import ObjectRef
-from .serialization import FLAG_ERROR, read_flags, serialize
-from .transport import ConnectionClosed, connect, send_hello
+from .ids import return_ids as make_return_ids
+from .node_link import NodeLink
+from .local_objects import Completion, LocalObjectTable, error_returns
+from .serialization import FLAG_ERROR, read_flags
+from .worker_channel import WorkerChannel
 
 #: Tasks pushed to one worker ahead of their turn: hides the round trip on short tasks.
 PIPELINE_DEPTH = 4
@@ -31,25 +35,61 @@ LOCALITY_MIN_BYTES = 1 << 20
 MAX_LEASE_REQUESTS = 16
 
 
-class Placeholder:
-    """Stands for a top-level ref argument inside the pickled (args, kwargs)."""
+#: ``retry_exceptions``: False, True (any exception) or the exception classes to retry.
+RetryExceptions = Union[bool, tuple[type[BaseException], ...]]
+#: What a task's key groups by: (resource shape items, strategy repr[, locality node]).
+SchedulingKey = tuple
 
-    __slots__ = ("index",)
 
-    def __init__(self, index: int) -> None:
-        self.index = index
+class RemoteNodes:
+    """Links to other nodes' managers, opened when a lease request is spilled there.
 
-    def __reduce__(self) -> Any:
-        return (Placeholder, (self.index,))
+    Each link registers as a "submitter" of this job, so the remote node runs the job's
+    workers with the same working directory, sys.path and environment.
+    """
+
+    def __init__(self, token: bytes, worker_id: bytes, job_id: bytes, namespace: str,
+                 env_vars: dict[str, str] | None, sys_path: Callable[[], list[str]]) -> None:
+        self._token = token
+        self._worker_id, self._job_id, self._namespace = worker_id, job_id, namespace
+        self._env_vars = env_vars
+        #: sys.path as it is when a link opens (the driver may extend it meanwhile).
+        self._sys_path = sys_path
+        self._lock = threading.Lock()
+        self._links: dict[Address, NodeLink] = {}
+
+    def get(self, address: Address) -> NodeLink:
+        """The link to the node manager at ``address`` (opened once; raises OSError if it
+        cannot be reached)."""
+        with self._lock:
+            link = self._links.get(address)
+            if link is not None and not link.closed:
+                return link
+        register = p.Register("submitter", self._worker_id, os.getpid(), namespace=self._namespace,
+                              cwd=os.getcwd(), sys_path=self._sys_path(), env_vars=self._env_vars,
+                              job_id=self._job_id)
+        link = NodeLink(address, self._token, register, name="ember-remote-node")
+        with self._lock:
+            self._links[address] = link
+        return link
+
+    def close(self) -> None:
+        with self._lock:
+            links, self._links = list(self._links.values()), {}
+        for link in links:
+            link.close()
 
 
 class TaskRecord:
+    """One submitted task, from submission until its results are complete (and, while a
+    result stored on another node is referenced, kept for lineage)."""
+
     __slots__ = ("spec", "key", "request", "return_ids", "retries_left", "retry_exceptions",
                  "held", "dep_ids", "waiting", "lease", "cancelled", "attempts", "parent", "submitter")
 
-    def __init__(self, spec: p.TaskSpec, key: tuple, request: p.SchedulingRequest,
-                 return_ids: list[bytes], max_retries: int, retry_exceptions: Any,
-                 held: list[Any], dep_ids: list[bytes], parent: bytes | None,
+    def __init__(self, spec: p.TaskSpec, key: SchedulingKey, request: p.SchedulingRequest,
+                 return_ids: list[ObjectID], max_retries: int, retry_exceptions: RetryExceptions,
+                 held: list[object], dep_ids: list[ObjectID], parent: TaskID | None,
                  submitter: "TaskSubmitter") -> None:
         self.spec = spec
         self.key = key
@@ -73,50 +113,15 @@ class TaskRecord:
         self.submitter._dep_ready(self)
 
 
-class WorkerChannel:
-    """A connection to one worker, with a reader thread routing TaskReplies."""
-
-    def __init__(self, address: str, token: bytes, on_reply: Any, on_lost: Any) -> None:
-        self.address = address
-        self.conn = connect(address)
-        send_hello(self.conn, token)
-        self.inflight: dict[bytes, Any] = {}
-        self.lost = False
-        #: The actor queue this channel serves (actor calls only).
-        self.actor: Any = None
-        self._on_reply = on_reply
-        self._on_lost = on_lost
-        self.thread = threading.Thread(target=self._read, daemon=True, name="ember-worker-channel")
-        self.thread.start()
-
-    def push(self, record: Any, msg: Any) -> bool:
-        self.inflight[record.spec.task_id] = record
-        try:
-            self.conn.send(msg)
-            return True
-        except ConnectionClosed:
-            return False
-
-    def _read(self) -> None:
-        try:
-            while True:
-                msg, _ = self.conn.recv()
-                self._on_reply(self, msg)
-        except (ConnectionClosed, OSError, EOFError):
-            pass
-        self.lost = True
-        self.conn.close()  # the worker is gone: release the socket now, not at collection
-        self._on_lost(self)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 class Lease:
+    """A worker leased from a node manager: tasks of one key are pushed to it until it is
+    returned (idle for LEASE_LINGER_S) or its worker dies."""
+
     __slots__ = ("grant", "channel", "inflight", "idle_since", "dead", "key", "marked_non_retriable",
                  "nm")
 
-    def __init__(self, grant: p.LeaseGrant, channel: WorkerChannel, key: tuple, nm: Any) -> None:
+    def __init__(self, grant: p.LeaseGrant, channel: WorkerChannel, key: SchedulingKey,
+                 nm: NodeLink) -> None:
         self.grant = grant
         #: The node manager that granted it (this node's, or another after a spillback).
         self.nm = nm
@@ -130,6 +135,8 @@ class Lease:
 
 
 class KeyState:
+    """The queue, leases and outstanding lease requests of one scheduling key."""
+
     __slots__ = ("queue", "leases", "requests", "failing", "home")
 
     def __init__(self, home: str | None = None) -> None:
@@ -143,11 +150,24 @@ class KeyState:
 
 
 class TaskSubmitter:
-    def __init__(self, runtime: Any) -> None:
-        self.rt = runtime
-        self.lock = runtime.lock
-        self.keys: dict[tuple, KeyState] = {}
-        self.channels: dict[str, WorkerChannel] = {}
+    """Runs this process's normal tasks: waits for their ref arguments, leases workers
+    per scheduling key (following spillbacks to other nodes), pushes tasks straight to
+    the workers, and completes their results in the object table. Retries on worker
+    death and on listed exceptions, rebuilds lost results from lineage, and cancels.
+
+    It shares the object table's lock: a dependency callback and a submission never
+    interleave.
+    """
+
+    def __init__(self, objects: LocalObjectTable, link: NodeLink, token: bytes,
+                 remote_nodes: RemoteNodes) -> None:
+        self.objects = objects
+        self.link = link
+        self.token = token
+        self.remote_nodes = remote_nodes
+        self.lock = objects.lock
+        self.keys: dict[SchedulingKey, KeyState] = {}
+        self.channels: dict[Address, WorkerChannel] = {}
         #: return object id -> record, for cancel().
         self.by_return: dict[bytes, TaskRecord] = {}
         self.children: dict[bytes, list[TaskRecord]] = collections.defaultdict(list)
@@ -157,29 +177,26 @@ class TaskSubmitter:
 
     # --- submission -------------------------------------------------------------------
 
-    def submit(self, spec: p.TaskSpec, request: p.SchedulingRequest, key: tuple, max_retries: int,
-               retry_exceptions: Any, held: list[Any], dep_ids: list[bytes],
-               parent: bytes | None) -> list[ObjectRef]:
-        """Queue a task; ``key`` (shape and strategy) groups tasks that can share leases."""
-        rt = self.rt
-        return_ids = [spec.task_id + i.to_bytes(4, "little") for i in range(spec.num_returns)]
+    def submit(self, spec: p.TaskSpec, request: p.SchedulingRequest, key: SchedulingKey,
+               max_retries: int, retry_exceptions: RetryExceptions, held: list[object],
+               dep_ids: list[ObjectID], parent: TaskID | None) -> list[ObjectID]:
+        """Queue a task; ``key`` (shape and strategy) groups tasks that can share leases.
+
+        Returns the ids of its results, owned (pending) in the object table.
+        """
+        return_ids = make_return_ids(spec.task_id, spec.num_returns)
         record = TaskRecord(spec, key, request, return_ids, max_retries, retry_exceptions,
                             held, dep_ids, parent, self)
-        from .runtime import LocalObject
         with self.lock:
-            refs = []
+            self.objects.add_owned(return_ids)
             for oid in return_ids:
-                rt.objects[oid] = LocalObject(owned=True)
-                refs.append(ObjectRef(oid))
                 self.by_return[oid] = record
             if parent is not None:
                 self.children[parent].append(record)
-            for oid in dep_ids:
-                if rt.on_ready(oid, record):  # a record is its own dependency callback
-                    record.waiting += 1
+            record.waiting += self.objects.when_ready(dep_ids, record)  # its own dependency callback
             if record.waiting == 0:
                 self._enqueue(record)
-        return refs
+        return return_ids
 
     def _dep_ready(self, record: TaskRecord) -> None:
         with self.lock:
@@ -203,26 +220,11 @@ class TaskSubmitter:
         least LOCALITY_MIN_BYTES of them), so the task runs where its data is."""
         if record.request.strategy is not None or not record.dep_ids:
             return None
-        by_home: dict[str, int] = {}
-        for oid in record.dep_ids:
-            entry = self.rt.objects.get(oid)
-            if entry is not None and entry.home is not None and entry.segment is None:
-                by_home[entry.home] = by_home.get(entry.home, 0) + entry.size
+        by_home = self.objects.home_bytes(record.dep_ids)
         if not by_home:
             return None
         home, size = max(by_home.items(), key=lambda kv: kv[1])
         return home if size >= LOCALITY_MIN_BYTES else None
-
-    def _resolve_deps(self, record: TaskRecord) -> bytes | bytearray | None:
-        """Fill the spec's deps; returns an error payload if an argument failed."""
-        deps = []
-        for oid in record.dep_ids:
-            error = self.rt.error_payload(oid)
-            if error is not None:
-                return error
-            deps.append(self.rt.resolved_arg(oid))
-        record.spec.deps = deps
-        return None
 
     def _dispatch(self, state: KeyState) -> None:
         """Push queued tasks onto leases with room; ask for more leases if needed (lock held).
@@ -245,9 +247,9 @@ class TaskSubmitter:
             if lease is None:
                 return
             record = state.queue.popleft()
-            error = self._resolve_deps(record)
-            if error is not None:
-                self._finish_error_payload(record, error)
+            record.spec.deps, error = self.objects.resolve_deps(record.dep_ids)
+            if error is not None:  # an argument failed: so does the task, without running
+                self._finish(record, [("inline", error)] * len(record.return_ids))
                 continue
             record.lease = lease
             record.attempts += 1
@@ -267,32 +269,32 @@ class TaskSubmitter:
         timer.daemon = True
         timer.start()
 
-    def _home_link(self, state: KeyState) -> Any:
+    def _home_link(self, state: KeyState) -> NodeLink | None:
         if state.home is None:
             return None
         try:
-            return self.rt.remote_node(state.home)
+            return self.remote_nodes.get(state.home)
         except OSError:  # the data's node is gone: schedule as usual
             state.home = None
             return None
 
-    def _request_lease(self, state: KeyState, record: TaskRecord, nm: Any = None,
+    def _request_lease(self, state: KeyState, record: TaskRecord, nm: NodeLink | None = None,
                        spilled: bool = False) -> None:
         """Ask ``nm`` (default: this process's node manager) for a worker; follow spillbacks."""
-        nm = nm or self.rt
+        nm = nm or self.link
         if not spilled:
             state.requests += 1
 
         def on_reply(reply: p.Reply, _fds: list[int]) -> None:
             if reply.ok and isinstance(reply.value, p.Spillback):
                 try:
-                    remote = self.rt.remote_node(reply.value.address)
+                    remote = self.remote_nodes.get(reply.value.address)
                 except OSError:
                     self._ask_again_locally(state, record)  # that node just went away
                 else:
                     self._request_lease(state, record, remote, spilled=True)
                 return
-            if not reply.ok and nm is not self.rt and not self.closed:
+            if not reply.ok and nm is not self.link and not self.closed:
                 self._ask_again_locally(state, record)  # the remote node died meanwhile
                 return
             with self.lock:
@@ -314,10 +316,10 @@ class TaskSubmitter:
 
         nm.call_async(lambda rid: p.RequestLease(rid, record.request, record.spec.name), on_reply)
 
-    def _channel(self, address: str) -> WorkerChannel:
+    def _channel(self, address: Address) -> WorkerChannel:
         channel = self.channels.get(address)
         if channel is None or channel.lost:
-            channel = WorkerChannel(address, self.rt.token, self._on_reply, self._on_lost)
+            channel = WorkerChannel(address, self.token, self._on_reply, self._on_lost)
             self.channels[address] = channel
         return channel
 
@@ -334,7 +336,8 @@ class TaskSubmitter:
             if msg.worker_exiting:
                 lease.dead = True
         if self._should_retry_exception(record, msg):
-            record.retries_left -= 1
+            if record.retries_left > 0:
+                record.retries_left -= 1
             with self.lock:
                 self._enqueue(record)
             return
@@ -355,7 +358,7 @@ class TaskSubmitter:
         if kind != "inline" or not read_flags(payload) & FLAG_ERROR or record.cancelled:
             return False
         try:
-            cause = getattr(self.rt.deserialize(payload), "cause", None)
+            cause = getattr(self.objects.deserialize(payload), "cause", None)
         except Exception:  # an error we cannot read here is reported as it is
             return False
         if not isinstance(cause, ObjectLostError):
@@ -368,28 +371,17 @@ class TaskSubmitter:
             return False
         with self.lock:
             record.lease = None
-            if self.rt.on_ready(lost, record):  # a record is its own dependency callback
-                record.waiting += 1
-            else:
+            record.waiting += self.objects.when_ready([lost], record)
+            if record.waiting == 0:
                 self._enqueue(record)
         return True
 
     def _should_retry_exception(self, record: TaskRecord, msg: p.TaskReply) -> bool:
-        if not record.retry_exceptions or record.retries_left == 0 or record.cancelled:
+        if record.retries_left == 0 or record.cancelled:
             return False
-        kind, payload = msg.returns[0]
-        if kind != "inline" or not (payload[0] & FLAG_ERROR):
-            return False
-        if record.retry_exceptions is True:
-            return True
-        try:
-            err = self.rt.deserialize(payload)
-        except Exception:
-            return False
-        cause = getattr(err, "cause", None)
-        return isinstance(cause, tuple(record.retry_exceptions))
+        return retriable_error(self.objects, record.retry_exceptions, msg.returns)
 
-    def _finish(self, record: TaskRecord, returns: list[tuple[str, Any]]) -> None:
+    def _finish(self, record: TaskRecord, returns: list[Completion]) -> None:
         with self.lock:
             for oid in record.return_ids:
                 self.by_return.pop(oid, None)
@@ -399,10 +391,9 @@ class TaskSubmitter:
                     siblings.remove(record)
                     if not siblings:
                         del self.children[record.parent]
-        stored_remotely = False
-        for oid, (kind, value) in zip(record.return_ids, returns):
-            self.rt.complete(oid, kind, value)
-            stored_remotely |= kind == "stored" and value[2] != self.rt.node_tcp_address
+        self.objects.complete_all(record.return_ids, returns)
+        here = self.objects.node_tcp_address
+        stored_remotely = any(kind == "stored" and value[2] != here for kind, value in returns)
         if stored_remotely and record.retries_left != 0:
             # Lineage: a result living on another node can be rebuilt by running the task
             # again if that node dies, so the task (and its arguments) stay while the
@@ -413,7 +404,7 @@ class TaskSubmitter:
         else:
             record.held = []
 
-    def reconstruct(self, oid: bytes) -> bool:
+    def reconstruct(self, oid: ObjectID) -> bool:
         """Run the task that made ``oid`` again (its copy was lost); False if impossible."""
         with self.lock:
             record = self.lineage.get(oid)
@@ -424,25 +415,21 @@ class TaskSubmitter:
             for return_id in record.return_ids:
                 self.lineage.pop(return_id, None)
                 self.by_return[return_id] = record
-                self.rt.reset_pending(return_id)
+                self.objects.reset_pending(return_id)
             record.lease = None
             self._enqueue(record)
         return True
 
-    def forget(self, oid: bytes) -> None:
+    def forget(self, oid: ObjectID) -> None:
         """``oid`` is no longer referenced: its lineage may go."""
         record = self.lineage.pop(oid, None)
         if record is not None and not any(r in self.lineage for r in record.return_ids):
             record.held = []
 
     def _finish_error(self, record: TaskRecord, error: BaseException) -> None:
-        payload = serialize(error, FLAG_ERROR, what="an error").to_bytes()
-        self._finish_error_payload(record, payload)
+        self._finish(record, error_returns(error, len(record.return_ids)))
 
-    def _finish_error_payload(self, record: TaskRecord, payload: bytes | bytearray) -> None:
-        self._finish(record, [("inline", payload)] * len(record.return_ids))
-
-    def _fail_queue(self, state: KeyState, error: Any) -> None:
+    def _fail_queue(self, state: KeyState, error: object) -> None:
         # Failing a task enqueues its dependents here, whose lease request fails at once
         # when the node manager is gone and calls us again: without the flag that
         # recursion grows with the queue (a 2,000-task DAG at shutdown overflowed the
@@ -522,7 +509,7 @@ class TaskSubmitter:
 
     # --- cancellation -----------------------------------------------------------------
 
-    def cancel(self, oid: bytes, force: bool, recursive: bool) -> None:
+    def cancel(self, oid: ObjectID, force: bool, recursive: bool) -> None:
         with self.lock:
             record = self.by_return.get(oid)
             if record is None or record.cancelled:
@@ -540,12 +527,9 @@ class TaskSubmitter:
         if force:
             lease.nm.send(p.KillWorker(lease.grant.worker_id))
         else:
-            try:
-                lease.channel.conn.send(p.CancelTask(record.spec.task_id, recursive))
-            except ConnectionClosed:
-                pass
+            lease.channel.send(p.CancelTask(record.spec.task_id, recursive))
 
-    def cancel_children(self, task_id: bytes) -> None:
+    def cancel_children(self, task_id: TaskID) -> None:
         for record in list(self.children.get(task_id, ())):
             for oid in record.return_ids[:1]:
                 self.cancel(oid, force=False, recursive=True)
@@ -557,6 +541,24 @@ class TaskSubmitter:
             self.channels.clear()
         for channel in channels:
             channel.close()
+
+
+def retriable_error(objects: LocalObjectTable, retry_exceptions: RetryExceptions,
+                    returns: list[Completion]) -> bool:
+    """Whether a reply carries an application error that ``retry_exceptions`` retries
+    (True: any; a tuple: those classes). Shared by tasks and actor methods."""
+    if not retry_exceptions or not returns:
+        return False
+    kind, payload = returns[0]
+    if kind != "inline" or not read_flags(payload) & FLAG_ERROR:
+        return False
+    if retry_exceptions is True:
+        return True
+    try:
+        err = objects.deserialize(payload)
+    except Exception:  # an error we cannot read here is reported, not retried
+        return False
+    return isinstance(getattr(err, "cause", None), tuple(retry_exceptions))
 
 
 def _crash_error(record: TaskRecord, exit_info: p.WorkerExit | None) -> Exception:

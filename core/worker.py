@@ -13,49 +13,44 @@ one event loop thread.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable, TextIO
 
 import cloudpickle
 
+from . import context
 from . import protocol as p
+from .arguments import decode_args
+from .context import ExitActorSignal, TaskContext, current_task
 from .exceptions import TaskCancelledError, TaskError
-from .runtime import INLINE_MAX_BYTES, Runtime
-from .serialization import FLAG_ERROR, deserialize, serialize
-from .submitter import Placeholder
+from .ids import object_id
+from .local_objects import Completion, error_returns
+from .runtime import Runtime
+from .serialization import serialize
 from .transport import Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello, listen
 
-
-class TaskContext:
-    __slots__ = ("task_id", "name", "actor_id", "gpu_ids", "interruptible")
-
-    def __init__(self, task_id: bytes | None, name: str, actor_id: bytes | None,
-                 gpu_ids: list[int]) -> None:
-        self.task_id = task_id
-        self.name = name
-        self.actor_id = actor_id
-        self.gpu_ids = gpu_ids
-        #: True only while user code runs: a cancel's SIGINT outside it is ignored.
-        self.interruptible = False
-
-
-current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
-    "ember_current_task", default=None)
-
-
-class ExitActorSignal(SystemExit):
-    """Raised by exit_actor(): finish the current call, then leave cleanly."""
+#: What a finished call leaves: its returns, and whether the worker exits after replying.
+Outcome = tuple[list[Completion], bool]
 
 
 class Worker:
+    """One worker process: runs the tasks (or the one actor) its node manager leased it for.
+
+    Submitters push calls straight to it over its own sockets (Unix for its node, TCP for
+    others); each call's outcome (returns, or the error) goes back on the connection it
+    came from. Sync tasks run on the main thread (so cancellation can interrupt them);
+    threaded actors on a pool; async actors on one event-loop thread. All three paths
+    share ``_outcome_of`` for what a result or an exception becomes.
+    """
+
     def __init__(self, spec: dict) -> None:
         self.session_dir = spec["session_dir"]
         self.worker_id = bytes.fromhex(spec["worker_id"])
@@ -65,9 +60,10 @@ class Worker:
         # Submitters on other nodes push over TCP, bound where the node's own port is.
         self._tcp_listener, self.tcp_address = listen(f"tcp:{spec.get('node_host', '127.0.0.1')}:0")
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self.functions: dict[bytes, Any] = {}
+        self.functions: dict[bytes, Callable] = {}
         self.calls_per_function: dict[bytes, int] = {}
-        self.actor: Any = None
+        #: The actor instance this worker hosts (None for task workers).
+        self.actor: object | None = None
         self.actor_spec: p.ActorSpec | None = None
         self.actor_gpu_ids: list[int] = []
         self.pool: ThreadPoolExecutor | None = None
@@ -84,7 +80,7 @@ class Worker:
 
     # --- inbound ----------------------------------------------------------------------
 
-    def _accept_loop(self, listener: Any) -> None:
+    def _accept_loop(self, listener: socket.socket) -> None:
         while True:
             try:
                 conn = accept(listener)
@@ -144,7 +140,7 @@ class Worker:
             if self.exiting:
                 return 0
 
-    def _function(self, function_id: bytes) -> Any:
+    def _function(self, function_id: bytes) -> Callable:
         fn = self.functions.get(function_id)
         if fn is None:
             blob, _ = self.rt.call(lambda rid: p.GetFunction(rid, function_id))
@@ -152,25 +148,15 @@ class Worker:
         return fn
 
     def _load_args(self, spec: p.TaskSpec) -> tuple[tuple, dict]:
-        if spec.payload is None:
-            return (), {}
-        rt = self.rt
-        values = []
-        for kind, value in spec.deps:
-            if kind == "inline":
-                values.append(rt.deserialize(value))
-            else:
-                values.append(rt.deserialize(rt.fetch_stored(*value)))
-        payload = spec.payload
-        if isinstance(payload, tuple):  # ("stored", (oid, home)): too big to travel inline
-            payload = rt.fetch_stored(*payload[1])
-        args, kwargs = rt.deserialize(payload)
-        if values:
-            args = tuple(values[a.index] if isinstance(a, Placeholder) else a for a in args)
-            kwargs = {k: values[v.index] if isinstance(v, Placeholder) else v for k, v in kwargs.items()}
-        return args, kwargs
+        return decode_args(self.rt, spec.payload, spec.deps)
 
-    def _call_interruptibly(self, ctx: TaskContext, spec: p.TaskSpec, fn: Any) -> Any:
+    def _context(self, spec: p.TaskSpec) -> TaskContext:
+        if spec.actor_id is None:
+            return TaskContext(spec.task_id, spec.name, None, spec.gpu_ids, spec.placement_group)
+        return TaskContext(spec.task_id, spec.name, spec.actor_id, self.actor_gpu_ids,
+                           self.actor_spec.request.placement_group if self.actor_spec else None)
+
+    def _call_interruptibly(self, ctx: TaskContext, spec: p.TaskSpec, fn: Callable) -> Any:
         # Any SIGINT from _cancel that lands while this frame is active surfaces as
         # KeyboardInterrupt from here; once it returns, late ones are ignored, so a cancel
         # racing with the end of its task can never hit the next task.
@@ -189,39 +175,49 @@ class Worker:
             raise KeyboardInterrupt
 
     def _execute(self, conn: Connection, spec: p.TaskSpec) -> None:
-        ctx = TaskContext(spec.task_id, spec.name, spec.actor_id,
-                          self.actor_gpu_ids if spec.actor_id else spec.gpu_ids)
+        """Run a task or a sync actor call (main thread, or a threaded actor's pool)."""
+        ctx = self._context(spec)
         token = current_task.set(ctx)
         on_main = threading.current_thread() is threading.main_thread()
         if on_main:
             self.running = ctx
             if spec.actor_id is None:
                 _set_visible_gpus(spec.gpu_ids)
-        exiting = False
         try:
             if spec.task_id in self.cancelled:
                 raise KeyboardInterrupt
-            if spec.actor_id is None:
-                fn = self._function(spec.function_id)
-            else:
-                fn = getattr(self.actor, spec.method)
+            fn = self._function(spec.function_id) if spec.actor_id is None else getattr(self.actor, spec.method)
             if on_main:
                 result = self._call_interruptibly(ctx, spec, fn)
             else:
                 args, kwargs = self._load_args(spec)
                 result = fn(*args, **kwargs)
-            returns = self._encode_returns(spec, result)
-        except ExitActorSignal:
-            returns = self._encode_returns(spec, None if spec.num_returns == 1 else (None,) * spec.num_returns)
-            exiting = True
-        except KeyboardInterrupt:
-            returns = self._error_returns(spec, TaskCancelledError(spec.name))
-        except BaseException as e:  # the user's error travels to the caller
-            returns = self._error_returns(spec, _task_error(spec.name, e))
+            outcome = self._encode_returns(spec, result), False
+        except BaseException as e:  # whatever happened travels to the caller
+            outcome = self._outcome_of(spec, e)
         finally:
             if on_main:
                 self.running = None
             current_task.reset(token)
+        self._finish(conn, spec, outcome)
+
+    def _outcome_of(self, spec: p.TaskSpec, error: BaseException) -> Outcome:
+        """What a call that raised leaves, the same for sync and async calls:
+        ``exit_actor()`` returns None for each of its returns and ends the worker; a
+        cancel is a TaskCancelledError; anything else is the user's error (a TaskError)."""
+        if isinstance(error, ExitActorSignal):
+            try:
+                return self._encode_returns(spec, _nones(spec.num_returns)), True
+            except BaseException as e:  # sealing failed: the caller still gets an answer
+                return error_returns(_task_error(spec.name, e), spec.num_returns), True
+        cancelled = spec.task_id in self.cancelled or isinstance(error, asyncio.CancelledError)
+        if cancelled and isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
+            return error_returns(TaskCancelledError(spec.name), spec.num_returns), False
+        return error_returns(_task_error(spec.name, error), spec.num_returns), False
+
+    def _finish(self, conn: Connection | None, spec: p.TaskSpec, outcome: Outcome) -> None:
+        """Reply with the call's outcome; leave if it asked to or used up max_calls."""
+        returns, exiting = outcome
         self.cancelled.discard(spec.task_id)
         if spec.max_calls:
             n = self.calls_per_function.get(spec.function_id, 0) + 1
@@ -241,10 +237,10 @@ class Worker:
         if self.actor_spec is not None:
             self.rt.send(p.ExitActor(self.actor_spec.actor_id))
         _flush_output()
-        self.rt.drain_releases()
+        self.rt.objects.drain_releases()
         os._exit(0)
 
-    def _encode_returns(self, spec: p.TaskSpec, result: Any) -> list[tuple[str, Any]]:
+    def _encode_returns(self, spec: p.TaskSpec, result: Any) -> list[Completion]:
         n = spec.num_returns
         if n == 1:
             values = [result]
@@ -256,27 +252,11 @@ class Worker:
                 raise ValueError(f"task `{spec.name}` declared num_returns={n} but returned {got}; "
                                  f"return a tuple of {n} values or change num_returns")
             values = list(result)
-        out = []
-        for i, value in enumerate(values):
-            ser = serialize(value, what=f"return value {i} of `{spec.name}`")
-            if ser.total_bytes <= INLINE_MAX_BYTES and not ser.contained:
-                out.append(("inline", ser.to_bytes()))
-            else:
-                self.rt.seal_for(spec.task_id + i.to_bytes(4, "little"), ser, spec.owner_id)
-                out.append(("stored", (ser.total_bytes, ser.flags, self.rt.node_tcp_address)))
-        return out
-
-    def _error_returns(self, spec: p.TaskSpec, error: BaseException) -> list[tuple[str, Any]]:
-        try:
-            payload = serialize(error, FLAG_ERROR).to_bytes()
-            # The caller must be able to rebuild it too: an exception whose __init__
-            # takes other arguments than its args pickles but fails to unpickle.
-            deserialize(payload)
-        except Exception:
-            if isinstance(error, TaskError):
-                error = TaskError(error.function_name, error.traceback_str, None, error.pid)
-            payload = serialize(error, FLAG_ERROR).to_bytes()
-        return [("inline", payload)] * max(1, spec.num_returns)
+        objects = self.rt.objects
+        return [objects.encode_value(object_id(spec.task_id, i),
+                                     serialize(value, what=f"return value {i} of `{spec.name}`"),
+                                     spec.owner_id)
+                for i, value in enumerate(values)]
 
     # --- actors -----------------------------------------------------------------------
 
@@ -286,12 +266,11 @@ class Worker:
         self.actor_gpu_ids = msg.gpu_ids
         _set_visible_gpus(msg.gpu_ids)
         _apply_env(spec.env_vars)  # for the actor's whole life: its worker is its own
-        ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids)
+        ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids, spec.request.placement_group)
         token = current_task.set(ctx)
         try:
             cls = self._function(spec.class_id)
-            fake = p.TaskSpec(b"", spec.class_name, spec.class_id, spec.payload, spec.deps, 1, spec.owner_id)
-            args, kwargs = self._load_args(fake)
+            args, kwargs = decode_args(self.rt, spec.payload, spec.deps)
             self.actor = cls(*args, **kwargs)
         except BaseException as e:  # reported to every caller as the actor's death cause
             self.rt.send(p.Reply(msg.rid, False, "".join(traceback.format_exception(e))))
@@ -323,25 +302,22 @@ class Worker:
 
     async def _run_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
         async with self.async_limit:
-            current_task.set(TaskContext(spec.task_id, spec.name, spec.actor_id, self.actor_gpu_ids))
-            exiting = False
+            current_task.set(self._context(spec))
             try:
                 method = getattr(self.actor, spec.method)
                 args, kwargs = await asyncio.to_thread(self._load_args, spec)
                 result = method(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
-                returns = self._encode_returns(spec, result)
-            except ExitActorSignal:
-                returns = self._encode_returns(spec, None)
-                exiting = True
-            except asyncio.CancelledError:
-                returns = self._error_returns(spec, TaskCancelledError(spec.name))
-            except BaseException as e:  # the user's error travels to the caller
-                returns = self._error_returns(spec, _task_error(spec.name, e))
-            self._reply(conn, p.TaskReply(spec.task_id, returns, worker_exiting=exiting))
-            if exiting:
-                self._exit()
+                outcome = self._encode_returns(spec, result), False
+            except BaseException as e:  # whatever happened travels to the caller
+                outcome = self._outcome_of(spec, e)
+            self._finish(conn, spec, outcome)
+
+
+def _nones(num_returns: int) -> Any:
+    """What a call that ended with exit_actor() returns: None for each declared return."""
+    return None if num_returns == 1 else (None,) * num_returns
 
 
 def _task_error(name: str, error: BaseException) -> TaskError:
@@ -376,7 +352,7 @@ def _set_visible_gpus(gpu_ids: list[int]) -> None:
 class _LogForwarder:
     """sys.stdout/sys.stderr of a worker: whole lines go to the driver, prefixed."""
 
-    def __init__(self, rt: Runtime, is_err: bool, fallback: Any) -> None:
+    def __init__(self, rt: Runtime, is_err: bool, fallback: TextIO) -> None:
         self.rt = rt
         self.is_err = is_err
         self.fallback = fallback
@@ -443,8 +419,7 @@ def main(spec: dict) -> int:
     worker = _WORKER = Worker(spec)
     # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
     signal.signal(signal.SIGINT, worker._on_sigint)
-    from . import api
-    api._attach_worker_runtime(worker.rt)
+    context.attach_worker(worker.rt)
     sys.stdout = _LogForwarder(worker.rt, False, sys.__stdout__)
     sys.stderr = _LogForwarder(worker.rt, True, sys.__stderr__)
     return worker.run()

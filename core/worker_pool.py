@@ -16,6 +16,7 @@ from ._types import Address, JobID, WorkerID
 
 @dataclass
 class WorkerRecord:
+    """One worker process of this node: its job, addresses, state and lease or actor."""
     worker_id: WorkerID
     job_id: JobID
     pid: int = 0

@@ -6,41 +6,58 @@ import numbers
 import os
 from typing import Any
 
+from .. import context
 from .. import protocol as p
-from ..options import InvalidOptionError
+from ..exceptions import InvalidOptionError
+from ..object_ref import ObjectRef
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
 class PlacementGroup:
-    """A handle to a placement group; pass it to PlacementGroupSchedulingStrategy."""
+    """A handle to a placement group; pass it to PlacementGroupSchedulingStrategy.
 
-    def __init__(self, pg_id: bytes, bundles: list[dict[str, float]]) -> None:
+    Picklable: tasks and actors get the same group back (``get_current_placement_group``
+    inside a task rebuilds it from its id and asks the head for its bundles).
+    """
+
+    def __init__(self, pg_id: bytes, bundles: list[dict[str, float]] | None = None) -> None:
         self.id = pg_id
-        self.bundle_specs = bundles
-        self._ready_ref: Any = None
+        self._bundles = bundles
+        self._ready_ref: ObjectRef | None = None
+
+    @property
+    def bundle_specs(self) -> list[dict[str, float]]:
+        """The bundles as reserved, in index order."""
+        if self._bundles is None:
+            table = placement_group_table(self)
+            self._bundles = [dict(b) for _, b in sorted((table.get("bundles") or {}).items())]
+        return self._bundles
 
     @property
     def bundle_count(self) -> int:
         return len(self.bundle_specs)
 
-    def ready(self) -> Any:
+    def ready(self) -> ObjectRef:
         """An ObjectRef that resolves (to True) once every bundle is reserved."""
         # Answered by the head from the group's state: no task, no worker.
         if self._ready_ref is None:
-            from ..api import _runtime
             pg_id = self.id
-            self._ready_ref = _runtime().ref_from_request(lambda rid: p.WaitPlacementGroup(rid, pg_id))
+            self._ready_ref = ObjectRef(context.runtime().request_object(
+                lambda rid: p.WaitPlacementGroup(rid, pg_id)))
         return self._ready_ref
 
     def wait(self, timeout_seconds: float = 30) -> bool:
         """True if the group was placed within ``timeout_seconds``."""
-        import ember
-        ready, _ = ember.wait([self.ready()], timeout=timeout_seconds)
-        return bool(ready)
+        rt = context.runtime()
+        oid = self.ready().id
+        return bool(rt.objects.wait_ready([oid], 1, timeout_seconds, fetch=False))
 
     def __reduce__(self) -> Any:
-        return (PlacementGroup, (self.id, self.bundle_specs))
+        return (PlacementGroup, (self.id, self._bundles))
+
+    def __repr__(self) -> str:
+        return f"PlacementGroup({self.id.hex()})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlacementGroup) and other.id == self.id
@@ -66,45 +83,71 @@ def _validate_bundles(bundles: Any) -> list[dict[str, float]]:
 
 
 def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", name: str = "",
-                    lifetime: str | None = None, **_ignored: Any) -> PlacementGroup:
+                    lifetime: str | None = None, **options: Any) -> PlacementGroup:
     """Reserve ``bundles`` atomically (all or none).
 
     Args:
         bundles: e.g. ``[{"CPU": 1, "GPU": 1}] * 4``.
         strategy: PACK, SPREAD, STRICT_PACK or STRICT_SPREAD.
+        name: shown by ``placement_group_table``.
+        lifetime: None: the group is removed when the job that made it ends;
+            "detached": it stays until ``remove_placement_group``.
 
     Returns:
         A PlacementGroup; ``ember.get(pg.ready())`` waits until it is placed.
 
     Raises:
-        InvalidOptionError: malformed bundles or an unknown strategy.
+        InvalidOptionError: malformed bundles, an unknown strategy or lifetime, or an
+            option ember does not support.
     """
-    from ..api import _runtime
     specs = _validate_bundles(bundles)
     if strategy not in STRATEGIES:
         raise InvalidOptionError(f"unknown placement strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    rt = _runtime()
+    if lifetime not in (None, "detached"):
+        raise InvalidOptionError(f"placement_group lifetime must be None (ends with the job) or "
+                                 f"'detached', got {lifetime!r}")
+    options.pop("_max_cpu_fraction_per_node", None)  # Ray's deprecated no-op, still passed
+    if options.get("bundle_label_selector") is None:
+        options.pop("bundle_label_selector", None)
+    if options:
+        raise InvalidOptionError(f"placement_group got unsupported option(s) "
+                                 f"{', '.join(sorted(options))}; ember supports bundles, strategy, "
+                                 "name and lifetime (node labels: use custom resources in the bundles)")
+    if not isinstance(name, str):
+        raise InvalidOptionError(f"placement_group name must be a string, got {name!r}")
+    rt = context.runtime()
     pg_id = os.urandom(14)
-    rt.call(lambda rid: p.CreatePlacementGroup(rid, pg_id, specs, strategy, name))
+    rt.call(lambda rid: p.CreatePlacementGroup(rid, pg_id, specs, strategy, name, rt.job_id,
+                                               lifetime == "detached"))
     return PlacementGroup(pg_id, specs)
 
 
 def remove_placement_group(placement_group: PlacementGroup) -> None:
     """Release the group's reservation; tasks and actors running in it are stopped."""
-    from ..api import _runtime
     if not isinstance(placement_group, PlacementGroup):
         raise TypeError(f"remove_placement_group expects a PlacementGroup, got {type(placement_group).__name__}")
-    _runtime().send(p.RemovePlacementGroup(placement_group.id))
+    context.runtime().send(p.RemovePlacementGroup(placement_group.id))
 
 
 def placement_group_table(placement_group: PlacementGroup | None = None) -> dict[str, Any]:
     """State of one group (or of all, keyed by id): strategy, state, bundles."""
-    from ..api import _runtime
     pg_id = placement_group.id if placement_group is not None else None
-    table, _ = _runtime().call(lambda rid: p.PlacementGroupTable(rid, pg_id))
+    table, _ = context.runtime().call(lambda rid: p.PlacementGroupTable(rid, pg_id))
     return table or {}
 
 
 def get_current_placement_group() -> PlacementGroup | None:
-    """ember does not capture child tasks into their parent's group; always None."""
-    return None
+    """The placement group the calling task or actor runs in; None in a driver or outside
+    any group.
+
+    Example:
+        >>> @ember.remote
+        ... def f():
+        ...     return get_current_placement_group()
+        >>> ember.get(f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg)).remote()) == pg
+        True
+    """
+    task = context.current_task.get()
+    if task is None or task.placement_group is None:
+        return None
+    return PlacementGroup(bytes.fromhex(task.placement_group[0]))

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 import ember
-from ember.util.placement_group import placement_group, placement_group_table, remove_placement_group
+from ember.util.placement_group import (PlacementGroup, placement_group, placement_group_table,
+                                        remove_placement_group)
 from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from .conftest import wait_for
 
 _TIMEOUT_S = 30
 
@@ -40,3 +48,32 @@ def test_strict_spread_with_more_bundles_than_nodes_stays_pending_and_warns(thre
     fits = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
     assert fits.wait(_TIMEOUT_S)
     remove_placement_group(fits)
+
+
+_DRIVER_WITH_GROUPS = textwrap.dedent("""
+    import json, sys
+    import ember
+    from ember.util.placement_group import placement_group
+
+    ember.init(address=sys.argv[1])
+    kept = placement_group([{"CPU": 0.1}], name="kept", lifetime="detached")
+    dropped = placement_group([{"CPU": 0.1}], name="dropped")
+    assert kept.wait(30) and dropped.wait(30)
+    print(json.dumps({"kept": kept.id.hex(), "dropped": dropped.id.hex()}))
+    ember.shutdown()
+""")
+
+
+def test_a_jobs_placement_groups_end_with_it_unless_detached(three_nodes) -> None:
+    """The groups are made by a second driver (a separate process); when it exits, its
+    plain group is removed and its resources come back, its detached group stays."""
+    done = subprocess.run([sys.executable, "-c", _DRIVER_WITH_GROUPS, three_nodes.address],
+                          env=three_nodes.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    ids = json.loads(done.stdout.splitlines()[-1])
+    table = wait_for(lambda: (t := placement_group_table()) and t[ids["dropped"]]["state"] == "REMOVED"
+                     and t, timeout_s=_TIMEOUT_S, what="the second driver's plain group to be removed")
+    assert table[ids["kept"]]["state"] == "CREATED"
+    remove_placement_group(PlacementGroup(bytes.fromhex(ids["kept"])))
+    wait_for(lambda: placement_group_table()[ids["kept"]]["state"] == "REMOVED", timeout_s=_TIMEOUT_S,
+             what="the detached group to be removed")

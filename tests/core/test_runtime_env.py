@@ -7,7 +7,7 @@ import os
 import pytest
 
 import ember
-from ember.options import InvalidOptionError
+from ember.exceptions import InvalidOptionError
 
 
 @ember.remote
