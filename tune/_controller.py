@@ -212,7 +212,8 @@ class TuneController:
 
     def _launch(self, trial: Trial, slot: Slot) -> None:
         restore = trial.restore_from or trial.checkpoint
-        if trial.restore_from is not None:
+        exploited = trial.restore_from is not None  # PBT: new config, someone's checkpoint
+        if exploited:
             self._persist_config(trial)
         metadata = restore.get_metadata() if restore is not None else {}
         if restore is None:
@@ -246,7 +247,10 @@ class TuneController:
         trial.pending_decision = None
         trial.restore_from = None
         self._inflight[slot.handle.run.remote(spec, blob)] = trial
-        self._state.save_trial(trial)
+        if exploited:
+            # Restore needs the new config; RUNNING itself is not worth a write (a restore
+            # treats running and pending trials alike).
+            self._state.save_trial(trial)
         self._callback("on_trial_start", trial=trial)
 
     def _callback(self, name: str, **info: Any) -> None:
