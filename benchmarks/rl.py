@@ -20,9 +20,11 @@ switched off, as in the other two).
 Measured per run:
   time_to_450_s    wall seconds from building the algorithm (after the runtime is up)
                    until the reported mean episode return reaches 450 -- each library's
-                   own figure with a 100-episode smoothing window: ember's
-                   env_runners/episode_return_mean, RLlib's env_runners/episode_return_mean,
-                   SB3's ep_info_buffer mean (the last 100 episodes)
+                   own figure, each set to smooth over 20 episodes: ember's
+                   env_runners/episode_return_mean (the last 20 finished episodes),
+                   RLlib's env_runners/episode_return_mean (metrics_num_episodes_for_smoothing
+                   =20; in 2.60 it moves like a mean of fewer, recent episodes), SB3's
+                   ep_info_buffer mean (stats_window_size=20)
   env_steps_to_450 env steps sampled by then
   sample_steps_per_s  env steps per second of sampling alone: ember and RLlib time 10
                    rounds of weight sync + one parallel sample of 1024 steps on the two
@@ -53,13 +55,13 @@ RESULT_PREFIX = "@@bench "
 
 TARGET_RETURN = 450.0
 MAX_ENV_STEPS = 300_000
-RUN_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 900
 SAMPLE_ROUNDS = 10
 HYPERPARAMS: dict[str, Any] = {
     "num_env_runners": 2, "num_envs_per_env_runner": 4, "train_batch_size": 1024,
     "minibatch_size": 128, "num_epochs": 10, "lr": 3e-3, "gamma": 0.99, "lambda": 0.95,
     "clip_param": 0.2, "vf_loss_coeff": 0.5, "entropy_coeff": 0.0, "kl_coeff": 0.2,
-    "kl_target": 0.01, "hiddens": [64, 64], "activation": "tanh", "window": 100,
+    "kl_target": 0.01, "hiddens": [64, 64], "activation": "tanh", "window": 20,
 }
 H = HYPERPARAMS
 
@@ -205,7 +207,7 @@ def run_sb3(seed: int) -> dict[str, Any]:
                 vf_coef=H["vf_loss_coeff"], ent_coef=H["entropy_coeff"], max_grad_norm=1e10,
                 policy_kwargs={"net_arch": {"pi": H["hiddens"], "vf": H["hiddens"]},
                                "activation_fn": torch.nn.Tanh},
-                seed=seed, device="cpu")
+                stats_window_size=H["window"], seed=seed, device="cpu")
     build_s = time.perf_counter() - build_start
     callback = Stop()
 
