@@ -18,6 +18,7 @@ from typing import Any
 import cloudpickle
 
 from . import protocol as p
+from .runtime import Runtime
 
 
 def _attribute_path(target: Any) -> tuple[str, str] | None:
@@ -61,7 +62,7 @@ class _Exported:
         return (load_exported, (self.module, self.qualname, self.by_value))
 
 
-def register(rt: Any, exported: tuple[bytes, bytes]) -> bytes:
+def register(rt: Runtime, exported: tuple[bytes, bytes]) -> bytes:
     """Make an exported function or class known to the cluster once per runtime; its id."""
     blob, content_id = exported
     if content_id not in rt.registered_functions:

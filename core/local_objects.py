@@ -42,6 +42,12 @@ Completion = tuple[str, Any]
 _borrowing = threading.local()
 
 
+class Contained(Protocol):
+    """An ObjectRef (``id``) or an ActorHandle (``_actor_id``) pickled inside a value."""
+
+    id: ObjectID
+
+
 class Lineage(Protocol):
     """Who can rebuild a lost owned object by running its task again (the task submitter)."""
 
@@ -269,7 +275,7 @@ class LocalObjectTable:
             self.link.call(lambda rid: p.AddRefs(rid, group, home))
         return value
 
-    def share(self, contained: list[Any]) -> list[bytes]:
+    def share(self, contained: list[Contained]) -> list[bytes]:
         """Make refs inside an outgoing value reachable from other processes.
 
         ``contained`` holds the ObjectRefs and ActorHandles pickled in the value (see

@@ -25,6 +25,10 @@ PACKAGE = "ember"
 KNOWN_NODE_CIRCLE = frozenset({"ember.node_manager", "ember.node_actors", "ember.node_cluster",
                                "ember.node_placement", "ember.node_workers"})
 
+#: Subpackages whose imports inside functions are their owners' call (optional
+#: dependencies loaded on demand); circles are still checked there.
+INNER_IMPORTS_NOT_CHECKED = ("ember.autoscaler",)
+
 #: Imports allowed inside functions, each for a reason that outweighs a top-level import:
 #: (module, imported name) -> why.
 ALLOWED_INNER_IMPORTS = {
@@ -160,8 +164,9 @@ def test_imports_inside_functions_are_only_the_justified_ones() -> None:
     _, inner = _graph()
     allowed = {module for module, _ in ALLOWED_INNER_IMPORTS}
     unexplained = sorted({(m, t) for m, t in inner
-                          if not any(m == am and (t == at or t.startswith(at + "."))
-                                     for am, at in ALLOWED_INNER_IMPORTS)})
+                          if not m.startswith(INNER_IMPORTS_NOT_CHECKED)
+                          and not any(m == am and (t == at or t.startswith(at + "."))
+                                      for am, at in ALLOWED_INNER_IMPORTS)})
     assert not unexplained, (f"imports inside functions without a reason in ALLOWED_INNER_IMPORTS: "
                              f"{unexplained}")
     assert allowed  # the table itself is in use
