@@ -24,7 +24,7 @@ ACTIVATIONS = ("tanh", "relu", "linear", "silu", "swish", "elu")
 #: ``training`` keys in ``_ALGO_TRAINING``.
 _COMMON: dict[str, dict[str, Any]] = {
     "environment": {"env": None, "env_config": {}},
-    "env_runners": {"num_env_runners": 2, "num_envs_per_env_runner": 1,
+    "env_runners": {"num_env_runners": 0, "num_envs_per_env_runner": 1,
                     "rollout_fragment_length": "auto", "num_cpus_per_env_runner": 1,
                     "sample_timeout_s": 60.0, "explore": True},
     "training": {"lr": 5e-5, "gamma": 0.99, "train_batch_size": 4000,

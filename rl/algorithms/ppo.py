@@ -39,6 +39,7 @@ class PPOConfig(AlgorithmConfig):
 
     def __init__(self, algo_class: type[Algorithm] | None = None) -> None:
         super().__init__(algo_class or PPO)
+        self.num_env_runners = 2  # RLlib's PPO default
 
 
 class PPOLearner(Learner):

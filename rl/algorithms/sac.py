@@ -37,7 +37,7 @@ class SACConfig(AlgorithmConfig):
     def __init__(self, algo_class: type[Algorithm] | None = None) -> None:
         super().__init__(algo_class or SAC)
         self.rollout_fragment_length = 1
-        self.min_sample_timesteps_per_iteration = 1000
+        self.min_sample_timesteps_per_iteration = 100
         self.model = {"fcnet_hiddens": [256, 256], "fcnet_activation": "relu"}
 
 
