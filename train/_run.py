@@ -167,9 +167,7 @@ class TrainRun:
             return
         state = json.loads(text)
         previous = self.storage.read_text("result.json") or ""
-        for line in previous.splitlines():
-            if line:
-                self.log.append(json.loads(line))
+        self.log.load([json.loads(line) for line in previous.splitlines() if line])
         fs = self.storage.filesystem
         for path, metrics in state.get("checkpoints", []):
             if fs.get_file_info(path).type == pafs.FileType.Directory:

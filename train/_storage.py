@@ -61,6 +61,16 @@ class StorageContext:
         with self.filesystem.open_output_stream(target) as stream:
             stream.write(text.encode())
 
+    @property
+    def can_append(self) -> bool:
+        """Whether files here can be appended to (local disk; object stores cannot)."""
+        return isinstance(self.filesystem, pafs.LocalFileSystem)
+
+    def append_text(self, relative: str, text: str) -> None:
+        """Append ``text`` to ``run_path/relative`` (only where ``can_append``)."""
+        with open(f"{self.run_path}/{relative}", "a") as f:
+            f.write(text)
+
     def read_text(self, relative: str) -> str | None:
         target = f"{self.run_path}/{relative}"
         if self.filesystem.get_file_info(target).type != pafs.FileType.File:
@@ -94,6 +104,8 @@ class ResultLog:
 
     The CSV's header is the union of keys seen so far; when a later report brings a new
     key the file is rewritten with the wider header, so the CSV always loads in pandas.
+    Otherwise, on local disk, a report appends one line to each file, so a run with many
+    reports costs the driver the same per report at the end as at the start.
     """
 
     def __init__(self, storage: StorageContext, subdir: str = "") -> None:
@@ -101,21 +113,39 @@ class ResultLog:
         self._prefix = f"{subdir}/" if subdir else ""
         self.rows: list[dict[str, Any]] = []
         self._columns: list[str] = []
+        #: Rows the files on disk hold, as this log wrote them; None: not known (the
+        #: next append rewrites both files).
+        self._written: int | None = None
+
+    def load(self, rows: list[dict[str, Any]]) -> None:
+        """Take ``rows`` written by an earlier driver as this log's first rows."""
+        self.rows = list(rows)
+        for row in self.rows:
+            self._columns.extend(k for k in row if k not in self._columns)
+        self._written = None
 
     def append(self, result: Mapping[str, Any]) -> None:
         row = {k: v for k, v in result.items() if not k.startswith("_")}
         self.rows.append(row)
         new = [k for k in row if k not in self._columns]
         self._columns.extend(new)
-        self._storage.write_text(f"{self._prefix}progress.csv", self._render_csv())
-        self._storage.write_text(f"{self._prefix}result.json",
-                                 "".join(json.dumps(r, default=str) + "\n" for r in self.rows))
+        if not new and self._written == len(self.rows) - 1 and self._storage.can_append:
+            self._storage.append_text(f"{self._prefix}progress.csv", self._render_csv([row],
+                                                                                   header=False))
+            self._storage.append_text(f"{self._prefix}result.json",
+                                      json.dumps(row, default=str) + "\n")
+        else:
+            self._storage.write_text(f"{self._prefix}progress.csv", self._render_csv(self.rows))
+            self._storage.write_text(f"{self._prefix}result.json", "".join(
+                json.dumps(r, default=str) + "\n" for r in self.rows))
+        self._written = len(self.rows)
 
-    def _render_csv(self) -> str:
+    def _render_csv(self, rows: list[dict[str, Any]], header: bool = True) -> str:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=self._columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in self.rows:
+        if header:
+            writer.writeheader()
+        for row in rows:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
         return out.getvalue()
 

@@ -70,6 +70,16 @@ def test_the_result_log_widens_its_csv_when_a_new_metric_appears(tmp_path: Any) 
     lines = (tmp_path / "run" / "result.json").read_text().splitlines()
     assert [json.loads(line)["loss"] for line in lines] == [1.0, 0.5]
     assert Result.from_path(str(tmp_path / "run")).metrics["acc"] == 0.9
+    log.append({"loss": 0.25, "acc": 0.95})  # same columns: appended, not rewritten
+    assert list(pd.read_csv(tmp_path / "run" / "progress.csv")["loss"]) == [1.0, 0.5, 0.25]
+
+    again = ResultLog(storage)  # a later driver of the same run
+    again.load([json.loads(line) for line in
+                (tmp_path / "run" / "result.json").read_text().splitlines()])
+    again.append({"loss": 0.125, "acc": 0.97})
+    assert list(pd.read_csv(tmp_path / "run" / "progress.csv")["loss"]) == [1.0, 0.5, 0.25,
+                                                                           0.125]
+    assert len((tmp_path / "run" / "result.json").read_text().splitlines()) == 4
 
 
 def test_checkpoints_are_kept_by_score_and_the_latest_always_survives(tmp_path: Any) -> None:
