@@ -193,10 +193,13 @@ def _measure(python: str, system: str, workload: str, args: argparse.Namespace) 
                 return None
         time.sleep(1.0 if system != "bare" else 0.5)
         url = f"http://127.0.0.1:{port}/"
+        load_before = os.getloadavg()[0]
         if args.loadgen == "wrk":
             result = _wrk_load(url, args.concurrency, args.duration_s)
         else:
             result = asyncio.run(_httpx_load(url, args.concurrency, args.duration_s))
+        # The machine may be shared: say how busy it was, since every number depends on it.
+        result["load_avg_1m"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
         return result
     finally:
         try:
@@ -210,20 +213,23 @@ def _measure(python: str, system: str, workload: str, args: argparse.Namespace) 
 
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
-    rows = ["| workload | system | requests/s | p50 ms | p99 ms | errors | vs Ray | vs bare |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| workload | system | requests/s | p50 ms | p99 ms | errors | vs Ray | vs bare | load avg |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for workload, by_system in results.items():
         ray = by_system.get("ray")
         bare = results.get("noop", {}).get("bare")
         for system, r in by_system.items():
             if r is None:
-                rows.append(f"| {workload} | {system} | failed | | | | | |")
+                rows.append(f"| {workload} | {system} | failed | | | | | | |")
                 continue
             vs_ray = f"{r['requests_per_s'] / ray['requests_per_s']:.1f}x" if ray and system != "ray" else ""
             vs_bare = f"{r['requests_per_s'] / bare['requests_per_s']:.0%}" if bare and system == "ember" \
                 and workload == "noop" else ""
+            if system == "bare":
+                vs_ray = ""
+            load = "->".join(str(v) for v in r.get("load_avg_1m", []))
             rows.append(f"| {workload} | {system} | {r['requests_per_s']:,.0f} | {r['p50_ms']:.1f} | "
-                        f"{r['p99_ms']:.1f} | {r['errors']} | {vs_ray} | {vs_bare} |")
+                        f"{r['p99_ms']:.1f} | {r['errors']} | {vs_ray} | {vs_bare} | {load} |")
     return "\n".join(rows)
 
 
