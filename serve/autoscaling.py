@@ -45,21 +45,16 @@ def desired_replicas(config: AutoscalingConfig, current: int, total_ongoing: flo
     if current_bounded != current:
         state.upscale_since_s = state.downscale_since_s = None
         return current_bounded
-    if wanted > current:
-        state.downscale_since_s = None
-        if state.upscale_since_s is None:
-            state.upscale_since_s = now_s
-        if now_s - state.upscale_since_s >= config.upscale_delay_s:
-            state.upscale_since_s = None
-            return wanted
+    if wanted == current:
+        state.upscale_since_s = state.downscale_since_s = None
         return current
-    if wanted < current:
-        state.upscale_since_s = None
-        if state.downscale_since_s is None:
-            state.downscale_since_s = now_s
-        if now_s - state.downscale_since_s >= config.downscale_delay_s:
-            state.downscale_since_s = None
-            return wanted
-        return current
-    state.upscale_since_s = state.downscale_since_s = None
-    return current
+    up = wanted > current
+    # A wish counts from when it started; a wish the other way restarts the clock.
+    since = state.upscale_since_s if up else state.downscale_since_s
+    if since is None:
+        since = now_s
+    delay_s = config.upscale_delay_s if up else config.downscale_delay_s
+    done = now_s - since >= delay_s
+    state.upscale_since_s = None if done or not up else since
+    state.downscale_since_s = None if done or up else since
+    return wanted if done else current
