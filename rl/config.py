@@ -180,6 +180,9 @@ class AlgorithmConfig:
             raise RLConfigError("lr", f"{self.lr!r} is not a positive number", "Use e.g. training(lr=3e-4).")
         if not (isinstance(self.gamma, (int, float)) and 0.0 <= self.gamma <= 1.0):
             raise RLConfigError("gamma", f"{self.gamma!r} is outside [0, 1]", "Use e.g. training(gamma=0.99).")
+        if self.evaluation_duration_unit != "episodes":
+            raise RLConfigError("evaluation_duration_unit", f"{self.evaluation_duration_unit!r} is not supported",
+                                "ember.rl evaluates whole episodes: use evaluation_duration_unit='episodes'.")
         hiddens = self.model.get("fcnet_hiddens")
         if not (isinstance(hiddens, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in hiddens)):
             raise RLConfigError("model.fcnet_hiddens", f"{hiddens!r} is not a list of positive ints",

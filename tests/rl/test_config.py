@@ -58,3 +58,9 @@ def test_invalid_values_are_rejected_before_anything_starts() -> None:
         config = PPOConfig().environment("CartPole-v1").training(**bad)
         with pytest.raises(RLConfigError):
             config.validate()
+
+
+def test_evaluation_by_timesteps_is_refused() -> None:
+    config = PPOConfig().environment("CartPole-v1").evaluation(evaluation_duration_unit="timesteps")
+    with pytest.raises(RLConfigError, match="episodes"):
+        config.validate()
