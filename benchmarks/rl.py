@@ -13,7 +13,8 @@ benchmarks/core.py.
 Same hyperparameters everywhere (``HYPERPARAMS``): 2 env runners x 4 envs (SB3: one
 process, 8 envs), 1024 steps per iteration, minibatch 128, 10 epochs, lr 3e-3, GAE
 lambda 0.95, clip 0.2, value coefficient 0.5, no entropy bonus, 64x64 tanh MLPs,
-separate policy and value networks, seed per run. RLlib and ember also use their KL
+separate policy and value networks, seed per run, one torch thread per learner (on a
+loaded 2-core machine more threads made updates many times slower in every library). RLlib and ember also use their KL
 penalty (coefficient 0.2, target 0.01); SB3 has none (and its gradient clipping is
 switched off, as in the other two).
 
@@ -89,7 +90,7 @@ def _loop(train_once: Any, returns_of: Any, steps_of: Any) -> dict[str, Any]:
 # -- the three runtimes (each runs in its own interpreter) ---------------------------------
 
 def run_ember(seed: int) -> dict[str, Any]:
-    import ember
+    import ember  # its learner sets torch to 1 thread while it updates (num_cpus_per_learner=1)
     from ember.rl import PPOConfig
     ember.init(num_cpus=2)
     try:
@@ -121,9 +122,11 @@ def run_ember(seed: int) -> dict[str, Any]:
 
 def run_rllib(seed: int) -> dict[str, Any]:
     import ray
+    import torch
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+    torch.set_num_threads(1)  # the learner runs in this (driver) process, as ember's
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
              log_to_driver=False)
     try:
@@ -199,6 +202,7 @@ def run_sb3(seed: int) -> dict[str, Any]:
         def _on_step(self) -> bool:
             return True
 
+    torch.set_num_threads(1)  # as ember's and RLlib's learners
     envs = H["num_env_runners"] * H["num_envs_per_env_runner"]
     build_start = time.perf_counter()
     model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=envs, seed=seed),
