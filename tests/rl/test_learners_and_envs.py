@@ -10,7 +10,7 @@ import ember
 from ember.rl import PPOConfig
 from ember.tune import register_env
 
-from _envs import Corridor
+from _rl_envs import Corridor
 
 
 @pytest.mark.timeout(120)

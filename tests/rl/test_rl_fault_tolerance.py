@@ -41,7 +41,7 @@ def test_runner_sigkilled_between_iterations_is_replaced(fresh_ember: dict) -> N
 @pytest.mark.timeout(90)
 def test_runner_killed_mid_sample_does_not_stop_training(fresh_ember: dict, tmp_path: object) -> None:
     """The env SIGKILLs its own runner in the middle of a sampling round (once)."""
-    from _envs import CrashOnceCartPole
+    from _rl_envs import CrashOnceCartPole
     flag = str(tmp_path / "crashed")
     algo = (_config().environment(CrashOnceCartPole, env_config={"flag_path": flag, "crash_at_step": 30})
             .build_algo())

@@ -10,7 +10,7 @@ import pytest
 from ember.rl import (Algorithm, DQNConfig, NotACheckpointError, PPOConfig, RLConfigError, SACConfig,
                       UnknownEnvError, UnsupportedSpaceError)
 
-from _envs import DictObsEnv
+from _rl_envs import DictObsEnv
 
 
 def _tiny_ppo(env: object = "CartPole-v1") -> PPOConfig:
