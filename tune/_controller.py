@@ -297,22 +297,20 @@ class TuneController:
             f"reported: {keys} (plus Tune's own {sorted(_AUTO_FIELDS & set(result))}); report "
             f"it with tune.report({{{self._metric!r}: ...}}) or pick one of those")
 
-    def _on_result(self, trial: Trial, result: dict[str, Any], path: str | None) -> str:
+    def _decide(self, trial: Trial, result: dict[str, Any], path: str | None) -> str:
+        """The decision on one result: only what the decision needs, no file writes.
+
+        The trial waits for this decision, so ``_handle`` sends it first and only then
+        records the result (``_record``): the bookkeeping overlaps the trial's next step.
+        """
         if path is not None:
-            checkpoint = Checkpoint(path)
-            trial.checkpoint = checkpoint
-            self._checkpoints(trial).register(checkpoint, result)
-            self._state.save_trial(trial)
+            trial.checkpoint = Checkpoint(path)  # PBT may copy it from the next result on
         if trial.decided:
             return trial.pending_decision  # the final save of a stopped class trainable
         # Schedulers, searchers and stoppers see nested metrics as "a/b" keys, as in Ray.
-        flat = flatten(result) if any(isinstance(v, dict) for v in result.values()) \
-            else result
+        flat = self._flat(result)
         self._check_metric(flat)
         trial.last_result = result
-        self._log(trial).append(result)
-        self._reporter.on_result(trial, result)
-        self._callback("on_trial_result", trial=trial, result=result)
         decision = self._scheduler.on_trial_result(self, trial, flat)
         self._searcher.on_trial_result(trial.trial_id, flat)
         if self._stopper(trial.trial_id, flat) or result.get("done"):
@@ -325,6 +323,18 @@ class TuneController:
             trial.pending_decision = decision
             trial.decided = True
         return decision
+
+    def _record(self, trial: Trial, result: dict[str, Any], path: str | None,
+                is_result: bool) -> None:
+        """Persist one result (progress.csv, result.json) and its checkpoint."""
+        if path is not None:
+            self._checkpoints(trial).register(Checkpoint(path), result)
+            self._state.save_trial(trial)
+        if not is_result:
+            return
+        self._log(trial).append(result)
+        self._reporter.on_result(trial, result)
+        self._callback("on_trial_result", trial=trial, result=result)
 
     @staticmethod
     def _flat(result: dict[str, Any]) -> dict[str, Any]:
@@ -386,23 +396,32 @@ class TuneController:
             return
         decision: str | None = None
         waiting = False
+        recorded: list[tuple[dict[str, Any], str | None, bool]] = []
         for kind, payload in events:
             if kind == "result":
                 result, path, waiting = payload
-                decision = self._on_result(trial, result, path)
-            elif kind == "done":
+                is_result = not trial.decided
+                decision = self._decide(trial, result, path)
+                recorded.append((result, path, is_result))
+                continue
+            self._record_all(trial, recorded)
+            if kind == "done":
                 self._on_done(trial)
                 return
-            else:
-                self._pool.release(trial.trial_id, healthy=True)
-                cause = _load_error(payload.get("pickled"))
-                error = TrialFailedError(trial.trial_id, payload)
-                error.__cause__ = cause
-                self._fail(trial, error, payload.get("traceback", ""))
-                return
-        if slot is None:
+            self._pool.release(trial.trial_id, healthy=True)
+            error = TrialFailedError(trial.trial_id, payload)
+            error.__cause__ = _load_error(payload.get("pickled"))
+            self._fail(trial, error, payload.get("traceback", ""))
             return
-        self._inflight[slot.handle.resume.remote(decision if waiting else None)] = trial
+        if slot is not None:
+            self._inflight[slot.handle.resume.remote(decision if waiting else None)] = trial
+        self._record_all(trial, recorded)
+
+    def _record_all(self, trial: Trial, recorded: list[tuple[dict[str, Any], str | None, bool]]
+                    ) -> None:
+        for result, path, is_result in recorded:
+            self._record(trial, result, path, is_result)
+        recorded.clear()
 
     # -- the loop --------------------------------------------------------------------------------
     def _stop_everything(self) -> None:
