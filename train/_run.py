@@ -29,8 +29,8 @@ import pyarrow.fs as pafs
 import ember
 from ember.exceptions import ActorDiedError, EmberError, TaskError
 
-from ._checkpoint import Checkpoint
 from ._backend import BackendConfig
+from ._checkpoint import Checkpoint
 from ._config import RunConfig, ScalingConfig
 from ._progress import RunProgress
 from ._result import Result
@@ -40,6 +40,19 @@ from ._worker import WorkerStart
 from ._worker_group import GroupCallError, WorkerGroup, WorkerInfo
 from .errors import TrainingFailedError, WorkerFailure
 
+logger = logging.getLogger(__name__)
+
+#: After a rank fails, how long the other ranks' events are still taken: reports they
+#: made before the failure complete their rounds, and their own failures are recorded.
+FAILURE_GRACE_S = 0.5
+#: When the only failures seen are collective errors (a rank whose peer died fails in its
+#: collective), how long to wait for the peer's own failure, which is the root cause.
+COLLECTIVE_GRACE_S = 2.0
+#: Written in the run folder; what ``restore`` needs besides the trainer itself.
+STATE_FILE = "trainer_state.json"
+#: Words in the errors a rank raises when a *peer* left a collective.
+_COLLECTIVE_WORDS = ("gloo", "nccl", "connection closed", "connection reset", "broken pipe",
+                     "distbackenderror", "disterror")
 
 
 class TrainerSpec(Protocol):
@@ -54,23 +67,11 @@ class TrainerSpec(Protocol):
     datasets: dict[str, Any]
     metadata: dict[str, Any]
 
-logger = logging.getLogger(__name__)
-
-#: After a rank fails, how long the other ranks' events are still taken: reports they
-#: made before the failure complete their rounds, and their own failures are recorded.
-FAILURE_GRACE_S = 0.5
-#: When the only failures seen are collective errors (a rank whose peer died fails in its
-#: collective), how long to wait for the peer's own failure, which is the root cause.
-COLLECTIVE_GRACE_S = 2.0
-#: Written in the run folder; what ``restore`` needs besides the trainer itself.
-STATE_FILE = "trainer_state.json"
-#: Words in the errors a rank raises when a *peer* left a collective.
-_COLLECTIVE_WORDS = ("gloo", "nccl", "connection closed", "connection reset", "broken pipe",
-                     "distbackenderror", "disterror", "peer")
-
 
 @dataclasses.dataclass
 class _Round:
+    """Report number i of one attempt, as the ranks deliver it."""
+
     metrics: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     staged: dict[int, str] = dataclasses.field(default_factory=dict)
 
