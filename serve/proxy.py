@@ -81,9 +81,9 @@ class HTTPProxy:
         sock.listen(2048)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._asgi, interface="asgi3", proxy_headers=False, lifespan="off", log_level="warning", access_log=False,
-                                h11_max_incomplete_event_size=16 * 1024, timeout_keep_alive=30,
-                                timeout_graceful_shutdown=None)
+        config = uvicorn.Config(self._asgi, interface="asgi3", proxy_headers=False, lifespan="off",
+                                log_level="warning", access_log=False, timeout_keep_alive=30,
+                                h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=None)
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.task = loop.create_task(self.server.serve(sockets=[sock]))
