@@ -201,6 +201,11 @@ class DeploymentResponse:
             self._args = self._kwargs = ()
             return value
 
+    def __reduce__(self) -> Any:
+        raise TypeError("a DeploymentResponse cannot be pickled; pass it directly into another handle "
+                        "call (it travels as a reference), or pass its value (`await response` / "
+                        "`response.result()`)")
+
     def cancel(self) -> None:
         if self._sending is not None:
             self._sending.cancel()
