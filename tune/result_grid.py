@@ -110,7 +110,10 @@ class ResultGrid:
 
     def get_dataframe(self, filter_metric: str | None = None,
                       filter_mode: str | None = None) -> pd.DataFrame:
-        """One row per trial: its last result (or best by ``filter_metric``) and config."""
+        """One row per trial: its last result (or best by ``filter_metric``) and config.
+
+        Nested metrics and the config are flattened into ``a/b`` and ``config/a/b`` columns.
+        """
         rows = []
         for trial_id, result in zip(self._trial_ids, self._results):
             metrics = dict(result.metrics or {})
@@ -120,7 +123,7 @@ class ResultGrid:
                 index = frame[filter_metric].idxmax() if filter_mode == "max" \
                     else frame[filter_metric].idxmin()
                 metrics = frame.loc[index].to_dict()
-            row = {k: v for k, v in metrics.items() if k != "config"}
+            row = {k: v for k, v in flatten(metrics).items() if not k.startswith("config/")}
             row.update({f"config/{k}": v for k, v in flatten(result.config or {}).items()})
             row.setdefault("trial_id", trial_id)
             row["logdir"] = result.path
