@@ -26,6 +26,9 @@ Measured per run:
                    RLlib's env_runners/episode_return_mean (metrics_num_episodes_for_smoothing
                    =20; in 2.60 it moves like a mean of fewer, recent episodes), SB3's
                    ep_info_buffer mean (stats_window_size=20)
+  cpu_s_to_450     CPU seconds (user + system) the run's whole process tree used from
+                   building the algorithm until the target -- the runtime's servers and
+                   workers included; less sensitive than wall time to other load
   env_steps_to_450 env steps sampled by then
   sample_steps_per_s  env steps per second of sampling alone: ember and RLlib time 10
                    rounds of weight sync + one parallel sample of 1024 steps on the two
@@ -71,7 +74,22 @@ def _emit(result: dict[str, Any]) -> None:
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
-def _loop(train_once: Any, returns_of: Any, steps_of: Any) -> dict[str, Any]:
+def tree_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process and every live descendant
+    (the runtime's servers and workers included); exited children count once reaped."""
+    import psutil
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _loop(train_once: Any, returns_of: Any, steps_of: Any, cpu_start: float) -> dict[str, Any]:
     """Calls ``train_once`` until the return target or the step budget; times it."""
     start = time.perf_counter()
     curve: list[tuple[float, int, float]] = []
@@ -82,8 +100,10 @@ def _loop(train_once: Any, returns_of: Any, steps_of: Any) -> dict[str, Any]:
         if ret >= TARGET_RETURN or steps >= MAX_ENV_STEPS:
             break
     elapsed = time.perf_counter() - start
+    cpu_s = tree_cpu_s() - cpu_start
     reached = curve[-1][2] >= TARGET_RETURN
-    return {"time_to_450_s": elapsed if reached else None, "env_steps_to_450": curve[-1][1] if reached else None,
+    return {"time_to_450_s": elapsed if reached else None, "cpu_s_to_450": cpu_s if reached else None,
+            "env_steps_to_450": curve[-1][1] if reached else None,
             "final_return": curve[-1][2], "iterations": len(curve), "curve": curve[-5:]}
 
 
@@ -94,6 +114,7 @@ def run_ember(seed: int) -> dict[str, Any]:
     from ember.rl import PPOConfig
     ember.init(num_cpus=2)
     try:
+        cpu_start = tree_cpu_s()
         build_start = time.perf_counter()
         algo = (PPOConfig().environment("CartPole-v1")
                 .env_runners(num_env_runners=H["num_env_runners"], num_envs_per_env_runner=H["num_envs_per_env_runner"])
@@ -106,7 +127,7 @@ def run_ember(seed: int) -> dict[str, Any]:
                 .debugging(seed=seed).build_algo())
         build_s = time.perf_counter() - build_start
         out = _loop(algo.train, lambda r: r["env_runners"]["episode_return_mean"],
-                    lambda r: r["num_env_steps_sampled_lifetime"])
+                    lambda r: r["num_env_steps_sampled_lifetime"], cpu_start)
         fragment = algo.algo_config.get_rollout_fragment_length()
         sample_start = time.perf_counter()
         steps = 0
@@ -130,6 +151,7 @@ def run_rllib(seed: int) -> dict[str, Any]:
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
              log_to_driver=False)
     try:
+        cpu_start = tree_cpu_s()
         build_start = time.perf_counter()
         algo = (PPOConfig().environment("CartPole-v1")
                 .env_runners(num_env_runners=H["num_env_runners"], num_envs_per_env_runner=H["num_envs_per_env_runner"])
@@ -147,7 +169,7 @@ def run_rllib(seed: int) -> dict[str, Any]:
             return r.get("num_env_steps_sampled_lifetime") or r["env_runners"]["num_env_steps_sampled_lifetime"]
 
         out = _loop(algo.train, lambda r: r["env_runners"].get("episode_return_mean", float("nan")),
-                    lifetime_steps)
+                    lifetime_steps, cpu_start)
         sample_start = time.perf_counter()
         steps = 0
         for _ in range(SAMPLE_ROUNDS):
@@ -204,6 +226,7 @@ def run_sb3(seed: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)  # as ember's and RLlib's learners
     envs = H["num_env_runners"] * H["num_envs_per_env_runner"]
+    cpu_start = tree_cpu_s()
     build_start = time.perf_counter()
     model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=envs, seed=seed),
                 n_steps=H["train_batch_size"] // envs, batch_size=H["minibatch_size"], n_epochs=H["num_epochs"],
@@ -221,8 +244,10 @@ def run_sb3(seed: int) -> dict[str, Any]:
     while not callback.reached and model.num_timesteps < MAX_ENV_STEPS:
         model.learn(total_timesteps=H["train_batch_size"], callback=callback, reset_num_timesteps=False)
     elapsed = time.perf_counter() - start
+    cpu_s = tree_cpu_s() - cpu_start
     last = callback.curve[-1]
     return {"time_to_450_s": elapsed if callback.reached else None,
+            "cpu_s_to_450": cpu_s if callback.reached else None,
             "env_steps_to_450": last[1] if callback.reached else None, "final_return": last[2],
             "iterations": len(callback.curve), "curve": callback.curve[-5:], "build_s": build_s,
             "sample_steps_per_s": model.num_timesteps / callback.rollout_s}
@@ -308,15 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--- {runtime} log tail ---\n{log}", file=sys.stderr)
 
     med = {r: {key: _median([x.get(key) for x in runs[r]])
-               for key in ("time_to_450_s", "env_steps_to_450", "sample_steps_per_s", "build_s")} for r in runtimes}
+               for key in ("time_to_450_s", "cpu_s_to_450", "env_steps_to_450", "sample_steps_per_s", "build_s")}
+           for r in runtimes}
     lines = [f"PPO on CartPole-v1 to mean return {TARGET_RETURN:g}, medians over seeds {args.seeds} "
              f"({platform.node() and os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f})",
              f"{'metric':<28}" + "".join(f"{r:>14}" for r in runtimes)
              + "".join(f"{'ember vs ' + r:>18}" for r in runtimes[1:])]
-    for key, better in (("time_to_450_s", "lower"), ("env_steps_to_450", "lower"),
+    for key, better in (("time_to_450_s", "lower"), ("cpu_s_to_450", "lower"), ("env_steps_to_450", "lower"),
                         ("sample_steps_per_s", "higher"), ("build_s", "lower")):
-        row = f"{key:<28}" + "".join(f"{_fmt(med[r][key], 0 if key != 'time_to_450_s' and key != 'build_s' else 1):>14}"
-                                     for r in runtimes)
+        digits = 1 if key in ("time_to_450_s", "cpu_s_to_450", "build_s") else 0
+        row = f"{key:<28}" + "".join(f"{_fmt(med[r][key], digits):>14}" for r in runtimes)
         for other in runtimes[1:]:
             mine, theirs = med["ember"][key], med[other][key]
             ratio = None
