@@ -11,6 +11,8 @@ def detect_gpu_ids() -> list[int]:
     if visible is not None:
         return [int(x) for x in visible.split(",") if x.strip().lstrip("-").isdigit() and int(x) >= 0]
     try:
+        # Imported here: optional (nvidia-ml-py may be missing or broken on CPU-only
+        # machines), and only a node starting up asks.
         import pynvml
         pynvml.nvmlInit()
     except Exception:  # no driver, no library: a CPU-only node

@@ -207,6 +207,6 @@ def clear_current(session_dir: str) -> None:
 
 
 def _package_root() -> str:
-    """The directory that makes ``import ember`` work in child processes."""
-    import ember
-    return os.path.dirname(os.path.dirname(os.path.abspath(ember.__file__)))
+    """The directory that makes ``import ember`` work in child processes (this module is
+    ``ember/node_launcher.py`` under it, as ``ember/__init__.py`` is)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -38,8 +38,6 @@ ALLOWED_INNER_IMPORTS = {
     ("ember.fork_server", "numpy"): "the same warm-up, for numpy",
     ("ember.gpus", "pynvml"): "optional, and slow to import: only when GPUs are probed",
     ("ember.cli", "ember"): "`ember status`/`memory` only: `ember start` must not pay for the API",
-    ("ember.node_launcher", "ember"): "the package's own __init__ imports this module (through "
-                                      "context): a top-level `import ember` would be circular",
     ("ember.node_cluster", "ember.node_manager"): "the node side's known circle (see above)",
 }
 
