@@ -96,13 +96,17 @@ class Algorithm(Trainable):
         self.rng = np.random.default_rng(algo_config.seed)
         self.learner_group = LearnerGroup(self.learner_class, algo_config, self.observation_space,
                                           self.action_space)
-        self.env_runner_group = EnvRunnerGroup(
-            self.env_creator, algo_config.num_env_runners, algo_config.num_envs_per_env_runner,
-            algo_config.num_cpus_per_env_runner, algo_config.seed, self.postprocess,
-            algo_config.gamma, getattr(algo_config, "lambda_", 1.0),
-            restart_failed=algo_config.restart_failed_env_runners,
-            max_restarts=algo_config.max_num_env_runner_restarts,
-            sample_timeout_s=algo_config.sample_timeout_s)
+        try:
+            self.env_runner_group = EnvRunnerGroup(
+                self.env_creator, algo_config.num_env_runners, algo_config.num_envs_per_env_runner,
+                algo_config.num_cpus_per_env_runner, algo_config.seed, self.postprocess,
+                algo_config.gamma, getattr(algo_config, "lambda_", 1.0),
+                restart_failed=algo_config.restart_failed_env_runners,
+                max_restarts=algo_config.max_num_env_runner_restarts,
+                sample_timeout_s=algo_config.sample_timeout_s)
+        except BaseException:
+            self.learner_group.stop()  # no learner actors outlive a failed build
+            raise
         self._stopped = False
         self.metrics = EpisodeMetrics(algo_config.metrics_num_episodes_for_smoothing)
         self.weights = self.learner_group.runner_weights()

@@ -62,8 +62,24 @@ class EnvRunnerGroup:
         else:
             self._actor_cls = ember.remote(EnvRunner)
             self.runners = [self._start(i + 1) for i in range(num_env_runners)]
-            # Fail fast (and typed) if the env cannot even be made in a runner.
-            ember.get([r.ping.remote() for r in self.runners])
+            self._wait_started(2 * sample_timeout_s)
+
+    def _wait_started(self, timeout_s: float) -> None:
+        """Blocks until every runner made its envs; a runner that cannot even be placed is
+        an error naming the CPUs it asks for, not a silent wait (e.g. inside a Tune trial
+        whose actor holds the last CPU). An env that fails to build raises its own error."""
+        try:
+            ember.get([r.ping.remote() for r in self.runners], timeout=timeout_s)
+        except ex.GetTimeoutError:
+            free = ember.available_resources().get("CPU", 0.0)
+            count = len(self.runners)
+            self.stop()
+            raise RLConfigError(
+                "num_cpus_per_env_runner",
+                f"{count} env runners asking for {self._num_cpus} CPU each did not "
+                f"start within {timeout_s:g} s ({free:g} CPUs are free now)",
+                "Lower .env_runners(num_env_runners=..., num_cpus_per_env_runner=...) (0 CPUs is fine "
+                "for cheap envs, and needed inside a Tune trial on a small cluster), or add CPUs.") from None
 
     @property
     def num_healthy(self) -> int:

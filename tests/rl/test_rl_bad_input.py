@@ -63,3 +63,14 @@ def test_a_path_that_is_not_a_checkpoint_is_refused(ember_local: dict, tmp_path:
         algo.restore(str(tmp_path))
     assert algo.train()["training_iteration"] == 1  # the algorithm is unharmed
     algo.stop()
+
+
+@pytest.mark.timeout(60)
+def test_env_runners_that_cannot_be_placed_are_an_error_not_a_hang(ember_local: dict) -> None:
+    config = (_tiny_ppo().env_runners(num_env_runners=2, num_cpus_per_env_runner=1.5, sample_timeout_s=1.0))
+    with pytest.raises(RLConfigError, match=r"2 env runners asking for 1.5 CPU each did not start") as info:
+        config.build_algo()
+    assert "num_cpus_per_env_runner=" in str(info.value)
+    algo = _tiny_ppo().env_runners(num_env_runners=1).build_algo()  # the CPUs were given back
+    assert algo.train()["training_iteration"] == 1
+    algo.stop()
