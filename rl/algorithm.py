@@ -62,7 +62,7 @@ class Algorithm(Trainable):
     def __init__(self, config: AlgorithmConfig | dict[str, Any] | None = None, env: Any = None,
                  **kwargs: Any) -> None:
         if isinstance(config, AlgorithmConfig):
-            self._given_config: AlgorithmConfig | None = config
+            self._given_config: AlgorithmConfig | None = config.copy()
             config_dict = config.to_dict()
         else:
             self._given_config = None

@@ -83,7 +83,8 @@ class EnvRunnerGroup:
 
     @property
     def num_healthy(self) -> int:
-        """Runners that answered their last call (all, between rounds)."""
+        """Runner actors in the group: a failed one is replaced at once, so between rounds
+        this is all of them (1 for the local runner)."""
         return len(self.runners) if self.runners else 1
 
     def _start(self, index: int) -> Any:
