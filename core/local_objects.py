@@ -122,6 +122,9 @@ class LocalObjectTable:
         #: ObjectRef/ActorHandle.__del__ append here; drained at safe points, never
         #: under a lock taken by __del__'s arbitrary thread.
         self.releases: collections.deque[bytes] = collections.deque()
+        #: One local reference is gone: ``release(ref_id)``, safe from ``__del__`` (a bound
+        #: deque append: no lock, no Python frame; refs call it once each).
+        self.release: Callable[[bytes], None] = self.releases.append
         #: Actors this process holds a reference to at the head.
         self.actor_ids: set[ActorID] = set()
         self.lineage: Lineage = _NoLineage()
@@ -136,10 +139,6 @@ class LocalObjectTable:
     def incref(self, ref_id: bytes) -> None:
         with self.lock:
             self.counts[ref_id] = self.counts.get(ref_id, 0) + 1
-
-    def release(self, ref_id: bytes) -> None:
-        """One local reference is gone (safe from ``__del__``: takes no lock)."""
-        self.releases.append(ref_id)
 
     def add_owned(self, oids: list[ObjectID]) -> None:
         """Entries for results this process will receive (lock held by the caller or not)."""
@@ -242,7 +241,11 @@ class LocalObjectTable:
                 return
             entry.nm_hold = True
             home = entry.home
-        self._hold(ref_id, home)
+        pending = getattr(_borrowing, "ids", None)
+        if pending is not None:  # inside deserialize: one AddRefs for the whole value
+            pending.append((ref_id, home))
+        else:
+            self.link.call(lambda rid: p.AddRefs(rid, [ref_id], home))
 
     def borrow_actor(self, actor_id: ActorID) -> None:
         """An actor handle arrived inside a value: count it; hold the actor at the head."""
