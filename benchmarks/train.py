@@ -19,6 +19,10 @@ each. Measured:
 - ``end_to_end_s``: the whole script, from process start to exit (imports, cluster
   start, the job, shutdown); ``fit_s`` is the ``fit()`` call alone.
 
+Every launcher runs in a session of its own (``start_new_session``): with Linux's
+autogroup scheduling the CPU is shared between sessions, and ember's node manager and
+Ray's processes start sessions of their own, so torchrun gets the same treatment.
+
 ember never imports Ray: Ray runs in a subprocess with the interpreter given by
 ``--ray-python``, as a single local instance on loopback (no dashboard, no usage stats,
 a private HOME), with ``RAY_TRAIN_V2_ENABLED`` left as Ray ships it.
@@ -46,7 +50,11 @@ RESULT = "RESULT "
 
 def ddp_job(config: dict[str, Any], report: Callable[[dict[str, Any]], None],
             prepare: Callable[[Any], Any]) -> None:
-    """The timed DDP loop; rank 0 reports its timings in the last report."""
+    """The timed DDP loop; rank 0 writes its timings to ``config["out"]`` at the end.
+
+    (A file, not the last report: Ray Train 2.60's ``Result.metrics`` only keeps
+    metrics reported with a checkpoint.)
+    """
     import torch
     import torch.distributed as dist
 
@@ -74,18 +82,19 @@ def ddp_job(config: dict[str, Any], report: Callable[[dict[str, Any]], None],
             first_step_done_at = time.time()
         last = step == config["steps"] - 1
         if (step + 1) % config["report_every"] == 0 or last:
-            metrics: dict[str, Any] = {"step": step, "loss": float(loss)}
-            if last:
-                steady = step_s[config["warmup"]:] or step_s
-                metrics.update(step_ms=statistics.median(steady) * 1e3,
-                               mean_step_ms=statistics.fmean(steady) * 1e3,
-                               first_step_done_at=first_step_done_at)
-            report(metrics)
+            report({"step": step, "loss": float(loss)})
+    if rank == 0:
+        steady = step_s[config["warmup"]:] or step_s
+        with open(config["out"], "w") as f:
+            json.dump({"step_ms": statistics.median(steady) * 1e3,
+                       "mean_step_ms": statistics.fmean(steady) * 1e3,
+                       "first_step_done_at": first_step_done_at}, f)
 
 
 def _job_config(args: argparse.Namespace) -> dict[str, Any]:
     return {"steps": args.steps, "warmup": args.warmup, "hidden": args.hidden,
-            "inputs": args.inputs, "batch": args.batch, "report_every": args.report_every}
+            "inputs": args.inputs, "batch": args.batch, "report_every": args.report_every,
+            "out": args.out}
 
 
 def _ember_loop(config: dict[str, Any]) -> None:
@@ -122,10 +131,11 @@ def _child_trainer(args: argparse.Namespace) -> dict[str, Any]:
                                scaling_config=ScalingConfig(num_workers=2),
                                run_config=RunConfig(name="bench", storage_path=storage))
         fit_called_at = time.time()
-        result = trainer.fit()
+        trainer.fit()
         fit_s = time.time() - fit_called_at
-        metrics = dict(result.metrics)
         (ember if args.engine == "ember" else ray).shutdown()
+        with open(args.out) as f:
+            metrics = json.load(f)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
     return {"step_ms": metrics["step_ms"], "mean_step_ms": metrics["mean_step_ms"],
@@ -138,11 +148,7 @@ def _child_torchrun(args: argparse.Namespace) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
     dist.init_process_group("gloo")
-    final: dict[str, Any] = {}
-    ddp_job(_job_config(args), final.update, DistributedDataParallel)
-    if dist.get_rank() == 0:
-        with open(args.out, "w") as f:
-            json.dump(final, f)
+    ddp_job(_job_config(args), lambda metrics: None, DistributedDataParallel)
     dist.destroy_process_group()
 
 
@@ -169,7 +175,7 @@ def _run_torchrun(args: argparse.Namespace) -> Optional[dict[str, Any]]:
     env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     launched_at = time.time()
     done = subprocess.run(command, capture_output=True, text=True, env=env,
-                          timeout=args.timeout_s)
+                          timeout=args.timeout_s, start_new_session=True)
     end_to_end_s = time.time() - launched_at
     try:
         with open(out) as f:
@@ -184,8 +190,9 @@ def _run_torchrun(args: argparse.Namespace) -> Optional[dict[str, Any]]:
 
 
 def _run_trainer(python: str, engine: str, args: argparse.Namespace) -> Optional[dict[str, Any]]:
-    command = [python, os.path.abspath(__file__), "--child", "--engine", engine] + \
-        _job_flags(args)
+    out = tempfile.mktemp(prefix=f"bench-{engine}-", suffix=".json")
+    command = [python, os.path.abspath(__file__), "--child", "--engine", engine,
+               "--out", out] + _job_flags(args)
     env = dict(os.environ)
     home = None
     if engine == "ray":
@@ -195,10 +202,12 @@ def _run_trainer(python: str, engine: str, args: argparse.Namespace) -> Optional
     started_at = time.time()
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env,
-                              timeout=args.timeout_s)
+                              timeout=args.timeout_s, start_new_session=True)
     finally:
         if home is not None:
             shutil.rmtree(home, ignore_errors=True)
+        if os.path.exists(out):
+            os.unlink(out)
     end_to_end_s = time.time() - started_at
     for line in done.stdout.splitlines():
         if line.startswith(RESULT):
