@@ -1,200 +1,262 @@
-"""The node manager's actors: creation, placement on a node, restarts and death.
+"""The node's actors: creation, placement on a node, restarts and death (a node service).
 
 The head keeps the directory and decides; the node an actor is placed on starts it and
-reports back (a mixin of NodeManager).
+reports back.
+
+    CreateActor -> directory -> request_lease: head places it (here, or PlaceActor there)
+    granted worker -> start_actor -> StartActor -> Reply -> alive | dead (its __init__ raised)
+    worker gone -> actor_worker_died -> actor_restarts()? request again : dead
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import itertools
+from typing import Callable
 
 from . import protocol as p
+from ._types import ActorID
 from .control_store import ActorRecord, NameTakenError
+from .node_context import Client, Handlers, NodeContext
+from .control_store import JobRecord
 from .decisions import actor_may_restart
-from .scheduler import normalize_shape
+from .node_leases import LeaseService
+from .scheduler import Allocation, normalize_shape
 from .worker_pool import WorkerRecord
 
-if TYPE_CHECKING:
-    from .node_manager import Client
 
+class ActorService:
+    """Args:
+        ctx: the shared node context.
+        leases: where actors' resource requests queue and their leases live.
+        node_client: the registered node whose TCP address this is (the head places
+            actors on other nodes through it).
+    """
 
-class ActorsMixin:
-    # --- actors ----------------------------------------------------------------------
+    def __init__(self, ctx: NodeContext, leases: LeaseService,
+                 node_client: Callable[[str], Client | None]) -> None:
+        self.ctx = ctx
+        self.leases = leases
+        self._node_client = node_client
+        self._rids = itertools.count(1)
+        #: StartActor rid -> the actor being started (answered by the worker's Reply).
+        self._starts: dict[int, ActorID] = {}
 
-    def _on_create_actor(self, client: Client, msg: p.CreateActor) -> None:
+    def handlers(self) -> Handlers:
+        return {p.CreateActor: self.on_create_actor, p.Reply: self.on_actor_started,
+                p.GetActorInfo: self.on_get_actor_info, p.GetNamedActor: self.on_get_named_actor,
+                p.KillActor: self.on_kill_actor, p.ExitActor: self.on_exit_actor,
+                p.ActorPlaced: self.on_actor_placed, p.ActorWorkerDied: self.on_actor_worker_died}
+
+    # --- creation ---------------------------------------------------------------------
+
+    def on_create_actor(self, client: Client, msg: p.CreateActor) -> None:
+        ctx = self.ctx
         spec = msg.spec
         try:
-            record, created = self.control.register_actor(spec)
+            record, created = ctx.control.register_actor(spec)
         except NameTakenError as e:
-            self._reply(client, msg.rid, False, ValueError(str(e)))
+            ctx.reply(client, msg.rid, False, ValueError(str(e)))
             return
-        self.objects.add_ref(record.spec.actor_id, client.worker_id)
+        ctx.objects.add_ref(record.spec.actor_id, client.worker_id)
         if created:
-            for oid in _stored_inputs(spec):
-                self.objects.add_ref(oid, spec.actor_id)
-            self._request_actor_lease(record)
-        self._reply(client, msg.rid, True, record.info())
+            for oid in stored_inputs(spec):
+                ctx.objects.add_ref(oid, spec.actor_id)
+            self.request_lease(record)
+        ctx.reply(client, msg.rid, True, record.info())
 
-    def _request_actor_lease(self, record: ActorRecord) -> None:
+    def request_lease(self, record: ActorRecord) -> None:
+        ctx = self.ctx
         req = record.spec.request
-        if self.is_head:
-            target = self._spill_target(normalize_shape(req.shape), req.strategy)
+        if ctx.is_head:
+            target = self.leases.spill_target(normalize_shape(req.shape), req.strategy)
             node = self._node_client(target) if isinstance(target, str) else None
             if node is not None:
                 record.node_id = node.worker_id
-                node.conn.send(p.PlaceActor(record.spec, self.control.jobs.get(record.spec.job_id)))
+                node.conn.send(p.PlaceActor(record.spec, ctx.control.jobs.get(record.spec.job_id)))
                 return
-        record.node_id = self.node_id
-        self.queue.add(("actor", record.spec.actor_id), normalize_shape(req.shape),
-                       normalize_shape(req.hold) if req.hold is not None else None)
-        self._schedule()
+        record.node_id = ctx.node_id
+        self.leases.add_actor_request(record.spec.actor_id, req)
 
-    def _on_actor_started(self, client: Client, msg: p.Reply) -> None:
-        actor_id = self._actor_starts.pop(msg.rid, None)
-        actor = self.control.actors.get(actor_id) if actor_id else None
+    def start_actor(self, actor_id: ActorID, worker: WorkerRecord, alloc: Allocation) -> bool:
+        """A granted worker becomes the actor's process; False if the actor is gone."""
+        ctx = self.ctx
+        actor = ctx.control.actors.get(actor_id)
+        if actor is None or actor.state == "dead":
+            return False
+        worker.state, worker.actor_id = "actor", actor.spec.actor_id
+        actor.worker_id = worker.worker_id
+        worker.lease_id = self.leases.new_lease(None, worker, alloc).lease_id
+        rid = next(self._rids)
+        self._starts[rid] = actor.spec.actor_id
+        worker.conn.send(p.StartActor(rid, actor.spec, [ctx.gpu_ids[i] for i in alloc.gpu_ids]))
+        return True
+
+    def on_actor_started(self, client: Client, msg: p.Reply) -> None:
+        ctx = self.ctx
+        actor_id = self._starts.pop(msg.rid, None)
+        actor = ctx.control.actors.get(actor_id) if actor_id else None
         if actor is None or actor.state == "dead":
             return
-        worker = self.pool.workers[client.worker_id]
-        if self.head is not None:  # placed here by the head, which keeps the directory
-            self.head.link.send(p.ActorPlaced(actor.spec.actor_id, worker.worker_id, worker.address,
-                                              worker.tcp_address, None if msg.ok else str(msg.value)))
+        worker = ctx.pool.workers[client.worker_id]
+        if ctx.head is not None:  # placed here by the head, which keeps the directory
+            ctx.head.link.send(p.ActorPlaced(actor.spec.actor_id, worker.worker_id, worker.address,
+                                             worker.tcp_address, None if msg.ok else str(msg.value)))
         if msg.ok:
-            actor.tcp_address, actor.node_id = worker.tcp_address, self.node_id
-            fired = self.control.set_alive(actor, worker.address, worker.worker_id)
+            actor.tcp_address, actor.node_id = worker.tcp_address, ctx.node_id
+            fired = ctx.control.set_alive(actor, worker.address, worker.worker_id)
         else:
             actor.no_restart = True
-            fired = self.control.set_dead(actor, f"its __init__ raised:\n{msg.value}")
+            fired = ctx.control.set_dead(actor, f"its __init__ raised:\n{msg.value}")
             worker.state = "exiting"
-            self.pool.kill(worker)
+            ctx.pool.kill(worker)
         for waiter, info in fired:
             waiter(info)
 
-    def _on_get_actor_info(self, client: Client, msg: p.GetActorInfo) -> None:
-        actor = self.control.actors.get(msg.actor_id)
+    # --- lookups ----------------------------------------------------------------------
+
+    def on_get_actor_info(self, client: Client, msg: p.GetActorInfo) -> None:
+        ctx = self.ctx
+        actor = ctx.control.actors.get(msg.actor_id)
         if actor is None:
-            self._reply(client, msg.rid, False, ValueError("unknown actor"))
+            ctx.reply(client, msg.rid, False, ValueError("unknown actor"))
             return
         if not msg.wait_alive:
-            self._reply(client, msg.rid, True, actor.info())
+            ctx.reply(client, msg.rid, True, actor.info())
             return
-        info = self.control.wait_actor(actor, msg.min_incarnation,
-                                       lambda info: self._reply(client, msg.rid, True, info))
+        info = ctx.control.wait_actor(actor, msg.min_incarnation,
+                                      lambda info: ctx.reply(client, msg.rid, True, info))
         if info is not None:
-            self._reply(client, msg.rid, True, info)
+            ctx.reply(client, msg.rid, True, info)
 
-    def _on_get_named_actor(self, client: Client, msg: p.GetNamedActor) -> None:
-        actor = self.control.lookup_named(msg.name, msg.namespace)
+    def on_get_named_actor(self, client: Client, msg: p.GetNamedActor) -> None:
+        ctx = self.ctx
+        actor = ctx.control.lookup_named(msg.name, msg.namespace)
         if actor is None:
-            self._reply(client, msg.rid, True, None)
+            ctx.reply(client, msg.rid, True, None)
             return
-        self.objects.add_ref(actor.spec.actor_id, client.worker_id)
-        self._reply(client, msg.rid, True, actor.info())
+        ctx.objects.add_ref(actor.spec.actor_id, client.worker_id)
+        ctx.reply(client, msg.rid, True, actor.info())
 
-    def _on_kill_actor(self, client: Client, msg: p.KillActor) -> None:
-        actor = self.control.actors.get(msg.actor_id)
+    # --- death ------------------------------------------------------------------------
+
+    def on_kill_actor(self, client: Client, msg: p.KillActor) -> None:
+        actor = self.ctx.control.actors.get(msg.actor_id)
         if actor is not None and actor.state != "dead":
-            self._kill_actor(actor, "it was killed with ember.kill()", msg.no_restart)
+            self.kill_actor(actor, "it was killed with ember.kill()", msg.no_restart)
 
-    def _on_exit_actor(self, client: Client, msg: p.ExitActor) -> None:
-        actor = self.control.actors.get(msg.actor_id)
+    def on_exit_actor(self, client: Client, msg: p.ExitActor) -> None:
+        actor = self.ctx.control.actors.get(msg.actor_id)
         if actor is not None:
             actor.no_restart = True
             actor.death_cause = "it called exit_actor()"
 
-    def _kill_actor(self, actor: ActorRecord, cause: str, no_restart: bool) -> None:
+    def kill_actor(self, actor: ActorRecord, cause: str, no_restart: bool) -> None:
+        ctx = self.ctx
         if no_restart:
             actor.no_restart = True
             actor.death_cause = actor.death_cause or cause
-        if self.is_head and actor.node_id not in (None, self.node_id):
-            node = self.clients.get(actor.node_id)
+        if ctx.is_head and actor.node_id not in (None, ctx.node_id):
+            node = ctx.clients.get(actor.node_id)
             if node is not None:
                 node.conn.send(p.KillActor(actor.spec.actor_id, True))
             elif actor.state != "dead":  # its node is gone
-                self._actor_dead(actor, cause)
+                self.actor_dead(actor, cause)
             return
-        worker = self.pool.workers.get(actor.worker_id) if actor.worker_id else None
+        worker = ctx.pool.workers.get(actor.worker_id) if actor.worker_id else None
         if worker is not None and worker.state != "dead":
-            self.pool.kill(worker)
+            ctx.pool.kill(worker)
         elif actor.state in ("pending", "restarting") and no_restart:
-            self.queue.remove(("actor", actor.spec.actor_id))
-            self._actor_dead(actor, cause)
+            self.leases.queue.remove(("actor", actor.spec.actor_id))
+            self.actor_dead(actor, cause)
 
-    def _actor_worker_died(self, actor: ActorRecord, worker: WorkerRecord) -> None:
-        lease = self.leases.pop(worker.lease_id, None) if worker.lease_id else None
-        if lease is not None:
-            self._release(lease.alloc)
-        if self.head is not None:
+    def kill_job_actors(self, job_id: bytes, cause: str) -> None:
+        for record in list(self.ctx.control.actors.values()):
+            if record.spec.job_id == job_id and not record.spec.detached and record.state != "dead":
+                self.kill_actor(record, cause, no_restart=True)
+
+    def worker_died(self, worker: WorkerRecord) -> None:
+        """Back-edge from the worker service: the process hosting a live actor is gone."""
+        ctx = self.ctx
+        actor = ctx.control.actors[worker.actor_id]
+        self.leases.end_lease(worker.lease_id)
+        if ctx.head is not None:
             # The head decides restarts; tell it how the process ended once that is known.
             def report(w: WorkerRecord) -> None:
-                self.head.link.send(p.ActorWorkerDied(actor.spec.actor_id, _death_cause(w)))
-                self.control.set_dead(actor, _death_cause(w))
+                ctx.head.link.send(p.ActorWorkerDied(actor.spec.actor_id, death_cause(w)))
+                ctx.control.set_dead(actor, death_cause(w))
 
             if not worker.exit_detail and worker.pid:
                 worker.exit_waiters.append(report)
-                self.pool.kill(worker)
+                ctx.pool.kill(worker)
             else:
                 report(worker)
             return
-        if not self._may_restart(actor):
+        if not may_restart(actor, ctx.control.jobs.get(actor.spec.job_id)):
             if not worker.exit_detail and worker.pid:
                 # The connection closes before the fork server reaps the process; wait
                 # for its exit (a few hundred ms at most) so the cause says how it died.
-                worker.exit_waiters.append(lambda w: self._actor_dead(actor, _death_cause(w)))
-                self.pool.kill(worker)
+                worker.exit_waiters.append(lambda w: self.actor_dead(actor, death_cause(w)))
+                ctx.pool.kill(worker)
                 return
-            self._actor_dead(actor, _death_cause(worker))
+            self.actor_dead(actor, death_cause(worker))
             return
-        self.control.set_restarting(actor)
-        self._request_actor_lease(actor)
+        ctx.control.set_restarting(actor)
+        self.request_lease(actor)
 
-    def _may_restart(self, actor: ActorRecord) -> bool:
-        job = self.control.jobs.get(actor.spec.job_id)
-        return actor_may_restart(actor.spec.max_restarts, actor.num_restarts, actor.no_restart,
-                                 owner_alive=job is None or job.alive, detached=actor.spec.detached)
-
-    def _restart_or_bury(self, actor: ActorRecord, cause: str) -> None:
+    def restart_or_bury(self, actor: ActorRecord, cause: str) -> None:
         """Head: an actor's process is gone (on any node): restart it if allowed."""
-        if not self._may_restart(actor):
-            self._actor_dead(actor, cause)
+        if not may_restart(actor, self.ctx.control.jobs.get(actor.spec.job_id)):
+            self.actor_dead(actor, cause)
             return
-        self.control.set_restarting(actor)
-        self._request_actor_lease(actor)
+        self.ctx.control.set_restarting(actor)
+        self.request_lease(actor)
 
-    def _on_actor_placed(self, client: Client, msg: p.ActorPlaced) -> None:
-        actor = self.control.actors.get(msg.actor_id)
+    def on_actor_placed(self, client: Client, msg: p.ActorPlaced) -> None:
+        actor = self.ctx.control.actors.get(msg.actor_id)
         if actor is None or actor.state == "dead":
             return
         if msg.error is None:
             actor.tcp_address, actor.node_id = msg.tcp_address, client.worker_id
-            fired = self.control.set_alive(actor, msg.address, msg.worker_id)
+            fired = self.ctx.control.set_alive(actor, msg.address, msg.worker_id)
         else:
             actor.no_restart = True
-            fired = self.control.set_dead(actor, f"its __init__ raised:\n{msg.error}")
+            fired = self.ctx.control.set_dead(actor, f"its __init__ raised:\n{msg.error}")
         for waiter, info in fired:
             waiter(info)
 
-    def _on_actor_worker_died(self, client: Client, msg: p.ActorWorkerDied) -> None:
-        actor = self.control.actors.get(msg.actor_id)
+    def on_actor_worker_died(self, client: Client, msg: p.ActorWorkerDied) -> None:
+        actor = self.ctx.control.actors.get(msg.actor_id)
         if actor is not None and actor.state != "dead" and actor.node_id == client.worker_id:
-            self._restart_or_bury(actor, msg.cause)
+            self.restart_or_bury(actor, msg.cause)
 
-    def _node_client(self, tcp_address: str) -> Client | None:
-        for info in self.view.alive():
-            if info.tcp_address == tcp_address:
-                client = self.clients.get(info.node_id)
-                return client if client is not None and client.kind == "node" else None
-        return None
+    def node_died(self, node_id: bytes) -> None:
+        """Head: actors that lived on a dead node restart elsewhere or die."""
+        for actor in list(self.ctx.control.actors.values()):
+            if actor.node_id == node_id and actor.state != "dead":
+                self.restart_or_bury(actor, f"its node {node_id.hex()[:12]} died")
 
-    def _actor_dead(self, actor: ActorRecord, cause: str) -> None:
+    def on_unreferenced(self, ref_id: bytes) -> None:
+        """Back-edge from the object table: the last handle to an actor is gone."""
+        actor = self.ctx.control.actors.get(ref_id)
+        if actor is not None and not actor.spec.detached and actor.state != "dead":
+            self.kill_actor(actor, "every handle to it went out of scope", no_restart=True)
+
+    def actor_dead(self, actor: ActorRecord, cause: str) -> None:
         if actor.state == "dead":
             return
-        for waiter, info in self.control.set_dead(actor, cause):
+        for waiter, info in self.ctx.control.set_dead(actor, cause):
             waiter(info)
-        for oid in _stored_inputs(actor.spec):
-            self.objects.remove_ref(oid, actor.spec.actor_id)
+        for oid in stored_inputs(actor.spec):
+            self.ctx.objects.remove_ref(oid, actor.spec.actor_id)
 
 
-def _death_cause(worker: WorkerRecord) -> str:
+def may_restart(actor: ActorRecord, job: JobRecord | None) -> bool:
+    """The restart rule (decisions.actor_may_restart) applied to an actor's record."""
+    return actor_may_restart(actor.spec.max_restarts, actor.num_restarts, actor.no_restart,
+                             owner_alive=job is None or job.alive, detached=actor.spec.detached)
+
+
+def death_cause(worker: WorkerRecord) -> str:
     """Why an actor whose worker exited is dead, for ActorDiedError."""
     if worker.oom is not None:
         used, total, threshold = worker.oom
@@ -206,7 +268,7 @@ def _death_cause(worker: WorkerRecord) -> str:
             f"{' (' + worker.exit_detail + ')' if worker.exit_detail else ''}")
 
 
-def _stored_inputs(spec: p.ActorSpec) -> list[bytes]:
+def stored_inputs(spec: p.ActorSpec) -> list[bytes]:
     """Stored objects the constructor reads; held for the actor's life (restarts re-read them).
 
     That includes the arguments payload itself when it was too big (or held refs or
@@ -216,4 +278,3 @@ def _stored_inputs(spec: p.ActorSpec) -> list[bytes]:
     if isinstance(spec.payload, tuple):
         oids.append(spec.payload[1][0])
     return oids
-

@@ -1,22 +1,28 @@
-"""The node manager's placement groups: the head plans and reserves them two-phase; every
-node reserves its share of bundles as synthetic resources (a mixin of NodeManager)."""
+"""The node's placement groups: the head plans and reserves them two-phase; every node
+reserves its share of bundles as synthetic resources (a node service).
+
+    CreatePlacementGroup -> PENDING -> place_groups(): plan_bundles over free resources
+        -> reserve here / ReserveBundles there -> all BundlesReserved ok -> CREATED
+                                               -> any refused -> give back, PENDING
+    RemovePlacementGroup / its job ended -> ReleaseBundles: actors in it die, tasks stop
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from . import protocol as p
 from ._types import PlacementGroupState, ResourceShape
+from .control_store import ActorRecord
 from .exceptions import EmberError
-from .resources import belongs_to_group, bundle_resources, without_group_resources
-from .scheduler import normalize_shape, plan_bundles
+from .node_context import Client, Handlers, NodeContext
+from .node_leases import LeaseService
+from .scheduler import Allocation, normalize_shape, plan_bundles
+from .resources import bundle_resources, without_group_resources
 
-if TYPE_CHECKING:
-    from .node_manager import Client
 
-
-@dataclass
+@dataclass(eq=False)
 class PlacementGroupRecord:
     """The head's record of one placement group: its bundles, state and where each is reserved."""
 
@@ -24,7 +30,9 @@ class PlacementGroupRecord:
     bundles: list[ResourceShape]
     strategy: str
     name: str
-    #: The job that created it; None or ``detached``: it outlives that job.
+    #: The job that created it: the group is removed when that job ends (Ray's default
+    #: lifetime), so its bundles' resources are not held by nobody forever; None or
+    #: ``detached``: it outlives that job.
     job_id: bytes | None = None
     detached: bool = False
     state: PlacementGroupState = "PENDING"
@@ -41,15 +49,44 @@ class PlacementGroupRecord:
                 "state": self.state, "bundles": {i: dict(b) for i, b in enumerate(self.bundles)}}
 
 
-class PlacementMixin:
-    # --- placement groups ------------------------------------------------------------
+class PlacementService:
+    """Args:
+        ctx: the shared node context.
+        leases: leases running inside a removed group are stopped through it.
+        kill_actor: back-edge: an actor inside a removed group dies (no restart).
+        schedule: run a scheduling pass (a group placed or removed changes what fits).
+    """
 
-    def _on_create_placement_group(self, client: Client, msg: p.CreatePlacementGroup) -> None:
+    def __init__(self, ctx: NodeContext, leases: LeaseService,
+                 kill_actor: Callable[[ActorRecord, str, bool], None],
+                 schedule: Callable[[], None]) -> None:
+        self.ctx = ctx
+        self.leases = leases
+        self._kill_actor = kill_actor
+        self._schedule = schedule
+        self.groups: dict[bytes, PlacementGroupRecord] = {}
+        #: Bundles reserved on this node: pg id -> ((index, bundle) pairs, allocations).
+        self.bundles: dict[bytes, tuple[list[tuple[int, ResourceShape]], list[Allocation]]] = {}
+
+    def handlers(self) -> Handlers:
+        return {p.CreatePlacementGroup: self.on_create_placement_group,
+                p.RemovePlacementGroup: self.on_remove_placement_group,
+                p.PlacementGroupTable: self.on_placement_group_table,
+                p.BundlesReserved: self.on_bundles_reserved,
+                p.WaitPlacementGroup: self.on_wait_placement_group}
+
+    def bundle_allocations(self) -> list[Allocation]:
+        return [alloc for _indexed, allocs in self.bundles.values() for alloc in allocs]
+
+    # --- the head: planning -----------------------------------------------------------
+
+    def on_create_placement_group(self, client: Client, msg: p.CreatePlacementGroup) -> None:
+        ctx = self.ctx
         bundles = [normalize_shape(b) for b in msg.bundles]
-        self.placement_groups[msg.pg_id] = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name,
-                                                                msg.job_id, msg.detached)
-        self._reply(client, msg.rid, True)
-        totals = [(n.node_id, n.totals) for n in self.view.alive()] or [(self.node_id, self.ledger.totals)]
+        self.groups[msg.pg_id] = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name,
+                                                      msg.job_id or client.job_id, msg.detached)
+        ctx.reply(client, msg.rid, True)
+        totals = [(n.node_id, n.totals) for n in ctx.view.alive()] or [(ctx.node_id, ctx.ledger.totals)]
         if plan_bundles(totals, bundles, msg.strategy) is None:
             client.conn.send(p.LeaseInfeasible(0, (
                 f"placement group {msg.name or msg.pg_id.hex()} ({msg.strategy}, bundles {bundles}) "
@@ -58,25 +95,26 @@ class PlacementMixin:
                 "stays pending until nodes that fit join.")))
         self._schedule()
 
-    def _place_groups(self) -> None:
+    def place_groups(self) -> None:
         """Head: plan pending groups over the nodes' free resources and reserve them
         (two-phase: every node reserves its share, or every share is given back)."""
-        for pg in self.placement_groups.values():
+        ctx = self.ctx
+        for pg in self.groups.values():
             if pg.state != "PENDING":
                 continue
-            nodes = [(self.node_id, dict(self.ledger.available))] + [
-                (n.node_id, n.available) for n in self.view.alive() if n.node_id != self.node_id
-                and self.clients.get(n.node_id) is not None]
+            nodes = [(ctx.node_id, dict(ctx.ledger.available))] + [
+                (n.node_id, n.available) for n in ctx.view.alive() if n.node_id != ctx.node_id
+                and ctx.clients.get(n.node_id) is not None]
             plan = plan_bundles(nodes, pg.bundles, pg.strategy)
             if plan is None:
                 continue
             pg.state, pg.placement, pg.awaiting, pg.failed = "RESERVING", plan, set(), False
             for node_id, indexed in plan.items():
-                if node_id == self.node_id:
-                    pg.failed |= not self._reserve_bundles(pg.pg_id, indexed)
+                if node_id == ctx.node_id:
+                    pg.failed |= not self.reserve_bundles(pg.pg_id, indexed)
                 else:
                     pg.awaiting.add(node_id)
-                    self.clients[node_id].conn.send(p.ReserveBundles(pg.pg_id, indexed))
+                    ctx.clients[node_id].conn.send(p.ReserveBundles(pg.pg_id, indexed))
             self._settle_group(pg)
 
     def _settle_group(self, pg: PlacementGroupRecord) -> None:
@@ -91,14 +129,14 @@ class PlacementMixin:
         for waiter in waiters:
             waiter(True)
         for node_id, indexed in pg.placement.items():
-            node = self.view.nodes.get(node_id)
-            if node is not None and node_id != self.node_id:  # visible before the next heartbeat
+            node = self.ctx.view.nodes.get(node_id)
+            if node is not None and node_id != self.ctx.node_id:  # visible before the next heartbeat
                 for name, amount in bundle_resources(pg.pg_id.hex(), indexed).items():
                     node.totals[name] = node.totals.get(name, 0.0) + amount
                     node.available[name] = node.available.get(name, 0.0) + amount
 
-    def _on_bundles_reserved(self, client: Client, msg: p.BundlesReserved) -> None:
-        pg = self.placement_groups.get(msg.pg_id)
+    def on_bundles_reserved(self, client: Client, msg: p.BundlesReserved) -> None:
+        pg = self.groups.get(msg.pg_id)
         if pg is None or client.worker_id not in pg.awaiting:
             return
         pg.awaiting.discard(client.worker_id)
@@ -113,70 +151,77 @@ class PlacementMixin:
         self._schedule()
 
     def _release_group(self, pg: PlacementGroupRecord) -> None:
+        ctx = self.ctx
         for node_id in pg.placement:
-            if node_id == self.node_id:
-                self._release_bundles(pg.pg_id)
-            elif node_id not in pg.awaiting and node_id in self.clients:
-                self.clients[node_id].conn.send(p.ReleaseBundles(pg.pg_id))
+            if node_id == ctx.node_id:
+                self.release_bundles(pg.pg_id)
+            elif node_id not in pg.awaiting and node_id in ctx.clients:
+                ctx.clients[node_id].conn.send(p.ReleaseBundles(pg.pg_id))
         pg.placement = {n: b for n, b in pg.placement.items() if n in pg.awaiting}
 
-    def _reserve_bundles(self, pg_id: bytes, indexed: list[tuple[int, ResourceShape]]) -> bool:
+    # --- every node: its share ----------------------------------------------------------
+
+    def reserve_bundles(self, pg_id: bytes, indexed: list[tuple[int, ResourceShape]]) -> bool:
         """Reserve this node's share of a group (all of it or nothing)."""
-        allocs = self.ledger.reserve_bundles([b for _, b in indexed], "PACK")
+        allocs = self.ctx.ledger.reserve_bundles([b for _, b in indexed], "PACK")
         if allocs is None:
             return False
-        self._bundles[pg_id] = (indexed, allocs)
-        self.ledger.add_resources(bundle_resources(pg_id.hex(), indexed))
+        self.bundles[pg_id] = (indexed, allocs)
+        self.ctx.ledger.add_resources(bundle_resources(pg_id.hex(), indexed))
         return True
 
-    def _release_bundles(self, pg_id: bytes) -> None:
+    def release_bundles(self, pg_id: bytes) -> None:
         """Give this node's share back; tasks and actors running in it are stopped."""
-        share = self._bundles.pop(pg_id, None)
+        ctx = self.ctx
+        share = self.bundles.pop(pg_id, None)
         if share is None:
             return
         suffix = pg_id.hex()
-        for lease in list(self.leases.values()):
-            if any(belongs_to_group(name, suffix) for name in lease.alloc.shape):
-                actor = self.control.actors.get(lease.worker.actor_id) if lease.worker.actor_id else None
-                if actor is not None:
-                    self._kill_actor(actor, "its placement group was removed", no_restart=True)
-                else:
-                    self.pool.kill(lease.worker)
+        for lease in self.leases.leases_in_group(suffix):
+            actor = ctx.control.actors.get(lease.worker.actor_id) if lease.worker.actor_id else None
+            if actor is not None:
+                self._kill_actor(actor, "its placement group was removed", True)
+            else:
+                ctx.pool.kill(lease.worker)
         indexed, allocs = share
         for alloc in allocs:
-            self.ledger.release(alloc)
-        self.ledger.remove_resources(bundle_resources(suffix, indexed))
+            ctx.ledger.release(alloc)
+        ctx.ledger.remove_resources(bundle_resources(suffix, indexed))
 
-    def _on_remove_placement_group(self, client: Client, msg: p.RemovePlacementGroup) -> None:
-        pg = self.placement_groups.get(msg.pg_id)
-        if pg is not None:
-            self._remove_group(pg)
-        self._schedule()
+    # --- removal and queries ------------------------------------------------------------
 
-    def _remove_job_groups(self, job_id: bytes) -> None:
-        """Head: a job ended; its groups go with it, except detached ones (Ray's rule)."""
-        for pg in list(self.placement_groups.values()):
-            if pg.job_id == job_id and not pg.detached:
-                self._remove_group(pg)
-
-    def _remove_group(self, pg: PlacementGroupRecord) -> None:
-        if pg.state == "REMOVED":
+    def on_remove_placement_group(self, client: Client, msg: p.RemovePlacementGroup) -> None:
+        pg = self.groups.get(msg.pg_id)
+        if pg is None or pg.state == "REMOVED":
             return
+        self.remove_group(pg)
+
+    def remove_group(self, pg: PlacementGroupRecord) -> None:
+        """Give every node's share back and fail the group's waiters."""
         self._release_group(pg)
         pg.state = "REMOVED"
         waiters, pg.waiters = pg.waiters, []
         for waiter in waiters:
             waiter(False)
+        self._schedule()
 
-    def _on_wait_placement_group(self, client: Client, msg: p.WaitPlacementGroup) -> None:
+    def remove_job_groups(self, job_id: bytes) -> None:
+        """Head: a job ended; its groups go with it, except detached ones (Ray's rule)."""
+        for pg in list(self.groups.values()):
+            if pg.job_id == job_id and not pg.detached and pg.state != "REMOVED":
+                self.remove_group(pg)
+
+    def on_wait_placement_group(self, client: Client, msg: p.WaitPlacementGroup) -> None:
+        ctx = self.ctx
+
         def answer(placed: bool) -> None:
             if placed:
-                self._reply(client, msg.rid, True, True)
+                ctx.reply(client, msg.rid, True, True)
             else:
-                self._reply(client, msg.rid, False, EmberError(
+                ctx.reply(client, msg.rid, False, EmberError(
                     f"placement group {msg.pg_id.hex()} was removed before it was placed"))
 
-        pg = self.placement_groups.get(msg.pg_id)
+        pg = self.groups.get(msg.pg_id)
         if pg is None or pg.state == "REMOVED":
             answer(False)
         elif pg.state == "CREATED":
@@ -184,10 +229,10 @@ class PlacementMixin:
         else:
             pg.waiters.append(answer)
 
-    def _on_placement_group_table(self, client: Client, msg: p.PlacementGroupTable) -> None:
+    def on_placement_group_table(self, client: Client, msg: p.PlacementGroupTable) -> None:
         if msg.pg_id is not None:
-            pg = self.placement_groups.get(msg.pg_id)
-            self._reply(client, msg.rid, True, pg.table() if pg is not None else None)
+            pg = self.groups.get(msg.pg_id)
+            self.ctx.reply(client, msg.rid, True, pg.table() if pg is not None else None)
         else:
-            self._reply(client, msg.rid, True,
-                        {pg.pg_id.hex(): pg.table() for pg in self.placement_groups.values()})
+            self.ctx.reply(client, msg.rid, True,
+                           {pg.pg_id.hex(): pg.table() for pg in self.groups.values()})

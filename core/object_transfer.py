@@ -13,13 +13,13 @@ for remote homes there, naming the process that holds them.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import protocol as p
 from .exceptions import ObjectLostError
 from .node_link import CHUNK_BYTES, NodeLink
+from .node_server import NodeLock
 from .object_store import CACHE_HOLDER, ObjectEntry, ObjectTable
 
 
@@ -36,7 +36,7 @@ class _Pull:
 class ObjectTransfer:
     """Copies objects between node managers: pulls in chunks over links to peers, serves others' pulls."""
 
-    def __init__(self, lock: threading.RLock, objects: ObjectTable, token: bytes, node_id: bytes,
+    def __init__(self, lock: NodeLock, objects: ObjectTable, token: bytes, node_id: bytes,
                  tcp_address: str) -> None:
         self.lock = lock
         self.objects = objects
@@ -158,26 +158,22 @@ class ObjectTransfer:
             if state == "failed":
                 conn.send(p.Reply(msg.rid, False, entry.error))
                 return
+            # Every chunk is queued at once as a file range: the event loop writes them
+            # with sendfile as the peer reads (no thread, no copy through Python).
             fd = os.dup(entry.fd)  # the entry may be freed while we stream
-            threading.Thread(target=self._stream, args=(conn, msg.rid, fd, entry.size, entry.flags),
-                             daemon=True, name="ember-object-send").start()
+            size, offset = entry.size, 0
+            while offset < size:
+                count = min(CHUNK_BYTES, size - offset)
+                conn.send_with_file(p.ObjectChunk(msg.rid, offset, size, None), fd, offset, count,
+                                    last=offset + count >= size)
+                offset += count
+            if size == 0:
+                os.close(fd)
+            conn.send(p.Reply(msg.rid, True, (size, entry.flags)))
 
         entry = self.objects.wait(msg.object_id, answer)
         if entry is not None:
             answer(entry.state, entry)
-
-    def _stream(self, conn: Any, rid: int, fd: int, size: int, flags: int) -> None:
-        try:
-            offset = 0
-            while offset < size:
-                count = min(CHUNK_BYTES, size - offset)
-                conn.send_with_file(p.ObjectChunk(rid, offset, size, None), fd, offset, count)
-                offset += count
-            conn.send(p.Reply(rid, True, (size, flags)))
-        except (OSError, EOFError):
-            pass
-        finally:
-            os.close(fd)
 
     def close(self) -> None:
         for link in list(self._links.values()):

@@ -129,6 +129,22 @@ class ResourceLedger:
             alloc.lent_cpus = 0.0
 
 
+def ledger_discrepancy(ledger: ResourceLedger, held: list[Allocation]) -> dict[str, float]:
+    """free + held - total per resource, where that is not zero (empty: the ledger is sound).
+
+    Every allocation handed out must be in ``held`` until it is released; CPUs lent out
+    by a blocked task count as free. Names no longer in the totals (a removed placement
+    group's bundle resources) are skipped: releasing them is a no-op by design.
+    """
+    sums = dict(ledger.available)
+    for alloc in held:
+        for name, amount in alloc.shape.items():
+            if name in ledger.totals:
+                sums[name] = sums.get(name, 0.0) + amount - (alloc.lent_cpus if name == "CPU" else 0.0)
+    return {name: round(sums.get(name, 0.0) - total, 9) for name, total in ledger.totals.items()
+            if abs(sums.get(name, 0.0) - total) > 1e-6}
+
+
 @dataclass
 class PendingLease:
     """A lease request waiting in the queue (``key`` names its requester; ``seq`` keeps FIFO order)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -77,8 +78,14 @@ def _read_nodes(tmpdir: str) -> list[tuple[str, dict]]:
     return out
 
 
-def _run_cli(args: list[str], env: dict[str, str], timeout_s: float = _START_DEADLINE_S) -> None:
-    done = subprocess.run(ember_cli() + args, env=env, capture_output=True, text=True, timeout=timeout_s)
+def _run_cli(args: list[str], env: dict[str, str], timeout_s: float = _START_DEADLINE_S,
+             fd_limit: int | None = None) -> None:
+    """Run the ember CLI; ``fd_limit``: its (and so the node's) open-file limit, soft and hard."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
+    done = subprocess.run(ember_cli() + args, env=env, capture_output=True, text=True, timeout=timeout_s,
+                          preexec_fn=limit if fd_limit is not None else None)
     if done.returncode != 0:
         raise RuntimeError(f"`ember {' '.join(args)}` exited {done.returncode}:\n{done.stdout}{done.stderr}")
 
@@ -202,3 +209,58 @@ def fresh_three_nodes() -> Iterator[Cluster]:
     """A 3-node CLI cluster of its own for one destructive test."""
     with start_cluster() as cluster:
         yield cluster
+
+
+@dataclass
+class Head:
+    """A one-node cluster started with ``ember start --head`` for drivers in subprocesses."""
+
+    address: str                      #: "127.0.0.1:PORT"
+    tmpdir: str                       #: its private $TMPDIR
+    env: dict[str, str]               #: environment for drivers (joins this head)
+    pid: int                          #: the node manager's pid
+    session_dir: str
+
+    def log_text(self) -> str:
+        """The node manager's log so far."""
+        with open(os.path.join(self.session_dir, "logs", "node_manager.log"), errors="replace") as f:
+            return f.read()
+
+    def run_driver(self, source: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+        """Run ``source`` as a driver script that joins this head (``ADDRESS`` is predefined)."""
+        return subprocess.run([sys.executable, "-c", f"ADDRESS = {self.address!r}\n{source}"],
+                              env=self.env, capture_output=True, text=True, timeout=timeout_s)
+
+    def start_driver(self, source: str, **popen: object) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", f"ADDRESS = {self.address!r}\n{source}"],
+                                env=self.env, **popen)
+
+
+@contextlib.contextmanager
+def start_head(num_cpus: int = 2, extra_env: dict[str, str] | None = None,
+               fd_limit: int | None = None) -> Iterator[Head]:
+    """``ember start --head`` under a private $TMPDIR with the ledger's debug check on
+    (EMBER_DEBUG_LEDGER=1); stopped with ``ember stop`` and checked for leftovers.
+    ``fd_limit`` caps the node's open files (soft and hard, so start cannot raise it)."""
+    tmpdir = tempfile.mkdtemp(prefix="eh-", dir="/tmp")
+    env = {**os.environ, "TMPDIR": tmpdir, "EMBER_DEBUG_LEDGER": "1", **(extra_env or {})}
+    env.pop("EMBER_TOKEN", None)
+    port = free_port()
+    try:
+        _run_cli(["start", "--head", "--port", str(port), "--num-cpus", str(num_cpus)], env,
+                 fd_limit=fd_limit)
+        (session_dir, info), = _read_nodes(tmpdir)
+        yield Head(f"127.0.0.1:{port}", tmpdir, env, info["pid"], session_dir)
+    finally:
+        pids = [n["pid"] for _d, n in _read_nodes(tmpdir)]
+        with contextlib.suppress(Exception):
+            _run_cli(["stop"], env)
+        _stop_pids(pids)
+        try:
+            wait_for(lambda: not cluster_processes(tmpdir), timeout_s=15,
+                     what="the head's node manager, fork server, workers and drivers to exit")
+        finally:
+            for proc in cluster_processes(tmpdir):
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            shutil.rmtree(tmpdir, ignore_errors=True)

@@ -19,12 +19,6 @@ pytestmark = pytest.mark.timeout(30)
 CORE = Path(__file__).resolve().parents[2] / "core"
 PACKAGE = "ember"
 
-#: Circles that remain, by their modules. The node manager's mixins import ``Client`` back
-#: from node_manager.py; composing them into services (issue 13, step 2) removes it, and
-#: then this allowance must go (the test fails on an allowance that no longer matches).
-KNOWN_NODE_CIRCLE = frozenset({"ember.node_manager", "ember.node_actors", "ember.node_cluster",
-                               "ember.node_placement", "ember.node_workers"})
-
 #: Subpackages whose imports inside functions are their owners' call (optional
 #: dependencies loaded on demand); circles are still checked there.
 INNER_IMPORTS_NOT_CHECKED = ("ember.autoscaler",)
@@ -38,7 +32,6 @@ ALLOWED_INNER_IMPORTS = {
     ("ember.fork_server", "numpy"): "the same warm-up, for numpy",
     ("ember.gpus", "pynvml"): "optional, and slow to import: only when GPUs are probed",
     ("ember.cli", "ember"): "`ember status`/`memory` only: `ember start` must not pay for the API",
-    ("ember.node_cluster", "ember.node_manager"): "the node side's known circle (see above)",
 }
 
 
@@ -140,22 +133,10 @@ def test_the_walker_finds_a_circle_when_there_is_one() -> None:
     assert _circles({"a": {"b"}, "b": set()}) == []
 
 
-def test_core_has_no_import_circle_but_the_known_node_side_one() -> None:
+def test_core_has_no_import_circle() -> None:
+    """Client side and node side alike (the node services are composed, not mixed in)."""
     circles = _circles(_graph()[0])
-    unexpected = [sorted(c) for c in circles if c != KNOWN_NODE_CIRCLE]
-    assert not unexpected, f"import circles: {unexpected}"
-    client_side = {"ember.api", "ember.context", "ember.runtime", "ember.local_objects",
-                   "ember.object_ref", "ember.actor", "ember.remote_function", "ember.worker",
-                   "ember.submitter", "ember.actor_submitter", "ember.arguments"}
-    assert not any(c & client_side for c in circles)
-
-
-def test_the_known_node_circle_allowance_is_still_needed() -> None:
-    """Remove KNOWN_NODE_CIRCLE (and its inner import) once the node side is untangled."""
-    circles = _circles(_graph()[0])
-    if KNOWN_NODE_CIRCLE not in circles:
-        pytest.fail("the node side's import circle is gone: drop KNOWN_NODE_CIRCLE and its "
-                    "ALLOWED_INNER_IMPORTS entry from this test")
+    assert not circles, f"import circles: {[sorted(c) for c in circles]}"
 
 
 def test_imports_inside_functions_are_only_the_justified_ones() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ember.scheduler import LeaseQueue, ResourceLedger
+from ember.scheduler import LeaseQueue, ResourceLedger, ledger_discrepancy
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -208,3 +208,21 @@ def test_a_request_that_merely_waits_is_not_infeasible() -> None:
     queue.add("waiting", {"CPU": 1}, None)
     assert queue.grantable() == []
     assert queue.infeasible() == []
+
+
+def test_ledger_discrepancy_is_empty_while_every_allocation_is_accounted_for() -> None:
+    ledger = ResourceLedger({"CPU": 4, "GPU": 1})
+    a = ledger.try_allocate({"CPU": 2.0})
+    b = ledger.try_allocate({"CPU": 1.0, "GPU": 0.5})
+    assert ledger_discrepancy(ledger, [a, b]) == {}
+    ledger.lend_cpus(a)  # a blocked task's CPUs count as free, not twice
+    assert ledger_discrepancy(ledger, [a, b]) == {}
+    ledger.release(a)
+    assert ledger_discrepancy(ledger, [b]) == {}
+
+
+def test_ledger_discrepancy_names_a_dropped_grant() -> None:
+    ledger = ResourceLedger({"CPU": 2})
+    a = ledger.try_allocate({"CPU": 1.0})
+    ledger.try_allocate({"CPU": 1.0})  # handed out, then forgotten: the leak of issue 19
+    assert ledger_discrepancy(ledger, [a]) == {"CPU": -1.0}
