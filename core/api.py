@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+import numbers
 from typing import Any, Callable, Sequence
 
 from . import context
@@ -151,6 +153,23 @@ def _check_refs(refs: Any, what: str) -> None:
     raise TypeError(f"{what} expects an ObjectRef or a list of ObjectRefs, got {type(refs).__name__}")
 
 
+def _check_timeout(timeout: Any, what: str) -> None:
+    """``timeout`` is None (wait forever) or a non-negative number of seconds.
+
+    Raises:
+        TypeError: not a number (``"10"``, ``True``).
+        ValueError: negative or NaN.
+    """
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"{what}(timeout={timeout!r}): the timeout is a number of seconds or None "
+                        f"(wait forever), got {type(timeout).__name__}; e.g. timeout=10")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"{what}(timeout={timeout!r}): the timeout must be a non-negative number of "
+                         "seconds, or None to wait forever")
+
+
 def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
     """Wait for and return the value(s) of ``object_refs``.
 
@@ -159,8 +178,10 @@ def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None =
     Raises:
         TaskError: the task raised (also an instance of the user's exception class).
         GetTimeoutError: ``timeout`` seconds passed first.
-        TypeError: the argument is not a ref or a list of refs.
+        TypeError: the argument is not a ref or a list of refs, or ``timeout`` is no number.
+        ValueError: ``timeout`` is negative or NaN.
     """
+    _check_timeout(timeout, "ember.get")
     if isinstance(object_refs, ObjectRef):
         rt = _current_for(object_refs._table)
         return rt.objects.values([object_refs.id], timeout)[0]
@@ -211,8 +232,11 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     Both lists keep the order of ``object_refs``.
 
     Raises:
-        ValueError: ``num_returns`` exceeds the number of refs, or duplicates were passed.
+        ValueError: ``num_returns`` exceeds the number of refs, duplicates were passed, or
+            ``timeout`` is negative or NaN.
+        TypeError: ``timeout`` is not a number.
     """
+    _check_timeout(timeout, "ember.wait")
     if not isinstance(object_refs, (list, tuple)):
         _check_refs(object_refs, "ember.wait")
     rt = context.runtime()

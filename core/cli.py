@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -38,10 +39,23 @@ def _token_for_join(args: argparse.Namespace) -> bytes:
                          "EMBER_TOKEN") from e
 
 
+def _raise_fd_limit() -> None:
+    """Raise this process's soft open-file limit to the hard one (the node manager inherits
+    it): every driver, worker and peer is a connection, and 1,024 is easily reached."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # e.g. above the kernel's nr_open: keep the soft limit
+
+
 def _start(args: argparse.Namespace) -> int:
     if args.head == bool(args.address):
         print("ember start: give either --head or --address HOST:PORT", file=sys.stderr)
         return 2
+    _raise_fd_limit()
     resources = json.loads(args.resources) if args.resources else None
     shape = node_resources(args.num_cpus, args.num_gpus, resources, args.object_store_memory)
     try:

@@ -15,12 +15,15 @@ tested with plain calls; ``MemoryMonitor`` is the thread that feeds it real numb
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
 import psutil
+
+log = logging.getLogger("ember.memory_monitor")
 
 #: Fraction of the node's memory in use above which a worker is killed (Ray's default).
 DEFAULT_USAGE_THRESHOLD = 0.95
@@ -87,8 +90,48 @@ class MemoryPolicy:
             self.outstanding = None
 
 
+class _Meminfo:
+    """/proc/meminfo opened once and re-read with pread: reading memory must keep working
+    when the process is out of file descriptors (opening it anew then raised EMFILE and
+    the monitor thread died for good, issue 19)."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Open it now (the monitor does at start, before any client can use up fds)."""
+        with self._lock:
+            if self._fd is None:
+                try:
+                    self._fd = os.open("/proc/meminfo", os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    pass  # not Linux (or no fd right now): psutil below
+
+    def read(self) -> MemoryUsage | None:
+        self.open()
+        with self._lock:
+            if self._fd is None:
+                return None
+            text = os.pread(self._fd, 1 << 14, 0).decode("ascii", "replace")
+        fields = {}
+        for line in text.splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("MemTotal", "MemAvailable"):
+                fields[name] = int(rest.split()[0]) * 1024
+        if len(fields) < 2:
+            return None
+        return MemoryUsage(fields["MemTotal"] - fields["MemAvailable"], fields["MemTotal"])
+
+
+_MEMINFO = _Meminfo()
+
+
 def read_usage() -> MemoryUsage:
     """The node's memory in use: total minus what the kernel could hand out (page cache is free)."""
+    usage = _MEMINFO.read()
+    if usage is not None:
+        return usage
     vm = psutil.virtual_memory()
     return MemoryUsage(vm.total - vm.available, vm.total)
 
@@ -116,13 +159,21 @@ class MemoryMonitor:
         self._read = read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="ember-memory-monitor")
+        _MEMINFO.open()
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.refresh_s):
-            self._check(self._read())
+            try:
+                self._check(self._read())
+                failing = False
+            except Exception:  # e.g. out of fds: keep watching, say so once per spell
+                if not failing:
+                    log.exception("the memory monitor could not read memory use; retrying")
+                failing = True
 
     def stop(self) -> None:
         self._stop.set()

@@ -236,3 +236,33 @@ def test_get_actor_of_an_unknown_name_is_a_value_error(ember_local) -> None:
     with pytest.raises(ValueError, match="non-empty"):
         ember.get_actor("")
     _still_works()
+
+
+# --- timeouts (issue 19) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout, error", [("x", TypeError), (True, TypeError), (-1, ValueError),
+                                            (float("nan"), ValueError)])
+def test_get_and_wait_refuse_a_timeout_that_is_not_a_non_negative_number(ember_local, timeout,
+                                                                          error) -> None:
+    ref = add.remote(1, 2)
+    with pytest.raises(error, match="timeout"):
+        ember.get(ref, timeout=timeout)
+    with pytest.raises(error, match="timeout"):
+        ember.wait([ref], timeout=timeout)
+    assert ember.get(ref, timeout=0.0 + 20) == 3
+    _still_works()
+
+
+@ember.remote(max_retries=0)
+def raises_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def test_a_task_raising_keyboard_interrupt_is_a_task_error_not_a_cancellation(ember_local) -> None:
+    """Nothing cancelled it: the task failed with the user's exception."""
+    with pytest.raises(TaskError) as info:
+        ember.get(raises_keyboard_interrupt.remote(), timeout=20)
+    assert not isinstance(info.value, ember.exceptions.TaskCancelledError)
+    assert "KeyboardInterrupt" in str(info.value)
+    _still_works()
