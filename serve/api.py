@@ -93,7 +93,7 @@ def _kill_controller(controller: Any) -> None:
 
 
 def run(target: Application, *, name: str = "default", route_prefix: str | None = "/",
-        blocking: bool = False, _blocking_timeout_s: float | None = None, **_kwargs: Any) -> DeploymentHandle:
+        blocking: bool = False, **_kwargs: Any) -> DeploymentHandle:
     """Deploy (or update) an application and return a handle to its ingress deployment.
 
     Args:
@@ -143,9 +143,7 @@ def run(target: Application, *, name: str = "default", route_prefix: str | None 
     if blocking:
         try:
             while True:
-                time.sleep(1.0 if _blocking_timeout_s is None else min(1.0, _blocking_timeout_s))
-                if _blocking_timeout_s is not None:
-                    break
+                time.sleep(1.0)
         except KeyboardInterrupt:
             shutdown()
     return handle
