@@ -1,6 +1,6 @@
 """SAC: soft actor-critic with twin Q critics, Polyak-averaged targets and a learned temperature.
 
-Sampling and replay follow DQN's loop (ember.rl.algorithms.dqn.OffPolicyAlgorithm);
+Sampling and replay follow DQN's loop (ember.rl.off_policy.OffPolicyAlgorithm);
 until ``num_steps_sampled_before_learning_starts`` the runners act uniformly at random.
 """
 
@@ -19,7 +19,7 @@ from ..config import AlgorithmConfig
 from ..errors import RLConfigError
 from ..learner import Batch, Learner, adam, soft_update
 from ..models import SACModule, flat_dim
-from .dqn import OffPolicyAlgorithm
+from ..off_policy import OffPolicyAlgorithm
 
 
 class SACConfig(AlgorithmConfig):
