@@ -61,12 +61,55 @@ class ObjectRef:
         return self.future().__await__()
 
     def future(self) -> "asyncio.Future":
-        """An asyncio future resolving to the value (for ``await ref`` in async actors)."""
+        """An asyncio future resolving to the value (for ``await ref`` in async actors).
+
+        The runtime's readiness callback resolves it on the loop: awaiting costs no thread
+        and no blocked/unblocked messages to the node manager, so an async actor can have
+        any number of awaits pending. Only a value that still has to be mapped from the
+        store (or rebuilt) is read on the default executor, where that may block.
+        """
         # Imported here: asyncio costs ~10 ms, and ``import ember`` must not pay it for the
         # drivers that never await a ref.
         import asyncio
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(None, _get_one, self)
+        fut = loop.create_future()
+        objects = context.runtime().objects
+
+        def ready(_oid: ObjectID) -> None:
+            loop.call_soon_threadsafe(_resolve, fut, self, loop)
+
+        if not objects.on_ready(self.id, ready):
+            _resolve(fut, self, loop)
+        return fut
+
+
+def _resolve(fut: "asyncio.Future", ref: ObjectRef, loop: "asyncio.AbstractEventLoop") -> None:
+    """Settle ``fut`` with the ready ``ref``'s value (on the loop's thread)."""
+    if fut.done():  # cancelled while waiting
+        return
+    entry = context.runtime().objects.objects.get(ref.id)
+    local = entry is not None and (entry.error is not None or entry.inline is not None
+                                   or entry.segment is not None)
+    if not local:
+        _chain(loop.run_in_executor(None, _get_one, ref), fut)
+        return
+    try:
+        fut.set_result(_get_one(ref))
+    except BaseException as e:  # the task's error (or a lost object) is the await's
+        fut.set_exception(e)
+
+
+def _chain(source: "asyncio.Future", fut: "asyncio.Future") -> None:
+    def copy(src: "asyncio.Future") -> None:
+        if fut.done():
+            return
+        if src.cancelled():
+            fut.cancel()
+        elif src.exception() is not None:
+            fut.set_exception(src.exception())
+        else:
+            fut.set_result(src.result())
+    source.add_done_callback(copy)
 
 
 def _get_one(ref: ObjectRef) -> Any:

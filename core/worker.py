@@ -305,7 +305,10 @@ class Worker:
             current_task.set(self._context(spec))
             try:
                 method = getattr(self.actor, spec.method)
-                args, kwargs = await asyncio.to_thread(self._load_args, spec)
+                if _all_inline(spec):  # nothing to fetch: no thread hop
+                    args, kwargs = self._load_args(spec)
+                else:
+                    args, kwargs = await asyncio.to_thread(self._load_args, spec)
                 result = method(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
@@ -313,6 +316,11 @@ class Worker:
             except BaseException as e:  # whatever happened travels to the caller
                 outcome = self._outcome_of(spec, e)
             self._finish(conn, spec, outcome)
+
+
+def _all_inline(spec: p.TaskSpec) -> bool:
+    """Whether a call's arguments all travelled inline (loading them cannot block)."""
+    return not isinstance(spec.payload, tuple) and all(kind == "inline" for kind, _ in spec.deps)
 
 
 def _nones(num_returns: int) -> Any:
