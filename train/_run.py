@@ -36,18 +36,18 @@ from ._progress import RunProgress
 from ._result import Result
 from ._session import TrainContext, current_session, in_session
 from ._storage import CHECKPOINT_DIR_FORMAT, CheckpointManager, ResultLog, StorageContext
-from ._worker import WorkerStart
+from ._worker import POLL_S, WorkerStart
 from ._worker_group import GroupCallError, WorkerGroup, WorkerInfo
 from .errors import TrainingFailedError, WorkerFailure
 
 logger = logging.getLogger(__name__)
 
-#: After a rank fails, how long the other ranks' events are still taken: reports they
-#: made before the failure complete their rounds, and their own failures are recorded.
-FAILURE_GRACE_S = 0.5
+#: After a rank fails, the longest wait for the other ranks to be drained (their pending
+#: call returns within the worker's POLL_S, then one more call collects their queue).
+DRAIN_TIMEOUT_S = POLL_S + 5.0
 #: When the only failures seen are collective errors (a rank whose peer died fails in its
 #: collective), how long to wait for the peer's own failure, which is the root cause.
-COLLECTIVE_GRACE_S = 2.0
+COLLECTIVE_GRACE_S = max(2.0, DRAIN_TIMEOUT_S)
 #: Written in the run folder; what ``restore`` needs besides the trainer itself.
 STATE_FILE = "trainer_state.json"
 #: Words in the errors a rank raises when a *peer* left a collective.
@@ -309,17 +309,25 @@ class TrainRun:
     # -- following a running group -------------------------------------------------------
 
     def _follow(self, group: WorkerGroup, attempt: int) -> list[WorkerFailure]:
+        """Take every rank's events until all finish, or until a failure ends the group.
+
+        After the first failure each other rank is drained once: when its pending call
+        returns, one more call, made after the failure was seen, collects whatever it
+        had queued by then. So a report a healthy rank made before its peer failed always
+        counts, however late its delivery; then the group is stopped.
+        """
         by_ref = {w.actor.next_events.remote(): w for w in group.workers}
+        drains: set[Any] = set()
         done: set[int] = set()
         rounds: dict[int, _Round] = {}
         next_round = 0
         failures: list[WorkerFailure] = []
-        grace_deadline: float | None = None
+        deadline: float | None = None
         while by_ref:
-            timeout = None if grace_deadline is None else max(0.0, grace_deadline - time.monotonic())
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _ = ember.wait(list(by_ref), num_returns=1, timeout=timeout)
             if not ready:
-                break  # grace period over: the others are still running; they get killed
+                break  # past the deadline: the ranks still running are stopped with the group
             for ref in ready:
                 worker = by_ref.pop(ref)
                 try:
@@ -327,39 +335,49 @@ class TrainRun:
                 except EmberError as exc:
                     failures.append(self._failure_of(worker, exc, attempt))
                     continue
-                ended = False
-                for event in events:
-                    if event[0] == "report":
-                        _, index, metrics, staged = event
-                        entry = rounds.setdefault(index, _Round())
-                        entry.metrics[worker.rank] = metrics
-                        if staged:
-                            entry.staged[worker.rank] = staged
-                    elif event[0] == "done":
-                        done.add(worker.rank)
-                        ended = True
-                    elif event[0] == "error":
-                        _, exc, cause, text, _when = event
-                        failures.append(WorkerFailure(
-                            rank=worker.rank, node_id=worker.node_id, node_ip=worker.node_ip,
-                            pid=worker.pid, kind="raised", exit_cause=cause,
-                            traceback=text, error=exc, attempt=attempt))
-                        ended = True
-                if not ended:
+                ended = self._take_events(worker, events, rounds, done, failures, attempt)
+                if ended or ref in drains:
+                    continue
+                if failures:
+                    drain = worker.actor.next_events.remote(0.0)
+                    drains.add(drain)
+                    by_ref[drain] = worker
+                else:
                     by_ref[worker.actor.next_events.remote()] = worker
             # Rounds every rank completed count, even when a rank failed right after.
             next_round = self._record_rounds(rounds, next_round, done, len(group.workers))
-            if failures:
-                if grace_deadline is None:
-                    collective_only = all(_is_collective_error(f) for f in failures)
-                    grace_deadline = time.monotonic() + (
-                        COLLECTIVE_GRACE_S if collective_only else FAILURE_GRACE_S)
-                elif not all(_is_collective_error(f) for f in failures):
-                    grace_deadline = min(grace_deadline, time.monotonic() + FAILURE_GRACE_S)
+            if failures and deadline is None:
+                collective_only = all(_is_collective_error(f) for f in failures)
+                deadline = time.monotonic() + (COLLECTIVE_GRACE_S if collective_only
+                                               else DRAIN_TIMEOUT_S)
         if failures:
             return _mark_root_cause(failures)
         self._record_rounds(rounds, next_round, done, len(group.workers), final=True)
         return []
+
+    def _take_events(self, worker: WorkerInfo, events: list[tuple[Any, ...]],
+                     rounds: dict[int, _Round], done: set[int],
+                     failures: list[WorkerFailure], attempt: int) -> bool:
+        """Fold one rank's events into the rounds; True once the rank's loop ended."""
+        ended = False
+        for event in events:
+            if event[0] == "report":
+                _, index, metrics, staged = event
+                entry = rounds.setdefault(index, _Round())
+                entry.metrics[worker.rank] = metrics
+                if staged:
+                    entry.staged[worker.rank] = staged
+            elif event[0] == "done":
+                done.add(worker.rank)
+                ended = True
+            elif event[0] == "error":
+                _, exc, cause, text, _when = event
+                failures.append(WorkerFailure(
+                    rank=worker.rank, node_id=worker.node_id, node_ip=worker.node_ip,
+                    pid=worker.pid, kind="raised", exit_cause=cause, traceback=text,
+                    error=exc, attempt=attempt))
+                ended = True
+        return ended
 
     def _failure_of(self, worker: WorkerInfo, exc: BaseException, attempt: int) -> WorkerFailure:
         if isinstance(exc, TaskError):

@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,7 +40,8 @@ class StorageContext:
         self.run_path = f"{root.rstrip('/')}/{name}"
         try:
             self.filesystem.create_dir(self.run_path, recursive=True)
-            probe = f"{self.run_path}/.write_probe"
+            # A name of its own: every rank that stages a checkpoint probes the same folder.
+            probe = f"{self.run_path}/.write_probe_{uuid.uuid4().hex}"
             with self.filesystem.open_output_stream(probe) as stream:
                 stream.write(b"ok")
             self.filesystem.delete_file(probe)

@@ -39,8 +39,9 @@ from ._storage import StorageContext
 #: At most this many reports wait for the driver before ``report`` blocks (backpressure:
 #: a loop far ahead of a stalled driver must not buffer without bound).
 MAX_QUEUED_EVENTS = 1024
-#: How long one ``next_events`` call waits for an event before answering with none.
-POLL_S = 5.0
+#: How long one ``next_events`` call waits for an event before answering with none
+#: (bounds how long the driver waits to drain a healthy rank after another one failed).
+POLL_S = 1.0
 
 Event = tuple[Any, ...]
 
