@@ -77,6 +77,8 @@ class WorkerService:
             elif self.leases.end_lease(record.lease_id) is not None:
                 # e.g. its __init__ raised: the actor died first
                 self.leases.schedule()
+        if record.exit_detail:
+            self.ctx.pool.retire(record)
 
     def on_worker_exit(self, pid: int, detail: str) -> None:
         """The fork server reaped ``pid`` (its thread; takes the lock)."""
@@ -94,9 +96,11 @@ class WorkerService:
                 record.state = "dead"
                 self._not_starting(record)
                 self.ensure_workers(record.job_id)
+            if record.state == "dead":  # its connection is gone too
+                self.ctx.pool.retire(record)
 
     def on_get_worker_exit(self, client: Client, msg: p.GetWorkerExit) -> None:
-        record = self.ctx.pool.workers.get(msg.worker_id)
+        record = self.ctx.pool.lookup(msg.worker_id)
         if record is None:
             self.ctx.reply(client, msg.rid, False, ValueError("unknown worker"))
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -12,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ._types import Address, JobID, WorkerID
+
+#: How many exited workers' records are kept for late questions about how they ended.
+_EXITED_KEPT = 4096
 
 
 @dataclass
@@ -48,6 +52,10 @@ class WorkerPool:
                  on_exit: Callable[[int, str], None]) -> None:
         self.session_dir = session_dir
         self.workers: dict[WorkerID, WorkerRecord] = {}
+        #: Workers that exited and whose connection is gone, oldest first and bounded: kept
+        #: only so that a late GetWorkerExit still learns how they ended (a node serving
+        #: drivers for weeks must not keep a record per worker it ever started).
+        self.exited: collections.OrderedDict[WorkerID, WorkerRecord] = collections.OrderedDict()
         self.by_pid: dict[int, WorkerRecord] = {}
         self._on_exit = on_exit
         self._lock = threading.Lock()
@@ -69,6 +77,17 @@ class WorkerPool:
             self._proc.stdin.flush()
         return record
 
+    def retire(self, record: WorkerRecord) -> None:
+        """Forget a worker that exited and disconnected (kept in ``exited`` for a while)."""
+        if self.workers.pop(record.worker_id, None) is not None:
+            self.exited[record.worker_id] = record
+            while len(self.exited) > _EXITED_KEPT:
+                self.exited.popitem(last=False)
+
+    def lookup(self, worker_id: WorkerID) -> WorkerRecord | None:
+        """A live worker, or one that exited recently."""
+        return self.workers.get(worker_id) or self.exited.get(worker_id)
+
     def _read_events(self) -> None:
         for raw in self._proc.stdout:
             kind, _, rest = raw.decode().strip().partition(" ")
@@ -80,6 +99,11 @@ class WorkerPool:
                 if record is not None:
                     record.pid = int(pid)
                     self.by_pid[int(pid)] = record
+                    if record.killed:
+                        # Killed before its pid was known (its job ended while it was
+                        # starting): the signal could not be sent then. Without this it
+                        # registered later and idled forever, one process per short job.
+                        self.kill(record)
             elif kind == "exited":
                 pid_s, detail = rest.split(" ", 1)
                 self._on_exit(int(pid_s), json.loads(detail))

@@ -45,6 +45,17 @@ def assert_idle_and_sound(head: Head) -> None:
     cpus = json.loads(done.stdout.strip().splitlines()[-1])
     assert cpus["free"] == cpus["total"], f"CPUs leaked with no driver left: {cpus}"
     assert "ledger invariant violated" not in head.log_text()
+    # No worker outlives its job (one killed while starting used to idle forever).
+    wait_for(lambda: not _workers_of(head), timeout_s=20, what="every worker of the ended jobs to exit")
+
+
+def _workers_of(head: Head) -> list[psutil.Process]:
+    """Worker processes of the head: the fork server's children."""
+    try:
+        fork_servers = psutil.Process(head.pid).children()
+        return [w for f in fork_servers for w in f.children() if w.status() != psutil.STATUS_ZOMBIE]
+    except psutil.Error:
+        return []
 
 
 @pytest.fixture(scope="module")
