@@ -562,6 +562,8 @@ class Server:
                 self._close(peer, "")
         except ProtocolViolation as e:
             self._close(peer, f"protocol violation: {e}")
+        except ConnectionResetError:
+            self._close(peer, "")  # a killed process: as ordinary as a clean close
         except OSError as e:
             self._close(peer, f"connection error: {e}")
 
