@@ -183,6 +183,8 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
     def cell(engine: str, workload: str, key: str, digits: int = 1) -> tuple[str, Any]:
         value = results.get(engine, {}).get(workload, {}).get(key)
+        if value is not None and 0 < abs(value) < 10:
+            digits = max(digits, 2)  # Ray's trivial rate is well under 1 trial/s
         return ("n/a" if value is None else f"{value:,.{digits}f}"), value
 
     rows = [("trivial", "200 trivial trials, 1 report each", "trials/s", "trials_per_s",
