@@ -135,10 +135,15 @@ def respill_target(shape: ResourceShape, strategy: Strategy, here: NodeID, free_
     ``choose_node`` would; one that would merely queue there keeps waiting here, so that
     whichever node has room first (an autoscaler's new node, say) takes it. Without this,
     a burst queued on one busy node never reaches the nodes started for it.
+    A request with node affinity never moves: it waits on the node it named (soft
+    affinity falls back only when that node is gone or can never fit, which
+    ``choose_node`` decided when it arrived).
     Returns the target's TCP address, or None to keep waiting here.
     """
     if fits(free_here, shape):
         return None  # granted here as soon as its turn comes
+    if strategy is not None and strategy[0] == "NODE_AFFINITY":
+        return None
     choice = choose_node(shape, strategy, here, free_here, cluster_view, totals_here=totals_here,
                          spread_turn=spread_turn)
     if not isinstance(choice, There):

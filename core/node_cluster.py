@@ -133,7 +133,7 @@ class ClusterService:
             if requester is not None and requester[0].kind == "submitter":
                 continue  # sent here on purpose (its arguments live here, or a spillback)
             self.leases.spread_turn += 1
-            target = respill_target(pending.shape, actor.spec.request.strategy if actor else None,
+            target = respill_target(pending.shape, pending.strategy,
                                     ctx.node_id, ctx.ledger.available, ctx.view.nodes,
                                     totals_here=ctx.ledger.totals, spread_turn=self.leases.spread_turn)
             if target is None:

@@ -105,7 +105,8 @@ class LeaseService:
                 return
         key = (client.worker_id, msg.rid)
         self.requesters[key] = (client, msg.rid)
-        self.queue.add(key, shape, normalize_shape(req.hold) if req.hold is not None else None)
+        self.queue.add(key, shape, normalize_shape(req.hold) if req.hold is not None else None,
+                       req.strategy)
         self.schedule()
 
     def spill_target(self, shape: ResourceShape, strategy: Any) -> str | EmberError | None:
@@ -124,7 +125,8 @@ class LeaseService:
 
     def add_actor_request(self, actor_id: ActorID, request: p.SchedulingRequest) -> None:
         self.queue.add(("actor", actor_id), normalize_shape(request.shape),
-                       normalize_shape(request.hold) if request.hold is not None else None)
+                       normalize_shape(request.hold) if request.hold is not None else None,
+                       request.strategy)
         self.schedule()
 
     def on_return_lease(self, client: Client, msg: p.ReturnLease) -> None:

@@ -153,6 +153,8 @@ class PendingLease:
     hold: ResourceShape | None
     seq: int
     warned: bool = False
+    #: The request's scheduling strategy (None: default), for decisions to move it.
+    strategy: Any = None
 
 
 class LeaseQueue:
@@ -164,8 +166,9 @@ class LeaseQueue:
         self._pending: list[PendingLease] = []
         self._seq = itertools.count()
 
-    def add(self, key: Any, shape: ResourceShape, hold: ResourceShape | None) -> PendingLease:
-        pending = PendingLease(key, shape, hold, next(self._seq))
+    def add(self, key: Any, shape: ResourceShape, hold: ResourceShape | None,
+            strategy: Any = None) -> PendingLease:
+        pending = PendingLease(key, shape, hold, next(self._seq), strategy=strategy)
         self._pending.append(pending)
         return pending
 

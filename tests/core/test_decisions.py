@@ -143,6 +143,15 @@ def test_a_queued_request_waits_here_rather_than_queue_on_a_busy_node() -> None:
     assert respill_target({"CPU": 1.0}, None, A, {"CPU": 0.0}, busy, totals_here={"CPU": 0.0}) is None
 
 
+def test_a_queued_request_with_node_affinity_stays_where_it_asked_to_run() -> None:
+    """A busy node keeps its affinity requests even when another node has room now."""
+    view = _cluster(a_free=0.0)
+    for soft in (False, True):
+        assert respill_target({"CPU": 1.0}, ("NODE_AFFINITY", A.hex(), soft), A, {"CPU": 0.0}, view,
+                              totals_here={"CPU": 2.0}) is None
+    assert respill_target({"CPU": 1.0}, None, A, {"CPU": 0.0}, view, totals_here={"CPU": 2.0}) is not None
+
+
 # --- actor_may_restart ----------------------------------------------------------------
 
 
