@@ -164,7 +164,8 @@ class Tuner:
         trainable: a function ``f(config)`` that calls ``tune.report``, a
             ``tune.Trainable`` subclass, an ember.train Trainer, or a registered name.
         param_space: the search space (constants, ``tune.uniform(...)``,
-            ``tune.grid_search([...])``, nested dicts and lists).
+            ``tune.grid_search([...])``, nested dicts and lists), or an ember.rl
+            ``AlgorithmConfig`` (taken as its ``to_dict()``, as RLlib users pass it).
         tune_config: how to search (``TuneConfig``).
         run_config: where results go, stopping, failures (``RunConfig``).
 
@@ -177,7 +178,7 @@ class Tuner:
         >>> grid.get_best_result().config
     """
 
-    def __init__(self, trainable: Any = None, *, param_space: dict[str, Any] | None = None,
+    def __init__(self, trainable: Any = None, *, param_space: dict[str, Any] | Any = None,
                  tune_config: TuneConfig | None = None,
                  run_config: RunConfig | None = None) -> None:
         if trainable is None:
@@ -189,6 +190,9 @@ class Tuner:
         if run_config is not None and not isinstance(run_config, RunConfig):
             raise TuneConfigError(f"Tuner(run_config={run_config!r}): pass an ember.tune "
                                   "RunConfig")
+        if param_space is not None and not isinstance(param_space, dict) \
+                and callable(getattr(param_space, "to_dict", None)):
+            param_space = param_space.to_dict()  # an AlgorithmConfig: its dict is the space
         parse_space(param_space)  # raises on an invalid or empty grid before anything runs
         self._param_space = param_space or {}
         self._tune_config = tune_config or TuneConfig()

@@ -33,3 +33,19 @@ def test_tune_sweeps_two_ppo_learning_rates(ember_local: dict, tmp_path: object)
     best = results.get_best_result()
     assert best.config["lr"] in (1e-4, 1e-3)
     assert best.metrics["env_runners"]["episode_return_mean"] == frame["env_runners/episode_return_mean"].max()
+
+
+@pytest.mark.timeout(120)
+def test_tuner_takes_an_algorithm_config_as_its_param_space(ember_local: dict,
+                                                            tmp_path: object) -> None:
+    config = (PPOConfig().environment("CartPole-v1")
+              .env_runners(num_env_runners=1, num_envs_per_env_runner=1, num_cpus_per_env_runner=0)
+              .training(train_batch_size=64, minibatch_size=32, num_epochs=1, model={"fcnet_hiddens": [8]})
+              .debugging(seed=0))
+    results = tune.Tuner(
+        "PPO", param_space=config,
+        tune_config=tune.TuneConfig(metric="env_runners/episode_return_mean", mode="max"),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="ppo_config", stop={"training_iteration": 1}),
+    ).fit()
+    assert len(results) == 1 and not results.errors
+    assert results[0].config["train_batch_size"] == 64
