@@ -101,7 +101,8 @@ class Replica:
     async def ready(self) -> bool:
         """Set up the loop side; apply ``user_config``. Returns once it can take requests."""
         loop = asyncio.get_running_loop()
-        # ``await ref`` runs a blocking get on the default executor: give it room for
+        # ``await ref`` resolves from the runtime's callback, but a value that must be
+        # mapped from the store is still read on the default executor: give it room for
         # every request this replica may have waiting on another deployment.
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(
             max(32, self.config.max_ongoing_requests * 2), thread_name_prefix="serve-await"))
