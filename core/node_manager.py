@@ -326,6 +326,7 @@ class NodeManager:
             if ctx.head is not None:
                 ctx.head.close()
             self.transfer.close()
+            self.objects.stop()
             ctx.pool.shutdown()
             with ctx.lock:
                 ctx.objects.close()

@@ -4,10 +4,15 @@
     GetObject       -> here: sealed now or when it seals; elsewhere: ObjectTransfer.pull
     AddRefs/RemoveRefs -> here, or forwarded to the ids' home node, naming the holder
     PullObject (a peer node) -> ObjectTransfer.serve_pull streams it back
+    store full -> ObjectTable picks victims (lock held) -> spill thread writes them to disk
+                  (no lock) -> finish_spill (lock held) closes their memfds
 """
 
 from __future__ import annotations
 
+import os
+import queue
+import threading
 from collections import defaultdict
 from typing import Callable
 
@@ -34,6 +39,25 @@ class ObjectService:
         self._monitor_on = monitor_on
         #: Process -> home nodes its references were forwarded to (released when it exits).
         self.forwarded: dict[bytes, set[str]] = defaultdict(set)
+        # Spilling writes to disk: never under the node lock, never on the event loop.
+        self._spills: queue.SimpleQueue[tuple[ObjectEntry, int, str] | None] = queue.SimpleQueue()
+        self._spiller = threading.Thread(target=self._spill_loop, daemon=True, name="ember-spill")
+        self._spiller.start()
+        ctx.objects.spill_later = lambda entry, fd, path: self._spills.put((entry, fd, path))
+
+    def _spill_loop(self) -> None:
+        """The spill thread (owned by this service, joined by ``stop``)."""
+        while (job := self._spills.get()) is not None:
+            entry, fd, path = job
+            ok = _write_file(fd, path, entry.size)
+            os.close(fd)
+            with self.ctx.lock:
+                self.ctx.objects.finish_spill(entry, path, ok)
+
+    def stop(self) -> None:
+        self._spills.put(None)
+        if self._spiller is not threading.current_thread():
+            self._spiller.join(5)
 
     def handlers(self) -> Handlers:
         return {p.PutObject: self.on_put_object, p.GetObject: self.on_get_object,
@@ -146,3 +170,22 @@ class ObjectService:
         if actor is not None:
             return f"actor {actor.spec.class_name} (its constructor arguments)"
         return f"{holder.hex()[:12]}… (gone)"
+
+
+def _write_file(fd: int, path: str, size: int) -> bool:
+    """Copy ``size`` bytes of ``fd`` to a new file at ``path`` (sendfile); False on failure."""
+    try:
+        with open(path, "wb") as out:
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(out.fileno(), fd, offset, size - offset)
+                if sent == 0:
+                    raise OSError("the object's segment ended early")
+                offset += sent
+        return True
+    except OSError:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        return False

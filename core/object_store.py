@@ -40,6 +40,9 @@ class ObjectEntry:
     last_access: float = 0.0
     #: Path of the on-disk copy while the object is spilled (fd == -1 then).
     spilled_path: str | None = None
+    #: Being written to disk outside the node's lock: counted as spilled already, still
+    #: served from ``fd`` until the write finishes (``finish_spill``).
+    spilling: bool = False
 
 
 class ObjectTable:
@@ -55,6 +58,10 @@ class ObjectTable:
         self._held_by: dict[bytes, set[bytes]] = defaultdict(set)
         #: Called with an id whose last holder went away and that is not an object here.
         self.on_unreferenced: Callable[[bytes], None] = lambda _id: None
+        #: Called (lock held) with an entry to write to disk, a dup of its fd and the path;
+        #: the caller writes it without the lock and then calls ``finish_spill``. None:
+        #: spill synchronously (plain-call use without a node manager).
+        self.spill_later: Callable[[ObjectEntry, int, str], None] | None = None
 
     # --- objects ---------------------------------------------------------------------
 
@@ -161,6 +168,9 @@ class ObjectTable:
             if entry.spilled_path is not None:
                 os.remove(entry.spilled_path)
                 self.spilled_bytes -= entry.size
+            elif entry.spilling:  # the writer removes its file when it finishes
+                os.close(entry.fd)
+                self.spilled_bytes -= entry.size
             else:
                 os.close(entry.fd)
                 self.used_bytes -= entry.size
@@ -177,7 +187,8 @@ class ObjectTable:
         if size > self.capacity_bytes:
             return False
         victims = sorted((e for e in self.objects.values()
-                          if e.state == "sealed" and e.spilled_path is None and e.object_id != keep),
+                          if e.state == "sealed" and e.spilled_path is None and not e.spilling
+                          and e.object_id != keep),
                          key=lambda e: (self._holders.get(e.object_id) != {CACHE_HOLDER}, e.last_access))
         for victim in victims:
             if self._holders.get(victim.object_id) == {CACHE_HOLDER}:
@@ -193,6 +204,14 @@ class ObjectTable:
     def _spill(self, entry: ObjectEntry) -> None:
         # Readers that mapped the segment keep their pages; new readers get a restored copy.
         path = os.path.join(self.spill_dir, entry.object_id.hex())
+        if self.spill_later is not None:
+            # Written to disk by the node manager's spill thread, not under its lock: the
+            # room counts as made now (the pages go once the write is done).
+            entry.spilling = True
+            self.used_bytes -= entry.size
+            self.spilled_bytes += entry.size
+            self.spill_later(entry, os.dup(entry.fd), path)
+            return
         with open(path, "wb") as out:
             offset = 0
             while offset < entry.size:
@@ -201,6 +220,20 @@ class ObjectTable:
         entry.fd, entry.spilled_path = -1, path
         self.used_bytes -= entry.size
         self.spilled_bytes += entry.size
+
+    def finish_spill(self, entry: ObjectEntry, path: str, ok: bool) -> None:
+        """The spill thread wrote ``entry`` to ``path`` (``ok``) or failed (lock held)."""
+        if self.objects.get(entry.object_id) is not entry or not entry.spilling:
+            if ok:
+                os.remove(path)  # freed while it was being written
+            return
+        entry.spilling = False
+        if ok:
+            os.close(entry.fd)
+            entry.fd, entry.spilled_path = -1, path
+        else:  # still in memory after all
+            self.spilled_bytes -= entry.size
+            self.used_bytes += entry.size
 
     def _restore(self, entry: ObjectEntry) -> None:
         # Restore even if nothing more can be spilled: a reader is waiting, and being
@@ -225,7 +258,7 @@ class ObjectTable:
             "used_bytes": self.used_bytes,
             "num_objects": len(sealed),
             "spilled_bytes": self.spilled_bytes,
-            "num_spilled": sum(1 for e in sealed if e.spilled_path is not None),
+            "num_spilled": sum(1 for e in sealed if e.spilled_path is not None or e.spilling),
             "largest": [(e.object_id.hex(), e.size, sorted(h.hex() for h in self.holders_of(e.object_id)))
                         for e in largest],
             "largest_objects": [{"object_id": e.object_id.hex(), "size_bytes": e.size,
