@@ -168,6 +168,7 @@ class PlacementService:
             return False
         self.bundles[pg_id] = (indexed, allocs)
         self.ctx.ledger.add_resources(bundle_resources(pg_id.hex(), indexed))
+        self.ctx.ledger.bind_group_gpus(pg_id.hex(), [(i, a) for (i, _), a in zip(indexed, allocs)])
         return True
 
     def release_bundles(self, pg_id: bytes) -> None:
@@ -184,6 +185,7 @@ class PlacementService:
             else:
                 ctx.pool.kill(lease.worker)
         indexed, allocs = share
+        ctx.ledger.unbind_group_gpus(suffix)
         for alloc in allocs:
             ctx.ledger.release(alloc)
         ctx.ledger.remove_resources(bundle_resources(suffix, indexed))

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._types import ResourceShape
-from .resources import covers, fits, fits_ever, is_group_resource, is_positive
+from .resources import (belongs_to_group, covers, fits, fits_ever, group_resource, is_group_resource,
+                        is_positive)
 
 
 @dataclass
@@ -23,6 +24,9 @@ class Allocation:
     gpu_fractions: dict[int, float] = field(default_factory=dict)
     #: CPUs currently lent out because the lease's task is blocked in get/wait.
     lent_cpus: float = 0.0
+    #: The placement group (hex id) whose reserved devices ``gpu_fractions`` came from;
+    #: None when they came from the node's free devices.
+    gpu_group: str | None = None
 
 
 class ResourceLedger:
@@ -34,6 +38,12 @@ class ResourceLedger:
         n_gpus = int(self.totals.get("GPU", 0))
         #: Free fraction of each GPU id; the sum equals available["GPU"].
         self.gpu_free = {i: 1.0 for i in range(n_gpus)}
+        #: Devices reserved by placed groups: group hex id -> free fraction per device id.
+        #: A request inside a bundle draws its device ids from here, not from gpu_free
+        #: (the bundle's reservation already took them from gpu_free).
+        self.group_gpu_free: dict[str, dict[int, float]] = {}
+        #: Group GPU resource name (per bundle and group-wide) -> the device ids behind it.
+        self._group_gpu_ids: dict[str, list[int]] = {}
 
     def fits_ever(self, shape: ResourceShape) -> bool:
         return fits_ever(self.totals, shape)
@@ -41,30 +51,52 @@ class ResourceLedger:
     def try_allocate(self, shape: ResourceShape) -> Allocation | None:
         if not fits(self.available, shape):
             return None
-        gpus = shape.get("GPU", 0.0)
+        group, gpus, pool = self._gpu_pool_for(shape)
         fractions: dict[int, float] = {}
         if is_positive(gpus):
-            fractions = self._pick_gpus(gpus)
+            fractions = _pick_gpus(gpus, pool)
             if not fractions:
                 return None
         for name, amount in shape.items():
             self.available[name] = self.available.get(name, 0.0) - amount
+        free = self.gpu_free if group is None else self.group_gpu_free[group]
         for gid, frac in fractions.items():
-            self.gpu_free[gid] -= frac
-        return Allocation(dict(shape), sorted(fractions), fractions)
+            free[gid] -= frac
+        return Allocation(dict(shape), sorted(fractions), fractions, gpu_group=group)
 
-    def _pick_gpus(self, gpus: float) -> dict[int, float]:
-        if not covers(gpus, 1.0):
-            # Pack fractional requests onto the fullest device that still fits,
-            # leaving whole devices free for whole-GPU requests.
-            fitting = [g for g, free in self.gpu_free.items() if covers(free, gpus)]
-            if not fitting:
-                return {}
-            best = min(fitting, key=lambda g: (self.gpu_free[g], g))
-            return {best: gpus}
-        whole = [g for g, free in self.gpu_free.items() if covers(free, 1.0)]
-        need = int(round(gpus))
-        return {g: 1.0 for g in whole[:need]} if len(whole) >= need else {}
+    def _gpu_pool_for(self, shape: ResourceShape) -> tuple[str | None, float, dict[int, float]]:
+        """(group, GPUs asked, free fraction per candidate device) for a request.
+
+        A request rewritten onto a group's bundle asks for ``GPU_group_...`` rather than
+        ``GPU``; its devices are the ones that bundle reserved (the narrowest view wins:
+        an indexed request names both its bundle and the group).
+        """
+        named = [n for n in shape if n in self._group_gpu_ids and is_positive(shape[n])]
+        if not named:
+            return None, shape.get("GPU", 0.0), self.gpu_free
+        name = min(named, key=lambda n: len(self._group_gpu_ids[n]))
+        group = name.rsplit("_", 1)[1]
+        free = self.group_gpu_free[group]
+        return group, shape[name], {g: free[g] for g in self._group_gpu_ids[name]}
+
+    def bind_group_gpus(self, pg_hex: str, bundles: list[tuple[int, Allocation]]) -> None:
+        """Remember which devices each reserved bundle of group ``pg_hex`` holds, so a task
+        or actor placed in the bundle is given exactly those ids (CUDA_VISIBLE_DEVICES)."""
+        free: dict[int, float] = {}
+        for index, alloc in bundles:
+            if alloc.gpu_fractions:
+                self._group_gpu_ids[group_resource("GPU", pg_hex, index)] = sorted(alloc.gpu_fractions)
+            for gid, frac in alloc.gpu_fractions.items():
+                free[gid] = free.get(gid, 0.0) + frac
+        if free:
+            self._group_gpu_ids[group_resource("GPU", pg_hex)] = sorted(free)
+            self.group_gpu_free[pg_hex] = free
+
+    def unbind_group_gpus(self, pg_hex: str) -> None:
+        """The group's share is given back: its devices are no longer a separate pool."""
+        self.group_gpu_free.pop(pg_hex, None)
+        for name in [n for n in self._group_gpu_ids if belongs_to_group(n, pg_hex)]:
+            del self._group_gpu_ids[name]
 
     def release(self, alloc: Allocation) -> None:
         for name, amount in alloc.shape.items():
@@ -74,8 +106,12 @@ class ResourceLedger:
                 amount -= alloc.lent_cpus
             self.available[name] = self.available.get(name, 0.0) + amount
         alloc.lent_cpus = 0.0
+        # Devices taken inside a group go back to the group (nowhere, if it is gone: the
+        # group's own reservation returns them to the node).
+        free = self.gpu_free if alloc.gpu_group is None else self.group_gpu_free.get(alloc.gpu_group)
         for gid, frac in alloc.gpu_fractions.items():
-            self.gpu_free[gid] += frac
+            if free is not None:
+                free[gid] += frac
 
     def add_resources(self, extra: ResourceShape) -> None:
         for name, amount in extra.items():
@@ -127,6 +163,21 @@ class ResourceLedger:
         if alloc.lent_cpus > 0:
             self.available["CPU"] = self.available.get("CPU", 0.0) - alloc.lent_cpus
             alloc.lent_cpus = 0.0
+
+
+def _pick_gpus(gpus: float, free: dict[int, float]) -> dict[int, float]:
+    """Device ids (and the fraction of each) for ``gpus`` from the ``free`` fractions."""
+    if not covers(gpus, 1.0):
+        # Pack fractional requests onto the fullest device that still fits,
+        # leaving whole devices free for whole-GPU requests.
+        fitting = [g for g, left in free.items() if covers(left, gpus)]
+        if not fitting:
+            return {}
+        best = min(fitting, key=lambda g: (free[g], g))
+        return {best: gpus}
+    whole = [g for g, left in free.items() if covers(left, 1.0)]
+    need = int(round(gpus))
+    return {g: 1.0 for g in whole[:need]} if len(whole) >= need else {}
 
 
 def ledger_discrepancy(ledger: ResourceLedger, held: list[Allocation]) -> dict[str, float]:

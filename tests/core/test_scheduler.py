@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ember.scheduler import LeaseQueue, ResourceLedger, ledger_discrepancy
+from ember.resources import bundle_resources, in_bundle
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -226,3 +227,35 @@ def test_ledger_discrepancy_names_a_dropped_grant() -> None:
     a = ledger.try_allocate({"CPU": 1.0})
     ledger.try_allocate({"CPU": 1.0})  # handed out, then forgotten: the leak of issue 19
     assert ledger_discrepancy(ledger, [a]) == {"CPU": -1.0}
+
+
+def test_a_request_inside_a_bundle_gets_the_devices_that_bundle_reserved() -> None:
+    ledger = ResourceLedger({"CPU": 4, "GPU": 2})
+    allocs = ledger.reserve_bundles([{"CPU": 1, "GPU": 1}, {"CPU": 1, "GPU": 1}], "PACK")
+    assert allocs is not None and [a.gpu_ids for a in allocs] == [[0], [1]]
+    ledger.add_resources(bundle_resources("ab", [(0, {"CPU": 1, "GPU": 1}), (1, {"CPU": 1, "GPU": 1})]))
+    ledger.bind_group_gpus("ab", [(0, allocs[0]), (1, allocs[1])])
+    second = ledger.try_allocate(in_bundle({"CPU": 1, "GPU": 1}, "ab", 1))
+    first = ledger.try_allocate(in_bundle({"CPU": 1, "GPU": 1}, "ab", 0))
+    assert second is not None and second.gpu_ids == [1]
+    assert first is not None and first.gpu_ids == [0]
+    # The node's own free devices were untouched by the leases (the bundles hold them).
+    assert ledger.gpu_free == {0: 0.0, 1: 0.0}
+    ledger.release(second)
+    assert ledger.group_gpu_free["ab"] == {0: 0.0, 1: 1.0}
+    ledger.unbind_group_gpus("ab")
+    ledger.release(first)  # after the group is gone: nothing to give back to it
+    for alloc in allocs:
+        ledger.release(alloc)
+    assert ledger.gpu_free == {0: 1.0, 1: 1.0}
+
+
+def test_fractional_requests_share_a_bundles_device() -> None:
+    ledger = ResourceLedger({"CPU": 4, "GPU": 1})
+    allocs = ledger.reserve_bundles([{"CPU": 2, "GPU": 1}], "PACK")
+    assert allocs is not None
+    ledger.add_resources(bundle_resources("cd", [(0, {"CPU": 2, "GPU": 1})]))
+    ledger.bind_group_gpus("cd", [(0, allocs[0])])
+    halves = [ledger.try_allocate(in_bundle({"CPU": 1, "GPU": 0.5}, "cd", -1)) for _ in range(2)]
+    assert [h.gpu_ids for h in halves if h is not None] == [[0], [0]]
+    assert ledger.try_allocate(in_bundle({"GPU": 0.5}, "cd", -1)) is None

@@ -58,9 +58,6 @@ def test_gpu_workers_are_placed_on_declared_gpus_and_an_extra_one_never_fits(
             num_workers=3, use_gpu=True)).fit()
 
 
-@pytest.mark.xfail(reason="core: a task or actor placed in a placement-group bundle that "
-                          "reserves GPUs gets no GPU ids (CUDA_VISIBLE_DEVICES is empty and "
-                          "ember.get_gpu_ids() is []); reported to the lead", strict=False)
 @pytest.mark.timeout(90)
 def test_each_worker_sees_exactly_its_gpu(ember_with_gpus: Any, tmp_path: Any) -> None:
     DataParallelTrainer(gpu_loop, train_loop_config={"out": str(tmp_path)},
