@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -240,8 +241,15 @@ def format_memory(stats: dict, top: int = 10) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        # ember.serve is a library on top of the core with a CLI of its own: loaded only for
+        # its subcommand, so `ember start` never pays for starlette and uvicorn.
+        return importlib.import_module("ember.serve.cli").main(argv[1:])
     parser = argparse.ArgumentParser(prog="ember", description="ember cluster control")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run, deploy, inspect and shut down ember.serve applications "
+                   "(ember serve --help)")
     start = sub.add_parser("start", help="start a node on this machine")
     start.add_argument("--head", action="store_true", help="start the head node")
     start.add_argument("--address", help="HOST:PORT of the head to join")

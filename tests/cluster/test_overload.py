@@ -290,9 +290,9 @@ def test_an_fd_flood_under_a_low_ulimit_does_not_kill_the_listeners() -> None:
         assert_idle_and_sound(low)
 
 
-#: Actors in the many-actors test (2,000 as in issue 19; each idle actor is a process of
-#: about 5 MiB of private memory, so lower it on a small machine).
-_MANY_ACTORS = int(os.environ.get("EMBER_TEST_MANY_ACTORS", "500"))
+#: Actors in the many-actors test: 2,000 as in issue 19 (each idle actor is a process of
+#: about 5 MiB of private memory, ~10 GB in all; lower it on a machine with less memory).
+_MANY_ACTORS = int(os.environ.get("EMBER_TEST_MANY_ACTORS", "2000"))
 
 _ACTORS_DRIVER = """
 import json, sys, time, ember

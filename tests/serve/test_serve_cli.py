@@ -1,4 +1,5 @@
-"""`ember serve run/deploy/status/shutdown` (serve.cli.main) in real subprocesses."""
+"""`ember serve run/deploy/status/shutdown` in real subprocesses, through ember's own CLI
+(which hands its `serve` subcommand to serve.cli.main)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _serve_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ember.serve.cli", *args]
+    return [sys.executable, "-m", "ember.cli", "serve", *args]
 
 
 def _get(url: str) -> str | None:
