@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from .._types import ResourceShape
 from .provider import TAG_LAUNCH_ERROR, TAG_NODE_STATUS, TAG_NODE_TYPE, NodeProvider, resource_flags
@@ -132,10 +133,11 @@ class LocalNodeProvider(NodeProvider):
         os.replace(tmp, os.path.join(self.state_dir, "nodes.json"))
 
 
-def stop_process_group(pid: int, gone: object = None, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+def stop_process_group(pid: int, gone: Callable[[], bool] | None = None,
+                       timeout_s: float = STOP_TIMEOUT_S) -> bool:
     """SIGTERM the process group led by ``pid``, poll until it is gone, SIGKILL after
     ``timeout_s``. Returns True if it stopped on SIGTERM."""
-    is_gone = gone if callable(gone) else (lambda: not _alive(pid))
+    is_gone = gone if gone is not None else (lambda: not _alive(pid))
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s

@@ -20,7 +20,7 @@ when room frees up).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 from .._types import ResourceShape
 from ..resources import fits
@@ -205,7 +205,8 @@ def _pack(items: list[_Item], bins: list[_Bin]) -> list[_Item]:
     return [item for item in items if not any(b.take(item) for b in bins)]
 
 
-def _launch_for(items: list[_Item], types: dict[str, NodeType], launch: object, out: Plan) -> None:
+def _launch_for(items: list[_Item], types: dict[str, NodeType], launch: Callable[[str], _Bin | None],
+                out: Plan) -> None:
     """New nodes for ``items``, one at a time: the type that holds most of what is left."""
     while items:
         candidates = []
@@ -219,7 +220,7 @@ def _launch_for(items: list[_Item], types: dict[str, NodeType], launch: object, 
             return
         placed = False
         for _held, _size, name in sorted(candidates, reverse=True):
-            new = launch(name)  # type: ignore[operator]
+            new = launch(name)
             if new is not None:
                 items = _pack(items, [new])
                 placed = True
@@ -229,4 +230,3 @@ def _launch_for(items: list[_Item], types: dict[str, NodeType], launch: object, 
                 fit_any = any(fits(_usable(t.resources), item.shape) for t in types.values())
                 (out.unmet if fit_any else out.infeasible).append(item.shape)
             return
-    return

@@ -7,9 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -18,18 +16,8 @@ import psutil
 import yaml
 
 import ember
+from cluster.conftest import cluster_processes, ember_cli, free_port
 from conftest import wait_for
-
-
-def ember_cli() -> list[str]:
-    script = os.path.join(os.path.dirname(sys.executable), "ember")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "ember.cli"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -57,17 +45,6 @@ class Autoscaled:
             with open(os.path.join(self.tmpdir, "ember-clusters", name, "monitor.log")) as f:
                 return f.read()[-3000:]
         return ""
-
-
-def cluster_processes(tmpdir: str) -> list[psutil.Process]:
-    out = []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        with contextlib.suppress(psutil.Error):
-            if proc.environ().get("TMPDIR") == tmpdir and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-    return out
 
 
 @contextlib.contextmanager
