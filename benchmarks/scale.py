@@ -35,6 +35,7 @@ import gc
 import json
 import multiprocessing as mp
 import os
+import pickle
 import selectors
 import shutil
 import socket
@@ -230,6 +231,13 @@ def bench_nodes(counts: list[int], steady_s: float, procs: int) -> list[Figure]:
                 for _ in range(200):
                     choose_node({"CPU": 3.0}, None, here, {"CPU": 2.0}, view, totals_here={"CPU": 2.0})
                 decide_s = (time.perf_counter() - t) / 200
+                # The profile of the broadcast: the head sends this whole view to every
+                # node every HEARTBEAT_S, so its bytes (and, pickled per node, its CPU)
+                # grow with N squared.
+                body = pickle.dumps(p.ClusterViewUpdate(list(view.values())), protocol=5)
+                t = time.perf_counter()
+                pickle.dumps(p.ClusterViewUpdate(list(view.values())), protocol=5)
+                pickle_s = time.perf_counter() - t
                 agent_cpu = sum(_cpu_percent_safe(c.pid) for c in children)
                 with open(stop_path, "w"):
                     pass
@@ -247,11 +255,13 @@ def bench_nodes(counts: list[int], steady_s: float, procs: int) -> list[Figure]:
                        "nodes_call_s_median": statistics.median(t_nodes),
                        "spillback_rtt_s_median": spill_med, "spillback_rtt_s_p99": sorted(t_spill)[98],
                        "spillback_replies": sorted(kinds), "choose_node_s": decide_s,
-                       "view_bytes_per_agent_per_s": recv_rate, "agent_processes_cpu_pct": agent_cpu}
+                       "view_bytes_per_agent_per_s": recv_rate, "agent_processes_cpu_pct": agent_cpu,
+                       "view_bytes": len(body), "view_pickle_s": pickle_s}
                 figures.append(Figure(
                     f"{n} nodes: head CPU at steady state", f"{cpu:.0f}% of a core", "< 10% of a core",
-                    cpu < 10, f"{alive}/{n + 1} nodes alive; head threads {threads}; each agent receives "
-                    f"{recv_rate / 1e3:.0f} kB/s of view broadcasts", raw))
+                    cpu < 10, f"{alive}/{n + 1} nodes alive; head threads {threads}; the view is "
+                    f"{len(body) / 1e3:.0f} kB ({_ms(pickle_s)} to pickle), sent to {n} nodes 5x/s = "
+                    f"{len(body) * n * 5 / 1e6:.0f} MB/s asked; each agent got {recv_rate / 1e3:.0f} kB/s", raw))
                 figures.append(Figure(f"{n} nodes: head memory (RSS)", f"{rss / MiB:.0f} MB", "< 500 MB",
                                       rss < 500 * MiB, f"+{(rss - base_rss) / MiB:.0f} MB over the idle head"))
                 figures.append(Figure(
@@ -484,22 +494,27 @@ def main(argv: list[str] | None = None) -> int:
                                           (256 * MiB if args.quick else None))),
         ("broadcast", lambda: bench_broadcast(int((0.125 if args.quick else args.broadcast_gib) * GiB), 4)),
     ]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=HERE).stdout.strip() or "unknown"
+    path = os.path.join(HERE, "results", f"scale-{datetime.date.today().isoformat()}-{commit}.json")
     figures: list[Figure] = []
     for name, run in plan:
         if name in only:
             t = time.monotonic()
-            figures += run()
+            new = run()
+            figures += new
+            # Each section's rows as soon as it ends: a long run cut short keeps what it measured.
+            print(_table(new), file=sys.stderr, flush=True)
             print(f"[{name}] done in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+            if not args.no_save:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    json.dump({"commit": commit, "cpus": os.cpu_count(),
+                               "memory_bytes": psutil.virtual_memory().total,
+                               "load_average": os.getloadavg(), "figures": [f.__dict__ for f in figures]},
+                              f, indent=1, default=str)
     print(_table(figures))
     if not args.no_save:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=HERE).stdout.strip() or "unknown"
-        day = datetime.date.today().isoformat()
-        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-        path = os.path.join(HERE, "results", f"scale-{day}-{commit}.json")
-        with open(path, "w") as f:
-            json.dump({"cpus": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
-                       "figures": [f.__dict__ for f in figures]}, f, indent=1, default=str)
         print(f"saved {path}", file=sys.stderr)
     return 0
 

@@ -110,19 +110,17 @@ def choose_node(shape: ResourceShape, strategy: Strategy, here: NodeID, free_her
     others = [n for n in alive if n.node_id != here]
     now = [n for n in others if fits(n.available, shape)]
     if now:
-        return There(max(now, key=lambda n: (n.available.get("CPU", 0.0), _neg(n.node_id))).tcp_address)
+        # The most free CPUs; among equals the smallest node id (as the view's ``pick``
+        # did). Two plain passes: a per-node key tuple cost ~10 ms at 1,000 nodes.
+        most = max(n.available.get("CPU", 0.0) for n in now)
+        return There(min((n for n in now if n.available.get("CPU", 0.0) == most),
+                         key=lambda n: n.node_id).tcp_address)
     if fits_ever(totals_here, shape):
         return Here()
     for node in others:
         if fits(node.totals, shape):
             return There(node.tcp_address)
     return Here()
-
-
-def _neg(node_id: NodeID) -> tuple[int, ...]:
-    """Sort key that makes ``max`` prefer the smallest node id among equals (as the view's
-    ``pick`` did: sorted by id, first maximum wins)."""
-    return tuple(-b for b in node_id)
 
 
 def respill_target(shape: ResourceShape, strategy: Strategy, here: NodeID, free_here: ResourceShape,

@@ -25,6 +25,7 @@ from .decisions import respill_target
 from .node_leases import LeaseService
 from .node_objects import ObjectService
 from .node_placement import PlacementService
+from .node_server import frame_of
 from .node_workers import WorkerService
 
 log = logging.getLogger("ember.node_manager")
@@ -90,9 +91,12 @@ class ClusterService:
                 self.respill_waiting()
                 if any(pg.state == "PENDING" for pg in self.placement.groups.values()):
                     self.leases.schedule()
-                update = p.ClusterViewUpdate(list(ctx.view.nodes.values()))
-                for client in [c for c in ctx.clients.values() if c.kind == "node"]:
-                    client.conn.send(update)  # leaves when the lock is released
+                nodes = [c for c in ctx.clients.values() if c.kind == "node"]
+                if nodes:
+                    # Pickled once for all: ~3.7 s of CPU per round at 1,000 nodes otherwise.
+                    frame = frame_of(p.ClusterViewUpdate(list(ctx.view.nodes.values())))
+                    for client in nodes:
+                        client.conn.send_frame(frame)  # leaves when the lock is released
 
     def node_client(self, tcp_address: str) -> Client | None:
         for info in self.ctx.view.alive():

@@ -102,6 +102,13 @@ class NodeLock:
         dirty.append(peer)
 
 
+def frame_of(msg: Any) -> memoryview:
+    """``msg`` encoded as one wire frame, for ``Peer.send_frame`` to many peers (read-only:
+    each peer's queue only slices it)."""
+    body = pickle.dumps(msg, protocol=5)
+    return memoryview(_HEADER.pack(len(body), 0) + body)
+
+
 class _FileRange:
     """Queued object data: ``count`` bytes of ``fd`` from ``offset``, written by sendfile."""
 
@@ -158,6 +165,13 @@ class Peer:
             raise ValueError("file descriptors can only cross a Unix socket")
         owned = [os.dup(fd) for fd in fds]
         return self._queue(memoryview(_HEADER.pack(len(body), len(fds)) + body), owned)
+
+    def send_frame(self, frame: memoryview) -> bool:
+        """Queue a frame made once by ``frame_of`` for many peers (the head's view goes to
+        every node: pickling it per node cost N pickles of an N-node view per round)."""
+        if self.closed:
+            return False
+        return self._queue(frame, [])
 
     def send_with_file(self, msg: Any, fd: int, offset: int, count: int, last: bool = False) -> bool:
         """Queue ``msg`` then a raw frame of ``count`` bytes of ``fd`` (sent with sendfile:

@@ -36,7 +36,12 @@ def fits(pool: ResourceShape, shape: ResourceShape) -> bool:
     >>> fits({"CPU": 1.0}, {"CPU": 0.1 * 10})
     True
     """
-    return all(covers(pool.get(name, 0.0), amount) for name, amount in shape.items())
+    # A plain loop with the comparison inlined: this runs once per node per scheduling
+    # decision, so at 1,000 nodes a generator and a call per resource cost milliseconds.
+    for name, amount in shape.items():
+        if pool.get(name, 0.0) + EPSILON < amount:
+            return False
+    return True
 
 
 def covers(free: float, amount: float) -> bool:
