@@ -227,10 +227,12 @@ def bench_nodes(counts: list[int], steady_s: float, procs: int) -> list[Figure]:
                     view[node_id] = NodeInfo(node_id, f"tcp:127.0.0.1:{20000 + i}", "", {"CPU": 4.0},
                                              {"CPU": 4.0})
                 here = (0).to_bytes(16, "big")
-                t = time.perf_counter()
-                for _ in range(200):
-                    choose_node({"CPU": 3.0}, None, here, {"CPU": 2.0}, view, totals_here={"CPU": 2.0})
-                decide_s = (time.perf_counter() - t) / 200
+                decide_s = float("inf")
+                for _ in range(5):  # best of 5 batches: the agents share these CPUs
+                    t = time.perf_counter()
+                    for _ in range(40):
+                        choose_node({"CPU": 3.0}, None, here, {"CPU": 2.0}, view, totals_here={"CPU": 2.0})
+                    decide_s = min(decide_s, (time.perf_counter() - t) / 40)
                 # The profile of the broadcast: the head sends this whole view to every
                 # node every HEARTBEAT_S, so its bytes (and, pickled per node, its CPU)
                 # grow with N squared.
@@ -267,7 +269,7 @@ def bench_nodes(counts: list[int], steady_s: float, procs: int) -> list[Figure]:
                 figures.append(Figure(
                     f"{n} nodes: spillback decision", f"{_ms(decide_s)} decision, {_ms(spill_med)} round trip",
                     "< 1 ms", decide_s < 1e-3,
-                    f"choose_node over {n + 1} nodes in-process; round trip = RequestLease -> Spillback "
+                    f"choose_node over {n + 1} nodes in-process (best of 5 batches); round trip = RequestLease -> Spillback "
                     f"through the loaded head (median of 100; p99 {_ms(sorted(t_spill)[98])}); "
                     f"ember.nodes() {_ms(statistics.median(t_nodes))}"))
                 print(f"[nodes] {n}: {json.dumps(raw)}", file=sys.stderr, flush=True)
