@@ -60,8 +60,8 @@ def choose_node(shape: ResourceShape, strategy: Strategy, here: NodeID, free_her
     """Where a lease request for ``shape`` should wait: here, another node, or nowhere.
 
     Default: here if it fits now; else the node with the most free CPUs where it fits
-    now; else here if it ever fits here; else any node where it ever fits; else here
-    (it waits, with an infeasible warning, for a node that fits to join). SPREAD rotates
+    now; else here, where it waits until a node has room (``respill_target``), with an
+    infeasible warning if no node could ever hold it. SPREAD rotates
     (by ``spread_turn``) over the nodes where it fits now. Node affinity names the node;
     ``soft=True`` falls back to the default when that node is gone or can never fit.
 
@@ -115,11 +115,9 @@ def choose_node(shape: ResourceShape, strategy: Strategy, here: NodeID, free_her
         most = max(n.available.get("CPU", 0.0) for n in now)
         return There(min((n for n in now if n.available.get("CPU", 0.0) == most),
                          key=lambda n: n.node_id).tcp_address)
-    if fits_ever(totals_here, shape):
-        return Here()
-    for node in others:
-        if fits(node.totals, shape):
-            return There(node.tcp_address)
+    # No node has room now: wait here, even where it can never fit here. respill_target
+    # moves it to the first node that has room (a node that joins, an autoscaler's);
+    # sent to a busy node instead it would wait behind that node's queue.
     return Here()
 
 

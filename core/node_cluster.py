@@ -134,9 +134,9 @@ class ClusterService:
                 continue  # the head places actors
             if actor is None and requester is None:
                 continue  # its requester is gone
-            # A request sent here for its arguments' locality, or spilled here, moves too:
-            # locality is a preference, and a burst spilled to one busy node must reach the
-            # nodes started for it (tests/autoscaler); only one with room now takes it.
+            if requester is not None and requester[0].kind == "submitter" \
+                    and ctx.ledger.fits_ever(pending.shape):
+                continue  # sent here for its arguments' locality: it waits for room here
             self.leases.spread_turn += 1
             target = respill_target(pending.shape, pending.strategy,
                                     ctx.node_id, ctx.ledger.available, ctx.view.nodes,

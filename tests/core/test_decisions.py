@@ -68,12 +68,16 @@ def test_a_busy_node_keeps_a_request_nobody_can_take_now_if_it_ever_fits_here() 
     assert choice == Here()
 
 
-def test_a_request_that_never_fits_here_goes_where_it_ever_fits() -> None:
+def test_a_request_that_never_fits_here_goes_where_it_fits_now_or_waits_here() -> None:
     choice = _choose({"GPU": 1.0}, view=_cluster(c_free=0.0))
     assert choice == There("tcp:c:1")
     busy = _cluster()
     busy[C].available = {"CPU": 0.0, "GPU": 0.0}
-    assert _choose({"GPU": 1.0}, view=busy) == There("tcp:c:1")
+    # Not into the busy node's queue: it waits here, and moves to the first node with room.
+    assert _choose({"GPU": 1.0}, view=busy) == Here()
+    assert respill_target({"GPU": 1.0}, None, A, {"CPU": 2.0}, busy, totals_here={"CPU": 2.0}) is None
+    busy[C].available = {"CPU": 0.0, "GPU": 1.0}
+    assert respill_target({"GPU": 1.0}, None, A, {"CPU": 2.0}, busy, totals_here={"CPU": 2.0}) == "tcp:c:1"
 
 
 def test_a_request_no_node_ever_fits_waits_here() -> None:
