@@ -131,15 +131,20 @@ def respill_target(shape: ResourceShape, strategy: Strategy, here: NodeID, free_
     ``choose_node`` would; one that would merely queue there keeps waiting here, so that
     whichever node has room first (an autoscaler's new node, say) takes it. Without this,
     a burst queued on one busy node never reaches the nodes started for it.
-    A request with node affinity never moves: it waits on the node it named (soft
-    affinity falls back only when that node is gone or can never fit, which
-    ``choose_node`` decided when it arrived).
+    A request with node affinity never moves from the node it named; a soft one that
+    already fell back elsewhere (that node is gone or can never fit, as ``choose_node``
+    decided when it arrived) moves like a default request.
     Returns the target's TCP address, or None to keep waiting here.
     """
     if fits(free_here, shape):
         return None  # granted here as soon as its turn comes
     if strategy is not None and strategy[0] == "NODE_AFFINITY":
-        return None
+        _, node_hex, soft = strategy
+        if not soft or (bytes.fromhex(node_hex) == here and fits_ever(totals_here, shape)):
+            return None
+        # Soft affinity that already fell back (the node it named is gone or can never
+        # fit): it waits here for room like a default request, and moves like one.
+        strategy = None
     choice = choose_node(shape, strategy, here, free_here, cluster_view, totals_here=totals_here,
                          spread_turn=spread_turn)
     if not isinstance(choice, There):

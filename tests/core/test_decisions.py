@@ -141,6 +141,15 @@ def test_a_queued_request_that_never_fits_here_moves_where_it_fits() -> None:
                           totals_here={"CPU": 2.0}) == "tcp:c:1"
 
 
+def test_soft_affinity_that_fell_back_moves_where_there_is_room() -> None:
+    strategy = ("NODE_AFFINITY", B.hex(), True)  # B could never take it; it waits on A
+    assert respill_target({"GPU": 1.0}, strategy, A, {"CPU": 2.0}, _cluster(),
+                          totals_here={"CPU": 2.0}) == "tcp:c:1"
+    named_here = ("NODE_AFFINITY", A.hex(), True)  # named this node, which can never fit it
+    assert respill_target({"GPU": 1.0}, named_here, A, {"CPU": 2.0}, _cluster(),
+                          totals_here={"CPU": 2.0}) == "tcp:c:1"
+
+
 def test_a_queued_request_waits_here_rather_than_queue_on_a_busy_node() -> None:
     busy = {A: Node(A, "tcp:a:1", {"CPU": 0.0}, {"CPU": 0.0}),
             B: Node(B, "tcp:b:1", {"CPU": 2.0}, {"CPU": 0.0})}
