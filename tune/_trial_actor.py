@@ -100,11 +100,6 @@ class _TrialRun:
                                        daemon=True)
 
     # -- the trial's side -----------------------------------------------------------------
-    def _push(self, event: Event) -> None:
-        with self._cond:
-            self._events.append(event)
-            self._cond.notify_all()
-
     def _persist(self, checkpoint: Checkpoint) -> str | None:
         if self._storage is None:
             # The trial's own folder: one StorageContext per trial, made on its first
@@ -152,20 +147,23 @@ class _TrialRun:
             raise _StopTrial(decision)
 
     def _main(self) -> None:
+        last: Event = ("done", None)
         try:
             if self.spec["kind"] == "class":
                 self._run_class()
             else:
                 self._run_function()
-            self._push(("done", None))
         except _StopTrial:
-            self._push(("done", None))
+            pass
         except BaseException as exc:  # noqa: BLE001 - every failure is the trial's result
-            self._push(("error", _error_info(exc)))
-        finally:
-            with self._cond:
-                self.finished = True
-                self._cond.notify_all()
+            last = ("error", _error_info(exc))
+        with self._cond:
+            # The last event and ``finished`` change together: the moment the controller
+            # sees this trial end it may start the next trial on this actor, and run()
+            # must then find this one finished.
+            self.finished = True
+            self._events.append(last)
+            self._cond.notify_all()
 
     def _context(self) -> TrainContext:
         spec = self.spec
