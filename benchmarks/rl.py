@@ -42,15 +42,15 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from _child import run_child
+from _runner import environment_for_ray
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -258,36 +258,6 @@ RUNNERS = {"ember": run_ember, "rllib": run_rllib, "sb3": run_sb3}
 
 # -- the parent: runs every (runtime, seed) in a fresh interpreter ---------------------------
 
-def _child(python: str, runtime: str, seed: int, env: dict[str, str], log_path: Path) -> dict[str, Any]:
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([python, str(Path(__file__).resolve()), "--child", runtime, "--seed", str(seed)],
-                                stdout=subprocess.PIPE, stderr=log, env=env, cwd=REPO_ROOT,
-                                start_new_session=True, text=True)
-        timer = threading.Timer(RUN_TIMEOUT_S, os.killpg, args=(proc.pid, signal.SIGKILL))
-        timer.start()
-        result: dict[str, Any] = {"error": f"{runtime} run died (see {log_path})"}
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith(RESULT_PREFIX):
-                    result = json.loads(line[len(RESULT_PREFIX):])
-            proc.wait()
-        finally:
-            timer.cancel()
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    return result
-
-
-def _ray_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", HOME=str(home),
-               RAY_TMPDIR=str(home / "tmp"))
-    return env
-
-
 def _median(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -320,9 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         for i, seed in enumerate(args.seeds):
             for runtime in (runtimes if i % 2 == 0 else runtimes[::-1]):
                 python = sys.executable if runtime == "ember" else args.ray_python
-                env = dict(os.environ) if runtime == "ember" else _ray_env(home)
+                env = dict(os.environ) if runtime == "ember" else environment_for_ray(str(home))
                 print(f"seed {seed}: {runtime} (load average {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
-                result = _child(python, runtime, seed, env, Path(tmp) / f"{runtime}.log")
+                result = run_child([python, str(Path(__file__).resolve()), "--child", runtime,
+                                    "--seed", str(seed)], env, Path(tmp) / f"{runtime}.log",
+                                   RUN_TIMEOUT_S, RESULT_PREFIX, REPO_ROOT, runtime)
                 result["seed"] = seed
                 runs[runtime].append(result)
                 print(f"    {json.dumps({k: v for k, v in result.items() if k != 'curve'})}", file=sys.stderr,

@@ -33,6 +33,8 @@ import tempfile
 import time
 from typing import Any, Optional
 
+from _runner import environment_for_ray
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -173,12 +175,12 @@ def _free_port() -> int:
 
 def _measure(python: str, system: str, workload: str, args: argparse.Namespace) -> Optional[dict[str, Any]]:
     port = _free_port()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               PYTHONPATH=os.path.dirname(HERE))
+    env = dict(os.environ)
     home = None
     if system == "ray":
         home = tempfile.mkdtemp(prefix="serve-bench-home-")
-        env["HOME"] = home
+        env = environment_for_ray(home)
+    env["PYTHONPATH"] = os.path.dirname(HERE)
     proc = subprocess.Popen([python, os.path.abspath(__file__), "--child", "--system", system,
                              "--workload", workload, "--port", str(port)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -43,6 +43,8 @@ import tempfile
 import time
 from typing import Any, Callable, Optional
 
+from _runner import environment_for_ray
+
 RESULT = "RESULT "
 
 
@@ -197,8 +199,7 @@ def _run_trainer(python: str, engine: str, args: argparse.Namespace) -> Optional
     home = None
     if engine == "ray":
         home = tempfile.mkdtemp(prefix="bench-ray-home-")
-        env.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-                   HOME=home, RAY_TMPDIR=os.path.join(home, "tmp"))
+        env = environment_for_ray(home)
     started_at = time.time()
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env,

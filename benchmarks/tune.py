@@ -26,14 +26,15 @@ import argparse
 import datetime
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from _child import run_child
+from _runner import environment_for_ray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RAY_PYTHON = REPO_ROOT / ".ray-venv" / "bin" / "python"
@@ -138,37 +139,6 @@ def _baseline(name: str) -> dict[str, Any]:
 
 # -- parent side ---------------------------------------------------------------------------
 
-def _ray_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               HOME=str(home), RAY_TMPDIR=str(home / "t"), RAY_AIR_NEW_OUTPUT="0")
-    return env
-
-
-def _child(python: str, engine: str, workload: str, env: dict[str, str],
-           log_path: Path) -> dict[str, Any]:
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([python, str(Path(__file__).resolve()), "--child", engine,
-                                 "--workload", workload], stdout=subprocess.PIPE, stderr=log,
-                                env=env, cwd=REPO_ROOT, start_new_session=True, text=True)
-        timer = threading.Timer(RUN_TIMEOUT_S, os.killpg, args=(proc.pid, signal.SIGKILL))
-        timer.start()
-        result: dict[str, Any] = {"error": f"{engine} run died (see {log_path})"}
-        try:
-            assert proc.stdout is not None  # set by stdout=PIPE
-            for line in proc.stdout:
-                if line.startswith(RESULT_PREFIX):
-                    result = json.loads(line[len(RESULT_PREFIX):])
-            proc.wait()
-        finally:
-            timer.cancel()
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    return result
-
-
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
@@ -237,10 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         for workload in args.only:
             for engine in engines:
                 python = sys.executable if engine == "ember" else args.ray_python
-                env = dict(os.environ) if engine == "ember" else _ray_env(home)
+                env = dict(os.environ) if engine == "ember" else \
+                    dict(environment_for_ray(str(home)), RAY_TMPDIR=str(home / "t"),
+                         RAY_AIR_NEW_OUTPUT="0")
                 print(f"{workload}: {engine} (load average {os.getloadavg()[0]:.2f})",
                       file=sys.stderr, flush=True)
-                result = _child(python, engine, workload, env, Path(tmp) / f"{engine}.log")
+                result = run_child([python, str(Path(__file__).resolve()), "--child", engine,
+                                    "--workload", workload], env, Path(tmp) / f"{engine}.log",
+                                   RUN_TIMEOUT_S, RESULT_PREFIX, REPO_ROOT, engine)
                 result["load_average"] = os.getloadavg()[0]
                 results[engine][workload] = result
                 print(f"    {json.dumps(result)}", file=sys.stderr, flush=True)
