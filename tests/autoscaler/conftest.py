@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import psutil
 import yaml
 
 import ember
-from cluster.conftest import cluster_processes, ember_cli, free_port
-from conftest import wait_for
+from cluster.conftest import ember_cli, free_port, reaped, wait_for_exit
 
 
 @dataclass
@@ -73,12 +70,6 @@ def autoscaled_cluster(config: dict) -> Iterator[Autoscaled]:
         ember.shutdown()
         tempfile.tempdir = saved_tempdir
         done = cluster.cli("down", path)
-        try:
+        with reaped(tmpdir):
             assert done.returncode == 0, f"ember down failed:\n{done.stdout}{done.stderr}"
-            wait_for(lambda: not cluster_processes(tmpdir), timeout_s=20,
-                     what="the cluster's head, nodes, workers and monitor to exit")
-        finally:
-            for proc in cluster_processes(tmpdir):
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            wait_for_exit(tmpdir, 20, "the cluster's head, nodes, workers and monitor to exit")

@@ -134,6 +134,24 @@ def cluster_processes(tmpdir: str) -> list[psutil.Process]:
 
 
 @contextlib.contextmanager
+def reaped(tmpdir: str) -> Iterator[None]:
+    """Whatever the block asserts about a cluster's exit, afterwards kill every process
+    still running under its private ``TMPDIR`` and remove that directory."""
+    try:
+        yield
+    finally:
+        for proc in cluster_processes(tmpdir):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def wait_for_exit(tmpdir: str, timeout_s: float, what: str) -> None:
+    """Poll until no process of the cluster under ``tmpdir`` is left."""
+    wait_for(lambda: not cluster_processes(tmpdir), timeout_s=timeout_s, what=what)
+
+
+@contextlib.contextmanager
 def start_cluster() -> Iterator[Cluster]:
     """Start head + node_b + node_c with the CLI, connect this process as a driver, and
     tear it all down afterwards, checking nothing is left behind."""
@@ -149,9 +167,9 @@ def start_cluster() -> Iterator[Cluster]:
     try:
         _run_cli(["start", "--head", "--port", str(port), "--num-cpus", "1"], env)
         started = [n["pid"] for _d, n in _read_nodes(tmpdir)]
-        for resource in ("node_b", "node_c"):
+        for marker in ("node_b", "node_c"):
             _run_cli(["start", "--address", cluster.address, "--num-cpus", "2",
-                      "--resources", json.dumps({resource: 1})], env)
+                      "--resources", json.dumps({marker: 1})], env)
             started = [n["pid"] for _d, n in _read_nodes(tmpdir)]
         # The driver finds the head's session under $TMPDIR, like `ember start` did.
         tempfile.tempdir = tmpdir
@@ -183,18 +201,12 @@ def start_cluster() -> Iterator[Cluster]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(_sessions_root(tmpdir), "current"))
         tempfile.tempdir = saved_tempdir
-        try:
-            wait_for(lambda: not cluster_processes(tmpdir), timeout_s=10,
-                     what="the cluster's node managers, fork servers and workers to exit")
+        with reaped(tmpdir):
+            wait_for_exit(tmpdir, 10, "the cluster's node managers, fork servers and workers to exit")
             assert_no_leaked_processes()
             assert not _read_nodes(tmpdir)
             leftover = os.listdir(_sessions_root(tmpdir)) if os.path.isdir(_sessions_root(tmpdir)) else []
             assert not leftover, f"session files left behind: {leftover}"
-        finally:
-            for proc in cluster_processes(tmpdir):
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -256,11 +268,5 @@ def start_head(num_cpus: int = 2, extra_env: dict[str, str] | None = None,
         with contextlib.suppress(Exception):
             _run_cli(["stop"], env)
         _stop_pids(pids)
-        try:
-            wait_for(lambda: not cluster_processes(tmpdir), timeout_s=15,
-                     what="the head's node manager, fork server, workers and drivers to exit")
-        finally:
-            for proc in cluster_processes(tmpdir):
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        with reaped(tmpdir):
+            wait_for_exit(tmpdir, 15, "the head's node manager, fork server, workers and drivers to exit")
