@@ -192,7 +192,8 @@ def bench_nodes(counts: list[int], steady_s: float, procs: int) -> list[Figure]:
                         children.append(child)
                         first += count
                 t0 = time.monotonic()
-                joined = sum(ready.get(timeout=300) for _ in children)
+                for _ in children:
+                    ready.get(timeout=300)  # each agent process reports once all its nodes registered
                 join_s = time.monotonic() - t0
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:

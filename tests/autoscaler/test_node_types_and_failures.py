@@ -5,7 +5,6 @@ the others; request_resources sizes the cluster ahead of work."""
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import pytest
