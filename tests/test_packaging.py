@@ -3,8 +3,12 @@ the editable checkout (the import system finds it on disk) but is absent from a 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import pytest
+
+# tomllib is Python 3.11+; ember supports 3.10, where this check is skipped.
+tomllib = pytest.importorskip("tomllib")
 
 ROOT = Path(__file__).resolve().parents[1]
 
