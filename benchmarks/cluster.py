@@ -63,7 +63,7 @@ def loopback_tcp_gbps(nbytes: int) -> float:
 
 def start_nodes(port: int) -> list[tuple[int, str]]:
     """Start a head and one worker node; returns their node managers' (pid, session dir)."""
-    from ember.node_launcher import local_nodes
+    from ember._node.launcher import local_nodes
     before = {session for session, _ in local_nodes()}
     ember_cli = [sys.executable, "-m", "ember.cli"]
     subprocess.run(ember_cli + ["start", "--head", "--port", str(port), "--num-cpus", "1"],

@@ -73,10 +73,7 @@ class Figure:
 def _runtime() -> Any:
     """The driver's connection to its node manager (private: the benchmark speaks the
     protocol directly to time one decision; it moves with the client code)."""
-    from ember import api
-    if hasattr(api, "_runtime"):
-        return api._runtime()
-    from ember import context  # after the client rework
+    from ember._client import context
     return context.runtime()
 
 
@@ -84,7 +81,7 @@ def _node_manager() -> psutil.Process:
     """The node manager ember.init() started for this driver."""
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if "ember.node_manager" in " ".join(child.cmdline()):
+            if "ember._node.manager" in " ".join(child.cmdline()):
                 return child
     raise RuntimeError("no node manager among this driver's children")
 
@@ -115,9 +112,9 @@ def _ms(seconds: float) -> str:
 def _agents_main(head_tcp: str, token_hex: str, first: int, count: int, stop_path: str, out_path: str,
                  ready: Any) -> None:
     """One process hosting ``count`` agents on one selector thread (see the module doc)."""
-    from ember import protocol as p
-    from ember.membership import HEARTBEAT_S
-    from ember.transport import connect, send_hello
+    from ember._wire import protocol as p
+    from ember._node.membership import HEARTBEAT_S
+    from ember._wire.transport import connect, send_hello
     token = bytes.fromhex(token_hex)
     shape = {"CPU": 4.0, "memory": 8.0 * GiB, "object_store_memory": 1.0 * GiB}
     conns = []
@@ -160,9 +157,9 @@ def _agents_main(head_tcp: str, token_hex: str, first: int, count: int, stop_pat
 
 
 def bench_nodes(counts: list[int], steady_s: float, procs: int) -> list[Figure]:
-    from ember import protocol as p
-    from ember.decisions import choose_node
-    from ember.membership import NodeInfo
+    from ember._wire import protocol as p
+    from ember._node.decisions import choose_node
+    from ember._node.membership import NodeInfo
     ember.init(num_cpus=2, object_store_memory=256 * MiB)
     figures = []
     try:

@@ -10,17 +10,18 @@ import inspect
 import os
 from typing import Any, Callable, TypeVar
 
-from . import context, serialization
-from . import protocol as p
+from ._client import context
+from ._wire import serialization
+from ._wire import protocol as p
 from ._types import ActorID
-from .arguments import encode_args
-from .function_export import export, register
+from ._client.arguments import encode_args
+from ._client.function_export import export, register
 from .object_ref import ObjectRef
-from .local_objects import LocalObjectTable
-from .options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_shape, validate
+from ._client.local_objects import LocalObjectTable
+from ._client.options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_shape, validate
 from .remote_function import _retry_exceptions
-from .runtime import Runtime
-from .scheduling import scheduling_request
+from ._client.runtime import Runtime
+from ._client.scheduling import scheduling_request
 
 _F = TypeVar("_F", bound=Callable)
 

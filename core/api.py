@@ -13,16 +13,16 @@ import math
 import numbers
 from typing import Any, Callable, Sequence
 
-from . import context
-from . import protocol as p
+from ._client import context
+from ._wire import protocol as p
 from .actor import ActorClass, ActorHandle
 from .actor import method as _method
 from .exceptions import EmberError, InvalidOptionError, NotInitializedError
 from .object_ref import ObjectRef
-from .options import validate
+from ._client.options import validate
 from .remote_function import RemoteFunction
-from .resources import is_positive
-from .runtime import Runtime
+from ._resources import is_positive
+from ._client.runtime import Runtime
 from .runtime_context import RuntimeContext
 from .runtime_env import validate_runtime_env
 

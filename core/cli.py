@@ -16,7 +16,7 @@ from typing import Any, Callable
 import psutil
 
 from .exceptions import EmberError
-from .node_launcher import (clear_current, find_by_tcp_address, find_current, local_nodes, make_current,
+from ._node.launcher import (clear_current, find_by_tcp_address, find_current, local_nodes, make_current,
                             node_resources, start_node)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import context, serialization
+from ._client import context
+from ._wire import serialization
 from ._types import ObjectID
-from .ids import task_of
-from .local_objects import LocalObjectTable
+from ._wire.ids import task_of
+from ._client.local_objects import LocalObjectTable
 
 if TYPE_CHECKING:
     import asyncio

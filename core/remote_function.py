@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from . import context
-from . import protocol as p
-from .arguments import encode_args
-from .function_export import export, register
+from ._client import context
+from ._wire import protocol as p
+from ._client.arguments import encode_args
+from ._client.function_export import export, register
 from .object_ref import ObjectRef
-from .options import TASK_OPTIONS, resource_shape, validate
-from .runtime import Runtime
-from .scheduling import scheduling_request
+from ._client.options import TASK_OPTIONS, resource_shape, validate
+from ._client.runtime import Runtime
+from ._client.scheduling import scheduling_request
 
 #: Ray's default: a task whose worker dies is run again up to 3 times.
 DEFAULT_MAX_RETRIES = 3

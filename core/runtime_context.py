@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import context
-from .context import TaskContext
-from .runtime import Runtime
+from ._client import context
+from ._client.context import TaskContext
+from ._client.runtime import Runtime
 
 
 class RuntimeContext:

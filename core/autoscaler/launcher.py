@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from ..exceptions import EmberError
-from ..node_launcher import clear_current, find_by_tcp_address
+from .._node.launcher import clear_current, find_by_tcp_address
 from .config import ClusterConfig, load_config
 from .errors import ClusterLaunchError
 from .local_provider import LocalNodeProvider, _alive, _last_line, ember_command, stop_process_group

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Literal, Sequence
 
 from .._types import ResourceShape
-from ..resources import fits
+from .._resources import fits
 
 NodeStatus = Literal["launching", "running"]
 

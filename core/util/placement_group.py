@@ -6,8 +6,8 @@ import numbers
 import os
 from typing import Any
 
-from .. import context
-from .. import protocol as p
+from .._client import context
+from .._wire import protocol as p
 from ..exceptions import InvalidOptionError
 from ..object_ref import ObjectRef
 

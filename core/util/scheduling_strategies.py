@@ -1,5 +1,5 @@
 """Ray's ``ray.util.scheduling_strategies`` names."""
 
-from ..scheduling import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+from .._client.scheduling import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 __all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]

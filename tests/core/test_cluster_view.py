@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ember.membership import ClusterView, NodeInfo
+from ember._node.membership import ClusterView, NodeInfo
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from ember.decisions import Here, Refuse, There, actor_may_restart, choose_node, respill_target
+from ember._node.decisions import Here, Refuse, There, actor_may_restart, choose_node, respill_target
 from ember.exceptions import EmberError
-from ember.resources import (belongs_to_group, bundle_resources, fits, fits_ever, group_of,
+from ember._resources import (belongs_to_group, bundle_resources, fits, fits_ever, group_of,
                              in_bundle, is_group_resource, without_group_resources)
-from ember.scheduler import plan_bundles
+from ember._node.scheduler import plan_bundles
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -24,7 +24,7 @@ import pytest
 import ember
 from ember.cli import format_memory
 from ember.exceptions import ActorDiedError, OutOfMemoryError, WorkerCrashedError
-from ember.memory_monitor import Candidate, MemoryPolicy, MemoryUsage
+from ember._node.memory_monitor import Candidate, MemoryPolicy, MemoryUsage
 
 from conftest import assert_no_leaked_processes, process_gone, wait_for
 
@@ -58,7 +58,7 @@ def _workers() -> list[psutil.Process]:
     workers = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "ember.fork_server" in " ".join(child.cmdline()):
+            if "ember._worker.fork_server" in " ".join(child.cmdline()):
                 workers += [w for w in child.children() if w.status() != psutil.STATUS_ZOMBIE]
         except psutil.Error:  # exited (or a zombie) while we looked
             pass
@@ -319,7 +319,7 @@ def test_a_driver_killed_with_sigkill_leaves_no_processes_or_files(tmp_path) -> 
 
 _DRIVER_THAT_NEVER_CONNECTS = textwrap.dedent("""
     import json, os
-    from ember.node_launcher import node_resources, start_node
+    from ember._node.launcher import node_resources, start_node
     node = start_node(*node_resources(1, None, None, 64 << 20), exit_with_first_driver=True)
     print(json.dumps({"pid": node.proc.pid, "session_dir": node.session_dir}), flush=True)
     os._exit(0)  # gone before registering: no disconnect will ever reach the node manager

@@ -27,10 +27,10 @@ INNER_IMPORTS_NOT_CHECKED = ("ember.autoscaler",)
 #: (module, imported name) -> why.
 ALLOWED_INNER_IMPORTS = {
     ("ember.object_ref", "asyncio"): "asyncio costs ~10 ms; only awaiting a ref needs it",
-    ("ember.fork_server", "ember.worker"): "the fork server's point: imported once in the warm "
+    ("ember._worker.fork_server", "ember._worker.worker"): "the fork server's point: imported once in the warm "
                                            "parent, then in every forked child for free",
-    ("ember.fork_server", "numpy"): "the same warm-up, for numpy",
-    ("ember.gpus", "pynvml"): "optional, and slow to import: only when GPUs are probed",
+    ("ember._worker.fork_server", "numpy"): "the same warm-up, for numpy",
+    ("ember._node.gpus", "pynvml"): "optional, and slow to import: only when GPUs are probed",
     ("ember.cli", "ember"): "`ember status`/`memory` only: `ember start` must not pay for the API",
 }
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ember import protocol as p
-from ember.node_context import merge_handlers
+from ember._wire import protocol as p
+from ember._node.context import merge_handlers
 
 pytestmark = pytest.mark.timeout(30)
 

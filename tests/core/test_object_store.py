@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from ember.node_objects import _write_file
-from ember.object_store import ObjectEntry, ObjectTable
+from ember._node.objects import _write_file
+from ember._node.object_store import ObjectEntry, ObjectTable
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ember.scheduler import LeaseQueue, ResourceLedger, ledger_discrepancy
-from ember.resources import bundle_resources, in_bundle
+from ember._node.scheduler import LeaseQueue, ResourceLedger, ledger_discrepancy
+from ember._resources import bundle_resources, in_bundle
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ember import serialization
+from ember._wire import serialization
 from ember.exceptions import SerializationError
-from ember.serialization import FLAG_ERROR, deserialize, read_flags, serialize
+from ember._wire.serialization import FLAG_ERROR, deserialize, read_flags, serialize
 
 pytestmark = pytest.mark.timeout(30)
 

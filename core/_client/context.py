@@ -1,0 +1,159 @@
+"""The process's current runtime, and the task or actor call running now.
+
+A process has at most one runtime. In a driver, ``start`` (from ``ember.init``) either
+starts an embedded one-node cluster (a node manager process plus its warm fork server)
+or attaches to a running one; using the API before ``init`` starts one, as in Ray. A
+worker process attaches the runtime its worker built (``attach_worker``).
+
+Everything that needs "the current runtime" asks this module: the public API
+(``runtime()``), and every ``ObjectRef``/``ActorHandle`` (``objects``, the table they
+count themselves in). ``current_task`` is the task or actor call running in this thread
+or coroutine (None in a driver's own code).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import shutil
+import signal
+import subprocess
+import threading
+from typing import Any
+
+from .._types import ActorID, TaskID
+from .._node.launcher import find_by_tcp_address, find_current, node_resources, start_node
+from .local_objects import LocalObjectTable
+from .runtime import Runtime
+
+#: The current runtime's object table, read by every ObjectRef and ActorHandle as it is
+#: made (a plain module attribute: reading it costs one lookup per ref).
+objects: LocalObjectTable | None = None
+
+#: Held while the current runtime is started or shut down.
+lock = threading.RLock()
+_runtime: Runtime | None = None
+_node_proc: subprocess.Popen | None = None
+#: A session directory this process created (removed on shutdown).
+_owned_session_dir: str | None = None
+_in_worker = False
+
+
+class TaskContext:
+    """What is known about the task or actor call running now (``current_task``)."""
+
+    __slots__ = ("task_id", "name", "actor_id", "gpu_ids", "interruptible", "placement_group")
+
+    def __init__(self, task_id: TaskID | None, name: str, actor_id: ActorID | None,
+                 gpu_ids: list[int], placement_group: tuple[str, bool] | None = None) -> None:
+        self.task_id = task_id
+        self.name = name
+        self.actor_id = actor_id
+        self.gpu_ids = gpu_ids
+        #: (hex id, capture child tasks) of the placement group it runs in, if any.
+        self.placement_group = placement_group
+        #: True only while user code runs: a cancel's SIGINT outside it is ignored.
+        self.interruptible = False
+
+    def captured_group(self) -> tuple[str, bool] | None:
+        """The group calls made from here run in by default (it captures child tasks)."""
+        group = self.placement_group
+        return group if group is not None and group[1] else None
+
+
+current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
+    "ember_current_task", default=None)
+
+
+class ExitActorSignal(SystemExit):
+    """Raised by ``exit_actor()``: finish the current call, then leave cleanly."""
+
+
+def runtime() -> Runtime:
+    """The current runtime, starting a local cluster first if there is none (as Ray does)."""
+    rt = _runtime
+    if rt is None:
+        with lock:
+            if _runtime is None:
+                start(None)
+            rt = _runtime
+    return rt
+
+
+def runtime_or_none() -> Runtime | None:
+    """The current runtime, or None before ``init`` (and after ``shutdown``)."""
+    return _runtime
+
+
+def in_worker() -> bool:
+    """True in a worker process (its runtime lives as long as the process)."""
+    return _in_worker
+
+
+def _set(rt: Runtime | None) -> None:
+    global _runtime, objects
+    _runtime, objects = rt, (rt.objects if rt is not None else None)
+
+
+def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float | None = None,
+          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
+          namespace: str | None = None, runtime_env: dict[str, Any] | None = None,
+          system_config: dict[str, Any] | None = None, node_ip_address: str | None = None,
+          log_to_driver: bool = True) -> Runtime:
+    """Start a local cluster (``address`` None or "local") or attach to a running one
+    ("auto", or the head's HOST:PORT), and make its runtime current. Arguments are
+    validated by ``ember.init``."""
+    global _node_proc, _owned_session_dir
+    with lock:
+        if address in (None, "local"):
+            node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),
+                              exit_with_first_driver=True, system_config=system_config,
+                              host=node_ip_address or "127.0.0.1")
+            _node_proc, _owned_session_dir = node.proc, node.session_dir
+            node_address, token = node.address, node.token
+        elif address == "auto":
+            _session_dir, node_address, token, _pid = find_current()
+        else:
+            # HOST:PORT of the head; the driver attaches over its Unix socket, so it must run on
+            # the head's machine (drivers on other nodes come with cross-node control routing).
+            _session_dir, node_address, token, _pid = find_by_tcp_address(
+                address.removeprefix("tcp:").removeprefix("ember://"))
+        rt = Runtime(node_address, token, "driver", namespace=namespace, runtime_env=runtime_env,
+                     log_to_driver=log_to_driver)
+        _set(rt)
+        return rt
+
+
+def attach_worker(rt: Runtime) -> None:
+    """A worker process's runtime becomes current for its whole life."""
+    global _in_worker
+    _set(rt)
+    _in_worker = True
+
+
+def shutdown() -> None:
+    """Close the current runtime and stop the cluster this process started. Safe to call
+    twice; a no-op in a worker."""
+    global _node_proc, _owned_session_dir
+    with lock:
+        if _in_worker:
+            return
+        rt, proc, session = _runtime, _node_proc, _owned_session_dir
+        _set(None)
+        _node_proc = _owned_session_dir = None
+        if rt is not None:
+            rt.close()
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        if session is not None:
+            shutil.rmtree(session, ignore_errors=True)
+
+
+atexit.register(shutdown)

@@ -1,0 +1,680 @@
+"""The owner's object table: what this process knows of each object, and who refers to it.
+
+One per driver and per worker. It counts the local refs (``ObjectRef``/``ActorHandle``
+objects), holds owned results until they arrive, registers borrowed refs with the node
+that stores them, wakes the threads waiting in ``get``/``wait``, and turns a ready
+entry into a value. It talks to the node manager only through its ``NodeLink``.
+
+    submitter --add_owned(ids)--> [pending entries] <--complete(id, ...)-- TaskReply
+    get(ref)  --values(ids)-----> wait_ready -> inline bytes | mapped segment -> deserialize
+    ref.__del__ --release(id)--> releases deque --drain_releases (safe point)--> RemoveRefs
+
+Invariants: every entry changes under ``lock``; ``__del__`` never takes it (it only
+appends to ``releases``, drained at safe points); an owned entry stays until its
+result arrived and no local ref is left.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import threading
+import time
+from typing import Any, Callable, Protocol
+
+from .._wire import protocol as p
+from .._types import ActorID, ObjectID
+from ..exceptions import EmberSystemError, GetTimeoutError, ObjectLostError, TaskError
+from .._wire.node_link import NodeLink
+from .._wire.segments import create_segment, map_segment
+from .._wire.serialization import FLAG_ERROR, Serialized, deserialize, read_flags, serialize
+
+#: How long a borrowed ref's hold outlives its last local use.
+BORROW_LINGER_S = 1.0
+
+#: Values up to this size travel inside messages; larger ones go to shared memory.
+INLINE_MAX_BYTES = 100 * 1024
+
+#: A ready value as it travels: ("inline", serialized bytes) or ("stored", details).
+Completion = tuple[str, Any]
+
+_borrowing = threading.local()
+
+
+class Contained(Protocol):
+    """An ObjectRef (``id``) or an ActorHandle (``_actor_id``) pickled inside a value."""
+
+    id: ObjectID
+
+
+class Lineage(Protocol):
+    """Who can rebuild a lost owned object by running its task again (the task submitter)."""
+
+    def reconstruct(self, oid: ObjectID) -> bool: ...
+
+    def forget(self, oid: ObjectID) -> None: ...
+
+
+class _NoLineage:
+    """The lineage of a table whose submitter is not attached yet: nothing can be rebuilt."""
+
+    def reconstruct(self, oid: ObjectID) -> bool:
+        return False
+
+    def forget(self, oid: ObjectID) -> None:
+        pass
+
+
+class LocalObject:
+    """What this process knows about one object (an entry of ``LocalObjectTable``)."""
+
+    __slots__ = ("ready", "inline", "stored", "flags", "segment", "nm_hold", "owned",
+                 "shared_pending", "dropped", "callbacks", "fetching", "error", "home", "size")
+
+    def __init__(self, owned: bool) -> None:
+        self.ready = False
+        #: The serialized layout, when the value is held in this process.
+        self.inline: bytes | bytearray | None = None
+        #: Sealed in the node's store.
+        self.stored = False
+        self.flags = 0
+        #: Read-only mapping of the stored segment, once fetched.
+        self.segment: memoryview | None = None
+        #: This process holds a reference at the node manager.
+        self.nm_hold = False
+        self.owned = owned
+        #: Declared to the node manager while pending: seal it there when it arrives.
+        self.shared_pending = False
+        #: Local refs are gone but the result is still awaited (owned, pending).
+        self.dropped = False
+        self.callbacks: list[Callable[[ObjectID], None]] | None = None
+        self.fetching = False
+        #: A failure learnt from the node manager (lost, owner died).
+        self.error: BaseException | None = None
+        #: TCP address of the node that holds (and counts references to) the stored value,
+        #: when that is not this process's node.
+        self.home: str | None = None
+        #: Bytes of the stored value, when known (for locality).
+        self.size = 0
+
+
+class LocalObjectTable:
+    """The objects and actor handles this process refers to, and their reference counts.
+
+    Submitters add owned entries for the results they expect and complete them from
+    replies; ``ObjectRef`` and ``ActorHandle`` count themselves here; ``get``/``wait`` block
+    here. Borrowed refs (arrived inside values) are held at their home node while used.
+    The table rebuilds a lost owned object through its ``lineage`` (the task submitter).
+    """
+
+    def __init__(self, link: NodeLink, worker_id: bytes, node_tcp_address: str,
+                 head_tcp_address: str, is_worker: bool) -> None:
+        self.link = link
+        self.worker_id = worker_id
+        self.node_tcp_address = node_tcp_address
+        self.head_tcp_address = head_tcp_address
+        #: Workers tell their node manager when they block, so it lends their CPUs.
+        self._is_worker = is_worker
+        self.lock = threading.RLock()
+        self.objects: dict[ObjectID, LocalObject] = {}
+        self.counts: dict[bytes, int] = {}
+        #: ObjectRef/ActorHandle.__del__ append here; drained at safe points, never
+        #: under a lock taken by __del__'s arbitrary thread.
+        self.releases: collections.deque[bytes] = collections.deque()
+        #: One local reference is gone: ``release(ref_id)``, safe from ``__del__`` (a bound
+        #: deque append: no lock, no Python frame; refs call it once each).
+        self.release: Callable[[bytes], None] = self.releases.append
+        #: Actors this process holds a reference to at the head.
+        self.actor_ids: set[ActorID] = set()
+        self.lineage: Lineage = _NoLineage()
+        self.closed = False
+        #: Events of threads blocked in wait_ready, woken if the node manager goes away.
+        self._waiters: set[threading.Event] = set()
+        #: Borrowed refs no longer used here -> when to release their hold (BORROW_LINGER_S).
+        self._lingering: dict[ObjectID, float] = {}
+
+    # --- reference counts -------------------------------------------------------------
+
+    def incref(self, ref_id: bytes) -> None:
+        with self.lock:
+            self.counts[ref_id] = self.counts.get(ref_id, 0) + 1
+
+    def add_owned(self, oids: list[ObjectID]) -> None:
+        """Entries for results this process will receive (lock held by the caller or not)."""
+        with self.lock:
+            for oid in oids:
+                self.objects[oid] = LocalObject(owned=True)
+
+    def add_actor(self, actor_id: ActorID) -> None:
+        """The head holds a reference to ``actor_id`` for this process (created or looked up)."""
+        with self.lock:
+            self.actor_ids.add(actor_id)
+
+    def drain_releases(self) -> None:
+        releases = self.releases
+        if not releases:
+            return
+        remove: dict[str | None, list[bytes]] = collections.defaultdict(list)
+        with self.lock:
+            while releases:
+                ref_id = releases.popleft()
+                n = self.counts.get(ref_id, 0) - 1
+                if n > 0:
+                    self.counts[ref_id] = n
+                    continue
+                self.counts.pop(ref_id, None)
+                if ref_id in self.actor_ids:
+                    self.actor_ids.discard(ref_id)
+                    remove[self._local_or(self.head_tcp_address)].append(ref_id)
+                    continue
+                entry = self.objects.get(ref_id)
+                if entry is None:
+                    continue
+                if entry.owned and not entry.ready:
+                    entry.dropped = True
+                    continue
+                if not entry.owned and entry.nm_hold:
+                    # Keep a borrowed ref's hold a moment: code that gets a value holding many
+                    # refs over and over re-borrows them without a round trip each time.
+                    self._lingering[ref_id] = time.monotonic() + BORROW_LINGER_S
+                    continue
+                del self.objects[ref_id]
+                self.lineage.forget(ref_id)
+                if entry.nm_hold:
+                    remove[entry.home].append(ref_id)
+        for home, ids in remove.items():
+            self.link.send(p.RemoveRefs(ids, home))
+
+    def flush_lingering(self) -> None:
+        """Release the holds of borrowed refs unused for BORROW_LINGER_S."""
+        if not self._lingering:
+            return
+        now = time.monotonic()
+        remove: dict[str | None, list[bytes]] = collections.defaultdict(list)
+        with self.lock:
+            expired = [oid for oid, deadline in self._lingering.items() if deadline <= now]
+            for oid in expired:
+                del self._lingering[oid]
+                if self.counts.get(oid, 0) > 0:
+                    continue
+                entry = self.objects.pop(oid, None)
+                if entry is not None and entry.nm_hold:
+                    remove[entry.home].append(oid)
+        for home, ids in remove.items():
+            self.link.send(p.RemoveRefs(ids, home))
+
+    def _local_or(self, address: str) -> str | None:
+        """None for this process's own node, else the address (how homes are stored)."""
+        return None if address == self.node_tcp_address else address
+
+    def home_of(self, ref_id: bytes) -> str:
+        """TCP address of the node that holds ``ref_id`` (actors: the head)."""
+        if ref_id in self.actor_ids:
+            return self.head_tcp_address
+        entry = self.objects.get(ref_id)
+        return (entry.home if entry is not None and entry.home else None) or self.node_tcp_address
+
+    def home_bytes(self, oids: list[ObjectID]) -> dict[str, int]:
+        """Bytes of the stored, not yet mapped objects among ``oids`` per other node that
+        holds them (for locality)."""
+        by_home: dict[str, int] = {}
+        for oid in oids:
+            entry = self.objects.get(oid)
+            if entry is not None and entry.home is not None and entry.segment is None:
+                by_home[entry.home] = by_home.get(entry.home, 0) + entry.size
+        return by_home
+
+    # --- borrowing --------------------------------------------------------------------
+
+    def borrow(self, ref_id: ObjectID, home: str | None = None) -> None:
+        """A ref arrived inside a value: count it; hold it at its home node if new here."""
+        home = self._local_or(home) if home else None
+        with self.lock:
+            self._lingering.pop(ref_id, None)
+            self.counts[ref_id] = self.counts.get(ref_id, 0) + 1
+            entry = self.objects.get(ref_id)
+            if entry is None:
+                entry = self.objects[ref_id] = LocalObject(owned=False)
+                entry.home = home
+            if entry.nm_hold:
+                return
+            entry.nm_hold = True
+            home = entry.home
+        pending = getattr(_borrowing, "ids", None)
+        if pending is not None:  # inside deserialize: one AddRefs for the whole value
+            pending.append((ref_id, home))
+        else:
+            self.link.call(lambda rid: p.AddRefs(rid, [ref_id], home))
+
+    def borrow_actor(self, actor_id: ActorID) -> None:
+        """An actor handle arrived inside a value: count it; hold the actor at the head."""
+        with self.lock:
+            self.counts[actor_id] = self.counts.get(actor_id, 0) + 1
+            if actor_id in self.actor_ids:
+                return
+            self.actor_ids.add(actor_id)
+        self._hold(actor_id, self._local_or(self.head_tcp_address))
+
+    def _hold(self, ref_id: bytes, home: str | None) -> None:
+        pending = getattr(_borrowing, "ids", None)
+        if pending is not None:  # inside deserialize: one AddRefs for the whole value
+            pending.append((ref_id, home))
+        else:
+            self.link.call(lambda rid: p.AddRefs(rid, [ref_id], home))
+
+    def deserialize(self, data: Any) -> Any:
+        """Deserialize, registering every borrowed ref with one round trip."""
+        outer = getattr(_borrowing, "ids", None)
+        _borrowing.ids = ids = []
+        try:
+            value = deserialize(data)
+        finally:
+            _borrowing.ids = outer
+        by_home: dict[str | None, list[bytes]] = collections.defaultdict(list)
+        for ref_id, home in ids:
+            by_home[home].append(ref_id)
+        for home, group in by_home.items():
+            self.link.call(lambda rid: p.AddRefs(rid, group, home))
+        return value
+
+    def share(self, contained: list[Contained]) -> list[bytes]:
+        """Make refs inside an outgoing value reachable from other processes.
+
+        ``contained`` holds the ObjectRefs and ActorHandles pickled in the value (see
+        serialization.note_contained). Returns the ids the receiving value keeps alive.
+        """
+        ids: list[bytes] = []
+        declare: list[ObjectID] = []
+        promote: list[tuple[ObjectID, LocalObject]] = []
+        with self.lock:
+            for obj in contained:
+                actor_id = getattr(obj, "_actor_id", None)  # an ActorHandle
+                if actor_id is not None:
+                    ids.append(actor_id)
+                    continue
+                ids.append(obj.id)
+                entry = self.objects.get(obj.id)
+                if entry is None or entry.nm_hold:
+                    continue
+                entry.nm_hold = True
+                if not entry.ready:
+                    entry.shared_pending = True
+                    declare.append(obj.id)
+                elif not entry.stored:
+                    promote.append((obj.id, entry))
+        if declare:
+            self.link.call(lambda rid: p.DeclareShared(rid, declare))
+        for oid, entry in promote:
+            self._seal(oid, entry.inline, read_flags(entry.inline), [])
+            entry.stored = True
+        return ids
+
+    # --- storing ----------------------------------------------------------------------
+
+    def put_serialized(self, oid: ObjectID, ser: Serialized) -> None:
+        """A value this process owns, ready now (``ember.put``, large arguments)."""
+        entry = LocalObject(owned=True)
+        entry.ready = True
+        entry.flags = ser.flags
+        contained_ids = self.share(ser.contained) if ser.contained else []
+        if ser.total_bytes <= INLINE_MAX_BYTES and not contained_ids:
+            entry.inline = ser.to_bytes()
+        else:
+            self._seal(oid, ser, ser.flags, contained_ids)
+            entry.stored = True
+            entry.nm_hold = True
+        with self.lock:
+            self.objects[oid] = entry
+
+    def _seal(self, oid: ObjectID, value: Serialized | bytes | bytearray, flags: int,
+              contained: list[bytes], holder: bytes | None = None) -> None:
+        # The putter keeps no mapping: the store may spill the object, and a mapping held
+        # here would keep its memory in use all the same.
+        fd = create_segment(value)
+        size = value.total_bytes if isinstance(value, Serialized) else len(value)
+        try:
+            self.link.call(lambda rid: p.PutObject(rid, oid, size, flags, holder or self.worker_id,
+                                                   contained), fds=(fd,))
+        finally:
+            os.close(fd)
+
+    def seal_for(self, oid: ObjectID, ser: Serialized, owner: bytes) -> None:
+        """Seal a task's return in the store on behalf of its owner."""
+        contained = self.share(ser.contained) if ser.contained else []
+        self._seal(oid, ser, ser.flags, contained, holder=owner)
+
+    def encode_value(self, oid: ObjectID, ser: Serialized, owner: bytes) -> Completion:
+        """How a task's return travels to its owner: inline if small, else sealed here."""
+        if ser.total_bytes <= INLINE_MAX_BYTES and not ser.contained:
+            return ("inline", ser.to_bytes())
+        self.seal_for(oid, ser, owner)
+        return ("stored", (ser.total_bytes, ser.flags, self.node_tcp_address))
+
+    # --- completing owned objects -----------------------------------------------------
+
+    def complete(self, oid: ObjectID, kind: str, value: Any) -> None:
+        """An owned pending object got its value: ("inline", payload) or
+        ("stored", (size, flags, home node's TCP address))."""
+        home = self._local_or(value[2]) if kind == "stored" and len(value) > 2 else None
+        with self.lock:
+            entry = self.objects.get(oid)
+            if entry is None or entry.ready:
+                if entry is None and kind == "stored":
+                    self.link.send(p.RemoveRefs([oid], home))
+                return
+            if kind == "inline":
+                entry.inline = value
+                entry.flags = read_flags(value)
+            else:
+                entry.stored = True
+                entry.flags = value[1]
+                entry.nm_hold = True
+                entry.home = home
+                entry.size = value[0]
+            entry.ready = True
+            callbacks, entry.callbacks = entry.callbacks, None
+            seal_inline = entry.shared_pending and kind == "inline"
+        if seal_inline:
+            if self.link.on_reader_thread():
+                # This thread reads the node manager's replies: sealing must wait for one.
+                threading.Thread(target=self._seal_late, args=(oid, entry, value), daemon=True).start()
+            else:
+                self._seal_late(oid, entry, value)
+        elif entry.shared_pending and home is not None:
+            # Borrowers wait at this node, where the ref said the object lives: copy it here.
+            self.link.call_async(lambda rid: p.GetObject(rid, oid, False, home), lambda _r, _f: None)
+        if entry.dropped:
+            with self.lock:
+                self.objects.pop(oid, None)
+            if entry.nm_hold:
+                self.link.send(p.RemoveRefs([oid], entry.home))
+        for cb in callbacks or ():
+            cb(oid)
+
+    def complete_all(self, oids: list[ObjectID], returns: list[Completion]) -> None:
+        """Complete a task's returns from its reply."""
+        for oid, (kind, value) in zip(oids, returns):
+            self.complete(oid, kind, value)
+
+    def complete_error(self, oids: list[ObjectID], error: BaseException) -> None:
+        """Every one of ``oids`` raises ``error`` from ``get``."""
+        self.complete_all(oids, error_returns(error, len(oids)))
+
+    def reset_pending(self, oid: ObjectID) -> None:
+        """An owned result is being rebuilt: back to pending (lock held)."""
+        entry = self.objects.get(oid)
+        if entry is not None:
+            entry.ready, entry.stored, entry.segment, entry.home, entry.inline = False, False, None, None, None
+
+    def _seal_late(self, oid: ObjectID, entry: LocalObject, value: Any) -> None:
+        self._seal(oid, value, entry.flags, [])
+        entry.stored = True
+
+    def complete_from_request(self, oid: ObjectID, make: Callable[[int], Any]) -> None:
+        """Own ``oid`` and resolve it with the node manager's reply to a request (its value,
+        or its error raised by get)."""
+        self.add_owned([oid])
+
+        def on_reply(reply: p.Reply, _fds: list[int]) -> None:
+            if reply.ok:
+                self.complete(oid, "inline", serialize(reply.value).to_bytes())
+            else:
+                error = reply.value if isinstance(reply.value, BaseException) else \
+                    EmberSystemError(str(reply.value))
+                self.complete_error([oid], error)
+
+        self.link.call_async(make, on_reply)
+
+    # --- waiting ----------------------------------------------------------------------
+
+    def on_ready(self, oid: ObjectID, callback: Callable[[ObjectID], None]) -> bool:
+        """Call ``callback(oid)`` once the object is ready; returns False if it already is."""
+        with self.lock:
+            entry = self.objects.get(oid)
+            if entry is None:
+                entry = self.objects[oid] = LocalObject(owned=False)
+            if entry.ready:
+                return False
+            if entry.callbacks is None:
+                entry.callbacks = []
+            entry.callbacks.append(callback)
+            if not entry.owned:
+                self._fetch_async(oid, entry, fetch=True)
+            return True
+
+    def when_ready(self, oids: list[ObjectID], callback: Callable[[ObjectID], None]) -> int:
+        """Register ``callback`` for each of ``oids`` not ready yet; returns how many.
+
+        A call (task or actor method) waits for its top-level ref arguments this way and
+        is sent once the count its callback keeps reaches zero.
+        """
+        return sum(1 for oid in oids if self.on_ready(oid, callback))
+
+    def _fetch_async(self, oid: ObjectID, entry: LocalObject, fetch: bool) -> None:
+        """Ask the node manager for a borrowed object (lock held)."""
+        if entry.fetching or entry.ready:
+            return
+        entry.fetching = True
+
+        def on_reply(reply: p.Reply, fds: list[int]) -> None:
+            with self.lock:
+                entry.fetching = False
+                if reply.ok:
+                    size, flags = reply.value
+                    if fds:
+                        entry.segment = map_segment(fds[0], size)
+                    entry.stored, entry.flags = True, flags
+                else:
+                    entry.error = reply.value if isinstance(reply.value, BaseException) else \
+                        ObjectLostError(oid.hex())
+                entry.ready = True
+                callbacks, entry.callbacks = entry.callbacks, None
+            for cb in callbacks or ():
+                cb(oid)
+
+        self.link.call_async(lambda rid: p.GetObject(rid, oid, fetch, entry.home), on_reply)
+
+    def connection_lost(self) -> None:
+        """The node manager is gone: nothing will become ready; wake every waiter."""
+        with self.lock:
+            self.closed = True
+            for waiter in list(self._waiters):
+                waiter.set()
+
+    def wait_ready(self, oids: list[ObjectID], num: int, timeout_s: float | None,
+                   fetch: bool) -> list[ObjectID]:
+        """Block until ``num`` of ``oids`` are ready (or the timeout); returns the ready ones.
+
+        Each pending object gets a callback that counts down, so waiting on n refs
+        costs O(n) in total however they complete.
+        """
+        done = threading.Event()
+        with self.lock:
+            pending = []
+            for oid in oids:
+                entry = self.objects.get(oid)
+                if entry is None:
+                    entry = self.objects[oid] = LocalObject(owned=False)
+                if not entry.ready:
+                    pending.append((oid, entry))
+            need = num - (len(oids) - len(pending))
+            if need > 0 and not self.closed:
+                arrivals = itertools.count(1)
+
+                def arrived(_oid: ObjectID) -> None:
+                    if next(arrivals) >= need:
+                        done.set()
+
+                for oid, entry in pending:
+                    if entry.callbacks is None:
+                        entry.callbacks = []
+                    entry.callbacks.append(arrived)
+                    if not entry.owned:
+                        self._fetch_async(oid, entry, fetch)
+                self._waiters.add(done)
+        if need > 0 and not self.closed:
+            blocked = self._is_worker
+            if blocked:
+                self.link.send(p.SetBlocked(True))
+            try:
+                done.wait(timeout_s)
+            finally:
+                self._waiters.discard(done)
+                if blocked:
+                    self.link.send(p.SetBlocked(False))
+        with self.lock:
+            return [oid for oid in oids if self.objects[oid].ready]
+
+    def first_ready(self, oids: list[ObjectID], num: int) -> list[ObjectID] | None:
+        """The first ``num`` ready ids in order, or None if fewer are ready now."""
+        found: list[ObjectID] = []
+        if num == 0:
+            return found
+        objects = self.objects
+        with self.lock:
+            for oid in oids:
+                entry = objects.get(oid)
+                if entry is not None and entry.ready:
+                    found.append(oid)
+                    if len(found) == num:
+                        return found
+        return None
+
+    def fetch_local(self, oids: list[ObjectID]) -> None:
+        """Map ready stored objects here (``wait(fetch_local=True)``): the next ``get`` of
+        them needs no round trip. The requests go out together; one wait for all."""
+        todo = []
+        with self.lock:
+            for oid in oids:
+                entry = self.objects.get(oid)
+                if entry is not None and entry.ready and entry.stored and entry.segment is None \
+                        and entry.inline is None and entry.error is None:
+                    todo.append((oid, entry))
+        if not todo:
+            return
+        left = [len(todo)]
+        done = threading.Event()
+
+        def mapped(entry: LocalObject) -> Callable[[p.Reply, list[int]], None]:
+            def on_reply(reply: p.Reply, fds: list[int]) -> None:
+                if reply.ok and fds:
+                    entry.segment = map_segment(fds[0], reply.value[0])
+                with self.lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        done.set()
+            return on_reply
+
+        for oid, entry in todo:
+            self.link.call_async(lambda rid, oid=oid, entry=entry: p.GetObject(rid, oid, True, entry.home),
+                                 mapped(entry))
+        done.wait()
+
+    # --- values -----------------------------------------------------------------------
+
+    def values(self, oids: list[ObjectID], timeout_s: float | None) -> list[Any]:
+        """The values of ``oids`` (in order, duplicates allowed), waiting for them.
+
+        Raises:
+            GetTimeoutError: ``timeout_s`` passed first.
+            EmberSystemError: the node manager went away.
+            TaskError (and the user's exception class): a task failed.
+        """
+        self.drain_releases()
+        unique = list(dict.fromkeys(oids))
+        ready = self.wait_ready(unique, len(unique), timeout_s, fetch=True)
+        if len(ready) < len(unique):
+            if self.closed:
+                raise EmberSystemError("lost the connection to the node manager")
+            missing = next(o for o in unique if o not in set(ready))
+            raise GetTimeoutError(f"ember.get timed out after {timeout_s} s waiting for "
+                                  f"{len(unique) - len(ready)} of {len(unique)} object(s), "
+                                  f"e.g. {missing.hex()}")
+        values = {oid: self._value(oid) for oid in unique}
+        return [values[oid] for oid in oids]
+
+    def _value(self, oid: ObjectID) -> Any:
+        entry = self.objects[oid]
+        if entry.error is not None:
+            raise entry.error
+        if entry.inline is not None:
+            data = entry.inline
+        else:
+            try:
+                data = self._segment(oid, entry)
+            except ObjectLostError:
+                if not (entry.owned and self.lineage.reconstruct(oid)):
+                    raise
+                self.wait_ready([oid], 1, None, True)  # rebuilt by re-running its task
+                return self._value(oid)
+        value = self.deserialize(data)
+        if entry.flags & FLAG_ERROR:
+            if isinstance(value, TaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    def resolved_arg(self, oid: ObjectID) -> tuple[str, Any] | None:
+        """How a ready top-level argument travels to a worker; None if not ready."""
+        entry = self.objects.get(oid)
+        if entry is None or not entry.ready:
+            return None
+        if entry.inline is not None:
+            return ("inline", entry.inline)
+        return ("stored", (oid, entry.home or self.node_tcp_address))
+
+    def resolve_deps(self, dep_ids: list[ObjectID]) -> tuple[list[tuple[str, Any]], bytes | bytearray | None]:
+        """How a call's ready top-level arguments travel, or the error payload of the first
+        argument that failed (the call then fails with it without running)."""
+        deps = []
+        for oid in dep_ids:
+            error = self.error_payload(oid)
+            if error is not None:
+                return [], error
+            deps.append(self.resolved_arg(oid))
+        return deps, None
+
+    def error_payload(self, oid: ObjectID) -> bytes | bytearray | None:
+        """The serialized error a ready object holds, if it is one."""
+        entry = self.objects.get(oid)
+        if entry is None or not entry.ready:
+            return None
+        if entry.error is not None:
+            return serialize(entry.error, FLAG_ERROR).to_bytes()
+        if entry.flags & FLAG_ERROR:
+            if entry.inline is not None:
+                return entry.inline
+            return bytes(self._segment(oid, entry))
+        return None
+
+    def _segment(self, oid: ObjectID, entry: LocalObject) -> memoryview:
+        """The entry's stored segment, mapped here once (copied here first if remote)."""
+        if entry.segment is None:
+            entry.segment = self._map(oid, entry.home)
+        return entry.segment
+
+    def fetch_stored(self, oid: ObjectID, home: str | None = None) -> memoryview:
+        """A stored object's segment (workers fetching arguments), copied here if remote."""
+        return self._map(oid, self._local_or(home) if home else None)
+
+    def _map(self, oid: ObjectID, home: str | None) -> memoryview:
+        (size, _flags), fds = self.link.call(lambda rid: p.GetObject(rid, oid, True, home))
+        return map_segment(fds[0], size)
+
+
+def error_returns(error: BaseException, num_returns: int) -> list[Completion]:
+    """Every return of a failed call carries the same serialized error (at least one: a
+    call with num_returns=0 still reports its failure). Written once for tasks, actor calls
+    and failures the submitter itself decides (cancelled, crashed, actor died)."""
+    try:
+        payload = serialize(error, FLAG_ERROR, what="an error").to_bytes()
+        # The caller must be able to rebuild it too: an exception whose __init__ takes
+        # other arguments than its args pickles but fails to unpickle.
+        deserialize(payload)
+    except Exception:
+        if not isinstance(error, TaskError):
+            raise
+        error = TaskError(error.function_name, error.traceback_str, None, error.pid)
+        payload = serialize(error, FLAG_ERROR, what="an error").to_bytes()
+    return [("inline", payload)] * max(1, num_returns)

@@ -1,0 +1,127 @@
+"""Validation of ``@remote`` / ``.options()`` arguments, with errors that show the fix."""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from typing import Any, Mapping
+
+from ..exceptions import InvalidOptionError
+from ..runtime_env import validate_runtime_env
+
+_COMMON = {"num_cpus", "num_gpus", "memory", "resources", "name", "scheduling_strategy",
+           "runtime_env", "accelerator_type", "label_selector", "_metadata", "object_store_memory"}
+TASK_OPTIONS = _COMMON | {"num_returns", "max_retries", "retry_exceptions", "max_calls"}
+ACTOR_OPTIONS = _COMMON | {"namespace", "lifetime", "max_concurrency", "max_restarts",
+                           "max_task_retries", "get_if_exists", "max_pending_calls",
+                           "concurrency_groups"}
+METHOD_OPTIONS = {"num_returns", "name", "concurrency_group", "max_task_retries", "retry_exceptions"}
+
+#: Ray options ember knows but does not implement: a value other than None is refused
+#: with the way to get the same effect, never silently ignored.
+UNSUPPORTED = {
+    "accelerator_type": "ember does not detect accelerator types. Request devices with num_gpus=, "
+                        "and tell types apart with a custom resource: start the nodes that have the "
+                        "type with resources={'A100': 1} and ask for resources={'A100': 0.01}",
+    "label_selector": "ember nodes carry no labels. Use a custom resource (start nodes with "
+                      "resources={'zone-a': 1}, ask for resources={'zone-a': 0.01}) or "
+                      "NodeAffinitySchedulingStrategy",
+    "concurrency_groups": "ember has no concurrency groups. Use max_concurrency= for the whole actor "
+                          "(an async actor interleaves up to that many calls)",
+    "concurrency_group": "ember has no concurrency groups. Use max_concurrency= on the actor",
+    "object_store_memory": "ember does not reserve object store memory per task or actor; the node's "
+                           "store is shared (size it with ember.init(object_store_memory=...))",
+}
+
+
+def _check_number(name: str, value: Any, minimum: float = 0.0) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidOptionError(f"{name} must be a number, got {value!r} ({type(value).__name__}); "
+                                 f"e.g. {name}=1")
+    if value < minimum:
+        raise InvalidOptionError(f"{name} must be >= {minimum:g}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidOptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def validate(options: dict[str, Any], allowed: set[str], what: str,
+             unsupported: Mapping[str, str] = UNSUPPORTED) -> dict[str, Any]:
+    """Check names and values; returns the options unchanged.
+
+    ``unsupported``: names refused with a value other than None, and why (the Ray options
+    ember does not implement, by default).
+
+    Raises:
+        InvalidOptionError: an unknown name (with the closest valid one) or a bad value.
+    """
+    for name, value in options.items():
+        if name not in allowed:
+            close = difflib.get_close_matches(name, sorted(allowed), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InvalidOptionError(f"unknown option {name!r} for {what}.{hint} Valid options: "
+                                     f"{', '.join(sorted(o for o in allowed if not o.startswith('_')))}")
+        if value is None:
+            continue
+        if name in unsupported:
+            raise InvalidOptionError(f"{name}={value!r} is not supported (for {what}): "
+                                     f"{unsupported[name]}.")
+        if name in ("num_cpus", "memory", "object_store_memory"):
+            _check_number(name, value)
+        elif name == "num_gpus":
+            _check_number(name, value)
+            if value > 1 and value != int(value):
+                raise InvalidOptionError(f"num_gpus above 1 must be a whole number, got {value!r}")
+        elif name == "resources":
+            if not isinstance(value, dict):
+                raise InvalidOptionError(f"resources must be a dict like {{'TPU': 1}}, got {value!r}")
+            for key, amount in value.items():
+                if key in ("CPU", "GPU"):
+                    raise InvalidOptionError(f"use num_cpus=/num_gpus= instead of resources={{{key!r}: ...}}")
+                _check_number(f"resources[{key!r}]", amount)
+        elif name == "num_returns":
+            _check_int(name, value, 0)
+        elif name == "max_pending_calls":
+            _check_int(name, value, -1)
+            if value == 0:
+                raise InvalidOptionError("max_pending_calls must be -1 (no limit) or at least 1, got 0")
+        elif name in ("max_retries", "max_restarts", "max_task_retries"):
+            _check_int(name, value, -1)
+        elif name in ("max_calls",):
+            _check_int(name, value, 0)
+        elif name == "max_concurrency":
+            _check_int(name, value, 1)
+        elif name == "retry_exceptions":
+            ok = isinstance(value, bool) or (isinstance(value, (list, tuple)) and all(
+                isinstance(t, type) and issubclass(t, BaseException) for t in value))
+            if not ok:
+                raise InvalidOptionError("retry_exceptions must be True/False or a list of exception "
+                                         f"classes, got {value!r}")
+        elif name == "runtime_env":
+            validate_runtime_env(value, what, allow_working_dir=False)
+        elif name == "lifetime":
+            if value not in ("detached", "non_detached"):
+                raise InvalidOptionError(f"lifetime must be 'detached' or 'non_detached', got {value!r}")
+        elif name in ("name", "namespace"):
+            if not isinstance(value, str) or not value:
+                raise InvalidOptionError(f"{name} must be a non-empty string, got {value!r}")
+        elif name == "get_if_exists":
+            if not isinstance(value, bool):
+                raise InvalidOptionError(f"get_if_exists must be True or False, got {value!r}")
+    return options
+
+
+def resource_shape(options: dict[str, Any], default_cpus: float) -> dict[str, float]:
+    """The scheduling shape an options dict asks for."""
+    shape: dict[str, float] = {}
+    cpus = options.get("num_cpus")
+    shape["CPU"] = float(default_cpus if cpus is None else cpus)
+    if options.get("num_gpus"):
+        shape["GPU"] = float(options["num_gpus"])
+    if options.get("memory"):
+        shape["memory"] = float(options["memory"])
+    for key, amount in (options.get("resources") or {}).items():
+        shape[key] = float(amount)
+    return {k: v for k, v in shape.items() if v}

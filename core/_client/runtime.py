@@ -1,0 +1,189 @@
+"""The per-process core: one per driver and per worker, composed of its collaborators.
+
+    NodeLink ------------ the registered connection to this node's manager
+    LocalObjectTable --------- objects and actor handles this process refers to; get/wait
+    TaskSubmitter ------- normal tasks: lease workers, push, retry, lineage
+    ActorSubmitter ------ actor calls, in order per actor
+    RemoteNodes --------- links to other nodes' managers (spillbacks)
+
+    f.remote(x) -> TaskSubmitter: lease a worker, push the task ----> worker runs it
+    get(ref)    <- LocalObjectTable <- TaskReply (inline value, or "stored": map the memfd)
+
+The process's current runtime is held by ``context`` (one module), not here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from typing import Any, Callable, Literal
+
+from .._wire import protocol as p
+from .._types import NodeID, ObjectID, TaskID
+from .actor_submitter import ActorSubmitter
+from .._wire.ids import PUT_INDEX, REQUEST_INDEX, TaskIds, object_id
+from .._wire.node_link import NodeLink
+from .local_objects import LocalObjectTable
+from .._wire.serialization import serialize
+from .submitter import RemoteNodes, TaskSubmitter
+
+#: What kind of process a runtime serves.
+RuntimeKind = Literal["driver", "worker"]
+
+#: How often the housekeeping thread drains releases and returns idle leases while there
+#: is anything to do, and at most how long it sleeps while the process is idle.
+HOUSEKEEPING_S = 0.02
+HOUSEKEEPING_IDLE_S = 0.5
+
+
+class Runtime:
+    """The core of one driver or worker process: it registers with the node manager and
+    composes the object table and the two submitters around that link.
+
+    It owns their lifetimes (``close``) and a housekeeping thread that drains released
+    refs, returns idle leases and lets lingering borrowed refs go. Everything the public
+    API does goes through one of its collaborators; none of them reaches into another's
+    state.
+    """
+
+    def __init__(self, node_address: str, token: bytes, kind: RuntimeKind, worker_id: bytes | None = None,
+                 address: str | None = None, namespace: str | None = None,
+                 on_message: Callable[[Any, list[int]], None] | None = None,
+                 runtime_env: dict[str, Any] | None = None, tcp_address: str | None = None,
+                 log_to_driver: bool = True) -> None:
+        self.kind = kind
+        self.token = token
+        self.worker_id = worker_id or os.urandom(16)
+        self._task_ids = TaskIds()
+        self._on_message = on_message
+        #: Print the lines workers of this job write (``init(log_to_driver=False)``: drop them).
+        self._log_to_driver = log_to_driver
+        self.registered_functions: set[bytes] = set()
+        working_dir = (runtime_env or {}).get("working_dir")
+        sys_path = _shippable_sys_path() if kind == "driver" else None
+        if working_dir is not None and sys_path is not None:
+            sys_path.insert(0, working_dir)
+        self.register_msg = p.Register(kind, self.worker_id, os.getpid(), address, namespace,
+                                       (working_dir or os.getcwd()) if kind == "driver" else None,
+                                       sys_path, (runtime_env or {}).get("env_vars") or None,
+                                       tcp_address=tcp_address)
+        self.link = NodeLink(node_address, token, self.register_msg, on_message=self._on_node_message,
+                             on_lost=self._connection_lost, name="ember-nm-reader")
+        reg = self.link.registered
+        self.node_id: NodeID = reg.node_id
+        self.job_id: bytes = reg.job_id
+        self.namespace: str = reg.namespace
+        self.session_dir: str = reg.session_dir
+        self.node_tcp_address: str = reg.node_tcp_address
+        self.head_tcp_address: str = reg.head_tcp_address
+        self.job_env_vars: dict[str, str] | None = reg.env_vars
+        self.objects = LocalObjectTable(self.link, self.worker_id, self.node_tcp_address,
+                                   self.head_tcp_address, is_worker=kind == "worker")
+        self.lock = self.objects.lock
+        self.remote_nodes = RemoteNodes(token, self.worker_id, self.job_id, self.namespace,
+                                        self.job_env_vars,
+                                        _shippable_sys_path if kind == "driver" else lambda: list(sys.path))
+        self.submitter = TaskSubmitter(self.objects, self.link, token, self.remote_nodes)
+        self.actor_submitter = ActorSubmitter(self.objects, self.link, token, self.node_id)
+        self.objects.lineage = self.submitter
+        self._stop = threading.Event()
+        self._housekeeper = threading.Thread(target=self._housekeeping, daemon=True,
+                                             name="ember-housekeeping")
+        self._housekeeper.start()
+
+    @property
+    def closed(self) -> bool:
+        return self.objects.closed
+
+    # --- talking to the node manager --------------------------------------------------
+
+    def _on_node_message(self, msg: Any, fds: list[int]) -> None:
+        if isinstance(msg, p.LogLines):
+            if self._log_to_driver:
+                _print_remote_lines(msg)
+        elif isinstance(msg, p.LeaseInfeasible):
+            warnings.warn(msg.message, RuntimeWarning, stacklevel=1)
+        elif self._on_message is not None:
+            self._on_message(msg, fds)
+
+    def _connection_lost(self) -> None:
+        self.objects.connection_lost()
+        if self.kind == "worker":
+            os._exit(1)
+
+    def call(self, make: Callable[[int], Any], timeout_s: float | None = None,
+             fds: tuple[int, ...] = ()) -> tuple[Any, list[int]]:
+        """Send a request to this process's node manager and wait for its reply."""
+        return self.link.call(make, timeout_s, fds)
+
+    def call_async(self, make: Callable[[int], Any], on_reply: Callable[[p.Reply, list[int]], None]) -> None:
+        self.link.call_async(make, on_reply)
+
+    def send(self, msg: Any) -> None:
+        self.link.send(msg)
+
+    # --- ids and objects --------------------------------------------------------------
+
+    def next_task_id(self) -> TaskID:
+        return self._task_ids.next()
+
+    def put(self, value: Any) -> ObjectID:
+        """Store ``value`` as an object this process owns; its id (wrap it in an ObjectRef)."""
+        ser = serialize(value, what="the value passed to ember.put")
+        oid = object_id(self.next_task_id(), PUT_INDEX)
+        self.objects.put_serialized(oid, ser)
+        return oid
+
+    def request_object(self, make: Callable[[int], Any]) -> ObjectID:
+        """An object resolved by the node manager's reply to a request (its value, or its
+        error raised by ``get``), e.g. a placement group's ``ready()``."""
+        oid = object_id(self.next_task_id(), REQUEST_INDEX)
+        self.objects.complete_from_request(oid, make)
+        return oid
+
+    # --- housekeeping -----------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        # Every 20 ms while there is anything to do; an idle process (an idle actor, say)
+        # backs off to 0.5 s: 2,000 idle actors waking 50 times a second each saturated
+        # the machine's CPUs (issue 19). Work seen again resets the interval.
+        interval_s = HOUSEKEEPING_S
+        while not self._stop.wait(interval_s):
+            try:
+                objects = self.objects
+                busy = bool(objects.releases) or bool(objects._lingering) or any(
+                    state.leases or state.queue for state in self.submitter.keys.values())
+                objects.drain_releases()
+                self.submitter.return_idle_leases()
+                objects.flush_lingering()
+                interval_s = HOUSEKEEPING_S if busy else min(interval_s * 2, HOUSEKEEPING_IDLE_S)
+            except Exception:  # a bug here must not kill the process's housekeeping
+                if self.closed:
+                    return
+                raise
+
+    def close(self) -> None:
+        """Stop housekeeping, close every worker channel and node link. Safe to call twice."""
+        self._stop.set()
+        self.objects.closed = True
+        self.submitter.close()
+        self.actor_submitter.close()
+        self.remote_nodes.close()
+        self.link.close()
+        if threading.current_thread() is not self._housekeeper:
+            self._housekeeper.join(5)
+
+
+def _shippable_sys_path() -> list[str]:
+    return [os.path.abspath(x) if x else os.getcwd() for x in sys.path]
+
+
+def _print_remote_lines(msg: p.LogLines) -> None:
+    stream = sys.stderr if msg.is_err else sys.stdout
+    try:
+        stream.write("".join(f"{msg.prefix} {line}\n" for line in msg.lines))
+        stream.flush()
+    except (ValueError, OSError):
+        pass

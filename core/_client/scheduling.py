@@ -1,0 +1,85 @@
+"""Scheduling strategies (Ray's names) and how an options dict becomes a request."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .._wire import protocol as p
+from ..exceptions import InvalidOptionError
+from .._resources import in_bundle
+
+
+class NodeAffinitySchedulingStrategy:
+    """Run on one node (``soft=True``: prefer it, fall back elsewhere)."""
+
+    def __init__(self, node_id: str, soft: bool) -> None:
+        self.node_id = node_id
+        self.soft = soft
+
+    def __repr__(self) -> str:
+        return f"NodeAffinity({self.node_id}, soft={self.soft})"
+
+
+class GroupHandle(Protocol):
+    """What a strategy reads of a placement group (ember.util.PlacementGroup)."""
+
+    id: bytes
+
+
+class PlacementGroupSchedulingStrategy:
+    """Run inside a placement group's bundle (``-1``: any bundle of the group).
+
+    With ``placement_group_capture_child_tasks=True`` the tasks and actors it starts
+    without a strategy of their own run in the group too.
+    """
+
+    def __init__(self, placement_group: GroupHandle | None, placement_group_bundle_index: int = -1,
+                 placement_group_capture_child_tasks: bool | None = None) -> None:
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def __repr__(self) -> str:
+        pg = self.placement_group.id.hex() if self.placement_group is not None else None
+        return f"PG({pg}, {self.placement_group_bundle_index})"
+
+
+def scheduling_request(options: dict[str, Any], shape: dict[str, float],
+                       hold: dict[str, float] | None = None,
+                       inherited_group: tuple[str, bool] | None = None) -> p.SchedulingRequest:
+    """Translate options into what the node manager schedules.
+
+    Placement-group strategies rewrite the shape onto the group's reserved bundle
+    resources (``CPU_group_<i>_<pg>``), so the ledger needs no special case for them.
+    ``inherited_group`` is the caller's group when it captures child tasks: a call that
+    sets no strategy runs in it too (Ray's ``placement_group_capture_child_tasks``);
+    an explicit "DEFAULT" opts out.
+
+    Raises:
+        InvalidOptionError: an unknown strategy.
+    """
+    strategy = options.get("scheduling_strategy")
+    if strategy is None and inherited_group is not None:
+        pg_hex, capture = inherited_group
+        return _in_group(shape, hold, pg_hex, -1, capture)
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        pg = strategy.placement_group
+        if pg is None:  # Ray's way of saying "no group"
+            return p.SchedulingRequest(shape, None, hold)
+        return _in_group(shape, hold, pg.id.hex(), strategy.placement_group_bundle_index,
+                         bool(strategy.placement_group_capture_child_tasks))
+    if strategy in (None, "DEFAULT"):
+        return p.SchedulingRequest(shape, None, hold)
+    if strategy == "SPREAD":
+        return p.SchedulingRequest(shape, ("SPREAD",), hold)
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return p.SchedulingRequest(shape, ("NODE_AFFINITY", strategy.node_id, bool(strategy.soft)), hold)
+    raise InvalidOptionError(f"unknown scheduling_strategy {strategy!r}: use 'DEFAULT', 'SPREAD', "
+                             "NodeAffinitySchedulingStrategy or PlacementGroupSchedulingStrategy")
+
+
+def _in_group(shape: dict[str, float], hold: dict[str, float] | None, pg_hex: str, index: int | None,
+              capture: bool) -> p.SchedulingRequest:
+    return p.SchedulingRequest(in_bundle(shape, pg_hex, index),
+                               None, in_bundle(hold, pg_hex, index) if hold is not None else None,
+                               placement_group=(pg_hex, capture))

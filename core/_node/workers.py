@@ -1,0 +1,181 @@
+"""The node's workers: starting them for waiting grants, noticing their exits, and the
+memory monitor that stops the newest retriable one before the kernel's OOM killer picks
+at random (a node service).
+
+    fork server "exited pid" -> on_worker_exit -> exit waiters (GetWorkerExit answers)
+    connection closed        -> worker_gone    -> its lease ends; its actor: on_actor_died
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from typing import Callable
+
+from .._wire import protocol as p
+from .._types import JobID
+from .memory_monitor import Candidate, MemoryMonitor, MemoryPolicy, MemoryUsage
+from .context import Client, Handlers, NodeContext
+from .actors import may_restart
+from .leases import LeaseService
+from .worker_pool import WorkerRecord
+
+log = logging.getLogger("ember._node.manager")
+
+
+class WorkerService:
+    """Args:
+        ctx: the shared node context.
+        leases: the lease service (a dead worker's lease ends there).
+        on_actor_worker_died: back-edge: the worker hosting a live actor is gone.
+        memory_policy: who the memory monitor kills.
+    """
+
+    def __init__(self, ctx: NodeContext, leases: LeaseService,
+                 on_actor_worker_died: Callable[[WorkerRecord], None],
+                 memory_policy: MemoryPolicy) -> None:
+        self.ctx = ctx
+        self.leases = leases
+        self._on_actor_worker_died = on_actor_worker_died
+        self.memory_policy = memory_policy
+        self.memory_monitor: MemoryMonitor | None = None
+        #: Workers started per job and not yet registered: counted, not scanned, so a
+        #: grant costs the same with 10 workers or 2,000 (actor creation stays linear).
+        self._starting: dict[JobID, int] = defaultdict(int)
+
+    def handlers(self) -> Handlers:
+        return {p.GetWorkerExit: self.on_get_worker_exit, p.KillWorker: self.on_kill_worker}
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def registered(self, record: WorkerRecord) -> None:
+        """A started worker connected: it is no longer starting."""
+        self._not_starting(record)
+        self.leases.worker_ready(record)
+
+    def _not_starting(self, record: WorkerRecord) -> None:
+        if record.extra.pop("starting", None) is not None:
+            left = self._starting[record.job_id] - 1
+            if left > 0:
+                self._starting[record.job_id] = left
+            else:
+                self._starting.pop(record.job_id, None)
+
+    def worker_gone(self, record: WorkerRecord) -> None:
+        """Its connection closed: nothing may be handed to it again; what it held returns."""
+        previous = record.state
+        record.state = "dead"
+        self._not_starting(record)
+        self.leases.forget_idle(record)
+        if previous == "leased":
+            self.leases.end_lease(record.lease_id)
+        if record.actor_id is not None:
+            actor = self.ctx.control.actors.get(record.actor_id)
+            if actor is not None and actor.worker_id in (record.worker_id, None) and actor.state != "dead":
+                self._on_actor_worker_died(record)
+            elif self.leases.end_lease(record.lease_id) is not None:
+                # e.g. its __init__ raised: the actor died first
+                self.leases.schedule()
+        if record.exit_detail:
+            self.ctx.pool.retire(record)
+
+    def on_worker_exit(self, pid: int, detail: str) -> None:
+        """The fork server reaped ``pid`` (its thread; takes the lock)."""
+        with self.ctx.lock:
+            record = self.ctx.pool.by_pid.pop(pid, None)
+            if record is None:
+                return
+            record.exit_detail = detail
+            self.memory_policy.worker_exited(record.worker_id)
+            waiters, record.exit_waiters = record.exit_waiters, []
+            for waiter in waiters:
+                waiter(record)
+            if record.state == "starting":
+                # Died before registering: give its pending grant to a new worker.
+                record.state = "dead"
+                self._not_starting(record)
+                self.ensure_workers(record.job_id)
+            if record.state == "dead":  # its connection is gone too
+                self.ctx.pool.retire(record)
+
+    def on_get_worker_exit(self, client: Client, msg: p.GetWorkerExit) -> None:
+        record = self.ctx.pool.lookup(msg.worker_id)
+        if record is None:
+            self.ctx.reply(client, msg.rid, False, ValueError("unknown worker"))
+            return
+
+        def answer(r: WorkerRecord) -> None:
+            self.ctx.reply(client, msg.rid, True, p.WorkerExit(r.pid, r.exit_detail, r.oom))
+
+        if record.exit_detail:
+            answer(record)
+            return
+        record.exit_waiters.append(answer)
+        # Its submitter lost the connection to it, so it is of no use alive; killing it
+        # makes sure the answer comes (the fork server reports every exit).
+        self.ctx.pool.kill(record)
+
+    def on_kill_worker(self, client: Client, msg: p.KillWorker) -> None:
+        record = self.ctx.pool.workers.get(msg.worker_id)
+        if record is not None:
+            self.ctx.pool.kill(record)
+
+    def ensure_workers(self, job_id: JobID) -> None:
+        """Start as many workers as the job has grants waiting, minus those starting."""
+        for _ in range(len(self.leases.wants.get(job_id, ())) - self._starting.get(job_id, 0)):
+            self._start_worker(job_id)
+
+    def _start_worker(self, job_id: JobID) -> None:
+        ctx = self.ctx
+        job = ctx.control.jobs[job_id]
+        record = ctx.pool.start_worker(os.urandom(16), job_id, {
+            "node_address": ctx.address, "cwd": job.cwd, "sys_path": job.sys_path,
+            "env_vars": job.env_vars, "node_host": ctx.tcp_address.split(":")[1],
+            "node_id": ctx.node_id.hex()})
+        record.extra["starting"] = True
+        self._starting[job_id] += 1
+
+    def stop_job_workers(self, job_id: bytes) -> None:
+        """Kill the job's workers here, except those hosting detached actors."""
+        detached = {r.worker_id for r in self.ctx.control.actors.values()
+                    if r.spec.detached and r.state != "dead"}
+        for record in list(self.ctx.pool.workers.values()):
+            if record.job_id == job_id and record.state != "dead" and record.worker_id not in detached:
+                self.ctx.pool.kill(record)
+
+    # --- memory monitor ---------------------------------------------------------------
+
+    def check_memory(self, usage: MemoryUsage) -> None:
+        """Called by the monitor thread: kill one worker if memory is over the threshold."""
+        if not self.memory_policy.over_threshold(usage):
+            return
+        with self.ctx.lock:
+            if self.ctx.stopped.is_set():
+                return
+            victim = self.memory_policy.decide(usage, self._oom_candidates())
+            if victim is None:
+                return
+            record = self.ctx.pool.workers[victim.worker_id]
+            record.oom = (usage.used_bytes, usage.total_bytes, self.memory_policy.threshold)
+            log.warning("memory monitor: node memory %.2f of %.2f GiB is over the threshold (%.0f%%); "
+                        "killing worker pid %d (%s, lease %d)", usage.used_bytes / (1 << 30),
+                        usage.total_bytes / (1 << 30), self.memory_policy.threshold * 100, victim.pid,
+                        "actor" if victim.is_actor else "task", victim.lease_id)
+            self.ctx.pool.kill(record)
+
+    def _oom_candidates(self) -> list[Candidate]:
+        candidates = []
+        for lease in self.leases.leases.values():
+            worker = lease.worker
+            if not worker.pid or worker.exit_detail or worker.state not in ("leased", "actor"):
+                continue
+            if worker.state == "actor":
+                actor = self.ctx.control.actors.get(worker.actor_id)
+                retriable = actor is not None and may_restart(
+                    actor, self.ctx.control.jobs.get(actor.spec.job_id))
+                candidates.append(Candidate(worker.worker_id, worker.pid, lease.lease_id, True, retriable))
+            else:
+                candidates.append(Candidate(worker.worker_id, worker.pid, lease.lease_id, False,
+                                            lease.retriable))
+        return candidates

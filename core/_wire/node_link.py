@@ -1,0 +1,141 @@
+"""A request/reply connection to a node manager, shared by every kind of client.
+
+Drivers and workers hold one to their own node manager (Unix socket, file
+descriptors allowed); submitters hold one to each remote node manager they lease
+workers from, and node managers hold them to peers they pull objects from (TCP).
+Replies are matched to requests by ``rid``; everything else goes to ``on_message``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from typing import Any, Callable
+
+from . import protocol as p
+from ..exceptions import EmberSystemError, GetTimeoutError
+from .transport import ConnectionClosed, connect, send_hello
+
+ReplyCallback = Callable[[p.Reply, list[int]], None]
+
+#: Bytes per ObjectChunk: large enough to amortize framing, small enough to interleave.
+CHUNK_BYTES = 8 << 20
+
+
+class NodeLink:
+    """One registered connection to a node manager: ``call`` waits for the reply,
+    ``call_async`` hands it to a callback on the reader thread, ``send`` expects none."""
+
+    def __init__(self, address: str, token: bytes, register: p.Register,
+                 on_message: Callable[[Any, list[int]], None] | None = None,
+                 on_lost: Callable[[], None] | None = None, name: str = "ember-node-link") -> None:
+        self.address = address
+        self.conn = connect(address)
+        try:
+            send_hello(self.conn, token)
+            self.conn.send(register)
+            self.registered, _ = self.conn.recv()
+        except ConnectionClosed as e:
+            # A peer that dies (or refuses our token) mid-handshake is an unreachable node to
+            # every caller, like a refused connect: one exception type (OSError) to handle.
+            self.conn.close()
+            raise ConnectionError(f"the node manager at {address} closed the connection: {e}") from e
+        self._rpc: dict[int, ReplyCallback] = {}
+        self._rids = itertools.count(1)
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self.closed = False
+        self._chunk_buf: bytearray | None = None
+        self._reader = threading.Thread(target=self._read_loop, daemon=True, name=name)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                msg, fds = self.conn.recv()
+                if isinstance(msg, p.Reply):
+                    slot = self._rpc.pop(msg.rid, None)
+                    if slot is not None:
+                        slot(msg, fds)
+                    else:
+                        for fd in fds:
+                            os.close(fd)
+                elif self._on_message is not None:
+                    if isinstance(msg, p.ObjectChunk) and msg.data is None:
+                        # The chunk's bytes follow as a raw frame; one reused buffer per link.
+                        if self._chunk_buf is None:
+                            self._chunk_buf = bytearray(CHUNK_BYTES)
+                        msg.data = self.conn.recv_raw_into(self._chunk_buf)
+                    self._on_message(msg, fds)
+        except (ConnectionClosed, OSError, EOFError):
+            pass
+        finally:
+            self._lost()
+
+    def _lost(self) -> None:
+        self.closed = True
+        slots = list(self._rpc.values())
+        self._rpc.clear()
+        lost = p.Reply(0, False, EmberSystemError(f"lost the connection to the node manager at "
+                                                  f"{self.address}"))
+        for slot in slots:
+            slot(lost, [])
+        if self._on_lost is not None:
+            self._on_lost()
+
+    def call_async(self, make: Callable[[int], Any], on_reply: ReplyCallback) -> None:
+        rid = next(self._rids)
+        self._rpc[rid] = on_reply
+        if self.closed:
+            self._rpc.pop(rid, None)
+            on_reply(p.Reply(rid, False, EmberSystemError("ember is shut down")), [])
+            return
+        try:
+            self.conn.send(make(rid))
+        except ConnectionClosed:
+            if self._rpc.pop(rid, None) is not None:
+                on_reply(p.Reply(rid, False, EmberSystemError(
+                    f"lost the connection to the node manager at {self.address}")), [])
+
+    def call(self, make: Callable[[int], Any], timeout_s: float | None = None,
+             fds: tuple[int, ...] = ()) -> tuple[Any, list[int]]:
+        """Send a request and wait for its reply. Raises the error a failed reply carries."""
+        done = threading.Event()
+        box: list[Any] = []
+
+        def on_reply(reply: p.Reply, reply_fds: list[int]) -> None:
+            box.append((reply, reply_fds))
+            done.set()
+
+        rid = next(self._rids)
+        self._rpc[rid] = on_reply
+        try:
+            self.conn.send(make(rid), fds)
+        except ConnectionClosed as e:
+            self._rpc.pop(rid, None)
+            raise EmberSystemError(f"lost the connection to the node manager at {self.address}") from e
+        if not done.wait(timeout_s):
+            self._rpc.pop(rid, None)
+            raise GetTimeoutError(f"no answer from the node manager within {timeout_s} s")
+        reply, reply_fds = box[0]
+        if not reply.ok:
+            if isinstance(reply.value, BaseException):
+                raise reply.value
+            raise EmberSystemError(f"request failed: {reply.value!r}")
+        return reply.value, reply_fds
+
+    def on_reader_thread(self) -> bool:
+        """True on the thread that reads replies: it must never wait for one."""
+        return threading.current_thread() is self._reader
+
+    def send(self, msg: Any) -> None:
+        try:
+            self.conn.send(msg)
+        except ConnectionClosed:
+            pass
+
+    def close(self) -> None:
+        self.conn.close()
+        if threading.current_thread() is not self._reader:
+            self._reader.join(5)

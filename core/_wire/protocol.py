@@ -1,0 +1,529 @@
+"""Every message that crosses a process boundary.
+
+Requests carry ``rid`` and are answered by one ``Reply`` with the same ``rid``;
+messages without ``rid`` are one-way. Connections:
+
+    driver/worker  <-> node manager   Register, leases, objects, refs, actors, logs
+    submitter      ->  worker         PushTask / CancelTask, answered by TaskReply
+    node manager   ->  worker         StartActor (answered by Reply), Exit
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .._types import (ActorID, ActorState, Address, FunctionID, JobID, NodeID, ObjectID, ResourceShape,
+                     TaskID, WorkerID)
+
+# --- session -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Register:
+    """First message after the token handshake: who is connecting."""
+    kind: Literal["driver", "worker"]
+    worker_id: WorkerID
+    pid: int
+    address: Address | None = None
+    namespace: str | None = None
+    cwd: str | None = None
+    sys_path: list[str] | None = None
+    #: The job's runtime_env env_vars, applied to every worker of the job.
+    env_vars: dict[str, str] | None = None
+    #: Nodes joining the head: their Unix socket (``address`` is their TCP address).
+    node_unix_address: str | None = None
+    #: Workers: their TCP address, for submitters on other nodes.
+    tcp_address: str | None = None
+    #: Remote submitters: the job they submit for.
+    job_id: JobID | None = None
+
+
+@dataclass(slots=True)
+class Registered:
+    """Node manager -> a process that registered: who and where it is now (ids, session, addresses)."""
+    node_id: NodeID
+    job_id: JobID
+    namespace: str
+    session_dir: str
+    node_address: Address
+    node_tcp_address: Address = ""
+    #: The job's runtime_env env_vars (remote submitters pass them on).
+    env_vars: dict[str, str] | None = None
+    #: Where actor-handle references are counted (the head's TCP address).
+    head_tcp_address: Address = ""
+
+
+@dataclass(slots=True)
+class Reply:
+    """The answer to the request with the same ``rid``: ``ok`` and a value (or the error)."""
+    rid: int
+    ok: bool
+    value: Any = None
+
+
+# --- functions -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RegisterFunction:
+    """Store an exported function or class under its content id (once per runtime)."""
+    rid: int
+    function_id: FunctionID
+    blob: bytes
+
+
+@dataclass(slots=True)
+class GetFunction:
+    """A worker asks for an exported function or class by content id."""
+    rid: int
+    function_id: FunctionID
+
+
+# --- leases --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SchedulingRequest:
+    """What a task or actor asks of the scheduler."""
+    shape: ResourceShape
+    strategy: Any = None
+    #: Resources held for the lease's life, when they differ from ``shape`` (actors
+    #: need 1 CPU to be placed but hold 0 CPUs while they run).
+    hold: ResourceShape | None = None
+    #: (group hex id, capture child tasks) when it runs in a placement group.
+    placement_group: tuple[str, bool] | None = None
+
+
+@dataclass(slots=True)
+class RequestLease:
+    """A submitter asks for a worker that fits ``request``; answered with a LeaseGrant or a Spillback."""
+    rid: int
+    request: SchedulingRequest
+    name: str
+
+
+@dataclass(slots=True)
+class LeaseGrant:
+    """A worker leased to a submitter: push tasks to ``address`` until the lease is returned."""
+    lease_id: int
+    worker_id: WorkerID
+    address: Address
+    gpu_ids: list[int]
+
+
+@dataclass(slots=True)
+class Spillback:
+    """A lease request's answer when another node should run it: ask that node."""
+    address: Address
+
+
+@dataclass(slots=True)
+class LeaseInfeasible:
+    """Sent (once) for a queued lease request that no node can ever satisfy."""
+    rid: int
+    message: str
+
+
+@dataclass(slots=True)
+class ReturnLease:
+    """A submitter is done with a lease (``kill_worker``: its worker must not be reused)."""
+    lease_id: int
+    kill_worker: bool = False
+
+
+@dataclass(slots=True)
+class SetBlocked:
+    """A worker's task is blocked in get/wait: its CPUs may be lent to others meanwhile."""
+    blocked: bool
+
+
+# --- objects -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PutObject:
+    """Seal an object whose segment travels as the attached fd."""
+    rid: int
+    object_id: ObjectID
+    size: int
+    flags: int
+    #: The process whose reference keeps the object alive initially.
+    holder: WorkerID
+    contained: list[bytes]
+
+
+@dataclass(slots=True)
+class GetObject:
+    """Answered with (size, flags) and the segment's fd once the object is sealed.
+
+    ``home`` names the node (TCP address) holding the object when it is not this one;
+    the node manager then pulls a copy first.
+    """
+    rid: int
+    object_id: ObjectID
+    fetch: bool = True
+    home: Address | None = None
+
+
+@dataclass(slots=True)
+class PullObject:
+    """Node manager -> node manager: send me this object (ObjectChunks, then a Reply)."""
+    rid: int
+    object_id: ObjectID
+
+
+@dataclass(slots=True)
+class ObjectChunk:
+    """Part of a pulled object. ``data`` None: the bytes follow as the next raw frame."""
+    rid: int
+    offset: int
+    total: int
+    data: bytes | bytearray | None
+
+
+@dataclass(slots=True)
+class DeclareShared:
+    """The owner announces pending objects that other processes may now wait for."""
+    rid: int
+    object_ids: list[ObjectID]
+
+
+@dataclass(slots=True)
+class AddRefs:
+    """This process holds references to ``ids`` (borrowed refs, forwarded holds)."""
+    rid: int | None
+    ids: list[bytes]
+    #: Node (TCP address) whose table holds these ids, when not the receiver's.
+    home: Address | None = None
+    #: Set when a node manager forwards a process's references to the ids' home.
+    holder: bytes | None = None
+
+
+@dataclass(slots=True)
+class RemoveRefs:
+    """This process no longer refers to ``ids``: the node may free them."""
+    ids: list[bytes]
+    home: Address | None = None
+    holder: bytes | None = None
+
+
+@dataclass(slots=True)
+class ReleaseHolder:
+    """Node -> an object's home node: this process exited; drop the references it held."""
+    holder: bytes
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Ask for the node's object store usage (``ember.object_store_stats``)."""
+    rid: int
+
+
+# --- tasks ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """Everything a worker needs to run one task or actor call, and where its results go."""
+    task_id: TaskID
+    name: str
+    function_id: FunctionID
+    #: Serialized (args, kwargs) with top-level refs replaced by placeholders; None = no args.
+    payload: bytes | bytearray | None
+    #: Values of the placeholders: ("inline", bytes) or ("stored", object id).
+    deps: list[tuple[str, Any]]
+    num_returns: int
+    owner_id: WorkerID
+    gpu_ids: list[int] | tuple = ()
+    max_calls: int = 0
+    actor_id: ActorID | None = None
+    method: str | None = None
+    #: runtime_env env_vars of this task, set around its call only.
+    env_vars: dict[str, str] | None = None
+    #: (group hex id, capture child tasks) when it runs in a placement group.
+    placement_group: tuple[str, bool] | None = None
+
+
+@dataclass(slots=True)
+class PushTask:
+    """Submitter -> worker: run this task or actor call now (on a leased worker or an actor's)."""
+    spec: TaskSpec
+
+
+@dataclass(slots=True)
+class TaskReply:
+    """Per return: ("inline", payload) or ("stored", size). ``error`` marks system failures."""
+    task_id: TaskID
+    returns: list[tuple[str, Any]]
+    #: Set when the worker will exit after this task (max_calls reached).
+    worker_exiting: bool = False
+
+
+@dataclass(slots=True)
+class CancelTask:
+    """Submitter -> worker: interrupt this task if it is running (``recursive``: its children too)."""
+    task_id: TaskID
+    recursive: bool
+
+
+# --- actors --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ActorSpec:
+    """Everything needed to create (and restart) an actor: its class, arguments, placement and policies."""
+    actor_id: ActorID
+    class_id: FunctionID
+    class_name: str
+    payload: bytes | bytearray | None
+    deps: list[tuple[str, Any]]
+    request: SchedulingRequest
+    owner_id: WorkerID
+    job_id: JobID
+    name: str | None = None
+    namespace: str | None = None
+    detached: bool = False
+    max_restarts: int = 0
+    max_task_retries: int = 0
+    max_concurrency: int = 1
+    is_async: bool = False
+    #: method name -> num_returns, so handles rebuilt by name know their methods.
+    methods: dict[str, int] = field(default_factory=dict)
+    get_if_exists: bool = False
+    env_vars: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class ActorInfo:
+    """Where an actor lives and in what state (answered to GetActorInfo and CreateActor)."""
+    actor_id: ActorID
+    state: ActorState
+    address: Address | None
+    class_name: str
+    methods: dict[str, int]
+    is_async: bool
+    death_cause: str = ""
+    num_restarts: int = 0
+    max_task_retries: int = 0
+    #: Increments on every restart, so callers can tell a new incarnation apart.
+    incarnation: int = 0
+    #: For callers on other nodes than the actor's (``node_id``).
+    tcp_address: Address | None = None
+    node_id: NodeID | None = None
+
+
+@dataclass(slots=True)
+class PlaceActor:
+    """Head -> node: start this actor here (the head chose the node)."""
+    spec: Any
+    #: The job's record (namespace, working directory, sys.path, env_vars) for its workers.
+    job: Any
+
+
+@dataclass(slots=True)
+class ActorPlaced:
+    """Node -> head: the actor's __init__ finished (``error``: its traceback if it raised)."""
+    actor_id: ActorID
+    worker_id: WorkerID
+    address: Address
+    tcp_address: Address
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ActorWorkerDied:
+    """Node -> head: the process hosting an actor placed there exited (``cause`` says how)."""
+    actor_id: ActorID
+    cause: str
+
+
+@dataclass(slots=True)
+class CreateActor:
+    """Register and place a new actor (or return the live one, with ``get_if_exists``)."""
+    rid: int
+    spec: ActorSpec
+
+
+@dataclass(slots=True)
+class GetActorInfo:
+    """Answered at once, or (``wait_alive``) once the actor is alive or dead."""
+    rid: int
+    actor_id: ActorID
+    wait_alive: bool
+    min_incarnation: int = 0
+
+
+@dataclass(slots=True)
+class GetNamedActor:
+    """Look up a live actor by name in a namespace (``ember.get_actor``)."""
+    rid: int
+    name: str
+    namespace: str
+
+
+@dataclass(slots=True)
+class KillActor:
+    """Stop an actor now (``no_restart``: for good, as ``ember.kill`` does by default)."""
+    actor_id: ActorID
+    no_restart: bool
+
+
+@dataclass(slots=True)
+class StartActor:
+    """Node manager -> the worker dedicated to an actor: run ``__init__``."""
+    rid: int
+    spec: ActorSpec
+    gpu_ids: list[int]
+
+
+@dataclass(slots=True)
+class ExitActor:
+    """An actor called exit_actor(): a clean, final exit."""
+    actor_id: ActorID
+
+
+@dataclass(slots=True)
+class Exit:
+    """Node manager -> worker: exit now (the node is stopping or the worker is no longer needed)."""
+
+
+# --- placement groups ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CreatePlacementGroup:
+    """Reserve a group's bundles (the head plans and reserves them two-phase)."""
+    rid: int
+    pg_id: bytes
+    bundles: list[ResourceShape]
+    strategy: str
+    name: str
+    #: The creating job: its groups are removed when it ends, unless detached.
+    job_id: JobID | None = None
+    detached: bool = False
+
+
+@dataclass(slots=True)
+class RemovePlacementGroup:
+    """Release a group's bundles; what runs in them is stopped."""
+    pg_id: bytes
+
+
+@dataclass(slots=True)
+class ReserveBundles:
+    """Head -> node: reserve these (index, bundle) pairs of a group (all or none)."""
+    pg_id: bytes
+    bundles: list[tuple[int, ResourceShape]]
+
+
+@dataclass(slots=True)
+class BundlesReserved:
+    """Node -> head: the answer to ReserveBundles."""
+    pg_id: bytes
+    ok: bool
+
+
+@dataclass(slots=True)
+class ReleaseBundles:
+    """Head -> node: give a group's bundles back (removed, or another node failed)."""
+    pg_id: bytes
+
+
+@dataclass(slots=True)
+class WaitPlacementGroup:
+    """Answered once the group is placed (True), or with an error once it is removed."""
+    rid: int
+    pg_id: bytes
+
+
+@dataclass(slots=True)
+class PlacementGroupTable:
+    """Ask for one group's state (``pg_id``) or every group's (None)."""
+    rid: int
+    pg_id: bytes | None
+
+
+# --- workers and the cluster ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class KillWorker:
+    """Kill one worker process (``ember.cancel(force=True)``)."""
+    worker_id: WorkerID
+
+
+@dataclass(slots=True)
+class GetWorkerExit:
+    """Why a worker's process ended; answered with a WorkerExit once it has exited.
+
+    A submitter asks when a connection to a worker drops and a task there has no
+    retries left, so its error can say what happened (a signal, an exit code, the
+    memory monitor). The node manager kills the worker if it is somehow still alive.
+    """
+    rid: int
+    worker_id: WorkerID
+
+
+@dataclass(slots=True)
+class WorkerExit:
+    """How a worker process ended (answer to GetWorkerExit)."""
+    pid: int
+    #: "killed by signal SIGKILL" or "exit code 3" (from the fork server's waitpid).
+    detail: str
+    #: Set when the memory monitor killed it: node memory (used_bytes, total_bytes) at
+    #: the kill and the threshold fraction it was over.
+    oom: tuple[int, int, float] | None = None
+
+
+@dataclass(slots=True)
+class MarkLeaseNonRetriable:
+    """A task with no retries left was pushed on this lease: the memory monitor kills
+    such workers only when no retriable work is running. Sent once per lease."""
+    lease_id: int
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    """Node -> head: this node's resources, every membership.HEARTBEAT_S."""
+    totals: ResourceShape
+    available: ResourceShape
+    #: Shapes of the requests queued here (for `ember status`).
+    pending: list[ResourceShape] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Forwarded:
+    """Node -> head: a control request from one of the node's processes, handled at the
+    head as if that process had sent it (its id holds any references it takes)."""
+    holder: bytes
+    job_id: JobID
+    msg: Any
+
+
+@dataclass(slots=True)
+class JobFinished:
+    """Head -> nodes: a driver exited; stop its job's workers there."""
+    job_id: JobID
+
+
+@dataclass(slots=True)
+class ClusterViewUpdate:
+    """Head -> nodes: every node's addresses, resources and liveness."""
+    nodes: list[Any]
+
+
+@dataclass(slots=True)
+class ClusterState:
+    """Ask for every node's resources and liveness (``ember.nodes()`` and friends)."""
+    rid: int
+
+
+@dataclass(slots=True)
+class LogLines:
+    """Worker output lines, forwarded by the node manager to the job's driver."""
+    prefix: str
+    lines: list[str]
+    is_err: bool
+    #: Set when a node forwards lines to the head, where the job's driver is.
+    job_id: JobID | None = None

@@ -1,0 +1,433 @@
+"""A worker process: runs tasks and actor methods pushed to it by submitters.
+
+    submitter --PushTask--> [conn thread] --queue--> [main thread] run task
+                                  |                        |
+                                  +-- CancelTask           +--TaskReply--> submitter
+    node manager --StartActor--> [nm reader] --queue--> [main thread] __init__
+
+The main thread runs one task at a time (signals and cancellation target it).
+Threaded actors run calls on a pool of ``max_concurrency`` threads; async actors on
+one event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TextIO
+
+import cloudpickle
+
+from .._client import context
+from .._wire import protocol as p
+from .._client.arguments import decode_args
+from .._client.context import ExitActorSignal, TaskContext, current_task
+from ..exceptions import TaskCancelledError, TaskError
+from .._wire.ids import object_id
+from .._client.local_objects import Completion, error_returns
+from .._client.runtime import Runtime
+from .._wire.serialization import serialize
+from .._wire.transport import Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello, listen
+
+#: What a finished call leaves: its returns, and whether the worker exits after replying.
+Outcome = tuple[list[Completion], bool]
+
+
+class Worker:
+    """One worker process: runs the tasks (or the one actor) its node manager leased it for.
+
+    Submitters push calls straight to it over its own sockets (Unix for its node, TCP for
+    others); each call's outcome (returns, or the error) goes back on the connection it
+    came from. Sync tasks run on the main thread (so cancellation can interrupt them);
+    threaded actors on a pool; async actors on one event-loop thread. All three paths
+    share ``_outcome_of`` for what a result or an exception becomes.
+    """
+
+    def __init__(self, spec: dict) -> None:
+        self.session_dir = spec["session_dir"]
+        self.worker_id = bytes.fromhex(spec["worker_id"])
+        self.token = bytes.fromhex(os.environ["EMBER_TOKEN"])
+        sock_path = os.path.join(self.session_dir, "sockets", f"w-{spec['worker_id'][:16]}.sock")
+        self._listener, self.address = listen(f"unix:{sock_path}")
+        # Submitters on other nodes push over TCP, bound where the node's own port is.
+        self._tcp_listener, self.tcp_address = listen(f"tcp:{spec.get('node_host', '127.0.0.1')}:0")
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.functions: dict[bytes, Callable] = {}
+        self.calls_per_function: dict[bytes, int] = {}
+        #: The actor instance this worker hosts (None for task workers).
+        self.actor: object | None = None
+        self.actor_spec: p.ActorSpec | None = None
+        self.actor_gpu_ids: list[int] = []
+        self.pool: ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_limit: asyncio.Semaphore | None = None
+        self.running: TaskContext | None = None
+        self.cancelled: set[bytes] = set()
+        self.exiting = False
+        self.rt = Runtime(spec["node_address"], self.token, "worker", self.worker_id, self.address,
+                          on_message=self._on_node_message, tcp_address=self.tcp_address)
+        for listener in (self._listener, self._tcp_listener):
+            threading.Thread(target=self._accept_loop, args=(listener,), daemon=True,
+                             name="ember-worker-accept").start()
+
+    # --- inbound ----------------------------------------------------------------------
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn = accept(listener)
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                             name="ember-worker-conn").start()
+
+    def _serve(self, conn: Connection) -> None:
+        try:
+            expect_hello(conn, self.token)
+            while True:
+                msg, _ = conn.recv()
+                if isinstance(msg, p.PushTask):
+                    self._route(conn, msg.spec)
+                elif isinstance(msg, p.CancelTask):
+                    self._cancel(msg)
+        except (ConnectionClosed, ProtocolViolation, OSError):
+            conn.close()
+
+    def _route(self, conn: Connection, spec: p.TaskSpec) -> None:
+        if spec.actor_id is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(self._start_async_call, conn, spec)
+        elif spec.actor_id is not None and self.pool is not None:
+            self.pool.submit(self._execute, conn, spec)
+        else:
+            self.tasks.put((conn, spec))
+
+    def _on_node_message(self, msg: Any, fds: list[int]) -> None:
+        if isinstance(msg, p.StartActor):
+            self.tasks.put((None, msg))
+        elif isinstance(msg, p.Exit):
+            os._exit(0)
+
+    def _cancel(self, msg: p.CancelTask) -> None:
+        self.cancelled.add(msg.task_id)
+        running = self.running
+        if running is not None and running.task_id == msg.task_id:
+            if msg.recursive:
+                self.rt.submitter.cancel_children(msg.task_id)
+            # A real SIGINT, not _thread.interrupt_main(): only a signal wakes a main
+            # thread blocked in a system call such as time.sleep(10e6).
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    # --- the main loop ----------------------------------------------------------------
+
+    def run(self) -> int:
+        while True:
+            try:
+                conn, item = self.tasks.get()
+                if isinstance(item, p.StartActor):
+                    self._start_actor(item)
+                else:
+                    self._execute(conn, item)
+            except KeyboardInterrupt:
+                continue  # a cancel that raced with the end of its task
+            if self.exiting:
+                return 0
+
+    def _function(self, function_id: bytes) -> Callable:
+        fn = self.functions.get(function_id)
+        if fn is None:
+            blob, _ = self.rt.call(lambda rid: p.GetFunction(rid, function_id))
+            fn = self.functions[function_id] = cloudpickle.loads(blob)
+        return fn
+
+    def _load_args(self, spec: p.TaskSpec) -> tuple[tuple, dict]:
+        return decode_args(self.rt, spec.payload, spec.deps)
+
+    def _context(self, spec: p.TaskSpec) -> TaskContext:
+        if spec.actor_id is None:
+            return TaskContext(spec.task_id, spec.name, None, spec.gpu_ids, spec.placement_group)
+        return TaskContext(spec.task_id, spec.name, spec.actor_id, self.actor_gpu_ids,
+                           self.actor_spec.request.placement_group if self.actor_spec else None)
+
+    def _call_interruptibly(self, ctx: TaskContext, spec: p.TaskSpec, fn: Callable) -> Any:
+        # Any SIGINT from _cancel that lands while this frame is active surfaces as
+        # KeyboardInterrupt from here; once it returns, late ones are ignored, so a cancel
+        # racing with the end of its task can never hit the next task.
+        saved = _apply_env(spec.env_vars)
+        ctx.interruptible = True
+        try:
+            args, kwargs = self._load_args(spec)
+            return fn(*args, **kwargs)
+        finally:
+            ctx.interruptible = False
+            _restore_env(saved)
+
+    def _on_sigint(self, _signum: int, _frame: Any) -> None:
+        running = self.running
+        if running is not None and running.interruptible and running.task_id in self.cancelled:
+            raise KeyboardInterrupt
+
+    def _execute(self, conn: Connection, spec: p.TaskSpec) -> None:
+        """Run a task or a sync actor call (main thread, or a threaded actor's pool)."""
+        ctx = self._context(spec)
+        token = current_task.set(ctx)
+        on_main = threading.current_thread() is threading.main_thread()
+        if on_main:
+            self.running = ctx
+            if spec.actor_id is None:
+                _set_visible_gpus(spec.gpu_ids)
+        try:
+            if spec.task_id in self.cancelled:
+                raise KeyboardInterrupt
+            fn = self._function(spec.function_id) if spec.actor_id is None else getattr(self.actor, spec.method)
+            if on_main:
+                result = self._call_interruptibly(ctx, spec, fn)
+            else:
+                args, kwargs = self._load_args(spec)
+                result = fn(*args, **kwargs)
+            outcome = self._encode_returns(spec, result), False
+        except BaseException as e:  # whatever happened travels to the caller
+            outcome = self._outcome_of(spec, e)
+        finally:
+            if on_main:
+                self.running = None
+            current_task.reset(token)
+        self._finish(conn, spec, outcome)
+
+    def _outcome_of(self, spec: p.TaskSpec, error: BaseException) -> Outcome:
+        """What a call that raised leaves, the same for sync and async calls:
+        ``exit_actor()`` returns None for each of its returns and ends the worker; a
+        cancel is a TaskCancelledError; anything else is the user's error (a TaskError)."""
+        if isinstance(error, ExitActorSignal):
+            try:
+                return self._encode_returns(spec, _nones(spec.num_returns)), True
+            except BaseException as e:  # sealing failed: the caller still gets an answer
+                return error_returns(_task_error(spec.name, e), spec.num_returns), True
+        cancelled = spec.task_id in self.cancelled or isinstance(error, asyncio.CancelledError)
+        if cancelled and isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
+            return error_returns(TaskCancelledError(spec.name), spec.num_returns), False
+        return error_returns(_task_error(spec.name, error), spec.num_returns), False
+
+    def _finish(self, conn: Connection | None, spec: p.TaskSpec, outcome: Outcome) -> None:
+        """Reply with the call's outcome; leave if it asked to or used up max_calls."""
+        returns, exiting = outcome
+        self.cancelled.discard(spec.task_id)
+        if spec.max_calls:
+            n = self.calls_per_function.get(spec.function_id, 0) + 1
+            self.calls_per_function[spec.function_id] = n
+            exiting = exiting or n >= spec.max_calls
+        self._reply(conn, p.TaskReply(spec.task_id, returns, worker_exiting=exiting))
+        if exiting:
+            self._exit()
+
+    def _reply(self, conn: Connection, msg: p.TaskReply) -> None:
+        try:
+            conn.send(msg)
+        except ConnectionClosed:
+            pass
+
+    def _exit(self) -> None:
+        if self.actor_spec is not None:
+            self.rt.send(p.ExitActor(self.actor_spec.actor_id))
+        _flush_output()
+        self.rt.objects.drain_releases()
+        os._exit(0)
+
+    def _encode_returns(self, spec: p.TaskSpec, result: Any) -> list[Completion]:
+        n = spec.num_returns
+        if n == 1:
+            values = [result]
+        elif n == 0:
+            values = []
+        else:
+            if not isinstance(result, (tuple, list)) or len(result) != n:
+                got = f"{len(result)} values" if isinstance(result, (tuple, list)) else type(result).__name__
+                raise ValueError(f"task `{spec.name}` declared num_returns={n} but returned {got}; "
+                                 f"return a tuple of {n} values or change num_returns")
+            values = list(result)
+        objects = self.rt.objects
+        return [objects.encode_value(object_id(spec.task_id, i),
+                                     serialize(value, what=f"return value {i} of `{spec.name}`"),
+                                     spec.owner_id)
+                for i, value in enumerate(values)]
+
+    # --- actors -----------------------------------------------------------------------
+
+    def _start_actor(self, msg: p.StartActor) -> None:
+        spec = msg.spec
+        self.actor_spec = spec
+        self.actor_gpu_ids = msg.gpu_ids
+        _set_visible_gpus(msg.gpu_ids)
+        _apply_env(spec.env_vars)  # for the actor's whole life: its worker is its own
+        ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids, spec.request.placement_group)
+        token = current_task.set(ctx)
+        try:
+            cls = self._function(spec.class_id)
+            args, kwargs = decode_args(self.rt, spec.payload, spec.deps)
+            self.actor = cls(*args, **kwargs)
+        except BaseException as e:  # reported to every caller as the actor's death cause
+            self.rt.send(p.Reply(msg.rid, False, "".join(traceback.format_exception(e))))
+            return
+        finally:
+            current_task.reset(token)
+        if spec.is_async:
+            self._start_event_loop(spec.max_concurrency)
+        elif spec.max_concurrency > 1:
+            self.pool = ThreadPoolExecutor(spec.max_concurrency, thread_name_prefix="ember-actor")
+        self.rt.send(p.Reply(msg.rid, True, None))
+
+    def _start_event_loop(self, limit: int) -> None:
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            self.async_limit = asyncio.Semaphore(limit)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        threading.Thread(target=run, daemon=True, name="ember-actor-loop").start()
+        started.wait()
+        self.loop = loop
+
+    def _start_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
+        self.loop.create_task(self._run_async_call(conn, spec))
+
+    async def _run_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
+        async with self.async_limit:
+            current_task.set(self._context(spec))
+            try:
+                method = getattr(self.actor, spec.method)
+                if _all_inline(spec):  # nothing to fetch: no thread hop
+                    args, kwargs = self._load_args(spec)
+                else:
+                    args, kwargs = await asyncio.to_thread(self._load_args, spec)
+                result = method(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                outcome = self._encode_returns(spec, result), False
+            except BaseException as e:  # whatever happened travels to the caller
+                outcome = self._outcome_of(spec, e)
+            self._finish(conn, spec, outcome)
+
+
+def _all_inline(spec: p.TaskSpec) -> bool:
+    """Whether a call's arguments all travelled inline (loading them cannot block)."""
+    return not isinstance(spec.payload, tuple) and all(kind == "inline" for kind, _ in spec.deps)
+
+
+def _nones(num_returns: int) -> Any:
+    """What a call that ended with exit_actor() returns: None for each declared return."""
+    return None if num_returns == 1 else (None,) * num_returns
+
+
+def _task_error(name: str, error: BaseException) -> TaskError:
+    # A task that failed because a task it waited on failed re-raises the innermost
+    # user exception (as Ray does), so `except ValueError:` works at every level.
+    cause = error.cause if isinstance(error, TaskError) and error.cause is not None else error
+    tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return TaskError(name, tb, cause, os.getpid())
+
+
+def _apply_env(env_vars: dict[str, str] | None) -> dict[str, str | None]:
+    """Set a task's runtime_env variables; returns what to restore afterwards."""
+    if not env_vars:
+        return {}
+    saved = {k: os.environ.get(k) for k in env_vars}
+    os.environ.update(env_vars)
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _set_visible_gpus(gpu_ids: list[int]) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+
+
+class _LogForwarder:
+    """sys.stdout/sys.stderr of a worker: whole lines go to the driver, prefixed."""
+
+    def __init__(self, rt: Runtime, is_err: bool, fallback: TextIO) -> None:
+        self.rt = rt
+        self.is_err = is_err
+        self.fallback = fallback
+        self.buf = ""
+        self.lock = threading.Lock()
+
+    def write(self, s: str) -> int:
+        with self.lock:
+            self.buf += s
+            if "\n" not in self.buf:
+                return len(s)
+            *lines, self.buf = self.buf.split("\n")
+        self._send(lines)
+        return len(s)
+
+    def _send(self, lines: list[str]) -> None:
+        ctx = current_task.get()
+        name = ctx.name if ctx is not None else "worker"
+        if ctx is not None and ctx.actor_id is not None and _WORKER is not None and _WORKER.actor_spec:
+            name = _WORKER.actor_spec.class_name
+        self.rt.send(p.LogLines(f"({name} pid={os.getpid()})", lines, self.is_err))
+        self.fallback.write("\n".join(lines) + "\n")
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self.buf = ([self.buf] if self.buf else []), ""
+        if lines:
+            self._send(lines)
+        self.fallback.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.fallback.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+_WORKER: Worker | None = None
+
+
+def main(spec: dict) -> int:
+    """Entry point of a forked worker (called by the fork server's child)."""
+    global _WORKER
+    if spec.get("cwd"):
+        try:
+            os.chdir(spec["cwd"])
+        except OSError:
+            pass
+    if spec.get("sys_path"):
+        sys.path[:] = spec["sys_path"]
+    os.environ.update(spec.get("env_vars") or {})
+    worker = _WORKER = Worker(spec)
+    # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
+    signal.signal(signal.SIGINT, worker._on_sigint)
+    context.attach_worker(worker.rt)
+    sys.stdout = _LogForwarder(worker.rt, False, sys.__stdout__)
+    sys.stderr = _LogForwarder(worker.rt, True, sys.__stderr__)
+    return worker.run()
