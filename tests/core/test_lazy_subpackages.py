@@ -22,7 +22,7 @@ def test_import_ember_does_not_import_the_libraries() -> None:
     assert out == "[]"
 
 
-@pytest.mark.parametrize("name", ["data", "util", "exceptions"])
+@pytest.mark.parametrize("name", ["data", "util", "exceptions", "util.metrics", "util.queue"])
 def test_subpackage_is_an_attribute_after_import_ember(name: str) -> None:
     assert _run(f"import ember; print(ember.{name}.__name__)") == f"ember.{name}"
 
@@ -39,4 +39,6 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
     import ember
     with pytest.raises(AttributeError, match="no_such_thing"):
         ember.no_such_thing  # noqa: B018
+    with pytest.raises(AttributeError, match="no_such_module"):
+        ember.util.no_such_module  # noqa: B018
     assert "data" in dir(ember)
