@@ -12,6 +12,7 @@ __all__ = [
     "EmberError",
     "TaskError",
     "WorkerCrashedError",
+    "WorkerStartError",
     "ObjectLostError",
     "OwnerDiedError",
     "ObjectStoreFullError",
@@ -126,6 +127,24 @@ class WorkerCrashedError(EmberError):
         return (f"the worker running task `{self.task_name}` died ({self.exit_detail}) after "
                 f"{self.attempts} attempt(s). If the crash is transient, raise max_retries on "
                 f"`{self.task_name}`; if it runs out of memory, request memory= or run fewer at once.")
+
+
+class WorkerStartError(EmberError):
+    """Worker processes for a job exit before they can take work (a broken import, a bad
+    ``sys.path`` or working directory, a crashing ``sitecustomize``): the calls waiting
+    for them fail with this instead of waiting for a worker that never comes."""
+
+    def __init__(self, failures: int, exit_detail: str, log_tail: str) -> None:
+        self.failures = failures
+        self.exit_detail = exit_detail
+        self.log_tail = log_tail
+        super().__init__(failures, exit_detail, log_tail)
+
+    def __str__(self) -> str:
+        return (f"{self.failures} worker processes in a row exited before registering "
+                f"({self.exit_detail}). The last one wrote:\n{self.log_tail}\n"
+                "Fix what it reports (often an import that fails in a fresh process, or the "
+                "job's working_dir/py_modules), then call again.")
 
 
 class ActorDiedError(EmberError):

@@ -100,7 +100,8 @@ class ActorService:
         worker = ctx.pool.workers[client.worker_id]
         if ctx.head is not None:  # placed here by the head, which keeps the directory
             ctx.head.link.send(p.ActorPlaced(actor.spec.actor_id, worker.worker_id, worker.address,
-                                             worker.tcp_address, None if msg.ok else str(msg.value)))
+                                             worker.tcp_address,
+                                             None if msg.ok else f"its __init__ raised:\n{msg.value}"))
         if msg.ok:
             actor.tcp_address, actor.node_id = worker.tcp_address, ctx.node_id
             fired = ctx.control.set_alive(actor, worker.address, worker.worker_id)
@@ -220,9 +221,22 @@ class ActorService:
             fired = self.ctx.control.set_alive(actor, msg.address, msg.worker_id)
         else:
             actor.no_restart = True
-            fired = self.ctx.control.set_dead(actor, f"its __init__ raised:\n{msg.error}")
+            fired = self.ctx.control.set_dead(actor, msg.error)
         for waiter, info in fired:
             waiter(info)
+
+    def start_failed(self, actor_id: ActorID, cause: str) -> None:
+        """Back-edge from the worker service: no worker of the actor's job can start here,
+        so it dies without restarts (each would fail the same way)."""
+        actor = self.ctx.control.actors.get(actor_id)
+        if actor is None or actor.state == "dead":
+            return
+        actor.no_restart = True
+        if self.ctx.head is not None:  # the head keeps the directory and tells the callers
+            self.ctx.head.link.send(p.ActorPlaced(actor_id, b"", "", "", cause))
+            self.ctx.control.set_dead(actor, cause)
+            return
+        self.actor_dead(actor, cause)
 
     def on_actor_worker_died(self, client: Client, msg: p.ActorWorkerDied) -> None:
         actor = self.ctx.control.actors.get(msg.actor_id)

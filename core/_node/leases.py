@@ -295,6 +295,21 @@ class LeaseService:
             else:
                 del self.wants[job]
 
+    def fail_wants(self, job_id: JobID, error: EmberError) -> list[Any]:
+        """Fail every grant of ``job_id`` still waiting for a worker: task requesters get
+        ``error`` as their reply; actor keys are returned for the caller to bury."""
+        actor_keys = []
+        for want in self.wants.pop(job_id, ()):
+            self.release(want.alloc)
+            key = want.pending.key
+            if key[0] == "actor":
+                actor_keys.append(key)
+                continue
+            requester = self.requesters.pop(key, None)
+            if requester is not None:
+                self.ctx.reply(requester[0], requester[1], False, error)
+        return actor_keys
+
     def forget_idle(self, record: WorkerRecord) -> None:
         idle = self.idle.get(record.job_id)
         if idle and record in idle:

@@ -100,6 +100,7 @@ class NodeManager:
             max_idle_workers=max(2, int(resources.get("CPU", 1)) * 2))
         self.actors = ActorService(ctx, self.leases, node_client=lambda addr: self.cluster.node_client(addr))
         self.workers = WorkerService(ctx, self.leases, on_actor_worker_died=self.actors.worker_died,
+                                     on_actor_start_failed=self.actors.start_failed,
                                      memory_policy=memory_policy)
         self.placement = PlacementService(ctx, self.leases, kill_actor=self.actors.kill_actor,
                                           schedule=self.leases.schedule)

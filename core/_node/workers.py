@@ -14,7 +14,8 @@ from collections import defaultdict
 from typing import Callable
 
 from .._wire import protocol as p
-from .._types import JobID
+from .._types import ActorID, JobID
+from ..exceptions import WorkerStartError
 from .memory_monitor import Candidate, MemoryMonitor, MemoryPolicy, MemoryUsage
 from .context import Client, Handlers, NodeContext
 from .actors import may_restart
@@ -23,26 +24,37 @@ from .worker_pool import WorkerRecord
 
 log = logging.getLogger("ember._node.manager")
 
+#: Workers of one job that may exit in a row before registering before the calls waiting
+#: for them fail: one can die of a transient cause; three of the same job cannot start.
+MAX_START_FAILURES = 3
+#: How much of the last failed worker's log the error carries.
+_LOG_TAIL_BYTES = 4096
+
 
 class WorkerService:
     """Args:
         ctx: the shared node context.
         leases: the lease service (a dead worker's lease ends there).
         on_actor_worker_died: back-edge: the worker hosting a live actor is gone.
+        on_actor_start_failed: back-edge: no worker of the actor's job can start.
         memory_policy: who the memory monitor kills.
     """
 
     def __init__(self, ctx: NodeContext, leases: LeaseService,
                  on_actor_worker_died: Callable[[WorkerRecord], None],
+                 on_actor_start_failed: Callable[[ActorID, str], None],
                  memory_policy: MemoryPolicy) -> None:
         self.ctx = ctx
         self.leases = leases
         self._on_actor_worker_died = on_actor_worker_died
+        self._on_actor_start_failed = on_actor_start_failed
         self.memory_policy = memory_policy
         self.memory_monitor: MemoryMonitor | None = None
         #: Workers started per job and not yet registered: counted, not scanned, so a
         #: grant costs the same with 10 workers or 2,000 (actor creation stays linear).
         self._starting: dict[JobID, int] = defaultdict(int)
+        #: Workers per job that exited before registering since the job's last one did.
+        self._start_failures: dict[JobID, int] = defaultdict(int)
 
     def handlers(self) -> Handlers:
         return {p.GetWorkerExit: self.on_get_worker_exit, p.KillWorker: self.on_kill_worker}
@@ -52,6 +64,7 @@ class WorkerService:
     def registered(self, record: WorkerRecord) -> None:
         """A started worker connected: it is no longer starting."""
         self._not_starting(record)
+        self._start_failures.pop(record.job_id, None)
         self.leases.worker_ready(record)
 
     def _not_starting(self, record: WorkerRecord) -> None:
@@ -92,10 +105,9 @@ class WorkerService:
             for waiter in waiters:
                 waiter(record)
             if record.state == "starting":
-                # Died before registering: give its pending grant to a new worker.
                 record.state = "dead"
                 self._not_starting(record)
-                self.ensure_workers(record.job_id)
+                self._start_failed(record, detail)
             if record.state == "dead":  # its connection is gone too
                 self.ctx.pool.retire(record)
 
@@ -120,6 +132,33 @@ class WorkerService:
         record = self.ctx.pool.workers.get(msg.worker_id)
         if record is not None:
             self.ctx.pool.kill(record)
+
+    def _start_failed(self, record: WorkerRecord, detail: str) -> None:
+        """A worker died before registering: give its grant to a new worker, unless the
+        job's workers keep dying that way — then fail what waits for them (without this,
+        a job whose workers cannot import their code restarted workers forever while its
+        calls hung)."""
+        job_id = record.job_id
+        if not record.killed:
+            self._start_failures[job_id] += 1
+        if self._start_failures.get(job_id, 0) < MAX_START_FAILURES:
+            self.ensure_workers(job_id)
+            return
+        self._start_failures.pop(job_id, None)
+        error = WorkerStartError(MAX_START_FAILURES, detail, self._log_tail(record))
+        log.warning("job %s: %s", job_id.hex()[:12], error)
+        for key in self.leases.fail_wants(job_id, error):
+            if key[0] == "actor":
+                self._on_actor_start_failed(key[1], str(error))
+
+    def _log_tail(self, record: WorkerRecord) -> str:
+        path = os.path.join(self.ctx.session_dir, "logs", f"worker-{record.worker_id.hex()}.log")
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - _LOG_TAIL_BYTES))
+                return f.read().decode(errors="replace").strip()
+        except OSError as e:
+            return f"(its log {path} could not be read: {e})"
 
     def ensure_workers(self, job_id: JobID) -> None:
         """Start as many workers as the job has grants waiting, minus those starting."""

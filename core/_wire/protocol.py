@@ -323,7 +323,8 @@ class PlaceActor:
 
 @dataclass(slots=True)
 class ActorPlaced:
-    """Node -> head: the actor's __init__ finished (``error``: its traceback if it raised)."""
+    """Node -> head: the actor's __init__ finished (``error``: why it is dead instead:
+    its __init__ raised, or no worker of its job could start)."""
     actor_id: ActorID
     worker_id: WorkerID
     address: Address

@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import sys
+import traceback
 
 
 def _reap(out: int) -> None:
@@ -44,6 +45,11 @@ def _run_child(spec: dict, log_path: str) -> None:
     code = 1
     try:
         code = run_worker(spec)
+    except BaseException:
+        # os._exit below skips the interpreter's own report: without this a worker that
+        # fails before registering leaves an empty log, and its error says nothing.
+        traceback.print_exc()
+        sys.stderr.flush()
     finally:
         os._exit(code)
 
