@@ -25,3 +25,5 @@ ResourceShape = dict[str, float]
 ActorState = Literal["pending", "alive", "restarting", "dead"]
 #: A placement group's life on the head: planned and reserved two-phase.
 PlacementGroupState = Literal["PENDING", "RESERVING", "CREATED", "REMOVED"]
+#: A submitted job's life (``ember job``): PENDING -> RUNNING -> SUCCEEDED | FAILED | STOPPED.
+JobStatus = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]

@@ -56,8 +56,9 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
     """Start (or connect to) ember.
 
     Args:
-        address: None starts a new local cluster; "auto" or the head's "HOST:PORT"
-            attaches to a running one.
+        address: None starts a new local cluster (or, when ``$EMBER_ADDRESS`` is set, as
+            for a submitted job's driver, attaches to that one); "auto" or the head's
+            "HOST:PORT" attaches to a running one.
         num_cpus, num_gpus, resources: what this node offers (defaults: the machine's
             CPUs, the GPUs NVML sees).
         object_store_memory: bytes of shared memory for objects (default 30% of RAM).

@@ -246,10 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         # ember.serve is a library on top of the core with a CLI of its own: loaded only for
         # its subcommand, so `ember start` never pays for starlette and uvicorn.
         return importlib.import_module("ember.serve.cli").main(argv[1:])
+    if argv[:1] == ["job"]:
+        # Like serve: its own parser; `ember start` never imports the job client.
+        return importlib.import_module("ember.job_submission").main(argv[1:])
     parser = argparse.ArgumentParser(prog="ember", description="ember cluster control")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run, deploy, inspect and shut down ember.serve applications "
                    "(ember serve --help)")
+    sub.add_parser("job", help="submit jobs to the cluster and follow, stop or list them "
+                   "(ember job --help)")
     start = sub.add_parser("start", help="start a node on this machine")
     start.add_argument("--head", action="store_true", help="start the head node")
     start.add_argument("--address", help="HOST:PORT of the head to join")

@@ -25,6 +25,7 @@ __all__ = [
     "NotInitializedError",
     "SerializationError",
     "OutOfMemoryError",
+    "RuntimeEnvSetupError",
     "RaySystemError",
     "EmberSystemError",
     "RayTaskError",
@@ -272,6 +273,26 @@ class OutOfMemoryError(EmberError):
                 "so the scheduler packs fewer per node, or raise max_retries to run it again. The "
                 "threshold is EMBER_MEMORY_USAGE_THRESHOLD (or init(_system_config="
                 "{'memory_usage_threshold': ...})).")
+
+
+class RuntimeEnvSetupError(EmberError):
+    """A runtime_env could not be set up: a pip install failed, or a working_dir cannot be
+    shipped. ``key`` names the runtime_env key, ``output`` holds pip's output when pip failed."""
+
+    def __init__(self, key: str, detail: str, fix: str = "", output: str = "") -> None:
+        self.key = key
+        self.detail = detail
+        self.fix = fix
+        self.output = output
+        super().__init__(key, detail, fix, output)
+
+    def __str__(self) -> str:
+        text = f"runtime_env[{self.key!r}] could not be set up: {self.detail}."
+        if self.fix:
+            text += f" {self.fix}."
+        if self.output:
+            text += f"\n--- pip's output ---\n{self.output.rstrip()}"
+        return text
 
 
 # Ray's names, so `except ray.exceptions.RayTaskError` ports with the import.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import os
 import shutil
 import signal
 import subprocess
@@ -104,6 +105,10 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
     ("auto", or the head's HOST:PORT), and make its runtime current. Arguments are
     validated by ``ember.init``."""
     global _node_proc, _owned_session_dir
+    if address is None:
+        # Set for a submitted job's driver (and by users, as RAY_ADDRESS is): attach to
+        # that cluster rather than start a new one.
+        address = os.environ.get("EMBER_ADDRESS") or None
     with lock:
         if address in (None, "local"):
             node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),

@@ -33,7 +33,9 @@ log = logging.getLogger("ember._node.manager")
 #: Requests a worker node does not answer itself: the head's control store does.
 CONTROL_MESSAGES = (p.RegisterFunction, p.GetFunction, p.CreateActor, p.GetActorInfo, p.GetNamedActor,
                     p.KillActor, p.ExitActor, p.CreatePlacementGroup, p.RemovePlacementGroup,
-                    p.PlacementGroupTable, p.WaitPlacementGroup)
+                    p.PlacementGroupTable, p.WaitPlacementGroup, p.SubmitJob, p.GetJobInfo, p.StopJob,
+                    p.DeleteJob, p.GetJobLogs, p.RecordFailedTask, p.GetFailedTask, p.RegisterBreakpoint,
+                    p.ClearBreakpoint, p.GetBreakpoint)
 
 
 class ClusterService:

@@ -11,6 +11,7 @@ objects, and (on the head) hosts the control store.
         PlacementService  placement groups and this node's reserved bundles
         ObjectService     objects, references, transfers between nodes
         ClusterService    membership, forwarding to the head, what the head tells us
+        JobService        submitted jobs, each under a supervisor process (head)
     this module: sessions (register, disconnect, job end), functions, log lines
 
 Handlers are short and never wait on another process; what they send is queued per
@@ -39,6 +40,7 @@ from .memory_monitor import MemoryMonitor, MemoryPolicy, refresh_s_from_env, thr
 from .actors import ActorService
 from .cluster import CONTROL_MESSAGES, ClusterService
 from .context import Client, Handlers, NodeContext, merge_handlers
+from .jobs import JobService
 from .leases import LeaseService
 from .objects import ObjectService
 from .placement import PlacementService
@@ -109,11 +111,13 @@ class NodeManager:
         self.cluster = ClusterService(ctx, self.leases, self.workers, self.actors, self.placement,
                                       self.objects, dispatch=self._handle, stop=self.stop,
                                       node_timeout_s=node_timeout_s)
+        self.jobs = JobService(ctx)
         ctx.objects.on_unreferenced = self.actors.on_unreferenced
         #: One dispatch table, message type -> handler.
         self.handlers: Handlers = merge_handlers(
             self.leases.handlers(), self.workers.handlers(), self.actors.handlers(),
             self.placement.handlers(), self.objects.handlers(), self.cluster.handlers(),
+            self.jobs.handlers(),
             {p.RegisterFunction: self._on_register_function, p.GetFunction: self._on_get_function,
              p.LogLines: self._on_log_lines})
 
@@ -321,6 +325,7 @@ class NodeManager:
             if self._stop_done:
                 return
             ctx.stopped.set()
+            self.jobs.stop()
             if self.workers.memory_monitor is not None:
                 self.workers.memory_monitor.stop()
             self.server.stop()

@@ -52,6 +52,7 @@ CONTROL_FRAME_BYTES = 16 << 20
 _LARGE_FRAME_TYPES: dict[type, int] = {
     p.RegisterFunction: MAX_FRAME_BYTES, p.CreateActor: MAX_FRAME_BYTES,
     p.Forwarded: MAX_FRAME_BYTES, p.PlaceActor: MAX_FRAME_BYTES, p.Reply: MAX_FRAME_BYTES,
+    p.SubmitJob: MAX_FRAME_BYTES,
 }
 _HELLO_BYTES = 256
 _REGISTER_BYTES = 4 << 20

@@ -93,6 +93,10 @@ class SchedulingRequest:
     hold: ResourceShape | None = None
     #: (group hex id, capture child tasks) when it runs in a placement group.
     placement_group: tuple[str, bool] | None = None
+    #: The runtime_env part that needs workers of its own (working_dir, py_modules, pip),
+    #: and its key: the node leases workers from that env's pool (None/"": the job's).
+    runtime_env: dict[str, Any] | None = None
+    env_key: str = ""
 
 
 @dataclass(slots=True)
@@ -243,6 +247,8 @@ class TaskSpec:
     env_vars: dict[str, str] | None = None
     #: (group hex id, capture child tasks) when it runs in a placement group.
     placement_group: tuple[str, bool] | None = None
+    #: Keep the function and resolved inputs on the head if it fails (replay).
+    keep_inputs: bool = True
 
 
 @dataclass(slots=True)
@@ -528,3 +534,94 @@ class LogLines:
     is_err: bool
     #: Set when a node forwards lines to the head, where the job's driver is.
     job_id: JobID | None = None
+
+
+# --- jobs ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SubmitJob:
+    """JobSubmissionClient -> head: run ``entrypoint`` as a driver under a supervisor."""
+    rid: int
+    submission_id: str
+    entrypoint: str
+    #: The zipped working_dir (None: the entrypoint starts in an empty job directory).
+    package: bytes | None
+    runtime_env: dict[str, Any]
+    metadata: dict[str, str]
+
+
+@dataclass(slots=True)
+class GetJobInfo:
+    """One job's details (a dict), or every job's (``submission_id`` None)."""
+    rid: int
+    submission_id: str | None
+
+
+@dataclass(slots=True)
+class StopJob:
+    """Stop a job's entrypoint and its process group; answered True, or False if it had ended."""
+    rid: int
+    submission_id: str
+
+
+@dataclass(slots=True)
+class DeleteJob:
+    """Forget an ended job and its log."""
+    rid: int
+    submission_id: str
+
+
+@dataclass(slots=True)
+class GetJobLogs:
+    """A job's log from ``offset``: answered with (bytes, next offset, job status)."""
+    rid: int
+    submission_id: str
+    offset: int
+    max_bytes: int = 1 << 20
+
+
+# --- debugging -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RecordFailedTask:
+    """Worker -> head: a task raised; keep what replaying it needs (bounded on the head)."""
+    task_hex: str
+    name: str
+    function_id: FunctionID
+    #: cloudpickle of (args, kwargs) as the function received them.
+    inputs: bytes
+    #: The worker's sys.path, so the replaying process can import what the function does.
+    sys_path: list[str]
+    error: str
+
+
+@dataclass(slots=True)
+class GetFailedTask:
+    """A kept failed task by task id (hex, or an unambiguous prefix); None: list them all."""
+    rid: int
+    task_hex: str | None
+
+
+@dataclass(slots=True)
+class RegisterBreakpoint:
+    """Worker -> head: a task waits at ``breakpoint()`` for a pdb client on host:port."""
+    task_hex: str
+    name: str
+    host: str
+    port: int
+    pid: int
+
+
+@dataclass(slots=True)
+class ClearBreakpoint:
+    """Worker -> head: the task at that breakpoint got its client (or stopped waiting)."""
+    task_hex: str
+
+
+@dataclass(slots=True)
+class GetBreakpoint:
+    """Where the task stopped at ``breakpoint()`` listens (by id or prefix); None: list them."""
+    rid: int
+    task_hex: str | None
