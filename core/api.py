@@ -223,7 +223,7 @@ def put(value: Any, **_kwargs: Any) -> ObjectRef:
     """
     if isinstance(value, ObjectRef):
         raise TypeError("ember.put() of an ObjectRef is not allowed; pass the ref itself instead")
-    return ObjectRef(context.runtime().put(value))
+    return ObjectRef(context.runtime().put(value), _counted=True)
 
 
 def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,

@@ -312,8 +312,12 @@ class LocalObjectTable:
 
     # --- storing ----------------------------------------------------------------------
 
-    def put_serialized(self, oid: ObjectID, ser: Serialized) -> None:
-        """A value this process owns, ready now (``ember.put``, large arguments)."""
+    def put_serialized(self, oid: ObjectID, ser: Serialized, counted: bool = False) -> None:
+        """A value this process owns, ready now (``ember.put``, large arguments).
+
+        ``counted``: take the reference of the ``ObjectRef`` the caller is about to make
+        (``ObjectRef(oid, _counted=True)``) under the same lock acquisition — ``put`` is
+        called in tight loops and this halves its locking."""
         entry = LocalObject(owned=True)
         entry.ready = True
         entry.flags = ser.flags
@@ -326,6 +330,8 @@ class LocalObjectTable:
             entry.nm_hold = True
         with self.lock:
             self.objects[oid] = entry
+            if counted:
+                self.counts[oid] = self.counts.get(oid, 0) + 1
 
     def _seal(self, oid: ObjectID, value: Serialized | bytes | bytearray, flags: int,
               contained: list[bytes], holder: bytes | None = None) -> None:

@@ -130,10 +130,11 @@ class Runtime:
         return self._task_ids.next()
 
     def put(self, value: Any) -> ObjectID:
-        """Store ``value`` as an object this process owns; its id (wrap it in an ObjectRef)."""
+        """Store ``value`` as an object this process owns; its id, already counted once:
+        wrap it in ``ObjectRef(oid, _counted=True)``."""
         ser = serialize(value, what="the value passed to ember.put")
-        oid = object_id(self.next_task_id(), PUT_INDEX)
-        self.objects.put_serialized(oid, ser)
+        oid = object_id(self._task_ids.next(), PUT_INDEX)
+        self.objects.put_serialized(oid, ser, counted=True)
         return oid
 
     def request_object(self, make: Callable[[int], Any]) -> ObjectID:
