@@ -53,6 +53,11 @@ Handlers = dict[type, Handler]
 
 @dataclass(eq=False)
 class NodeContext:
+    """What every node service shares, typed: the node's ids and addresses, its lock, the
+    tables no single service owns (control store, ledger, object table, worker pool,
+    cluster view, registered clients), and ``reply``/``send`` that queue under the lock
+    and never fail another client's handler when a requester's socket is gone."""
+
     node_id: bytes
     session_dir: str
     token: bytes

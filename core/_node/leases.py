@@ -35,6 +35,9 @@ log = logging.getLogger("ember._node.manager")
 
 @dataclass(eq=False)
 class Lease:
+    """A worker handed to one holder (a process, or None for an actor's own lease) with
+    the allocation it holds until the lease is returned or its worker dies."""
+
     lease_id: int
     holder: Client | None
     worker: WorkerRecord

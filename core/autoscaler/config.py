@@ -52,6 +52,9 @@ class NodeTypeConfig:
 
 @dataclass(frozen=True)
 class ProviderConfig:
+    """The ``provider:`` section of a cluster config: how nodes are started (local
+    processes or SSH hosts) and where the head listens."""
+
     type: ProviderType
     head_ip: str = "127.0.0.1"
     #: ssh: the hosts worker nodes may run on (one node per host).

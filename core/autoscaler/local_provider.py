@@ -48,6 +48,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class _LocalNode:
+    """A node this provider started as a local node-manager process."""
+
     node_id: str
     node_type: str
     port: int

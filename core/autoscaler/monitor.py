@@ -38,6 +38,8 @@ KEEP_FAILURES = 20
 
 @dataclass
 class LaunchFailure:
+    """A node that failed to start, kept so ``ember status`` can say why."""
+
     node_type: str
     node_id: str
     error: str

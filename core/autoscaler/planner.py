@@ -101,6 +101,8 @@ class _Bin:
 
 @dataclass(frozen=True)
 class _Item:
+    """One resource shape still to be placed by the bin-packing plan."""
+
     shape: ResourceShape
     #: Items of one STRICT_SPREAD group must land on different nodes.
     group: int | None = None

@@ -31,6 +31,8 @@ def _popen(argv: Sequence[str]) -> subprocess.Popen:
 
 @dataclass
 class _SSHNode:
+    """A node this provider started on an SSH host."""
+
     node_id: str
     node_type: str
     host: str
