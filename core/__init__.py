@@ -16,6 +16,7 @@ from .actor import ActorClass, ActorHandle
 from .api import (available_resources, cancel, cluster_resources, exit_actor, get, get_actor,
                   get_gpu_ids, get_runtime_context, init, is_initialized, kill, method, nodes,
                   object_store_stats, put, remote, shutdown, wait)
+from ._client.timeline import timeline
 from .object_ref import ObjectRef
 from .remote_function import RemoteFunction
 
@@ -25,7 +26,7 @@ __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "exit_actor", "get", "get_actor", "get_gpu_ids",
     "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes",
-    "object_store_stats", "put", "remote", "shutdown", "wait",
+    "object_store_stats", "put", "remote", "shutdown", "timeline", "wait",
 ]
 
 # Subpackages loaded on first access: each pulls in heavy dependencies (pandas, pyarrow,

@@ -240,6 +240,16 @@ def format_memory(stats: dict, top: int = 10) -> str:
     return "\n".join(lines)
 
 
+#: Commands of the state API (ember/util/_state_cli.py) -> their help line here.
+_STATE_COMMANDS = {
+    "list": "list tasks, actors, nodes, jobs, placement groups, workers or objects",
+    "get": "one task, actor, node, job, placement group, worker or object by id",
+    "summary": "tasks, actors or objects counted by state",
+    "logs": "a node's, worker's, actor's or task's log",
+    "timeline": "write the recorded tasks as a Chrome trace JSON file",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
@@ -249,12 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["job"]:
         # Like serve: its own parser; `ember start` never imports the job client.
         return importlib.import_module("ember.job_submission").main(argv[1:])
+    if argv[:1] and argv[0] in _STATE_COMMANDS:
+        # The state API's commands load the client side of ember: not for `ember start`.
+        return importlib.import_module("ember.util._state_cli").main(argv)
     parser = argparse.ArgumentParser(prog="ember", description="ember cluster control")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run, deploy, inspect and shut down ember.serve applications "
                    "(ember serve --help)")
     sub.add_parser("job", help="submit jobs to the cluster and follow, stop or list them "
                    "(ember job --help)")
+    for name, what in _STATE_COMMANDS.items():
+        sub.add_parser(name, help=f"{what} (ember {name} --help)")
     start = sub.add_parser("start", help="start a node on this machine")
     start.add_argument("--head", action="store_true", help="start the head node")
     start.add_argument("--address", help="HOST:PORT of the head to join")

@@ -31,6 +31,9 @@ __all__ = [
     "RayTaskError",
     "RayActorError",
     "PendingCallsLimitExceeded",
+    "StateApiError",
+    "InvalidStateQueryError",
+    "StateNotFoundError",
 ]
 
 
@@ -300,3 +303,34 @@ RaySystemError = EmberSystemError
 RayTaskError = TaskError
 RayActorError = ActorDiedError
 PendingCallsLimitExceeded = PendingCallsLimitExceededError
+
+
+class StateApiError(EmberError):
+    """The state API (``ember.util.state``, ``ember list/get/summary/logs/timeline``) could
+    not answer: no cluster to ask, a node that did not answer in time. Ray's name for it
+    is ``RayStateApiException`` (in ``ember.util.state``)."""
+
+
+class InvalidStateQueryError(StateApiError, ValueError):
+    """A malformed state query: an unknown kind or column, a filter that is not a
+    (column, "=" | "!=", value) triple, a task state that does not exist, a non-hex id, a
+    limit out of range. Nothing was sent; the message says what is allowed."""
+
+    def __init__(self, what: str, problem: str, fix: str) -> None:
+        self.what, self.problem, self.fix = what, problem, fix
+        Exception.__init__(self, what, problem, fix)
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.problem}: {self.fix}"
+
+
+class StateNotFoundError(StateApiError, LookupError):
+    """Nothing of that id (or no such log file) exists where the state API looked, e.g.
+    ``ember get actors ID`` or ``ember logs --task-id ID`` for an id the cluster never saw."""
+
+    def __init__(self, what: str, where: str, fix: str) -> None:
+        self.what, self.where, self.fix = what, where, fix
+        Exception.__init__(self, what, where, fix)
+
+    def __str__(self) -> str:
+        return f"no {self.what} in {self.where}: {self.fix}"

@@ -20,6 +20,7 @@ from .._wire.ids import return_ids as make_return_ids
 from .._wire.node_link import NodeLink
 from .local_objects import Completion, LocalObjectTable, error_returns
 from .submitter import RetryExceptions, retriable_error
+from .task_events import TaskEventBuffer
 from .worker_channel import WorkerChannel
 
 
@@ -77,6 +78,8 @@ class ActorSubmitter:
         self.node_id = node_id
         self.lock = objects.lock
         self.actors: dict[ActorID, ActorQueue] = {}
+        #: Where this process records task events (the runtime sets its own; off until then).
+        self.events = TaskEventBuffer.disabled()
 
     def submit(self, actor_id: ActorID, class_name: str, spec: p.TaskSpec, held: list[object],
                dep_ids: list[ObjectID], *, max_task_retries: int | None = None,
@@ -101,6 +104,7 @@ class ActorSubmitter:
             self.objects.incref(actor_id)
             self.objects.add_owned(return_ids)
             record.waiting = self.objects.when_ready(dep_ids, lambda _oid, r=record: self._dep_ready(r))
+            self.events.submitted(spec, None, None, record.waiting > 0)
             actor.queue.append(record)
             self._pump(actor)
         return return_ids
@@ -125,11 +129,14 @@ class ActorSubmitter:
             record = actor.queue.popleft()
             record.spec.deps, error = self.objects.resolve_deps(record.dep_ids)
             if error is not None:  # an argument failed: so does the call, without running
+                self.events.failed_here(record.spec, "an argument of the call failed",
+                                        "DEPENDENCY_RESOLUTION_FAILED")
                 self._finish(record, [("inline", error)] * len(record.return_ids))
                 continue
             if record.retries_left is None:
                 record.retries_left = actor.info.max_task_retries if actor.info is not None else 0
             actor.inflight[record.spec.task_id] = record
+            self.events.pushed(record.spec, 1)
             actor.channel.push(record, p.PushTask(record.spec))
 
     def _resolve(self, actor: ActorQueue) -> None:
@@ -218,6 +225,7 @@ class ActorSubmitter:
         self.objects.release(record.actor.actor_id)
 
     def _fail(self, record: CallRecord, error: BaseException) -> None:
+        self.events.failed_here(record.spec, error)
         self._finish(record, error_returns(error, len(record.return_ids)))
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from .._wire.node_link import NodeLink
 from .local_objects import LocalObjectTable
 from .._wire.serialization import serialize
 from .submitter import RemoteNodes, TaskSubmitter
+from .task_events import TaskEventBuffer, events_enabled_by_default
 
 #: What kind of process a runtime serves.
 RuntimeKind = Literal["driver", "worker"]
@@ -87,6 +88,10 @@ class Runtime:
                                         _shippable_sys_path if kind == "driver" else lambda: list(sys.path))
         self.submitter = TaskSubmitter(self.objects, self.link, token, self.remote_nodes)
         self.actor_submitter = ActorSubmitter(self.objects, self.link, token, self.node_id)
+        #: This process's task events, sent to the node about once a second (housekeeping).
+        self.task_events = TaskEventBuffer(self.link.send, self.worker_id, self.node_id, self.job_id,
+                                           enabled=events_enabled_by_default())
+        self.submitter.events = self.actor_submitter.events = self.task_events
         self.objects.lineage = self.submitter
         self._stop = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeeping, daemon=True,
@@ -159,6 +164,7 @@ class Runtime:
                 objects.drain_releases()
                 self.submitter.return_idle_leases()
                 objects.flush_lingering()
+                self.task_events.flush_if_due()
                 interval_s = HOUSEKEEPING_S if busy else min(interval_s * 2, HOUSEKEEPING_IDLE_S)
             except Exception:  # a bug here must not kill the process's housekeeping
                 if self.closed:
@@ -167,6 +173,8 @@ class Runtime:
 
     def close(self) -> None:
         """Stop housekeeping, close every worker channel and node link. Safe to call twice."""
+        if not self.objects.closed:
+            self.task_events.flush()  # the last events of a driver that leaves
         self._stop.set()
         self.objects.closed = True
         self.submitter.close()

@@ -23,6 +23,7 @@ from .._wire.ids import return_ids as make_return_ids
 from .._wire.node_link import NodeLink
 from .local_objects import Completion, LocalObjectTable, error_returns
 from .._wire.serialization import FLAG_ERROR, read_flags
+from .task_events import TaskEventBuffer
 from .worker_channel import WorkerChannel
 
 #: Tasks pushed to one worker ahead of their turn: hides the round trip on short tasks.
@@ -174,6 +175,8 @@ class TaskSubmitter:
         #: Results stored on other nodes -> the task that made them (lineage).
         self.lineage: dict[bytes, TaskRecord] = {}
         self.closed = False
+        #: Where this process records task events (the runtime sets its own; off until then).
+        self.events = TaskEventBuffer.disabled()
 
     # --- submission -------------------------------------------------------------------
 
@@ -194,6 +197,7 @@ class TaskSubmitter:
             if parent is not None:
                 self.children[parent].append(record)
             record.waiting += self.objects.when_ready(dep_ids, record)  # its own dependency callback
+            self.events.submitted(spec, parent, request.shape, record.waiting > 0)
             if record.waiting == 0:
                 self._enqueue(record)
         return return_ids
@@ -202,6 +206,7 @@ class TaskSubmitter:
         with self.lock:
             record.waiting -= 1
             if record.waiting == 0 and not record.cancelled:
+                self.events.args_ready(record.spec)
                 self._enqueue(record)
 
     def _enqueue(self, record: TaskRecord) -> None:
@@ -249,10 +254,13 @@ class TaskSubmitter:
             record = state.queue.popleft()
             record.spec.deps, error = self.objects.resolve_deps(record.dep_ids)
             if error is not None:  # an argument failed: so does the task, without running
+                self.events.failed_here(record.spec, "an argument of the task failed",
+                                        "DEPENDENCY_RESOLUTION_FAILED")
                 self._finish(record, [("inline", error)] * len(record.return_ids))
                 continue
             record.lease = lease
             record.attempts += 1
+            self.events.pushed(record.spec, record.attempts)
             lease.inflight += 1
             record.spec.gpu_ids = lease.grant.gpu_ids
             if record.retries_left == 0 and not lease.marked_non_retriable:
@@ -427,6 +435,7 @@ class TaskSubmitter:
             record.held = []
 
     def _finish_error(self, record: TaskRecord, error: BaseException) -> None:
+        self.events.failed_here(record.spec, error)
         self._finish(record, error_returns(error, len(record.return_ids)))
 
     def _fail_queue(self, state: KeyState, error: object) -> None:

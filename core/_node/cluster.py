@@ -35,7 +35,8 @@ CONTROL_MESSAGES = (p.RegisterFunction, p.GetFunction, p.CreateActor, p.GetActor
                     p.KillActor, p.ExitActor, p.CreatePlacementGroup, p.RemovePlacementGroup,
                     p.PlacementGroupTable, p.WaitPlacementGroup, p.SubmitJob, p.GetJobInfo, p.StopJob,
                     p.DeleteJob, p.GetJobLogs, p.RecordFailedTask, p.GetFailedTask, p.RegisterBreakpoint,
-                    p.ClearBreakpoint, p.GetBreakpoint)
+                    p.ClearBreakpoint, p.GetBreakpoint,
+                    p.TaskEvents, p.StateQuery)
 
 
 class ClusterService:

@@ -8,6 +8,7 @@ objects, and (on the head) hosts the control store.
         LeaseService      the queue, grants waiting for workers, leases
         WorkerService     worker starts and exits, the memory monitor
         ActorService      the actor directory's life cycle (placement, restarts, death)
+        StateService      task events and the state API's queries (the head's tables, this node's)
         PlacementService  placement groups and this node's reserved bundles
         ObjectService     objects, references, transfers between nodes
         ClusterService    membership, forwarding to the head, what the head tells us
@@ -44,6 +45,7 @@ from .jobs import JobService
 from .leases import LeaseService
 from .objects import ObjectService
 from .placement import PlacementService
+from .state import StateService
 from .server import NodeLock, Peer, Server
 from .workers import WorkerService
 from .object_store import ObjectTable
@@ -112,12 +114,14 @@ class NodeManager:
                                       self.objects, dispatch=self._handle, stop=self.stop,
                                       node_timeout_s=node_timeout_s)
         self.jobs = JobService(ctx)
+        self.state = StateService(ctx, placement_groups=lambda: self.placement.groups)
         ctx.objects.on_unreferenced = self.actors.on_unreferenced
         #: One dispatch table, message type -> handler.
         self.handlers: Handlers = merge_handlers(
             self.leases.handlers(), self.workers.handlers(), self.actors.handlers(),
             self.placement.handlers(), self.objects.handlers(), self.cluster.handlers(),
             self.jobs.handlers(),
+            self.state.handlers(),
             {p.RegisterFunction: self._on_register_function, p.GetFunction: self._on_get_function,
              p.LogLines: self._on_log_lines})
 
@@ -293,6 +297,7 @@ class NodeManager:
         self.workers.stop_job_workers(client.job_id)
         self.leases.drop_wants(job_id=client.job_id)
         self.placement.remove_job_groups(client.job_id)
+        self.state.job_finished(client.job_id)
 
     # --- functions and output ----------------------------------------------------------
 

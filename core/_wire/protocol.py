@@ -625,3 +625,43 @@ class GetBreakpoint:
     """Where the task stopped at ``breakpoint()`` listens (by id or prefix); None: list them."""
     rid: int
     task_hex: str | None
+
+
+# --- observability (the state API) -----------------------------------------------------
+
+
+@dataclass(slots=True)
+class TaskEvents:
+    """A process's task events since its last batch (one-way, about once a second; a
+    worker node forwards them to the head). The tuples are described in
+    _client/task_events.py; who recorded them is said once per batch."""
+    worker_id: WorkerID
+    node_id: NodeID
+    pid: int
+    job_id: JobID
+    events: list[tuple]
+    #: Events the process dropped since its last batch (its buffer was full).
+    dropped: int = 0
+
+
+@dataclass(slots=True)
+class StateQuery:
+    """Ask the head for one page of a state table (``kind``: tasks, actors, nodes, jobs,
+    placement_groups), or its summary; answered with {"rows", "total", "offset", ...}."""
+    rid: int
+    kind: str
+    #: Checked (column, "=" | "!=", value) triples (_wire/state_query.py).
+    filters: list[tuple[str, str, Any]] = field(default_factory=list)
+    offset: int = 0
+    limit: int = 100
+    detail: bool = False
+    newest_first: bool = False
+    summary: bool = False
+
+
+@dataclass(slots=True)
+class NodeQuery:
+    """Ask one node about itself (``kind``: workers, objects, logs, log); never forwarded."""
+    rid: int
+    kind: str
+    args: dict[str, Any] = field(default_factory=dict)

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TextIO
@@ -183,6 +184,8 @@ class Worker:
             self.running = ctx
             if spec.actor_id is None:
                 _set_visible_gpus(spec.gpu_ids)
+        self.rt.task_events.started(spec)
+        error: BaseException | None = None
         try:
             if spec.task_id in self.cancelled:
                 raise KeyboardInterrupt
@@ -195,10 +198,12 @@ class Worker:
             outcome = self._encode_returns(spec, result), False
         except BaseException as e:  # whatever happened travels to the caller
             outcome = self._outcome_of(spec, e)
+            error = e
         finally:
             if on_main:
                 self.running = None
             current_task.reset(token)
+        self.rt.task_events.ended(spec, *_error_event(error))
         self._finish(conn, spec, outcome)
 
     def _outcome_of(self, spec: p.TaskSpec, error: BaseException) -> Outcome:
@@ -238,6 +243,7 @@ class Worker:
             self.rt.send(p.ExitActor(self.actor_spec.actor_id))
         _flush_output()
         self.rt.objects.drain_releases()
+        self.rt.task_events.flush()
         os._exit(0)
 
     def _encode_returns(self, spec: p.TaskSpec, result: Any) -> list[Completion]:
@@ -268,15 +274,20 @@ class Worker:
         _apply_env(spec.env_vars)  # for the actor's whole life: its worker is its own
         ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids, spec.request.placement_group)
         token = current_task.set(ctx)
+        started_s = time.time()
         try:
             cls = self._function(spec.class_id)
             args, kwargs = decode_args(self.rt, spec.payload, spec.deps)
             self.actor = cls(*args, **kwargs)
         except BaseException as e:  # reported to every caller as the actor's death cause
-            self.rt.send(p.Reply(msg.rid, False, "".join(traceback.format_exception(e))))
+            cause = "".join(traceback.format_exception(e))
+            self.rt.task_events.actor_created(spec, started_s, cause)
+            self.rt.task_events.flush()  # the node may stop this worker any moment now
+            self.rt.send(p.Reply(msg.rid, False, cause))
             return
         finally:
             current_task.reset(token)
+        self.rt.task_events.actor_created(spec, started_s, None)
         if spec.is_async:
             self._start_event_loop(spec.max_concurrency)
         elif spec.max_concurrency > 1:
@@ -303,6 +314,8 @@ class Worker:
     async def _run_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
         async with self.async_limit:
             current_task.set(self._context(spec))
+            self.rt.task_events.started(spec)
+            error: BaseException | None = None
             try:
                 method = getattr(self.actor, spec.method)
                 if _all_inline(spec):  # nothing to fetch: no thread hop
@@ -315,7 +328,20 @@ class Worker:
                 outcome = self._encode_returns(spec, result), False
             except BaseException as e:  # whatever happened travels to the caller
                 outcome = self._outcome_of(spec, e)
+                error = e
+            self.rt.task_events.ended(spec, *_error_event(error))
             self._finish(conn, spec, outcome)
+
+
+def _error_event(error: BaseException | None) -> tuple[str | None, str]:
+    """(error type, message) a call's end is recorded with; (None, "") when it succeeded
+    (``exit_actor()`` included). Formatted only for failures: successes cost nothing."""
+    if error is None or isinstance(error, ExitActorSignal):
+        return None, ""
+    if isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
+        return "TASK_CANCELLED", "the task was cancelled"
+    return "TASK_EXECUTION_EXCEPTION", "".join(traceback.format_exception(type(error), error,
+                                                                           error.__traceback__))
 
 
 def _all_inline(spec: p.TaskSpec) -> bool:

@@ -1,0 +1,188 @@
+"""The state API on a real local cluster: tasks, actors, nodes, jobs, workers, objects,
+summaries, logs and the timeline (issue 17)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+import ember
+from ember.exceptions import InvalidStateQueryError, StateNotFoundError
+from ember.util import state
+from conftest import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@ember.remote
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@ember.remote(max_retries=0)
+def explode(tag: str) -> None:
+    raise ValueError(f"boom {tag}")
+
+
+@ember.remote
+def shout(word: str) -> str:
+    print(f"shouting {word}")
+    return word
+
+
+@ember.remote
+def wait_for_file(path: str) -> str:
+    import time
+    while not os.path.exists(path):
+        time.sleep(0.02)
+    return "released"
+
+
+@ember.remote
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def incr(self) -> int:
+        self.n += 1
+        return self.n
+
+
+def _task(task_id: str) -> dict | None:
+    return state.get_task(task_id)
+
+
+def test_finished_and_failed_tasks_are_listed_with_where_they_ran(ember_local: dict) -> None:
+    ok = add.remote(1, 2)
+    bad = explode.remote("x1")
+    assert ember.get(ok) == 3
+    with pytest.raises(ValueError):
+        ember.get(bad)
+    ok_id, bad_id = ok.task_id().hex(), bad.task_id().hex()
+    row = wait_for(lambda: (r := _task(ok_id)) and r.state == "FINISHED" and r, what="add finished")
+    assert row.name == "add" and row.type == "NORMAL_TASK" and row.job_id
+    assert row.node_id == ember.get_runtime_context().get_node_id()
+    assert row.worker_pid and row.worker_id and row.end_time_ms >= row.start_time_ms
+    failed = wait_for(lambda: (r := _task(bad_id)) and r.state == "FAILED" and r, what="explode failed")
+    assert failed.error_type == "TASK_EXECUTION_EXCEPTION"
+    assert "ValueError: boom x1" in failed.error_message and "Traceback" in failed.error_message
+    only_failed = state.list_tasks(filters=[("state", "=", "FAILED"), ("name", "=", "explode")])
+    assert bad_id in [r.task_id for r in only_failed] and ok_id not in [r.task_id for r in only_failed]
+
+
+def test_a_running_task_is_listed_as_running_until_it_ends(ember_local: dict, tmp_path: object) -> None:
+    flag = os.path.join(str(tmp_path), "release")
+    ref = wait_for_file.remote(flag)
+    tid = ref.task_id().hex()
+    wait_for(lambda: tid in [r.task_id for r in state.list_tasks(filters=[("state", "=", "RUNNING")])],
+             what="the task listed as RUNNING")
+    open(flag, "w").close()
+    assert ember.get(ref) == "released"
+    wait_for(lambda: (r := _task(tid)) and r.state == "FINISHED", what="the task FINISHED")
+
+
+def test_actors_and_their_calls_are_listed(ember_local: dict) -> None:
+    counter = Counter.remote()
+    assert ember.get([counter.incr.remote() for _ in range(3)]) == [1, 2, 3]
+    actor_id = counter._actor_id.hex()
+    row = wait_for(lambda: (r := state.get_actor(actor_id)) and r.pid and r, what="the actor's pid")
+    assert row.class_name == "Counter" and row.state == "ALIVE" and row.node_id
+    calls = wait_for(lambda: (rows := state.list_tasks(filters=[("actor_id", "=", actor_id),
+                                                                   ("state", "=", "FINISHED")],
+                                                          detail=True)) and len(rows) >= 3 and rows,
+                     what="three finished actor calls")
+    assert {r.type for r in calls} >= {"ACTOR_TASK"} and all(r.worker_pid == row.pid for r in calls
+                                                             if r.type == "ACTOR_TASK")
+    ember.kill(counter)
+    wait_for(lambda: (r := state.get_actor(actor_id)) and r.state == "DEAD", what="the actor DEAD")
+    summary = state.summarize_actors()["cluster"]
+    assert summary["summary"]["Counter"]["state_counts"].get("DEAD", 0) >= 1
+
+
+def test_nodes_jobs_workers_and_objects_are_listed(ember_local: dict) -> None:
+    (node,) = state.list_nodes()
+    assert node.state == "ALIVE" and node.is_head_node and node.resources_total["CPU"] == 2.0
+    assert state.get_node(node.node_id).node_id == node.node_id
+    job_id = ember.get_runtime_context().get_job_id()
+    jobs = state.list_jobs(filters=[("job_id", "=", job_id)])
+    assert [j.status for j in jobs] == ["RUNNING"] and jobs[0].driver_info["pid"] == str(os.getpid())
+    ember.get(add.remote(0, 0))
+    workers = state.list_workers(detail=True)
+    assert {"DRIVER", "WORKER"} <= {w.worker_type for w in workers}
+    assert any(w.pid == os.getpid() for w in workers if w.worker_type == "DRIVER")
+    big = ember.put(np.zeros(1 << 20, dtype=np.uint8))
+    oid = big.hex()
+    rows = state.list_objects(filters=[("object_id", "=", oid)])
+    assert [r.object_size >= 1 << 20 for r in rows] == [True]
+    assert state.get_objects(oid)[0].object_id == oid
+    assert state.summarize_objects()["cluster"]["total_objects"] >= 1
+
+
+def test_summary_counts_tasks_by_function_and_state(ember_local: dict) -> None:
+    ember.get([add.remote(i, i) for i in range(5)])
+    summary = wait_for(lambda: (s := state.summarize_tasks()["cluster"]) and
+                       s["summary"].get("add", {}).get("state_counts", {}).get("FINISHED", 0) >= 5 and s,
+                       what="five finished `add` in the summary")
+    assert summary["summary_by"] == "func_name" and summary["total_tasks"] >= 5
+
+
+def test_bad_filters_and_ids_are_typed_errors_and_the_runtime_keeps_working(ember_local: dict) -> None:
+    with pytest.raises(InvalidStateQueryError, match="colour"):
+        state.list_tasks(filters=[("colour", "=", "red")])
+    with pytest.raises(InvalidStateQueryError, match="RUNING"):
+        state.list_tasks(filters=[("state", "=", "RUNING")])
+    with pytest.raises(InvalidStateQueryError, match="triple"):
+        state.list_actors(filters=["state=ALIVE"])
+    with pytest.raises(InvalidStateQueryError, match="limit"):
+        state.list_nodes(limit=0)
+    with pytest.raises(InvalidStateQueryError, match="hex"):
+        state.get_actor("no-such-actor")
+    assert state.get_actor("ab" * 16) is None  # well formed, names nothing: None, as in Ray
+    assert state.get_task("cd" * 12) is None
+    with pytest.raises(StateNotFoundError, match="task"):
+        list(state.get_log(task_id="cd" * 12))
+    with pytest.raises(InvalidStateQueryError, match="not a file name"):
+        list(state.get_log(filename="../token", node_id=state.list_nodes()[0].node_id))
+    assert ember.get(add.remote(2, 2)) == 4
+
+
+def test_a_task_log_holds_what_the_task_printed(ember_local: dict) -> None:
+    ref = shout.remote("hello-log")
+    assert ember.get(ref) == "hello-log"
+    tid = ref.task_id().hex()
+    wait_for(lambda: (r := _task(tid)) and r.worker_id, what="the task's worker")
+    text = wait_for(lambda: "shouting hello-log" in (t := "".join(state.get_log(task_id=tid, tail=50))) and t,
+                    what="the printed line in the task's log")
+    assert "shouting hello-log" in text
+    files = state.list_logs()
+    (names,) = files.values()
+    assert "node_manager.log" in names and any(n.startswith("worker-") for n in names)
+
+
+def test_the_timeline_is_a_chrome_trace(ember_local: dict) -> None:
+    ember.get([add.remote(i, 1) for i in range(3)])
+    path = os.path.join(tempfile.mkdtemp(), "trace.json")
+    wait_for(lambda: len([e for e in ember.timeline() if e["ph"] == "X" and e["name"] == "add"]) >= 3,
+             what="three `add` slices in the timeline")
+    assert ember.timeline(path) is None
+    with open(path) as f:
+        events = json.load(f)
+    slices = [e for e in events if e["ph"] == "X"]
+    assert slices and all({"ts", "dur", "pid", "tid", "name"} <= set(e) for e in slices)
+    os.remove(path)
+
+
+def test_recording_can_be_turned_off_for_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    if ember.is_initialized():
+        ember.shutdown()
+    monkeypatch.setenv("EMBER_ENABLE_TASK_EVENTS", "0")
+    ember.init(num_cpus=1)
+    try:
+        ember.get([add.remote(1, 1) for _ in range(3)])
+        assert state.list_tasks() == []
+    finally:
+        ember.shutdown()
