@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable
 
 from .._wire import protocol as p
-from .._wire.state_query import Filter, check_filters, check_kind, check_limit, columns_of, page
+from .._wire.state_query import check_filters, check_kind, check_limit, columns_of, page
 from ..exceptions import InvalidStateQueryError, StateNotFoundError
 from .context import Client, Handlers, NodeContext
 from .task_events import TaskEventStore
