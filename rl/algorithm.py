@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ember.tune import PlacementGroupFactory
 from ember.tune.trainable import Trainable
 
 from .config import AlgorithmConfig
@@ -75,6 +76,26 @@ class Algorithm(Trainable):
         super().__init__(config_dict, **kwargs)
         #: The AlgorithmConfig (RLlib's ``algo.config``), rebuilt from the dict Tune passes.
         self.config = self.algo_config  # type: ignore[assignment]
+
+    @classmethod
+    def default_resource_request(cls, config: AlgorithmConfig | dict[str, Any]) -> PlacementGroupFactory:
+        """What one Tune trial of this algorithm reserves (RLlib's request): a bundle for the
+        algorithm itself, one per env runner and one per learner actor, in one group, so a
+        sweep never starts more trials than their runners can run beside."""
+        if isinstance(config, AlgorithmConfig):
+            config = config.to_dict()
+        settings = cls.get_default_config().update_from_dict(dict(config))
+        bundles: list[dict[str, float]] = [{"CPU": 1.0}]
+        if settings.num_learners == 0 and settings.num_gpus_per_learner:
+            bundles[0]["GPU"] = float(settings.num_gpus_per_learner)  # it learns itself
+        runner = {"CPU": float(settings.num_cpus_per_env_runner)}
+        learner = {"CPU": float(settings.num_cpus_per_learner),
+                   "GPU": float(settings.num_gpus_per_learner)}
+        for shape, count in ((runner, settings.num_env_runners), (learner, settings.num_learners)):
+            shape = {name: amount for name, amount in shape.items() if amount > 0}
+            if shape:  # a 0-CPU runner needs no bundle: it runs beside the others
+                bundles += [shape] * count
+        return PlacementGroupFactory(bundles, strategy="PACK")
 
     @classmethod
     def get_default_config(cls) -> AlgorithmConfig:

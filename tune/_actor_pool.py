@@ -108,7 +108,10 @@ class TrialActorPool:
         pg = None
         if pgf is not None:
             pg = placement_group(pgf.bundles, strategy=pgf.strategy)
-            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, 0)
+            # As Ray Tune: what the trial starts (an RL algorithm's env runners, a
+            # trainer's workers) lands in the trial's group, in the bundles it reserved.
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                pg, 0, placement_group_capture_child_tasks=True)
         slot = Slot(handle=_RemoteTrialActor.options(**options).remote(), shape=shape,
                     request=dict(held_total), pg=pg)
         self._slots.append(slot)
