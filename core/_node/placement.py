@@ -9,6 +9,7 @@ reserves its share of bundles as synthetic resources (a node service).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +21,9 @@ from .context import Client, Handlers, NodeContext
 from .leases import LeaseService
 from .scheduler import Allocation, normalize_shape, plan_bundles
 from .._resources import bundle_resources, without_group_resources
+
+#: Removed groups kept for ``placement_group_table`` (each is a few hundred bytes).
+_REMOVED_KEPT = 1000
 
 
 @dataclass(eq=False)
@@ -65,6 +69,11 @@ class PlacementService:
         self._kill_actor = kill_actor
         self._schedule = schedule
         self.groups: dict[bytes, PlacementGroupRecord] = {}
+        #: Groups waiting to be placed, oldest first: a scheduling pass looks at these only
+        #: (it scanned every group ever made, so create/remove loops slowed down as they ran).
+        self._pending: dict[bytes, PlacementGroupRecord] = {}
+        #: Removed groups stay in the table (Ray shows them as REMOVED), the newest few.
+        self._removed: deque[bytes] = deque()
         #: Bundles reserved on this node: pg id -> ((index, bundle) pairs, allocations).
         self.bundles: dict[bytes, tuple[list[tuple[int, ResourceShape]], list[Allocation]]] = {}
 
@@ -83,8 +92,9 @@ class PlacementService:
     def on_create_placement_group(self, client: Client, msg: p.CreatePlacementGroup) -> None:
         ctx = self.ctx
         bundles = [normalize_shape(b) for b in msg.bundles]
-        self.groups[msg.pg_id] = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name,
-                                                      msg.job_id or client.job_id, msg.detached)
+        record = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name,
+                                      msg.job_id or client.job_id, msg.detached)
+        self.groups[msg.pg_id] = self._pending[msg.pg_id] = record
         ctx.reply(client, msg.rid, True)
         totals = [(n.node_id, n.totals) for n in ctx.view.alive()] or [(ctx.node_id, ctx.ledger.totals)]
         if plan_bundles(totals, bundles, msg.strategy) is None:
@@ -99,15 +109,14 @@ class PlacementService:
         """Head: plan pending groups over the nodes' free resources and reserve them
         (two-phase: every node reserves its share, or every share is given back)."""
         ctx = self.ctx
-        for pg in self.groups.values():
-            if pg.state != "PENDING":
-                continue
+        for pg in list(self._pending.values()):
             nodes = [(ctx.node_id, dict(ctx.ledger.available))] + [
                 (n.node_id, n.available) for n in ctx.view.alive() if n.node_id != ctx.node_id
                 and ctx.clients.get(n.node_id) is not None]
             plan = plan_bundles(nodes, pg.bundles, pg.strategy)
             if plan is None:
                 continue
+            del self._pending[pg.pg_id]
             pg.state, pg.placement, pg.awaiting, pg.failed = "RESERVING", plan, set(), False
             for node_id, indexed in plan.items():
                 if node_id == ctx.node_id:
@@ -123,6 +132,7 @@ class PlacementService:
         if pg.failed:  # give every share back and try again later
             self._release_group(pg)
             pg.state = "PENDING"
+            self._pending[pg.pg_id] = pg
             return
         pg.state = "CREATED"
         waiters, pg.waiters = pg.waiters, []
@@ -202,6 +212,10 @@ class PlacementService:
         """Give every node's share back and fail the group's waiters."""
         self._release_group(pg)
         pg.state = "REMOVED"
+        self._pending.pop(pg.pg_id, None)
+        self._removed.append(pg.pg_id)
+        while len(self._removed) > _REMOVED_KEPT:
+            self.groups.pop(self._removed.popleft(), None)
         waiters, pg.waiters = pg.waiters, []
         for waiter in waiters:
             waiter(False)
