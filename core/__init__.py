@@ -31,7 +31,8 @@ __all__ = [
 
 # Subpackages loaded on first access: each pulls in heavy dependencies (pandas, pyarrow,
 # torch, starlette, gymnasium) that a plain ``import ember`` must not pay for.
-_LAZY_SUBPACKAGES = frozenset({"data", "util", "train", "tune", "serve", "rl", "exceptions"})
+_LAZY_SUBPACKAGES = frozenset({"data", "util", "train", "tune", "serve", "rl", "exceptions",
+                               "experimental", "cloudpickle"})
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -90,6 +90,26 @@ def without_group_resources(shape: ResourceShape) -> ResourceShape:
     return {name: amount for name, amount in shape.items() if _GROUP_INFIX not in name}
 
 
+#: The resource a node offers (1.0) for its GPUs' model, Ray's ``accelerator_type:<model>``;
+#: ``accelerator_type=`` requests a sliver of it.
+ACCELERATOR_RESOURCE_PREFIX = "accelerator_type:"
+
+
+def plain_resources(shape: ResourceShape) -> ResourceShape:
+    """A request's shape in the names the user asked for: group-wide placement-group
+    resources back to their plain names, per-bundle views and the foothold left out
+    (``get_assigned_resources``)."""
+    out: dict[str, float] = {}
+    for name, amount in shape.items():
+        if _GROUP_INFIX in name:
+            base, rest = name.split(_GROUP_INFIX, 1)
+            if base == BUNDLE_RESOURCE or "_" in rest:  # the foothold, or one bundle's view
+                continue
+            name = base
+        out[name] = amount
+    return out
+
+
 def bundle_resources(pg_hex: str, bundles: list[tuple[int, ResourceShape]]) -> ResourceShape:
     """The synthetic resources a node's (index, bundle) pairs of a placed group add to it:
     per bundle and group-wide."""

@@ -10,6 +10,8 @@ import inspect
 import os
 from typing import Any, Callable, TypeVar
 
+import cloudpickle
+
 from ._client import context
 from ._wire import serialization
 from ._wire import protocol as p
@@ -24,6 +26,10 @@ from ._client.runtime import Runtime
 from ._client.scheduling import scheduling_request
 
 _F = TypeVar("_F", bound=Callable)
+
+#: Ray's readiness call every actor answers (``ember.get(a.__ray_ready__.remote())`` is
+#: True once ``__init__`` ran); the worker answers it without looking at the class.
+READY_METHOD = "__ray_ready__"
 
 #: The default max_concurrency of an async actor (Ray's): calls interleave at each await.
 ASYNC_MAX_CONCURRENCY = 1000
@@ -98,6 +104,8 @@ class ActorClass:
             rt.objects.values(dep_ids, None)
         deps = [rt.objects.resolved_arg(oid) for oid in dep_ids]
         methods, is_async = _methods_of(self._cls)
+        events = opts.get("enable_task_events") is not False
+        method_options = _non_default(methods, events)
         if opts.get("num_cpus") is None:
             # Ray's default: 1 CPU to place the actor, none held while it lives.
             shape, hold = resource_shape(opts, 1.0), resource_shape(opts, 0.0)
@@ -116,20 +124,36 @@ class ActorClass:
             max_concurrency=max_concurrency, is_async=is_async,
             methods={name: o["num_returns"] for name, o in methods.items()},
             get_if_exists=bool(opts.get("get_if_exists")),
-            env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None)
+            env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None,
+            enable_task_events=events,
+            method_options=cloudpickle.dumps(method_options) if method_options else None)
         info, _ = rt.call(lambda rid: p.CreateActor(rid, spec))
         # The node manager now holds our reference (and the constructor's stored args).
         rt.objects.add_actor(info.actor_id)
-        handle = ActorHandle(info.actor_id, info.class_name, info.methods, info.is_async,
-                             method_options=_non_default(methods),
-                             max_pending_calls=opts.get("max_pending_calls") or -1)
+        handle = handle_from_info(info, max_pending_calls=opts.get("max_pending_calls") or -1)
         del held
         return handle
 
 
-def _non_default(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The methods whose options say more than their num_returns (retries)."""
-    return {name: o for name, o in methods.items() if set(o) - {"num_returns"}}
+def _non_default(methods: dict[str, dict[str, Any]], events: bool) -> dict[str, dict[str, Any]]:
+    """The methods whose options say more than their num_returns (retries, events);
+    ``events`` False (the actor's ``enable_task_events``) is every method's default."""
+    out = {}
+    for name, o in methods.items():
+        if not events and "enable_task_events" not in o:
+            o = {**o, "enable_task_events": False}
+        if set(o) - {"num_returns"}:
+            out[name] = {k: v for k, v in o.items() if k != "num_returns"}
+    return out
+
+
+def handle_from_info(info: p.ActorInfo, max_pending_calls: int = -1) -> "ActorHandle":
+    """A handle for the actor ``info`` describes, with the options its methods were
+    declared with (``@ember.method``), whoever created it: handles from ``get_actor``
+    call with the same retries, returns and events as the creator's."""
+    options = cloudpickle.loads(info.method_options) if info.method_options else None
+    return ActorHandle(info.actor_id, info.class_name, info.methods, info.is_async,
+                       method_options=options, max_pending_calls=max_pending_calls)
 
 
 class ActorHandle:
@@ -160,6 +184,8 @@ class ActorHandle:
             table.release(self._actor_id)
 
     def __getattr__(self, name: str) -> "ActorMethod":
+        if name == READY_METHOD:
+            return ActorMethod(self, name, {"num_returns": 1})
         if name.startswith("__") or name not in self.__dict__.get("_methods", {}):
             if name.startswith("_") and name not in self.__dict__.get("_methods", {}):
                 raise AttributeError(name)
@@ -224,7 +250,8 @@ class ActorMethod:
         payload, dep_ids, held = encode_args(rt, args, kwargs, f"`{name}`")
         held.append(h)
         spec = p.TaskSpec(rt.next_task_id(), name, b"", payload, [], num_returns, rt.worker_id,
-                          actor_id=h._actor_id, method=self._name)
+                          actor_id=h._actor_id, method=self._name,
+                          enable_task_events=opts.get("enable_task_events") is not False)
         return_ids = rt.actor_submitter.submit(
             h._actor_id, h._class_name, spec, held, dep_ids,
             max_task_retries=opts.get("max_task_retries"),

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ._client import context
 from ._wire import protocol as p
-from .actor import ActorClass, ActorHandle
+from .actor import ActorClass, ActorHandle, handle_from_info
 from .actor import method as _method
 from .exceptions import EmberError, InvalidOptionError, NotInitializedError
 from .object_ref import ObjectRef
@@ -24,7 +24,8 @@ from .remote_function import RemoteFunction
 from ._resources import is_positive
 from ._client.runtime import Runtime
 from .runtime_context import RuntimeContext
-from .runtime_env import validate_runtime_env
+from ._client.function_export import register
+from .runtime_env import setup_hook_export, validate_runtime_env
 
 #: ``init`` keywords ember accepts from Ray scripts beyond its own. Each one works:
 #: ``_node_ip_address`` (where the node binds), ``_system_config`` (its known keys),
@@ -103,10 +104,13 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         if resources is not None:
             validate({"resources": resources}, {"resources"}, "ember.init", unsupported={})
         job_env = validate_runtime_env(runtime_env, "ember.init", allow_working_dir=True)
+        setup_hook = setup_hook_export(job_env)
         rt = context.start(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                            object_store_memory=object_store_memory, namespace=namespace,
                            runtime_env=job_env, system_config=kwargs.get("_system_config"),
                            node_ip_address=kwargs.get("_node_ip_address"), log_to_driver=log_to_driver)
+        if setup_hook is not None:  # before any task: workers fetch it before their first one
+            register(rt, setup_hook)
         return _InitInfo(address=rt.link.address, session_dir=rt.session_dir, node_id=rt.node_id.hex())
 
 
@@ -282,10 +286,20 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
-    """Cancel the task that produces ``object_ref``; ``get`` then raises TaskCancelledError."""
+    """Cancel the task or actor call that produces ``object_ref``; ``get`` then raises
+    TaskCancelledError.
+
+    A task is interrupted (KeyboardInterrupt in it; ``force=True`` kills its worker). An
+    actor call that has not started never runs; a running one on an async actor is
+    cancelled on its event loop, and on a sync or threaded actor it runs on, seeing
+    ``get_runtime_context().is_canceled()`` turn True (actors keep their state, so they
+    are not interrupted), as in Ray.
+    """
     if not isinstance(object_ref, ObjectRef):
         _check_refs(object_ref, "ember.cancel")
-    _current_for(object_ref._table).submitter.cancel(object_ref.id, force, recursive)
+    rt = _current_for(object_ref._table)
+    if not rt.submitter.cancel(object_ref.id, force, recursive):
+        rt.actor_submitter.cancel(object_ref.id, recursive)
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
@@ -303,7 +317,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
         raise ValueError(f"no actor named {name!r} in namespace {ns!r}. Create it with "
                          f"A.options(name={name!r}).remote(), or pass the namespace it was created in.")
     rt.objects.add_actor(info.actor_id)
-    return ActorHandle(info.actor_id, info.class_name, info.methods, info.is_async)
+    return handle_from_info(info)
 
 
 def get_gpu_ids() -> list[int]:

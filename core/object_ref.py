@@ -36,8 +36,14 @@ class ObjectRef:
             table.release(self.id)
 
     def __reduce__(self) -> Any:
-        serialization.note_contained(self)
         table = self._table
+        if not serialization.note_contained(self) and table is not None:
+            # Pickled outside ember's serialization (the user's own cloudpickle.dumps): no
+            # value holds the object for these bytes, so it is pinned for as long as this
+            # process lives, and stored where any process can fetch it (Ray does the same
+            # for refs serialized out of band).
+            table.incref(self.id)
+            table.share([self])
         return (_rebuild_ref, (self.id, table.home_of(self.id) if table is not None else None))
 
     def hex(self) -> str:

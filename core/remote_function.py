@@ -30,7 +30,7 @@ class RemoteFunction:
         self._options = validate(dict(options), TASK_OPTIONS, f"remote function `{fn.__name__}`")
         self._name = fn.__qualname__
         self._exported: tuple[bytes, bytes] | None = None
-        self._scheduling: tuple[p.SchedulingRequest, tuple] | None = None
+        self._scheduling: tuple[p.SchedulingRequest, tuple, dict[str, float] | None] | None = None
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -64,17 +64,23 @@ class RemoteFunction:
         parent = context.current_task.get()
         inherited = parent.captured_group() if parent is not None else None
         if inherited is not None:  # runs in the caller's group: decided per call
-            request = scheduling_request(opts, resource_shape(opts, 1.0), inherited_group=inherited)
+            shape = resource_shape(opts, 1.0)
+            request = scheduling_request(opts, shape, inherited_group=inherited)
             key = (tuple(sorted(request.shape.items())), repr(request.strategy))
+            assigned = _assigned(shape)
         else:
             if self._scheduling is None:  # per options, not per call: 100k queued tasks share it
-                request = scheduling_request(opts, resource_shape(opts, 1.0))
-                self._scheduling = (request, (tuple(sorted(request.shape.items())), repr(request.strategy)))
-            request, key = self._scheduling
+                shape = resource_shape(opts, 1.0)
+                request = scheduling_request(opts, shape)
+                self._scheduling = (request, (tuple(sorted(request.shape.items())), repr(request.strategy)),
+                                    _assigned(shape))
+            request, key, assigned = self._scheduling
         spec = p.TaskSpec(rt.next_task_id(), name, function_id, payload, (), num_returns,
                           rt.worker_id, max_calls=opts.get("max_calls") or 0,
                           env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None,
-                          placement_group=request.placement_group)
+                          placement_group=request.placement_group,
+                          enable_task_events=opts.get("enable_task_events") is not False,
+                          resources=assigned)
         max_retries = opts.get("max_retries")
         return_ids = rt.submitter.submit(
             spec, request, key, DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
@@ -87,6 +93,12 @@ class RemoteFunction:
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("ember does not implement Ray's DAG API (.bind); call .remote()")
+
+
+def _assigned(shape: dict[str, float]) -> dict[str, float] | None:
+    """What a task's spec says it was given (``get_assigned_resources``): None stands for
+    the default ``{"CPU": 1.0}``, so the common spec carries nothing extra."""
+    return None if shape == {"CPU": 1.0} else dict(shape)
 
 
 def _retry_exceptions(value: bool | list | tuple | None) -> bool | tuple[type[BaseException], ...]:

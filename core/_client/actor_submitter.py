@@ -15,7 +15,8 @@ import collections
 
 from .._wire import protocol as p
 from .._types import ActorID, NodeID, ObjectID
-from ..exceptions import ActorDiedError, ActorUnavailableError, PendingCallsLimitExceededError
+from ..exceptions import (ActorDiedError, ActorUnavailableError, PendingCallsLimitExceededError,
+                          TaskCancelledError)
 from .._wire.ids import return_ids as make_return_ids
 from .._wire.node_link import NodeLink
 from .local_objects import Completion, LocalObjectTable, error_returns
@@ -192,6 +193,30 @@ class ActorSubmitter:
             if actor.dead is None:
                 actor.dead = ActorDiedError(class_name, "it was killed with ember.kill()")
             self._pump(actor)
+
+    def cancel(self, oid: ObjectID, recursive: bool) -> bool:
+        """Cancel the call returning ``oid``: a queued call fails now without running; one
+        in flight is told to stop (the worker decides how: see Worker._cancel). False if
+        no call of this process returns ``oid``."""
+        with self.lock:
+            for actor in self.actors.values():
+                for record in actor.queue:
+                    if oid in record.return_ids:
+                        actor.queue.remove(record)
+                        self._fail(record, TaskCancelledError(record.spec.name))
+                        return True
+                for record in actor.inflight.values():
+                    if oid in record.return_ids:
+                        channel = actor.channel
+                        break
+                else:
+                    continue
+                break
+            else:
+                return False
+        if channel is not None:
+            channel.send(p.CancelTask(record.spec.task_id, recursive))
+        return True
 
     def _on_reply(self, channel: WorkerChannel, msg: p.TaskReply) -> None:
         record = channel.inflight.pop(msg.task_id, None)

@@ -24,6 +24,7 @@ from typing import Any
 
 from .._types import ActorID, TaskID
 from .._node.launcher import find_by_tcp_address, find_current, node_resources, start_node
+from .._wire.protocol import ActorSpec
 from .local_objects import LocalObjectTable
 from .runtime import Runtime
 
@@ -38,15 +39,20 @@ _node_proc: subprocess.Popen | None = None
 #: A session directory this process created (removed on shutdown).
 _owned_session_dir: str | None = None
 _in_worker = False
+#: The spec of the actor this worker process hosts, once its ``__init__`` ran (None in
+#: drivers and task workers): ``get_runtime_context().current_actor`` builds on it.
+actor_spec: ActorSpec | None = None
 
 
 class TaskContext:
     """What is known about the task or actor call running now (``current_task``)."""
 
-    __slots__ = ("task_id", "name", "actor_id", "gpu_ids", "interruptible", "placement_group")
+    __slots__ = ("task_id", "name", "actor_id", "gpu_ids", "interruptible", "placement_group",
+                 "resources", "cancelled", "is_async")
 
     def __init__(self, task_id: TaskID | None, name: str, actor_id: ActorID | None,
-                 gpu_ids: list[int], placement_group: tuple[str, bool] | None = None) -> None:
+                 gpu_ids: list[int], placement_group: tuple[str, bool] | None = None,
+                 resources: dict[str, float] | None = None, is_async: bool = False) -> None:
         self.task_id = task_id
         self.name = name
         self.actor_id = actor_id
@@ -55,6 +61,12 @@ class TaskContext:
         self.placement_group = placement_group
         #: True only while user code runs: a cancel's SIGINT outside it is ignored.
         self.interruptible = False
+        #: What it was given, in plain resource names (``get_assigned_resources``).
+        self.resources = resources if resources is not None else {}
+        #: Set when ``ember.cancel`` reached this call (``is_canceled``); never unset.
+        self.cancelled = False
+        #: A call of an async actor (cancelled on its loop; ``is_canceled`` refuses).
+        self.is_async = is_async
 
     def captured_group(self) -> tuple[str, bool] | None:
         """The group calls made from here run in by default (it captures child tasks)."""

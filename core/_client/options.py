@@ -6,23 +6,27 @@ import difflib
 import numbers
 from typing import Any, Mapping
 
+from .._resources import ACCELERATOR_RESOURCE_PREFIX
 from ..exceptions import InvalidOptionError
 from ..runtime_env import validate_runtime_env
 
+#: Ray's placement-group options from before scheduling strategies, still in its docs:
+#: they are turned into a PlacementGroupSchedulingStrategy (see scheduling.py).
+LEGACY_PLACEMENT_OPTIONS = {"placement_group", "placement_group_bundle_index",
+                            "placement_group_capture_child_tasks"}
 _COMMON = {"num_cpus", "num_gpus", "memory", "resources", "name", "scheduling_strategy",
-           "runtime_env", "accelerator_type", "label_selector", "_metadata", "object_store_memory"}
+           "runtime_env", "accelerator_type", "label_selector", "_metadata", "object_store_memory",
+           "enable_task_events"} | LEGACY_PLACEMENT_OPTIONS
 TASK_OPTIONS = _COMMON | {"num_returns", "max_retries", "retry_exceptions", "max_calls"}
 ACTOR_OPTIONS = _COMMON | {"namespace", "lifetime", "max_concurrency", "max_restarts",
                            "max_task_retries", "get_if_exists", "max_pending_calls",
                            "concurrency_groups"}
-METHOD_OPTIONS = {"num_returns", "name", "concurrency_group", "max_task_retries", "retry_exceptions"}
+METHOD_OPTIONS = {"num_returns", "name", "concurrency_group", "max_task_retries", "retry_exceptions",
+                  "enable_task_events"}
 
 #: Ray options ember knows but does not implement: a value other than None is refused
 #: with the way to get the same effect, never silently ignored.
 UNSUPPORTED = {
-    "accelerator_type": "ember does not detect accelerator types. Request devices with num_gpus=, "
-                        "and tell types apart with a custom resource: start the nodes that have the "
-                        "type with resources={'A100': 1} and ask for resources={'A100': 0.01}",
     "label_selector": "ember nodes carry no labels. Use a custom resource (start nodes with "
                       "resources={'zone-a': 1}, ask for resources={'zone-a': 0.01}) or "
                       "NodeAffinitySchedulingStrategy",
@@ -32,6 +36,10 @@ UNSUPPORTED = {
     "object_store_memory": "ember does not reserve object store memory per task or actor; the node's "
                            "store is shared (size it with ember.init(object_store_memory=...))",
 }
+
+
+#: How much of a node's ``accelerator_type:<model>`` resource one request takes (Ray's).
+ACCELERATOR_TYPE_TAKE = 0.001
 
 
 def _check_number(name: str, value: Any, minimum: float = 0.0) -> None:
@@ -107,9 +115,15 @@ def validate(options: dict[str, Any], allowed: set[str], what: str,
         elif name in ("name", "namespace"):
             if not isinstance(value, str) or not value:
                 raise InvalidOptionError(f"{name} must be a non-empty string, got {value!r}")
-        elif name == "get_if_exists":
+        elif name in ("get_if_exists", "enable_task_events", "placement_group_capture_child_tasks"):
             if not isinstance(value, bool):
-                raise InvalidOptionError(f"get_if_exists must be True or False, got {value!r}")
+                raise InvalidOptionError(f"{name} must be True or False, got {value!r}")
+        elif name == "accelerator_type":
+            if not isinstance(value, str) or not value:
+                raise InvalidOptionError(f"accelerator_type must be a type name such as 'A100' (see "
+                                         f"ember.util.accelerators), got {value!r}")
+        elif name == "placement_group_bundle_index":
+            _check_int(name, value, -1)
     return options
 
 
@@ -124,4 +138,8 @@ def resource_shape(options: dict[str, Any], default_cpus: float) -> dict[str, fl
         shape["memory"] = float(options["memory"])
     for key, amount in (options.get("resources") or {}).items():
         shape[key] = float(amount)
+    if options.get("accelerator_type"):
+        # Ray's rule: nodes offer accelerator_type:<model> (1.0) for their GPUs' model; a
+        # request takes a sliver of it, so it runs only where that model is.
+        shape[ACCELERATOR_RESOURCE_PREFIX + options["accelerator_type"]] = ACCELERATOR_TYPE_TAKE
     return {k: v for k, v in shape.items() if v}

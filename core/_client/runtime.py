@@ -189,10 +189,31 @@ def _shippable_sys_path() -> list[str]:
     return [os.path.abspath(x) if x else os.getcwd() for x in sys.path]
 
 
+#: The driver's progress-bar display, once a worker sent a bar (ember.experimental.tqdm_ray):
+#: other output is then printed above the bars instead of through them.
+_progress_bars: Any = None
+
+
 def _print_remote_lines(msg: p.LogLines) -> None:
+    global _progress_bars
     stream = sys.stderr if msg.is_err else sys.stdout
+    lines = msg.lines
+    if any(line.startswith(p.PROGRESS_LINE_PREFIX) for line in lines):
+        # Imported here: tqdm costs ~40 ms, paid only by a driver that is sent a bar.
+        from ..experimental import tqdm_ray
+        _progress_bars = tqdm_ray.manager()
+        for line in lines:
+            if line.startswith(p.PROGRESS_LINE_PREFIX):
+                _progress_bars.apply_line(msg.prefix, line)
+        lines = [line for line in lines if not line.startswith(p.PROGRESS_LINE_PREFIX)]
+        if not lines:
+            return
+    text = "".join(f"{msg.prefix} {line}\n" for line in lines)
     try:
-        stream.write("".join(f"{msg.prefix} {line}\n" for line in msg.lines))
-        stream.flush()
+        if _progress_bars is not None:
+            _progress_bars.write(text, stream)
+        else:
+            stream.write(text)
+            stream.flush()
     except (ValueError, OSError):
         pass

@@ -58,7 +58,7 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
     Raises:
         InvalidOptionError: an unknown strategy.
     """
-    strategy = options.get("scheduling_strategy")
+    strategy = _strategy_of(options)
     if strategy is None and inherited_group is not None:
         pg_hex, capture = inherited_group
         return _in_group(shape, hold, pg_hex, -1, capture)
@@ -76,6 +76,45 @@ def scheduling_request(options: dict[str, Any], shape: dict[str, float],
         return p.SchedulingRequest(shape, ("NODE_AFFINITY", strategy.node_id, bool(strategy.soft)), hold)
     raise InvalidOptionError(f"unknown scheduling_strategy {strategy!r}: use 'DEFAULT', 'SPREAD', "
                              "NodeAffinitySchedulingStrategy or PlacementGroupSchedulingStrategy")
+
+
+def _strategy_of(options: dict[str, Any]) -> Any:
+    """The scheduling strategy the options ask for, folding in Ray's older placement-group
+    options (``placement_group=``, ``placement_group_bundle_index=``,
+    ``placement_group_capture_child_tasks=``).
+
+    Raises:
+        InvalidOptionError: a group given both ways, or capture/bundle index without a group.
+    """
+    strategy = options.get("scheduling_strategy")
+    group = options.get("placement_group")
+    index = options.get("placement_group_bundle_index")
+    capture = options.get("placement_group_capture_child_tasks")
+    if group == "default":  # Ray's old spelling of "no group"
+        group = None
+    if group is None:
+        if isinstance(strategy, PlacementGroupSchedulingStrategy):
+            if index not in (None, -1):
+                raise InvalidOptionError("placement_group_bundle_index= and a PlacementGroupSchedulingStrategy "
+                                         "were both given; set the index in the strategy: "
+                                         "PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)")
+            if capture is not None:  # .options(placement_group_capture_child_tasks=...) on top
+                return PlacementGroupSchedulingStrategy(strategy.placement_group,
+                                                        strategy.placement_group_bundle_index, capture)
+            return strategy
+        if capture or index not in (None, -1):
+            name = "placement_group_capture_child_tasks" if capture else "placement_group_bundle_index"
+            raise InvalidOptionError(f"{name}= needs a placement group: pass scheduling_strategy="
+                                     "PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True) "
+                                     "(or placement_group=pg)")
+        return strategy
+    if strategy is not None:
+        raise InvalidOptionError("both placement_group= and scheduling_strategy= were given; use only "
+                                 "scheduling_strategy=PlacementGroupSchedulingStrategy(pg, ...)")
+    if not isinstance(getattr(group, "id", None), bytes):
+        raise InvalidOptionError(f"placement_group= must be a PlacementGroup (from "
+                                 f"ember.util.placement_group(...)), got {group!r}")
+    return PlacementGroupSchedulingStrategy(group, -1 if index is None else index, capture)
 
 
 def _in_group(shape: dict[str, float], hold: dict[str, float] | None, pg_hex: str, index: int | None,

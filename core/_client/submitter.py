@@ -518,11 +518,14 @@ class TaskSubmitter:
 
     # --- cancellation -----------------------------------------------------------------
 
-    def cancel(self, oid: ObjectID, force: bool, recursive: bool) -> None:
+    def cancel(self, oid: ObjectID, force: bool, recursive: bool) -> bool:
+        """Stop the task returning ``oid``; False if no task of this submitter returns it."""
         with self.lock:
             record = self.by_return.get(oid)
-            if record is None or record.cancelled:
-                return
+            if record is None:
+                return False
+            if record.cancelled:
+                return True
             record.cancelled = True
             state = self.keys.get(record.key)
             queued = record.lease is None
@@ -532,11 +535,12 @@ class TaskSubmitter:
             lease = record.lease
         if queued:
             self._finish_error(record, TaskCancelledError(record.spec.name))
-            return
+            return True
         if force:
             lease.nm.send(p.KillWorker(lease.grant.worker_id))
         else:
             lease.channel.send(p.CancelTask(record.spec.task_id, recursive))
+        return True
 
     def cancel_children(self, task_id: TaskID) -> None:
         for record in list(self.children.get(task_id, ())):

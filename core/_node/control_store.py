@@ -48,7 +48,8 @@ class ActorRecord:
         s = self.spec
         return ActorInfo(s.actor_id, self.state, self.address, s.class_name, s.methods, s.is_async,
                          self.death_cause, self.num_restarts, s.max_task_retries, self.incarnation,
-                         self.tcp_address if self.state == "alive" else None, self.node_id)
+                         self.tcp_address if self.state == "alive" else None, self.node_id,
+                         s.method_options)
 
 
 class NameTakenError(ValueError):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import psutil
 
 from ..exceptions import EmberError
-from .gpus import detect_gpu_ids
-from .._resources import node_resource
+from .gpus import detect_accelerator_type, detect_gpu_ids
+from .._resources import ACCELERATOR_RESOURCE_PREFIX, node_resource
 
 
 @dataclass
@@ -56,7 +56,11 @@ def node_resources(num_cpus: float | None, num_gpus: float | None, resources: di
     store_bytes = int(object_store_memory or min(total_memory * 0.3, 200 << 30))
     totals = {"CPU": float(os.cpu_count() if num_cpus is None else num_cpus),
               "GPU": float(len(gpu_ids)), "memory": float(int(total_memory * 0.7)),
-              "object_store_memory": float(store_bytes), **(resources or {})}
+              "object_store_memory": float(store_bytes)}
+    model = detect_accelerator_type() if gpu_ids else None
+    if model is not None:  # Ray's accelerator_type:<model>, what accelerator_type= asks for
+        totals[ACCELERATOR_RESOURCE_PREFIX + model] = 1.0
+    totals.update(resources or {})
     return totals, gpu_ids, store_bytes
 
 
@@ -209,4 +213,4 @@ def clear_current(session_dir: str) -> None:
 def _package_root() -> str:
     """The directory that makes ``import ember`` work in child processes (this module is
     ``ember/node_launcher.py`` under it, as ``ember/__init__.py`` is)."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

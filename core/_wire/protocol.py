@@ -249,6 +249,12 @@ class TaskSpec:
     placement_group: tuple[str, bool] | None = None
     #: Keep the function and resolved inputs on the head if it fails (replay).
     keep_inputs: bool = True
+    #: False: the user asked for no task events for this call (``enable_task_events=False``
+    #: on the function, actor, method or ``.options``); what records events skips it.
+    enable_task_events: bool = True
+    #: What the task asked for, in plain resource names (``get_assigned_resources``);
+    #: None for the common ``{"CPU": 1}``, so most specs carry nothing extra.
+    resources: dict[str, float] | None = None
 
 
 @dataclass(slots=True)
@@ -298,6 +304,12 @@ class ActorSpec:
     methods: dict[str, int] = field(default_factory=dict)
     get_if_exists: bool = False
     env_vars: dict[str, str] | None = None
+    #: ``enable_task_events`` of the actor (its creation, and its methods' default).
+    enable_task_events: bool = True
+    #: cloudpickled {method: options set with @ember.method beyond num_returns}, so handles
+    #: from get_actor call with them too; opaque to node managers (it may name user
+    #: exception classes they cannot import).
+    method_options: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -317,6 +329,8 @@ class ActorInfo:
     #: For callers on other nodes than the actor's (``node_id``).
     tcp_address: Address | None = None
     node_id: NodeID | None = None
+    #: ActorSpec.method_options, for handles rebuilt by name.
+    method_options: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -524,6 +538,11 @@ class ClusterViewUpdate:
 class ClusterState:
     """Ask for every node's resources and liveness (``ember.nodes()`` and friends)."""
     rid: int
+
+
+#: A worker output line that starts with this carries a progress bar's state (JSON) for
+#: the driver to draw (ember.experimental.tqdm_ray), not text to print.
+PROGRESS_LINE_PREFIX = "\x1b]ember-progress;"
 
 
 @dataclass(slots=True)

@@ -121,11 +121,15 @@ def serialize(value: Any, flags: int = 0, what: str = "value") -> Serialized:
     return Serialized(header, buffers, contained, flags)
 
 
-def note_contained(obj: Any) -> None:
-    """Called from an ObjectRef's or ActorHandle's ``__reduce__``."""
+def note_contained(obj: Any) -> bool:
+    """Called from an ObjectRef's or ActorHandle's ``__reduce__``; False when the value is
+    pickled outside ``serialize`` (by the user's own pickler: nothing keeps ``obj`` alive
+    for those bytes)."""
     contained = getattr(_context, "contained", None)
-    if contained is not None:
-        contained.append(obj)
+    if contained is None:
+        return False
+    contained.append(obj)
+    return True
 
 
 def read_flags(data: memoryview | bytes | bytearray) -> int:

@@ -29,14 +29,17 @@ import cloudpickle
 
 from .._client import context
 from .._wire import protocol as p
+from .._resources import plain_resources
+from ..actor import READY_METHOD
 from .._client.arguments import decode_args
 from .._client.context import ExitActorSignal, TaskContext, current_task
-from ..exceptions import TaskCancelledError, TaskError
+from ..exceptions import RuntimeEnvSetupError, TaskCancelledError, TaskError
 from .._wire.ids import object_id
 from .._client.local_objects import Completion, error_returns
 from .._client.runtime import Runtime
 from .._wire.serialization import serialize
 from .._wire.transport import Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello, listen
+from ..runtime_env import SETUP_HOOK_ENV, hook_name
 
 #: What a finished call leaves: its returns, and whether the worker exits after replying.
 Outcome = tuple[list[Completion], bool]
@@ -72,6 +75,16 @@ class Worker:
         self.async_limit: asyncio.Semaphore | None = None
         self.running: TaskContext | None = None
         self.cancelled: set[bytes] = set()
+        #: Contexts of the calls running now, by task id (a cancel marks them).
+        self.calls: dict[bytes, TaskContext] = {}
+        #: An async actor's running calls, by task id (a cancel cancels them on the loop).
+        self.async_calls: dict[bytes, asyncio.Task] = {}
+        #: What the hosted actor holds, in plain names (its calls' assigned resources).
+        self.actor_resources: dict[str, float] = {}
+        #: The job's setup hook ran (or there is none); set before the first task.
+        self.setup_done = False
+        #: Why the setup hook failed: every task and actor given this worker fails with it.
+        self.setup_error: RuntimeEnvSetupError | None = None
         self.exiting = False
         self.rt = Runtime(spec["node_address"], self.token, "worker", self.worker_id, self.address,
                           on_message=self._on_node_message, tcp_address=self.tcp_address)
@@ -118,6 +131,18 @@ class Worker:
 
     def _cancel(self, msg: p.CancelTask) -> None:
         self.cancelled.add(msg.task_id)
+        ctx = self.calls.get(msg.task_id)
+        if ctx is not None:
+            ctx.cancelled = True
+            if ctx.actor_id is not None:
+                # An actor keeps state between calls, so a running call is not interrupted
+                # (it may poll is_canceled()); an async actor's call is cancelled on its loop.
+                if msg.recursive:
+                    self.rt.submitter.cancel_children(msg.task_id)
+                call = self.async_calls.get(msg.task_id)
+                if call is not None and self.loop is not None:
+                    self.loop.call_soon_threadsafe(call.cancel)
+                return
         running = self.running
         if running is not None and running.task_id == msg.task_id:
             if msg.recursive:
@@ -132,6 +157,8 @@ class Worker:
         while True:
             try:
                 conn, item = self.tasks.get()
+                if not self.setup_done:
+                    self.run_setup_hook()
                 if isinstance(item, p.StartActor):
                     self._start_actor(item)
                 else:
@@ -140,6 +167,27 @@ class Worker:
                 continue  # a cancel that raced with the end of its task
             if self.exiting:
                 return 0
+
+    def run_setup_hook(self) -> None:
+        """Run the job's ``worker_process_setup_hook`` once, before the first task or actor
+        (on the main thread). A failure is kept: every call given this worker fails with it."""
+        self.setup_done = True
+        hook_id = os.environ.get(SETUP_HOOK_ENV)
+        if not hook_id:
+            return
+        hook: Any = hook_id
+        try:
+            hook = self._function(bytes.fromhex(hook_id))
+            hook()
+        except BaseException as e:  # the hook's failure is reported to every caller
+            tb = "".join(traceback.format_exception(e)).rstrip()
+            self.setup_error = RuntimeEnvSetupError(
+                "worker_process_setup_hook", f"the hook {hook_name(hook)} raised in worker pid {os.getpid()}, "
+                f"so this worker runs no task of the job:\n{tb}\n",
+                "Fix the hook (it runs once in every worker of the job, before its first task), or drop "
+                "it from ember.init(runtime_env=...)")
+        finally:
+            _flush_output()
 
     def _function(self, function_id: bytes) -> Callable:
         fn = self.functions.get(function_id)
@@ -151,11 +199,25 @@ class Worker:
     def _load_args(self, spec: p.TaskSpec) -> tuple[tuple, dict]:
         return decode_args(self.rt, spec.payload, spec.deps)
 
-    def _context(self, spec: p.TaskSpec) -> TaskContext:
+    def _context(self, spec: p.TaskSpec, is_async: bool = False) -> TaskContext:
+        """The call's context, registered in ``calls`` until it finishes (for cancels)."""
         if spec.actor_id is None:
-            return TaskContext(spec.task_id, spec.name, None, spec.gpu_ids, spec.placement_group)
-        return TaskContext(spec.task_id, spec.name, spec.actor_id, self.actor_gpu_ids,
-                           self.actor_spec.request.placement_group if self.actor_spec else None)
+            ctx = TaskContext(spec.task_id, spec.name, None, spec.gpu_ids, spec.placement_group,
+                              spec.resources if spec.resources is not None else {"CPU": 1.0})
+        else:
+            ctx = TaskContext(spec.task_id, spec.name, spec.actor_id, self.actor_gpu_ids,
+                              self.actor_spec.request.placement_group if self.actor_spec else None,
+                              self.actor_resources, is_async)
+        if spec.task_id in self.cancelled:
+            ctx.cancelled = True
+        self.calls[spec.task_id] = ctx
+        return ctx
+
+    def _actor_method(self, name: str) -> Callable:
+        """The hosted actor's method ``name`` (``__ray_ready__`` is answered for every actor)."""
+        if name == READY_METHOD:
+            return _ready
+        return getattr(self.actor, name)
 
     def _call_interruptibly(self, ctx: TaskContext, spec: p.TaskSpec, fn: Callable) -> Any:
         # Any SIGINT from _cancel that lands while this frame is active surfaces as
@@ -187,9 +249,11 @@ class Worker:
         self.rt.task_events.started(spec)
         error: BaseException | None = None
         try:
+            if self.setup_error is not None:
+                raise self.setup_error
             if spec.task_id in self.cancelled:
                 raise KeyboardInterrupt
-            fn = self._function(spec.function_id) if spec.actor_id is None else getattr(self.actor, spec.method)
+            fn = self._function(spec.function_id) if spec.actor_id is None else self._actor_method(spec.method)
             if on_main:
                 result = self._call_interruptibly(ctx, spec, fn)
             else:
@@ -210,6 +274,8 @@ class Worker:
         """What a call that raised leaves, the same for sync and async calls:
         ``exit_actor()`` returns None for each of its returns and ends the worker; a
         cancel is a TaskCancelledError; anything else is the user's error (a TaskError)."""
+        if isinstance(error, RuntimeEnvSetupError):  # raised as it is: the caller can catch it
+            return error_returns(error, spec.num_returns), False
         if isinstance(error, ExitActorSignal):
             try:
                 return self._encode_returns(spec, _nones(spec.num_returns)), True
@@ -223,6 +289,12 @@ class Worker:
     def _finish(self, conn: Connection | None, spec: p.TaskSpec, outcome: Outcome) -> None:
         """Reply with the call's outcome; leave if it asked to or used up max_calls."""
         returns, exiting = outcome
+        ctx = self.calls.pop(spec.task_id, None)
+        self.async_calls.pop(spec.task_id, None)
+        if ctx is not None and ctx.cancelled and spec.actor_id is not None and not exiting:
+            # A cancelled actor call that ran to its end (not interruptible) still reports
+            # the cancel, as in Ray.
+            returns = error_returns(TaskCancelledError(spec.name), spec.num_returns)
         self.cancelled.discard(spec.task_id)
         if spec.max_calls:
             n = self.calls_per_function.get(spec.function_id, 0) + 1
@@ -272,10 +344,15 @@ class Worker:
         self.actor_gpu_ids = msg.gpu_ids
         _set_visible_gpus(msg.gpu_ids)
         _apply_env(spec.env_vars)  # for the actor's whole life: its worker is its own
-        ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids, spec.request.placement_group)
+        request = spec.request
+        self.actor_resources = plain_resources(request.hold if request.hold is not None else request.shape)
+        ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids, request.placement_group,
+                          self.actor_resources)
         token = current_task.set(ctx)
         started_s = time.time()
         try:
+            if self.setup_error is not None:
+                raise self.setup_error
             cls = self._function(spec.class_id)
             args, kwargs = decode_args(self.rt, spec.payload, spec.deps)
             self.actor = cls(*args, **kwargs)
@@ -288,6 +365,7 @@ class Worker:
         finally:
             current_task.reset(token)
         self.rt.task_events.actor_created(spec, started_s, None)
+        context.actor_spec = spec
         if spec.is_async:
             self._start_event_loop(spec.max_concurrency)
         elif spec.max_concurrency > 1:
@@ -309,15 +387,17 @@ class Worker:
         self.loop = loop
 
     def _start_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
-        self.loop.create_task(self._run_async_call(conn, spec))
+        self.async_calls[spec.task_id] = self.loop.create_task(self._run_async_call(conn, spec))
 
     async def _run_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
         async with self.async_limit:
-            current_task.set(self._context(spec))
+            current_task.set(self._context(spec, is_async=True))
             self.rt.task_events.started(spec)
             error: BaseException | None = None
             try:
-                method = getattr(self.actor, spec.method)
+                if spec.task_id in self.cancelled:
+                    raise asyncio.CancelledError
+                method = self._actor_method(spec.method)
                 if _all_inline(spec):  # nothing to fetch: no thread hop
                     args, kwargs = self._load_args(spec)
                 else:
@@ -331,6 +411,11 @@ class Worker:
                 error = e
             self.rt.task_events.ended(spec, *_error_event(error))
             self._finish(conn, spec, outcome)
+
+
+def _ready() -> bool:
+    """``__ray_ready__``: the actor is up (its ``__init__`` ran) and answers calls."""
+    return True
 
 
 def _error_event(error: BaseException | None) -> tuple[str | None, str]:
@@ -385,6 +470,9 @@ def _set_visible_gpus(gpu_ids: list[int]) -> None:
 
 class _LogForwarder:
     """sys.stdout/sys.stderr of a worker: whole lines go to the driver, prefixed."""
+
+    #: Read by ember.experimental.tqdm_ray: a bar's state written here reaches the driver.
+    forwards_to_driver = True
 
     def __init__(self, rt: Runtime, is_err: bool, fallback: TextIO) -> None:
         self.rt = rt

@@ -11,11 +11,11 @@ import importlib
 from types import ModuleType
 
 from ember.util.actor_pool import ActorPool
-from ember.util.placement_group import (PlacementGroup, get_current_placement_group, placement_group,
-                                        placement_group_table, remove_placement_group)
+from ember.util.placement_group import (PlacementGroup, get_current_placement_group, get_placement_group,
+                                        placement_group, placement_group_table, remove_placement_group)
 
-__all__ = ["ActorPool", "PlacementGroup", "get_current_placement_group", "placement_group",
-           "placement_group_table", "remove_placement_group"]
+__all__ = ["ActorPool", "PlacementGroup", "get_current_placement_group", "get_placement_group",
+           "placement_group", "placement_group_table", "remove_placement_group"]
 
 
 def __getattr__(name: str) -> ModuleType:

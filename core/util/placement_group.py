@@ -136,6 +136,30 @@ def placement_group_table(placement_group: PlacementGroup | None = None) -> dict
     return table or {}
 
 
+def get_placement_group(placement_group_name: str) -> PlacementGroup:
+    """The live placement group created with ``name=placement_group_name`` (Ray's
+    ``ray.util.get_placement_group``), from any driver, task or actor of the cluster.
+
+    Raises:
+        ValueError: no live group has that name (or the name is empty).
+
+    Example:
+        >>> pg = placement_group([{"CPU": 1}], name="shared")
+        >>> get_placement_group("shared") == pg
+        True
+    """
+    if not isinstance(placement_group_name, str) or not placement_group_name:
+        raise ValueError(f"get_placement_group needs the non-empty name a group was created with, got "
+                         f"{placement_group_name!r}")
+    for pg_hex, row in placement_group_table().items():
+        if row.get("name") == placement_group_name and row.get("state") != "REMOVED":
+            bundles = [dict(b) for _, b in sorted((row.get("bundles") or {}).items())]
+            return PlacementGroup(bytes.fromhex(pg_hex), bundles)
+    raise ValueError(f"no placement group named {placement_group_name!r} (or it was removed). Create it "
+                     f"with placement_group(bundles, name={placement_group_name!r}); a group without "
+                     "lifetime='detached' is removed when the job that made it ends.")
+
+
 def get_current_placement_group() -> PlacementGroup | None:
     """The placement group the calling task or actor runs in; None in a driver or outside
     any group.

@@ -3,7 +3,7 @@
 Covers the Ray options that used to be accepted and ignored: ``max_pending_calls``,
 method-level ``max_task_retries``/``retry_exceptions``, ``init(log_to_driver=False)``,
 ``get_current_placement_group()``, the ``node:<ip>`` resource, refs from a shut-down
-session; and the refusals (``accelerator_type``, ``label_selector``, concurrency groups,
+session; and the refusals (``label_selector``, concurrency groups,
 per-task ``object_store_memory``, ``init(local_mode=True)``...).
 """
 
@@ -41,7 +41,6 @@ class Plain:
 
 
 @pytest.mark.parametrize("option, value, hint", [
-    ("accelerator_type", "A100", "custom resource"),
     ("label_selector", {"zone": "a"}, "custom resource"),
     ("object_store_memory", 1 << 20, "object_store_memory"),
 ])
