@@ -30,7 +30,8 @@ _DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 
 
 def validate_runtime_env(runtime_env: Any, where: str, allow_working_dir: bool) -> dict[str, Any]:
-    """Returns a normalized copy: {"env_vars": {...}, "working_dir": abs path or None}.
+    """Returns a normalized copy: {"env_vars": {...}, "working_dir": abs path or None,
+    "worker_process_setup_hook": callable, "module.function" or None}.
 
     Raises:
         InvalidOptionError: an unsupported key, or a value of the wrong shape.
