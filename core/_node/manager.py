@@ -237,6 +237,7 @@ class NodeManager:
                                                      msg.sys_path, msg.env_vars)
                 if self._first_driver is None:
                     self._first_driver = msg.worker_id
+                self.state.job_started(job_id)
                 client = Client(conn, "driver", msg.worker_id, job_id, msg.pid)
             elif msg.kind == "worker":
                 record = ctx.pool.workers.get(msg.worker_id)

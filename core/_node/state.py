@@ -22,7 +22,7 @@ from .._wire import protocol as p
 from .._wire.state_query import check_filters, check_kind, check_limit, columns_of, page
 from ..exceptions import InvalidStateQueryError, StateNotFoundError
 from .context import Client, Handlers, NodeContext
-from .task_events import TaskEventStore
+from .task_events import PID, WORKER_ID, TaskEventStore
 
 #: Bytes one "log" request returns at most; a follower asks again from the new offset.
 MAX_LOG_READ_BYTES = 1 << 20
@@ -43,6 +43,8 @@ class StateService:
         self._placement_groups = placement_groups
         #: Only the head's store fills up: other nodes forward their processes' events.
         self.tasks = TaskEventStore()
+        #: job id -> [start, end] in ms since the epoch (end None while it runs).
+        self.job_times: dict[bytes, list] = {}
 
     def handlers(self) -> Handlers:
         return {p.TaskEvents: self.on_task_events, p.StateQuery: self.on_state_query,
@@ -53,9 +55,17 @@ class StateService:
     def on_task_events(self, client: Client, msg: p.TaskEvents) -> None:
         self.tasks.add_batch(msg)
 
+    def job_started(self, job_id: bytes) -> None:
+        """A driver registered: its job starts now (list_jobs' start_time)."""
+        self.job_times[job_id] = [int(time.time() * 1000), None]
+
     def job_finished(self, job_id: bytes) -> None:
         """A driver exited: tasks of its job that never ended are failed in the table."""
-        self.tasks.mark_job_finished(job_id, time.time())
+        now = time.time()
+        self.tasks.mark_job_finished(job_id, now)
+        times = self.job_times.get(job_id)
+        if times is not None:
+            times[1] = int(now * 1000)
 
     # --- the head's tables ----------------------------------------------------------------
 
@@ -103,11 +113,14 @@ class StateService:
         rows = []
         for record in ctx.control.actors.values():
             spec = record.spec
-            pid = None
-            if record.worker_id is not None:
-                local = ctx.pool.workers.get(record.worker_id)
-                seen = self.tasks.workers.get(record.worker_id)
+            pid, worker_id = None, record.worker_id
+            if worker_id is not None:
+                local = ctx.pool.workers.get(worker_id)
+                seen = self.tasks.workers.get(worker_id)
                 pid = local.pid if local is not None and local.pid else (seen[0] if seen else None)
+            creation = self.tasks.rows.get(spec.actor_id)  # its __init__'s row: the last worker it had
+            if creation is not None and (worker_id is None or worker_id == creation[WORKER_ID]):
+                pid, worker_id = pid or creation[PID], worker_id or creation[WORKER_ID]
             group = spec.request.placement_group
             rows.append({
                 "actor_id": spec.actor_id.hex(), "class_name": spec.class_name,
@@ -117,7 +130,7 @@ class StateService:
                 "serialized_runtime_env": None,
                 "required_resources": dict(spec.request.shape), "death_cause": record.death_cause or None,
                 "is_detached": spec.detached, "placement_group_id": group[0] if group else None,
-                "repr_name": "", "num_restarts": record.num_restarts, "worker_id": _hex(record.worker_id),
+                "repr_name": "", "num_restarts": record.num_restarts, "worker_id": _hex(worker_id),
                 "max_restarts": spec.max_restarts, "max_task_retries": spec.max_task_retries,
                 "max_concurrency": spec.max_concurrency})
         return rows
@@ -140,10 +153,11 @@ class StateService:
         rows = []
         for job in ctx.control.jobs.values():
             driver = ctx.clients.get(job.driver_id) if job.driver_id else None
+            start_ms, end_ms = self.job_times.get(job.job_id, (None, None))
             rows.append({
                 "job_id": job.job_id.hex(), "submission_id": None, "type": "DRIVER",
                 "status": "RUNNING" if job.alive else "SUCCEEDED", "entrypoint": "", "message": None,
-                "error_type": None, "start_time": None, "end_time": None, "metadata": {},
+                "error_type": None, "start_time": start_ms, "end_time": end_ms, "metadata": {},
                 "runtime_env": {"env_vars": dict(job.env_vars)} if job.env_vars else {},
                 "driver_info": {"id": job.driver_id.hex(), "node_ip_address": _host(ctx.tcp_address),
                                 "pid": str(driver.pid) if driver is not None else None},
@@ -200,8 +214,7 @@ class StateService:
             alive = record.state != "dead" and not record.exit_detail
             rows.append({
                 "worker_id": record.worker_id.hex(), "is_alive": alive, "worker_type": "WORKER",
-                "exit_type": None if alive else ("SYSTEM_ERROR" if record.killed or "signal" in record.exit_detail
-                                                 else "INTENDED_SYSTEM_EXIT"),
+                "exit_type": None if alive else _exit_type(record),
                 "node_id": node, "ip": host, "pid": record.pid or None,
                 "exit_detail": record.exit_detail or None, "job_id": record.job_id.hex(),
                 "actor_id": _hex(record.actor_id), "state": record.state,
@@ -273,6 +286,16 @@ class StateService:
         except FileNotFoundError:
             raise StateNotFoundError(f"log file {filename!r}", f"node {self.ctx.node_id.hex()}",
                                      "list the node's files with `ember logs --node-id ID`") from None
+
+
+def _exit_type(record: Any) -> str:
+    """Ray's exit type of a worker that exited: the node stopped it on purpose (its job
+    ended, it was idle, a cancel with force), or it died (a crash, the memory monitor)."""
+    if record.oom is not None:
+        return "SYSTEM_ERROR"
+    if record.killed or record.exit_detail == "exit code 0":
+        return "INTENDED_SYSTEM_EXIT"
+    return "SYSTEM_ERROR"
 
 
 def _hex(value: bytes | None) -> str | None:

@@ -1,7 +1,7 @@
 """The head's table of tasks, merged from every process's task events (plain class, no I/O).
 
     TaskEvents batch (from an owner or a worker, in any order)
-        -> add_batch(): one TaskRow per task id, created by whichever event comes first
+        -> add_batch(): one row per task id, created by whichever event comes first
            S submitted (name, type, job, parent, resources)   A args ready
            P pushed (attempt)   R running   F finished/failed (start, end, error)
            X failed at the owner (cancelled, worker died, argument failed)
@@ -13,9 +13,8 @@ Bounded: at most ``max_tasks`` rows; the oldest (first seen) goes first and
 "F" may come before its owner's "S"), so a row's state only moves forward in the order
 of TASK_STATES, except that a new attempt ("P" with a higher attempt) starts over.
 
-A query filters TaskRow attributes directly (no dict per row), so a page out of
-100,000 tasks costs one pass of cheap comparisons; only the rows of the page become
-dicts.
+A query tests rows directly (no dict per row), so a page out of 100,000 tasks costs
+one pass of cheap comparisons; only the rows of the page become dicts.
 """
 
 from __future__ import annotations
@@ -33,63 +32,63 @@ MAX_TASKS = int(os.environ.get("EMBER_TASK_EVENTS_MAX_NUM_TASKS", "100000"))
 #: Workers whose pid and node the head remembers from their batches (for actor rows).
 _MAX_WORKERS_KEPT = 65536
 
+#: States by rank: a row's state only moves up, so late events cannot undo newer ones.
 _RANK = {state: i for i, state in enumerate(TASK_STATES)}
-_FINISHED_RANK = _RANK["FINISHED"]
+ARGS, NODE, PUSHED, RUNNING, FINISHED, FAILED = range(6)
+
+# A row is a plain list, indexed by these names: building one is a list display, and
+# merging an event a few item stores (objects with 20 attributes cost ~4x as much, which
+# mattered: the head merges three events per task, issue 17's budget is 5% of a task).
+(TASK_ID, ATTEMPT, NAME, TYPE, STATE, JOB_ID, ACTOR_ID, PARENT_ID, NODE_ID, WORKER_ID, PID,
+ ERROR_TYPE, ERROR_MESSAGE, RESOURCES, GROUP_ID, CREATED_S, ARGS_READY_S, PUSHED_S, START_S,
+ END_S) = range(20)
+#: One row: [task id, attempt, name, type, state rank, job, actor, parent, node, worker, pid,
+#: error type, error message, resources, placement group, created, args ready, pushed,
+#: started, ended] (times in seconds since the epoch, None until known).
+TaskRow = list
 
 
-class TaskRow:
-    """One task as the head knows it; times are seconds since the epoch (None: not yet)."""
+def _new_row(task_id: TaskID, job_id: bytes) -> TaskRow:
+    return [task_id, 0, "", "NORMAL_TASK", NODE, job_id, None, None, None, None, None,
+            None, None, None, None, None, None, None, None, None]
 
-    __slots__ = ("task_id", "attempt", "name", "type", "state", "job_id", "actor_id", "parent_task_id",
-                 "node_id", "worker_id", "worker_pid", "error_type", "error_message",
-                 "required_resources", "placement_group_id", "creation_s", "start_s", "end_s", "events")
 
-    def __init__(self, task_id: TaskID) -> None:
-        self.task_id = task_id
-        self.attempt = 0
-        self.name = ""
-        self.type = "NORMAL_TASK"
-        self.state = "PENDING_NODE_ASSIGNMENT"
-        self.job_id: bytes | None = None
-        self.actor_id: bytes | None = None
-        self.parent_task_id: bytes | None = None
-        self.node_id: NodeID | None = None
-        self.worker_id: WorkerID | None = None
-        self.worker_pid: int | None = None
-        self.error_type: str | None = None
-        self.error_message: str | None = None
-        self.required_resources: dict[str, float] | None = None
-        self.placement_group_id: str | None = None
-        self.creation_s: float | None = None
-        self.start_s: float | None = None
-        self.end_s: float | None = None
-        #: (state, time) in the order they happened.
-        self.events: list[tuple[str, float]] = []
+def row_events(row: TaskRow) -> list[dict[str, Any]]:
+    """The states the row went through, with times (its latest attempt's)."""
+    out = []
+    if row[CREATED_S] is not None:
+        out.append({"state": "PENDING_ARGS_AVAIL" if row[ARGS_READY_S] is not None or row[STATE] == ARGS
+                    else "PENDING_NODE_ASSIGNMENT",
+                    "created_ms": _ms(row[CREATED_S])})
+    if row[ARGS_READY_S] is not None:
+        out.append({"state": "PENDING_NODE_ASSIGNMENT", "created_ms": _ms(row[ARGS_READY_S])})
+    if row[PUSHED_S] is not None:
+        out.append({"state": "SUBMITTED_TO_WORKER", "created_ms": _ms(row[PUSHED_S])})
+    if row[START_S] is not None:
+        out.append({"state": "RUNNING", "created_ms": _ms(row[START_S])})
+    if row[END_S] is not None and row[STATE] >= FINISHED:
+        out.append({"state": TASK_STATES[row[STATE]], "created_ms": _ms(row[END_S])})
+    return sorted(out, key=lambda e: e["created_ms"])
 
-    def _move(self, state: str, at_s: float) -> None:
-        self.events.append((state, at_s))
-        if _RANK[state] >= _RANK[self.state]:
-            self.state = state
 
-    def as_dict(self, detail: bool) -> dict[str, Any]:
-        row = {"task_id": self.task_id.hex(), "attempt_number": max(0, self.attempt - 1),
-               "name": self.name, "state": self.state, "job_id": _hex(self.job_id),
-               "actor_id": _hex(self.actor_id), "type": self.type, "func_or_class_name": self.name,
-               "parent_task_id": _hex(self.parent_task_id), "node_id": _hex(self.node_id),
-               "worker_id": _hex(self.worker_id), "worker_pid": self.worker_pid,
-               "error_type": self.error_type}
-        if detail:
-            row.update({
-                "language": "PYTHON", "required_resources": self.required_resources,
-                "runtime_env_info": None, "placement_group_id": self.placement_group_id,
-                "events": [{"state": s, "created_ms": _ms(t)} for s, t in sorted(self.events, key=_at)],
-                "profiling_data": None, "creation_time_ms": _ms(self.creation_s),
-                "start_time_ms": _ms(self.start_s), "end_time_ms": _ms(self.end_s),
-                "task_log_info": ({"stdout_file": f"worker-{self.worker_id.hex()}.log",
-                                   "stderr_file": f"worker-{self.worker_id.hex()}.log"}
-                                  if self.worker_id else None),
-                "error_message": self.error_message, "is_debugger_paused": None, "call_site": None})
-        return row
+def as_dict(row: TaskRow, detail: bool) -> dict[str, Any]:
+    """A row with Ray's column names (``detail``: with the detail columns)."""
+    worker = row[WORKER_ID]
+    out = {"task_id": row[TASK_ID].hex(), "attempt_number": max(0, row[ATTEMPT] - 1),
+           "name": row[NAME], "state": TASK_STATES[row[STATE]], "job_id": _hex(row[JOB_ID]),
+           "actor_id": _hex(row[ACTOR_ID]), "type": row[TYPE], "func_or_class_name": row[NAME],
+           "parent_task_id": _hex(row[PARENT_ID]), "node_id": _hex(row[NODE_ID]),
+           "worker_id": _hex(worker), "worker_pid": row[PID], "error_type": row[ERROR_TYPE]}
+    if detail:
+        out.update({
+            "language": "PYTHON", "required_resources": row[RESOURCES], "runtime_env_info": None,
+            "placement_group_id": row[GROUP_ID], "events": row_events(row), "profiling_data": None,
+            "creation_time_ms": _ms(row[CREATED_S]), "start_time_ms": _ms(row[START_S]),
+            "end_time_ms": _ms(row[END_S]),
+            "task_log_info": ({"stdout_file": f"worker-{worker.hex()}.log",
+                               "stderr_file": f"worker-{worker.hex()}.log"} if worker else None),
+            "error_message": row[ERROR_MESSAGE], "is_debugger_paused": None, "call_site": None})
+    return out
 
 
 def _hex(value: bytes | None) -> str | None:
@@ -100,35 +99,26 @@ def _ms(seconds: float | None) -> int | None:
     return int(seconds * 1000) if seconds is not None else None
 
 
-def _at(event: tuple[str, float]) -> float:
-    return event[1]
-
-
-#: Task columns -> how to read them off a TaskRow for filtering (as_text compares).
-_GETTERS: dict[str, Callable[[TaskRow], Any]] = {
-    "task_id": lambda r: r.task_id, "attempt_number": lambda r: max(0, r.attempt - 1),
-    "name": lambda r: r.name, "func_or_class_name": lambda r: r.name, "state": lambda r: r.state,
-    "job_id": lambda r: r.job_id, "actor_id": lambda r: r.actor_id, "type": lambda r: r.type,
-    "parent_task_id": lambda r: r.parent_task_id, "node_id": lambda r: r.node_id,
-    "worker_id": lambda r: r.worker_id, "worker_pid": lambda r: r.worker_pid,
-    "error_type": lambda r: r.error_type, "language": lambda r: "PYTHON",
-    "placement_group_id": lambda r: r.placement_group_id, "error_message": lambda r: r.error_message,
-}
+#: Task columns a filter reads straight off a row (others: off its detail dict).
+_INDEX = {"task_id": TASK_ID, "name": NAME, "func_or_class_name": NAME, "job_id": JOB_ID,
+          "actor_id": ACTOR_ID, "type": TYPE, "parent_task_id": PARENT_ID, "node_id": NODE_ID,
+          "worker_id": WORKER_ID, "worker_pid": PID, "error_type": ERROR_TYPE,
+          "placement_group_id": GROUP_ID, "error_message": ERROR_MESSAGE}
+_ID_INDEXES = frozenset({TASK_ID, JOB_ID, ACTOR_ID, PARENT_ID, NODE_ID, WORKER_ID})
 
 
 def _predicate(f: Filter) -> Callable[[TaskRow], bool]:
-    """A fast test for one filter on a TaskRow (state and ids compare without conversion)."""
+    """A fast test for one filter on a row (state and ids compare without conversion)."""
     if f.column == "state":
-        want = f.value.upper()
-        return (lambda r: r.state != want) if f.negate else (lambda r: r.state == want)
-    getter = _GETTERS.get(f.column)
-    if getter is None:  # a detail column without a cheap getter: compare its dict value
-        return lambda r: f.matches(r.as_dict(True).get(f.column))
-    if f.column in ("task_id", "job_id", "actor_id", "parent_task_id", "node_id", "worker_id") \
-            and f.value not in ("none", ""):
+        want = _RANK[f.value.upper()]
+        return (lambda r: r[STATE] != want) if f.negate else (lambda r: r[STATE] == want)
+    index = _INDEX.get(f.column)
+    if index is None:  # attempt_number, language, detail columns: compare the dict's value
+        return lambda r: f.matches(as_dict(r, True).get(f.column))
+    if index in _ID_INDEXES and f.value not in ("none", ""):
         want_bytes = bytes.fromhex(f.value)
-        return (lambda r: getter(r) != want_bytes) if f.negate else (lambda r: getter(r) == want_bytes)
-    return lambda r: (as_text(getter(r)) == f.value) != f.negate
+        return (lambda r: r[index] != want_bytes) if f.negate else (lambda r: r[index] == want_bytes)
+    return lambda r: (as_text(r[index]) == f.value) != f.negate
 
 
 class TaskEventStore:
@@ -144,76 +134,64 @@ class TaskEventStore:
         #: worker id -> (pid, node id), learned from batches (actor rows show the pid).
         self.workers: collections.OrderedDict[WorkerID, tuple[int, NodeID]] = collections.OrderedDict()
 
-    def _row(self, task_id: TaskID) -> TaskRow:
-        row = self.rows.get(task_id)
-        if row is None:
-            row = self.rows[task_id] = TaskRow(task_id)
-            if len(self.rows) > self.max_tasks:
-                self.rows.popitem(last=False)
-                self.dropped_tasks += 1
-        return row
-
     def add_batch(self, msg: p.TaskEvents) -> None:
-        """Merge one process's batch (the lock of the node manager is held)."""
+        """Merge one process's batch (the node manager's lock is held: keep it lean)."""
         self.dropped_events += msg.dropped
         if msg.worker_id not in self.workers:
             self.workers[msg.worker_id] = (msg.pid, msg.node_id)
             if len(self.workers) > _MAX_WORKERS_KEPT:
                 self.workers.popitem(last=False)
+        rows, job, node, worker, pid = self.rows, msg.job_id, msg.node_id, msg.worker_id, msg.pid
         for event in msg.events:
             code = event[0]
-            row = self._row(event[1])
-            if row.job_id is None:
-                row.job_id = msg.job_id
-            if code == "F":
-                _, _, start_s, end_s, error_type, message = event
-                row.node_id, row.worker_id, row.worker_pid = msg.node_id, msg.worker_id, msg.pid
-                row.start_s, row.end_s = start_s, end_s
-                if ("RUNNING", start_s) not in row.events:
-                    row.events.append(("RUNNING", start_s))
-                if error_type is None:
-                    row.error_type = row.error_message = None
-                    row._move("FINISHED", end_s)
+            row = rows.get(event[1])
+            if row is None:
+                row = rows[event[1]] = _new_row(event[1], job)
+                if len(rows) > self.max_tasks:
+                    rows.popitem(last=False)
+                    self.dropped_tasks += 1
+            if code == "F":  # a worker: (start, end, error type, message)
+                row[NODE_ID], row[WORKER_ID], row[PID], row[START_S], row[END_S] = node, worker, pid, event[2], event[3]
+                if event[4] is None:
+                    if row[STATE] < FINISHED:
+                        row[STATE] = FINISHED
                 else:
-                    row.error_type, row.error_message = error_type, message
-                    row._move("FAILED", end_s)
-            elif code == "S":
-                _, _, at_s, name, kind, actor_id, parent, shape, waiting, group = event
-                row.name, row.type, row.actor_id, row.parent_task_id = name, kind, actor_id, parent
-                row.required_resources, row.creation_s = shape, at_s
-                row.placement_group_id = group[0] if group else None
-                row._move("PENDING_ARGS_AVAIL" if waiting else "PENDING_NODE_ASSIGNMENT", at_s)
-            elif code == "P":
-                _, _, at_s, attempt = event
-                if attempt > row.attempt:
-                    if row.attempt and _RANK.get(row.state, 0) >= _FINISHED_RANK:
-                        row.state = "SUBMITTED_TO_WORKER"  # a retry starts over
-                        row.end_s = row.error_type = row.error_message = None
-                    row.attempt = attempt
-                row._move("SUBMITTED_TO_WORKER", at_s)
-            elif code == "R":
-                _, _, at_s = event
-                row.node_id, row.worker_id, row.worker_pid = msg.node_id, msg.worker_id, msg.pid
-                row.start_s = at_s
-                row._move("RUNNING", at_s)
-            elif code == "C":
+                    row[ERROR_TYPE], row[ERROR_MESSAGE], row[STATE] = event[4], event[5], FAILED
+            elif code == "S":  # the owner: (time, name, type, actor, parent, resources, waiting, group)
+                _, _, at_s, row[NAME], row[TYPE], row[ACTOR_ID], row[PARENT_ID], row[RESOURCES], waiting, group = event
+                row[CREATED_S] = at_s
+                row[GROUP_ID] = group[0] if group else None
+                if waiting and row[STATE] == NODE:
+                    row[STATE] = ARGS
+            elif code == "P":  # the owner: (time, attempt)
+                attempt = event[3]
+                if attempt > row[ATTEMPT]:
+                    if row[ATTEMPT] and row[STATE] >= FINISHED:  # a retry starts over
+                        row[STATE] = PUSHED
+                        row[END_S] = row[ERROR_TYPE] = row[ERROR_MESSAGE] = None
+                    row[ATTEMPT] = attempt
+                row[PUSHED_S] = event[2]
+                if row[STATE] < PUSHED:
+                    row[STATE] = PUSHED
+            elif code == "R":  # a worker: (start)
+                row[NODE_ID], row[WORKER_ID], row[PID], row[START_S] = node, worker, pid, event[2]
+                if row[STATE] < RUNNING:
+                    row[STATE] = RUNNING
+            elif code == "A":  # the owner: (time)
+                row[ARGS_READY_S] = event[2]
+                if row[STATE] < NODE:
+                    row[STATE] = NODE
+            elif code == "X":  # the owner: (time, error type, message)
+                row[END_S], row[ERROR_TYPE], row[ERROR_MESSAGE], row[STATE] = event[2], event[3], event[4], FAILED
+            elif code == "C":  # a worker ran an actor's __init__: (start, end, class, error type, message)
                 _, actor_id, start_s, end_s, class_name, error_type, message = event
-                row.type, row.name, row.actor_id = "ACTOR_CREATION_TASK", f"{class_name}.__init__", actor_id
-                row.node_id, row.worker_id, row.worker_pid = msg.node_id, msg.worker_id, msg.pid
-                row.attempt += 1
-                if row.creation_s is None:
-                    row.creation_s = start_s
-                row.start_s, row.end_s = start_s, end_s
-                row.error_type, row.error_message = error_type, message
-                row.state = "RUNNING"  # a restart runs __init__ again: the row follows it
-                row.events.append(("RUNNING", start_s))
-                row._move("FAILED" if error_type else "FINISHED", end_s)
-            elif code == "A":
-                row._move("PENDING_NODE_ASSIGNMENT", event[2])
-            elif code == "X":
-                _, _, at_s, error_type, message = event
-                row.error_type, row.error_message, row.end_s = error_type, message, at_s
-                row._move("FAILED", at_s)
+                row[TYPE], row[NAME], row[ACTOR_ID] = "ACTOR_CREATION_TASK", f"{class_name}.__init__", actor_id
+                row[NODE_ID], row[WORKER_ID], row[PID] = node, worker, pid
+                row[ATTEMPT] += 1  # a restart runs __init__ again: the row follows it
+                if row[CREATED_S] is None:
+                    row[CREATED_S] = start_s
+                row[START_S], row[END_S], row[ERROR_TYPE], row[ERROR_MESSAGE] = start_s, end_s, error_type, message
+                row[STATE] = FAILED if error_type else FINISHED
 
     # --- queries ----------------------------------------------------------------------
 
@@ -237,7 +215,7 @@ class TaskEventStore:
         end = offset + limit
         for row in self.matching(filters, newest_first):
             if offset <= total < end:
-                page.append(row.as_dict(detail))
+                page.append(as_dict(row, detail))
             total += 1
         return {"rows": page, "total": total, "offset": offset, "columns": list(columns_of("tasks", detail)),
                 **self.counters()}
@@ -248,34 +226,25 @@ class TaskEventStore:
 
     def summary(self) -> dict[str, Any]:
         """Ray's summarize_tasks shape: per function name, the count of tasks in each state."""
+        counts: collections.Counter[tuple[str, str, int]] = collections.Counter(
+            (row[NAME], row[TYPE], row[STATE]) for row in self.rows.values())
         by_name: dict[str, dict[str, Any]] = {}
-        actor_tasks = actor_scheduled = 0
-        for row in self.rows.values():
-            entry = by_name.get(row.name)
-            if entry is None:
-                entry = by_name[row.name] = {"func_or_class_name": row.name, "type": row.type,
-                                             "state_counts": {}}
-            counts = entry["state_counts"]
-            counts[row.state] = counts.get(row.state, 0) + 1
-            if row.type == "ACTOR_TASK":
-                actor_tasks += 1
-            elif row.type == "ACTOR_CREATION_TASK":
-                actor_scheduled += 1
-        return {"cluster": {"summary": by_name, "total_tasks": len(self.rows) - actor_tasks - actor_scheduled,
-                            "total_actor_tasks": actor_tasks, "total_actor_scheduled": actor_scheduled,
+        by_type: collections.Counter[str] = collections.Counter()
+        for (name, kind, state), n in counts.items():
+            entry = by_name.setdefault(name, {"func_or_class_name": name, "type": kind, "state_counts": {}})
+            entry["state_counts"][TASK_STATES[state]] = entry["state_counts"].get(TASK_STATES[state], 0) + n
+            by_type[kind] += n
+        return {"cluster": {"summary": by_name, "total_tasks": by_type["NORMAL_TASK"],
+                            "total_actor_tasks": by_type["ACTOR_TASK"],
+                            "total_actor_scheduled": by_type["ACTOR_CREATION_TASK"],
                             "summary_by": "func_name"}, **self.counters()}
-
-    def all_rows(self, filters: list[Filter]) -> list[dict[str, Any]]:
-        """Every matching row with detail (the timeline's input)."""
-        return [row.as_dict(True) for row in self.matching(filters)]
 
     def mark_job_finished(self, job_id: bytes, at_s: float) -> int:
         """A driver exited: its tasks that never ended failed with it. Returns how many."""
         n = 0
         for row in self.rows.values():
-            if row.job_id == job_id and _RANK.get(row.state, 0) < _FINISHED_RANK:
-                row.error_type, row.error_message, row.end_s = (
-                    "WORKER_DIED", "the job's driver exited before the task ended", at_s)
-                row._move("FAILED", at_s)
+            if row[JOB_ID] == job_id and row[STATE] < FINISHED:
+                row[END_S], row[STATE] = at_s, FAILED
+                row[ERROR_TYPE], row[ERROR_MESSAGE] = "WORKER_DIED", "the job's driver exited before the task ended"
                 n += 1
         return n

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember._wire import protocol as p
 from ember.exceptions import InvalidStateQueryError, StateNotFoundError
 from ember.util import state
 from conftest import wait_for
@@ -98,7 +99,10 @@ def test_actors_and_their_calls_are_listed(ember_local: dict) -> None:
     assert {r.type for r in calls} >= {"ACTOR_TASK"} and all(r.worker_pid == row.pid for r in calls
                                                              if r.type == "ACTOR_TASK")
     ember.kill(counter)
-    wait_for(lambda: (r := state.get_actor(actor_id)) and r.state == "DEAD", what="the actor DEAD")
+    dead = wait_for(lambda: (r := state.get_actor(actor_id)) and r.state == "DEAD" and r, what="the actor DEAD")
+    assert dead.pid == row.pid and dead.death_cause  # where it lived stays listed
+    creation = state.get_task(actor_id)
+    assert creation.type == "ACTOR_CREATION_TASK" and creation.name == "Counter.__init__"
     summary = state.summarize_actors()["cluster"]
     assert summary["summary"]["Counter"]["state_counts"].get("DEAD", 0) >= 1
 
@@ -110,6 +114,7 @@ def test_nodes_jobs_workers_and_objects_are_listed(ember_local: dict) -> None:
     job_id = ember.get_runtime_context().get_job_id()
     jobs = state.list_jobs(filters=[("job_id", "=", job_id)])
     assert [j.status for j in jobs] == ["RUNNING"] and jobs[0].driver_info["pid"] == str(os.getpid())
+    assert jobs[0].start_time > 0 and jobs[0].end_time is None
     ember.get(add.remote(0, 0))
     workers = state.list_workers(detail=True)
     assert {"DRIVER", "WORKER"} <= {w.worker_type for w in workers}
@@ -174,6 +179,16 @@ def test_the_timeline_is_a_chrome_trace(ember_local: dict) -> None:
     slices = [e for e in events if e["ph"] == "X"]
     assert slices and all({"ts", "dur", "pid", "tid", "name"} <= set(e) for e in slices)
     os.remove(path)
+
+
+def test_a_call_with_enable_task_events_false_is_not_recorded(ember_local: dict) -> None:
+    if "enable_task_events" not in p.TaskSpec.__dataclass_fields__:
+        pytest.skip("TaskSpec.enable_task_events comes with issue 14 (branch compat)")
+    quiet = add.options(enable_task_events=False).remote(5, 5)
+    loud = shout.remote("loud")
+    assert ember.get([quiet, loud]) == [10, "loud"]
+    wait_for(lambda: (r := _task(loud.task_id().hex())) and r.state == "FINISHED", what="the loud task")
+    assert _task(quiet.task_id().hex()) is None
 
 
 def test_recording_can_be_turned_off_for_a_process(monkeypatch: pytest.MonkeyPatch) -> None:

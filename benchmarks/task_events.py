@@ -1,0 +1,90 @@
+"""What recording task events costs: core.py's single_client_tasks_async with recording on
+and off (EMBER_ENABLE_TASK_EVENTS), interleaved round by round, next to Ray 2.60.
+
+    python benchmarks/task_events.py                    # 7 rounds, Ray from .ray-venv if present
+    python benchmarks/task_events.py --rounds 3 --no-ray --budget-s 2
+
+Each round runs the workload three times, each in a fresh subprocess (benchmarks/_runner.py,
+the same code core.py runs): ember with recording on, ember with it off, and Ray; the order
+rotates every round so drift on a shared machine hits all three. Figures are medians over
+rounds; "cost" is 1 - on/off (issue 17's target: at most 5%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+RUNNER = BENCH_DIR / "_runner.py"
+DEFAULT_RAY_PYTHON = BENCH_DIR.parent / ".ray-venv" / "bin" / "python"
+WORKLOAD = "single_client_tasks_async"
+
+sys.path.insert(0, str(BENCH_DIR))
+import _runner  # noqa: E402
+
+
+def _run(python: str, runtime: str, env: dict[str, str], budget_s: float, timeout_s: float) -> float | None:
+    """One fresh-process run of the workload; its tasks/s, or None (reason on stderr)."""
+    config = json.dumps({"budget_s": budget_s})
+    try:
+        done = subprocess.run([python, str(RUNNER), "--runtime", runtime, "--only", WORKLOAD, "--config", config],
+                              env=env, capture_output=True, text=True, timeout=timeout_s, cwd=str(BENCH_DIR))
+    except subprocess.TimeoutExpired:
+        print(f"  {runtime}: timed out after {timeout_s:g} s", file=sys.stderr)
+        return None
+    for line in done.stdout.splitlines():
+        if line.startswith(_runner.RESULT_PREFIX):
+            result = json.loads(line[len(_runner.RESULT_PREFIX):])["result"]
+            if "value" in result:
+                return float(result["value"])
+            print(f"  {runtime}: {result.get('error')}", file=sys.stderr)
+    print(f"  {runtime}: no result (exit {done.returncode}): {done.stderr[-500:]}", file=sys.stderr)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--budget-s", type=float, default=3.0, help="timed seconds per run")
+    parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--ray-python", default=str(DEFAULT_RAY_PYTHON))
+    args = parser.parse_args(argv)
+    base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")])}
+    runs = {"on": {**base, "EMBER_ENABLE_TASK_EVENTS": "1"}, "off": {**base, "EMBER_ENABLE_TASK_EVENTS": "0"}}
+    with_ray = not args.no_ray and os.path.exists(args.ray_python)
+    home = tempfile.mkdtemp(prefix="ember-bench-ray-")
+    kinds = ["on", "off"] + (["ray"] if with_ray else [])
+    figures: dict[str, list[float]] = {k: [] for k in kinds}
+    timeout_s = 60 + 4 * args.budget_s
+    for round_ in range(args.rounds):
+        order = kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]
+        for kind in order:
+            if kind == "ray":
+                value = _run(args.ray_python, "ray", _runner.environment_for_ray(home), args.budget_s, timeout_s)
+            else:
+                value = _run(sys.executable, "ember", runs[kind], args.budget_s, timeout_s)
+            if value is not None:
+                figures[kind].append(value)
+            print(f"round {round_ + 1}/{args.rounds} {kind:<4} {value or float('nan'):>9,.0f} tasks/s",
+                  file=sys.stderr, flush=True)
+    med = {k: statistics.median(v) if v else float("nan") for k, v in figures.items()}
+    print(f"\n{WORKLOAD}, medians of {args.rounds} interleaved rounds (tasks/s); load: {os.getloadavg()}")
+    print("| recording | ember | Ray | ratio (ember/Ray) |")
+    print("| --- | ---: | ---: | ---: |")
+    for kind in ("on", "off"):
+        ray = med.get("ray", float("nan"))
+        print(f"| {kind} | {med[kind]:,.0f} | {ray:,.0f} | {med[kind] / ray:.2f} |")
+    print(f"\ncost of recording: {1 - med['on'] / med['off']:.1%} (1 - on/off); "
+          f"per-round on: {[round(v) for v in figures['on']]}, off: {[round(v) for v in figures['off']]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
