@@ -23,16 +23,18 @@ from ._client.options import validate
 from .remote_function import RemoteFunction
 from ._resources import is_positive
 from ._client.runtime import Runtime
+from ._node.launcher import read_http_urls
 from .runtime_context import RuntimeContext
 from ._client.function_export import register
 from .runtime_env import setup_hook_export, validate_runtime_env
 
 #: ``init`` keywords ember accepts from Ray scripts beyond its own. Each one works:
 #: ``_node_ip_address`` (where the node binds), ``_system_config`` (its known keys),
-#: ``logging_level`` (of the "ember" logger), ``configure_logging`` and ``dashboard_host``
-#: (ember configures no handlers and has no dashboard: true either way).
+#: ``logging_level`` (of the "ember" logger), ``configure_logging`` (ember configures no
+#: handlers: true either way), ``dashboard_host`` and ``dashboard_port`` (where a new
+#: local cluster's dashboard binds; default 127.0.0.1:8265, any free port when taken).
 _RAY_INIT_KWARGS = {"_node_ip_address", "logging_level", "configure_logging", "_system_config",
-                    "dashboard_host"}
+                    "dashboard_host", "dashboard_port"}
 #: Accepted by Ray, refused here with the way to get the same effect.
 _REFUSED_INIT_KWARGS = {
     "local_mode": "ember always runs tasks in worker processes; drop local_mode (debug with "
@@ -47,6 +49,11 @@ class _InitInfo(dict):
     @property
     def address_info(self) -> dict:
         return self
+
+    @property
+    def dashboard_url(self) -> str:
+        """The head's dashboard ("" when the cluster serves none)."""
+        return self.get("dashboard_url", "")
 
 
 def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
@@ -83,9 +90,15 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
     for name, why in _REFUSED_INIT_KWARGS.items():
         if kwargs.get(name):
             raise InvalidOptionError(f"ember.init({name}={kwargs[name]!r}) is not supported: {why}.")
-    if include_dashboard:
-        raise InvalidOptionError("ember has no dashboard: drop include_dashboard=True (use `ember status` "
-                                 "and ember.object_store_stats() to look at a cluster)")
+    if include_dashboard not in (None, True, False):
+        raise InvalidOptionError(f"include_dashboard must be True, False or None, got {include_dashboard!r}")
+    dashboard_port = kwargs.get("dashboard_port")
+    if dashboard_port is not None and (isinstance(dashboard_port, bool) or not isinstance(dashboard_port, int)
+                                       or not 0 <= dashboard_port < 65536):
+        raise InvalidOptionError(f"dashboard_port must be a TCP port number (0 for any free port), got "
+                                 f"{dashboard_port!r}")
+    dashboard = None if include_dashboard is False else (
+        kwargs.get("dashboard_host") or "127.0.0.1", 8265 if dashboard_port is None else dashboard_port)
     if not isinstance(log_to_driver, bool):
         raise InvalidOptionError(f"log_to_driver must be True or False, got {log_to_driver!r}")
     if kwargs.get("logging_level") is not None:
@@ -108,10 +121,17 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         rt = context.start(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                            object_store_memory=object_store_memory, namespace=namespace,
                            runtime_env=job_env, system_config=kwargs.get("_system_config"),
-                           node_ip_address=kwargs.get("_node_ip_address"), log_to_driver=log_to_driver)
+                           node_ip_address=kwargs.get("_node_ip_address"), log_to_driver=log_to_driver,
+                           dashboard=dashboard)
         if setup_hook is not None:  # before any task: workers fetch it before their first one
             register(rt, setup_hook)
-        return _InitInfo(address=rt.link.address, session_dir=rt.session_dir, node_id=rt.node_id.hex())
+        info = _InitInfo(address=rt.link.address, session_dir=rt.session_dir, node_id=rt.node_id.hex())
+        dashboard_url = read_http_urls(rt.session_dir).get("dashboard_url")
+        if dashboard_url:
+            info["dashboard_url"] = dashboard_url
+            logging.getLogger("ember").info("View the dashboard at %s (log in with the cluster token, "
+                                            "in %s/token)", dashboard_url, rt.session_dir)
+        return info
 
 
 def is_initialized() -> bool:

@@ -112,7 +112,8 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
           resources: dict[str, float] | None = None, object_store_memory: int | None = None,
           namespace: str | None = None, runtime_env: dict[str, Any] | None = None,
           system_config: dict[str, Any] | None = None, node_ip_address: str | None = None,
-          log_to_driver: bool = True) -> Runtime:
+          log_to_driver: bool = True,
+          dashboard: tuple[str, int] | None = ("127.0.0.1", 8265)) -> Runtime:
     """Start a local cluster (``address`` None or "local") or attach to a running one
     ("auto", or the head's HOST:PORT), and make its runtime current. Arguments are
     validated by ``ember.init``."""
@@ -125,7 +126,7 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
         if address in (None, "local"):
             node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),
                               exit_with_first_driver=True, system_config=system_config,
-                              host=node_ip_address or "127.0.0.1")
+                              host=node_ip_address or "127.0.0.1", dashboard=dashboard)
             _node_proc, _owned_session_dir = node.proc, node.session_dir
             node_address, token = node.address, node.token
         elif address == "auto":

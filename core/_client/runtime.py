@@ -26,6 +26,7 @@ from .actor_submitter import ActorSubmitter
 from .._wire.ids import PUT_INDEX, REQUEST_INDEX, TaskIds, object_id
 from .._wire.node_link import NodeLink
 from .local_objects import LocalObjectTable
+from .metrics_push import MetricsPusher
 from .._wire.serialization import serialize
 from .submitter import RemoteNodes, TaskSubmitter
 from .task_events import TaskEventBuffer, events_enabled_by_default
@@ -93,6 +94,8 @@ class Runtime:
                                            enabled=events_enabled_by_default())
         self.submitter.events = self.actor_submitter.events = self.task_events
         self.objects.lineage = self.submitter
+        #: Users' metrics (ember.util.metrics) to the node, from the housekeeping thread.
+        self.metrics = MetricsPusher(self.link.send)
         self._stop = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeeping, daemon=True,
                                              name="ember-housekeeping")
@@ -165,6 +168,7 @@ class Runtime:
                 self.submitter.return_idle_leases()
                 objects.flush_lingering()
                 self.task_events.flush_if_due()
+                self.metrics.tick()
                 interval_s = HOUSEKEEPING_S if busy else min(interval_s * 2, HOUSEKEEPING_IDLE_S)
             except Exception:  # a bug here must not kill the process's housekeeping
                 if self.closed:
@@ -176,6 +180,11 @@ class Runtime:
         if not self.objects.closed:
             self.task_events.flush()  # the last events of a driver that leaves
         self._stop.set()
+        if not self.objects.closed:
+            try:
+                self.metrics.flush()  # a worker's last counts reach its node
+            except Exception:  # the link may be gone already; metrics must not fail a close
+                pass
         self.objects.closed = True
         self.submitter.close()
         self.actor_submitter.close()

@@ -31,6 +31,9 @@ class NodeProcess:
     address: str
     token: bytes
     tcp_address: str = ""
+    #: The head's dashboard ("" on other nodes or without one) and this node's metrics.
+    dashboard_url: str = ""
+    metrics_url: str = ""
 
 
 def sessions_root() -> str:
@@ -72,7 +75,9 @@ _SYSTEM_CONFIG_FLAGS = {"memory_usage_threshold": "--memory-usage-threshold",
 def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
                exit_with_first_driver: bool, system_config: dict | None = None,
                token: bytes | None = None, host: str = "127.0.0.1", port: int = 0,
-               head_address: str | None = None, started_by_cli: bool = False) -> NodeProcess:
+               head_address: str | None = None, started_by_cli: bool = False,
+               dashboard: tuple[str, int] | None = ("127.0.0.1", 8265),
+               metrics_export_port: int = 0) -> NodeProcess:
     """Create a session directory (0700) with its token (0600) and start a node manager.
 
     Args:
@@ -83,6 +88,9 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
         token: the cluster's token when joining one (a new one is made for a head).
         host, port: where the node's TCP port binds (loopback unless told otherwise).
         head_address: ``tcp:HOST:PORT`` of the head to join; None starts a head.
+        dashboard: (host, port) of the head's dashboard (port 8265 falls back to any free
+            port when taken); None: no dashboard.
+        metrics_export_port: this node's Prometheus endpoint (0: any free port).
 
     Raises:
         EmberError: the node manager did not come up.
@@ -112,6 +120,11 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
         argv += ["--head-address", head_address]
     if exit_with_first_driver:
         argv.append("--exit-with-first-driver")
+    argv += ["--metrics-export-port", str(metrics_export_port)]
+    if dashboard is None:
+        argv.append("--no-dashboard")
+    else:
+        argv += ["--dashboard-host", dashboard[0], "--dashboard-port", str(dashboard[1])]
     for key, value in (system_config or {}).items():
         if key in _SYSTEM_CONFIG_FLAGS:
             argv += [_SYSTEM_CONFIG_FLAGS[key], str(float(value))]
@@ -129,7 +142,18 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
     with open(os.path.join(session_dir, "node.json"), "w") as f:
         json.dump({"pid": proc.pid, "address": unix_address, "tcp_address": tcp_address,
                    "head": head_address is None, "cli": started_by_cli}, f)
-    return NodeProcess(proc, session_dir, unix_address, token, tcp_address)
+    urls = read_http_urls(session_dir)
+    return NodeProcess(proc, session_dir, unix_address, token, tcp_address,
+                       urls.get("dashboard_url", ""), urls.get("metrics_url", ""))
+
+
+def read_http_urls(session_dir: str) -> dict[str, str]:
+    """The node's ``dashboard_url`` and ``metrics_url`` ({} when it wrote none)."""
+    try:
+        with open(os.path.join(session_dir, "http.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def make_current(session_dir: str) -> None:

@@ -13,6 +13,7 @@ objects, and (on the head) hosts the control store.
         ObjectService     objects, references, transfers between nodes
         ClusterService    membership, forwarding to the head, what the head tells us
         JobService        submitted jobs, each under a supervisor process (head)
+        TelemetryService  node stats for the head's dashboard, users' metrics, the HTTP ports
     this module: sessions (register, disconnect, job end), functions, log lines
 
 Handlers are short and never wait on another process; what they send is queued per
@@ -47,6 +48,7 @@ from .objects import ObjectService
 from .placement import PlacementService
 from .state import StateService
 from .server import NodeLock, Peer, Server
+from .telemetry import DEFAULT_DASHBOARD_PORT, TelemetryService
 from .workers import WorkerService
 from .object_store import ObjectTable
 from .object_transfer import ObjectTransfer
@@ -70,7 +72,8 @@ class NodeManager:
                  memory_usage_threshold: float | None = None,
                  memory_monitor_refresh_s: float | None = None, host: str = "127.0.0.1",
                  port: int = 0, head_address: str | None = None,
-                 node_timeout_s: float = DEFAULT_NODE_TIMEOUT_S) -> None:
+                 node_timeout_s: float = DEFAULT_NODE_TIMEOUT_S, metrics_export_port: int = 0,
+                 dashboard: tuple[str, int] | None = None) -> None:
         spill_dir = os.path.join(session_dir, "spill")
         os.makedirs(spill_dir, mode=0o700, exist_ok=True)
         lock = NodeLock()
@@ -116,12 +119,14 @@ class NodeManager:
         self.jobs = JobService(ctx)
         self.state = StateService(ctx, placement_groups=lambda: self.placement.groups)
         ctx.objects.on_unreferenced = self.actors.on_unreferenced
+        self.telemetry = TelemetryService(ctx, self.leases, state=self.state)
         #: One dispatch table, message type -> handler.
         self.handlers: Handlers = merge_handlers(
             self.leases.handlers(), self.workers.handlers(), self.actors.handlers(),
             self.placement.handlers(), self.objects.handlers(), self.cluster.handlers(),
             self.jobs.handlers(),
             self.state.handlers(),
+            self.telemetry.handlers(),
             {p.RegisterFunction: self._on_register_function, p.GetFunction: self._on_get_function,
              p.LogLines: self._on_log_lines})
 
@@ -129,6 +134,8 @@ class NodeManager:
         if refresh_s > 0:
             self.workers.memory_monitor = MemoryMonitor(refresh_s, self.workers.check_memory)
             self.workers.memory_monitor.start()
+        # The metrics port (and the head's dashboard): bound now, served when first asked.
+        self.telemetry.start(host, metrics_export_port, dashboard)
 
     # Read by main(), the CLI and tests.
     @property
@@ -281,6 +288,7 @@ class NodeManager:
             elif client.kind == "driver":
                 self._job_finished(client)
             self.objects.release_process(client)
+            self.telemetry.process_gone(client)
             self.leases.schedule()
             if _DEBUG_LEDGER:
                 self._check_ledger(f"{client.kind} disconnect")
@@ -332,6 +340,7 @@ class NodeManager:
                 return
             ctx.stopped.set()
             self.jobs.stop()
+            self.telemetry.stop()
             if self.workers.memory_monitor is not None:
                 self.workers.memory_monitor.stop()
             self.server.stop()
@@ -362,6 +371,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-monitor-refresh-ms", type=float,
                         help="how often the memory monitor reads memory; 0 turns it off "
                         "(default: $EMBER_MEMORY_MONITOR_REFRESH_MS or 250)")
+    parser.add_argument("--metrics-export-port", type=int, default=0,
+                        help="TCP port of this node's Prometheus endpoint (0: any free port)")
+    parser.add_argument("--dashboard-host", default="127.0.0.1",
+                        help="address the head's dashboard binds to (default: loopback only)")
+    parser.add_argument("--dashboard-port", type=int, default=DEFAULT_DASHBOARD_PORT,
+                        help=f"the head's dashboard port (default {DEFAULT_DASHBOARD_PORT}, or any free "
+                        "port when it is taken)")
+    parser.add_argument("--no-dashboard", action="store_true", help="serve no dashboard on the head")
     args = parser.parse_args(argv)
     # Read first: a driver that dies while we start up re-parents us before "ready" is
     # even read, and a later getppid() would already name the new parent (seen under load:
@@ -374,7 +391,9 @@ def main(argv: list[str] | None = None) -> None:
                      memory_usage_threshold=args.memory_usage_threshold,
                      memory_monitor_refresh_s=None if args.memory_monitor_refresh_ms is None
                      else args.memory_monitor_refresh_ms / 1000.0,
-                     host=args.node_ip_address, port=args.port, head_address=args.head_address)
+                     host=args.node_ip_address, port=args.port, head_address=args.head_address,
+                     metrics_export_port=args.metrics_export_port,
+                     dashboard=None if args.no_dashboard else (args.dashboard_host, args.dashboard_port))
     if args.head_address is not None:
         try:
             nm.join(args.head_address)

@@ -513,6 +513,67 @@ class Heartbeat:
     pending: list[ResourceShape] = field(default_factory=list)
 
 
+# --- telemetry: node stats for the dashboard, users' metrics for Prometheus ------------
+
+@dataclass(slots=True)
+class GpuUsage:
+    """One GPU's use as NVML reports it (in NodeStats)."""
+    index: int
+    name: str
+    utilization_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+
+
+@dataclass(slots=True)
+class NodeStats:
+    """Node -> head, every telemetry.STATS_PERIOD_S: the machine's and the node's use (the
+    dashboard's overview; the node's /metrics shows the same)."""
+    node_id: NodeID
+    #: Wall clock (time.time()) of the sample.
+    time_s: float
+    cpu_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    gpus: list[GpuUsage]
+    store_used_bytes: int
+    store_capacity_bytes: int
+    spilled_bytes: int
+    num_objects: int
+    workers_by_state: dict[str, int]
+    num_leases: int
+    resources_total: ResourceShape
+    resources_available: ResourceShape
+    tasks_by_state: dict[str, int]
+    tcp_address: str
+    #: The node's Prometheus endpoint ("" if it has none).
+    metrics_url: str
+
+
+#: A user metric's value for one tag-value tuple: counters and gauges a number; histograms
+#: (count per bucket: len(boundaries) + 1, the last one +Inf; sum of observations).
+MetricValue = float | tuple[tuple[int, ...], float]
+
+
+@dataclass(slots=True)
+class UserMetric:
+    """One ember.util.metrics metric of a process and its current values."""
+    name: str
+    kind: Literal["counter", "gauge", "histogram"]
+    description: str
+    tag_keys: tuple[str, ...]
+    #: Histograms: the upper bounds of the buckets; () otherwise.
+    boundaries: tuple[float, ...]
+    samples: list[tuple[tuple[str, ...], MetricValue]]
+
+
+@dataclass(slots=True)
+class MetricsReport:
+    """Driver or worker -> its node manager: all its users' metrics, now (sent when they
+    changed, every metrics_push.REPORT_PERIOD_S at most)."""
+    metrics: list[UserMetric]
+
+
 @dataclass(slots=True)
 class Forwarded:
     """Node -> head: a control request from one of the node's processes, handled at the

@@ -34,6 +34,11 @@ ALLOWED_INNER_IMPORTS = {
     ("ember.cli", "ember"): "`ember status`/`memory` only: `ember start` must not pay for the API",
     ("ember._client.runtime", "ember.experimental"): "tqdm costs ~40 ms; only a driver that is sent "
                                                      "a worker's progress bar needs it",
+    ("ember._node.http_listener", "uvicorn"): "the web stack (~100 ms of CPU) loads on a node's first "
+                                              "HTTP connection only; most nodes are never asked",
+    ("ember._node.telemetry", "ember._node.dashboard.app"): "the same: starlette on the first connection",
+    ("ember._node.telemetry", "ember._node.prometheus"): "the same: prometheus_client on the first scrape",
+    ("ember._node.node_stats", "pynvml"): "optional, and slow to import: only nodes with GPUs sample them",
 }
 
 

@@ -1,0 +1,78 @@
+"""The dashboard and metrics web apps (starlette, served by uvicorn from http_listener.py).
+
+    TokenGate (auth.py) -> routes below -> pages.py (HTML) / JSON
+                                        -> data.py reads the head's state (telemetry's
+                                           node stats, the task/actor/... tables)
+
+Endpoints are plain functions: starlette runs them on its thread pool, so reading the
+node's tables under its lock never blocks uvicorn's event loop.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from . import pages
+from .auth import COOKIE, TokenGate, login_page, safe_next, session_value, token_matches
+from .data import DashboardData, NodeTelemetry
+
+_PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def make_metrics_app(token: bytes, render: Callable[[], bytes]) -> Starlette:
+    """A node's metrics endpoint: GET /metrics with the token as a bearer header."""
+    def metrics(_request: Request) -> Response:
+        return Response(render(), media_type=_PROMETHEUS_TYPE)
+    return Starlette(routes=[Route("/metrics", metrics)],
+                     middleware=[Middleware(TokenGate, token=token, html_login=False)])
+
+
+def make_dashboard_app(telemetry: NodeTelemetry) -> Starlette:
+    """The head's dashboard: pages, a small JSON API, and the head's own /metrics."""
+    token = telemetry.ctx.token
+    data = DashboardData(telemetry)
+
+    async def login(request: Request) -> Response:
+        next_path = safe_next(request.query_params.get("next"))
+        if request.method == "GET":
+            return HTMLResponse(login_page(next_path))
+        # urlencoded only (what the form sends); starlette's form parser would need
+        # python-multipart for a single field.
+        form = urllib.parse.parse_qs((await request.body()).decode("latin-1"))
+        given = (form.get("token") or [""])[0]
+        if not given or not token_matches(given, token):
+            return HTMLResponse(login_page(next_path, "That is not this cluster's token."), status_code=401)
+        response = RedirectResponse(next_path, status_code=303)
+        response.set_cookie(COOKIE, session_value(token), httponly=True, samesite="strict", path="/")
+        return response
+
+    def logout(_request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    def html(render: Callable[[DashboardData, Request], str]) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            return HTMLResponse(render(data, request), headers={"cache-control": "no-store"})
+        return endpoint
+
+    def api(kind: str) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            return JSONResponse(data.api(kind, dict(request.query_params)))
+        return endpoint
+
+    def metrics(_request: Request) -> Response:
+        return Response(telemetry.metrics_text(), media_type=_PROMETHEUS_TYPE)
+
+    routes = [Route("/login", login, methods=["GET", "POST"]), Route("/logout", logout),
+              Route("/metrics", metrics)]
+    routes += [Route(path, html(render)) for path, render in pages.PAGES]
+    routes += [Route(f"/api/{kind}", api(kind)) for kind in DashboardData.API_KINDS]
+    return Starlette(routes=routes, middleware=[Middleware(TokenGate, token=token, html_login=True)])

@@ -1,0 +1,110 @@
+"""HTTP listeners a node binds at start-up and serves only once someone connects.
+
+    start-up: bind the socket (no web imports)  --first connection-->  import the app,
+    run uvicorn on the same socket (the waiting connection sits in the listen backlog,
+    so the first request is only slower, never refused)
+
+Most clusters (every ``ember.init()`` of a test suite, a short script) never open the
+dashboard or get scraped; binding costs microseconds, importing starlette, uvicorn and
+prometheus_client about 100 ms of CPU, which a node pays only when it is asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+from typing import Any, Callable
+
+log = logging.getLogger("ember._node.http")
+
+#: An ASGI application (starlette's), built on the first connection.
+AppFactory = Callable[[], Any]
+
+
+def bind_listener(host: str, port: int, fallback_to_any_port: bool) -> socket.socket:
+    """A listening TCP socket on ``host:port``.
+
+    Args:
+        fallback_to_any_port: when ``port`` is taken, take any free port instead (the
+            dashboard's 8265 is Ray's default, and a second cluster on the machine must
+            still start).
+
+    Raises:
+        OSError: the port is taken (and no fallback), or ``host`` is no local address.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        if not fallback_to_any_port or port == 0:
+            sock.close()
+            raise
+        sock.bind((host, 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class LazyServer:
+    """Serves ``make_app()``'s ASGI app on ``sock`` with uvicorn, from the first connection
+    on, in a thread of its own. ``stop()`` is safe to call twice and from any thread."""
+
+    def __init__(self, sock: socket.socket, make_app: AppFactory, name: str) -> None:
+        self.sock = sock
+        self.url = url_of(sock)
+        self._make_app = make_app
+        self._name = name
+        self._stop = threading.Event()
+        self._server: Any = None  # uvicorn.Server once serving
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"ember-{name}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            readable, _, _ = select.select([self.sock], [], [], 0.25)
+            if readable:
+                break
+        else:
+            self.sock.close()
+            return
+        try:
+            # Imported here, on the first connection: see the module docstring.
+            import uvicorn
+            app = self._make_app()
+            config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                    timeout_graceful_shutdown=1, server_header=False)
+            server = uvicorn.Server(config)
+        except Exception:
+            log.exception("cannot serve the %s at %s (is `ember[dashboard]` installed? "
+                          "pip install 'ember[dashboard]')", self._name, self.url)
+            self.sock.close()
+            return
+        self._server = server
+        if self._stop.is_set():
+            self.sock.close()
+            return
+        try:
+            server.run(sockets=[self.sock])
+        except Exception:
+            log.exception("the %s at %s stopped", self._name, self.url)
+        finally:
+            self.sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        server = self._server
+        if server is not None:
+            server.should_exit = True
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)

@@ -1,0 +1,168 @@
+"""What a node tells people about itself: its stats for the head's dashboard, and its
+metrics for Prometheus (a node service).
+
+    every node, every STATS_PERIOD_S: snapshot() -> NodeStats -> the head (its own: kept)
+    drivers and workers --MetricsReport--> MetricTable (users' metrics, ember.util.metrics)
+    GET /metrics on the node's metrics port (token) -> prometheus.exposition(snapshot, table)
+    the head: the dashboard (dashboard/app.py) on its own port, reading ``nodes`` and the
+              state the other services keep
+
+Both HTTP ports are bound when the node starts and served from the first connection on
+(http_listener.py); their URLs are in ``<session>/http.json`` and in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable
+
+from .._types import NodeID
+from .._wire import protocol as p
+from .context import Client, Handlers, NodeContext
+from .http_listener import LazyServer, bind_listener
+from .leases import LeaseService
+from .metric_table import MetricTable
+from .node_stats import MachineSampler
+
+log = logging.getLogger("ember._node.telemetry")
+
+#: How often a node sends its stats to the head (and refreshes its own on the head).
+STATS_PERIOD_S = float(os.environ.get("EMBER_NODE_STATS_PERIOD_S", "2.0"))
+#: Ray's default dashboard port; a node falls back to any free port when it is taken.
+DEFAULT_DASHBOARD_PORT = 8265
+
+
+class TelemetryService:
+    """Args:
+        ctx: the shared node context.
+        leases: read for the number of leases.
+        tasks_by_state: counts of this node's tasks by state (the task event store), or
+            None while nothing records them.
+    """
+
+    def __init__(self, ctx: NodeContext, leases: LeaseService,
+                 tasks_by_state: Callable[[], dict[str, int]] | None = None) -> None:
+        self.ctx = ctx
+        self.leases = leases
+        self.tasks_by_state = tasks_by_state
+        self.sampler = MachineSampler(ctx.gpu_ids)
+        #: Users' metrics reported by this node's processes.
+        self.metrics = MetricTable()
+        #: The head: every node's latest stats (this node's included), by node id.
+        self.nodes: dict[NodeID, p.NodeStats] = {}
+        self.metrics_url = ""
+        self.dashboard_url = ""
+        self._servers: list[LazyServer] = []
+        self._stop = threading.Event()
+        self._reporter: threading.Thread | None = None
+
+    def handlers(self) -> Handlers:
+        return {p.NodeStats: self.on_node_stats, p.MetricsReport: self.on_metrics_report}
+
+    # --- messages (under the node lock) ----------------------------------------------
+
+    def on_node_stats(self, _client: Client, msg: p.NodeStats) -> None:
+        self.nodes[msg.node_id] = msg
+
+    def on_metrics_report(self, client: Client, msg: p.MetricsReport) -> None:
+        self.metrics.report(client.worker_id, msg.metrics)
+
+    def process_gone(self, client: Client) -> None:
+        """A driver or worker disconnected: its counters join the node's baseline."""
+        self.metrics.process_gone(client.worker_id)
+
+    # --- stats ------------------------------------------------------------------------
+
+    def snapshot(self) -> p.NodeStats:
+        """This node now. Reads the machine without the node lock, its tables under it."""
+        cpu = self.sampler.cpu_percent()
+        mem_used, mem_total = self.sampler.memory()
+        gpus = self.sampler.gpus()
+        tasks = self.tasks_by_state() if self.tasks_by_state is not None else {}
+        ctx = self.ctx
+        with ctx.lock:
+            store = ctx.objects.stats()
+            workers = Counter(r.state for r in ctx.pool.workers.values())
+            return p.NodeStats(
+                ctx.node_id, time.time(), cpu, mem_used, mem_total, gpus, int(store["used_bytes"]),
+                int(store["capacity_bytes"]), int(store["spilled_bytes"]), int(store["num_objects"]),
+                dict(workers),
+                len(self.leases.leases), dict(ctx.ledger.totals), dict(ctx.ledger.available),
+                dict(tasks), ctx.tcp_address, self.metrics_url)
+
+    def _report_loop(self) -> None:
+        while True:
+            try:
+                stats = self.snapshot()
+                if self.ctx.is_head:
+                    with self.ctx.lock:
+                        self.nodes[stats.node_id] = stats
+                elif self.ctx.head is not None:
+                    self.ctx.head.link.send(stats)
+            except Exception:  # a bug here must not end the reports for good
+                log.exception("sampling this node's stats failed")
+            if self._stop.wait(STATS_PERIOD_S):
+                return
+
+    # --- HTTP --------------------------------------------------------------------------
+
+    def start(self, metrics_host: str, metrics_port: int,
+              dashboard: tuple[str, int] | None) -> None:
+        """Bind the metrics port (and on the head, if asked, the dashboard's), start the
+        stats reports, and write the URLs to ``<session>/http.json``.
+
+        Raises:
+            OSError: a port given explicitly is taken.
+        """
+        ctx = self.ctx
+        sock = bind_listener(metrics_host, metrics_port, fallback_to_any_port=False)
+        server = LazyServer(sock, self._make_metrics_app, "metrics endpoint")
+        self._servers.append(server)
+        self.metrics_url = server.url + "/metrics"
+        if dashboard is not None and ctx.is_head:
+            host, port = dashboard
+            sock = bind_listener(host, port, fallback_to_any_port=port == DEFAULT_DASHBOARD_PORT)
+            server = LazyServer(sock, self._make_dashboard_app, "dashboard")
+            self._servers.append(server)
+            self.dashboard_url = server.url
+        for server in self._servers:
+            server.start()
+        with open(os.path.join(ctx.session_dir, "http.json"), "w") as f:
+            json.dump({"dashboard_url": self.dashboard_url, "metrics_url": self.metrics_url}, f)
+        if self.dashboard_url:
+            log.info("dashboard at %s (log in with the cluster token)", self.dashboard_url)
+        self._reporter = threading.Thread(target=self._report_loop, daemon=True, name="ember-node-stats")
+        self._reporter.start()
+
+    def metrics_text(self) -> bytes:
+        # Imported here: prometheus_client is loaded on the first scrape only
+        # (http_listener.py says why).
+        from .prometheus import exposition
+        stats = self.snapshot()
+        with self.ctx.lock:
+            user = self.metrics.merged()
+        return exposition(stats, user)
+
+    def _make_metrics_app(self) -> Any:
+        # Imported here, on the first connection (http_listener.py says why).
+        from .dashboard.app import make_metrics_app
+        return make_metrics_app(self.ctx.token, self.metrics_text)
+
+    def _make_dashboard_app(self) -> Any:
+        # Imported here, on the first connection (http_listener.py says why).
+        from .dashboard.app import make_dashboard_app
+        return make_dashboard_app(self)
+
+    def stop(self) -> None:
+        """Stop serving and reporting. Safe to call twice."""
+        self._stop.set()
+        for server in self._servers:
+            server.stop()
+        if self._reporter is not None and self._reporter is not threading.current_thread():
+            self._reporter.join(5)
+        self.sampler.close()
