@@ -53,5 +53,23 @@ class MetricsPusher:
 
 
 def to_wire(module: Any) -> list[p.UserMetric]:
-    """The module's registry as protocol values."""
-    raise NotImplementedError
+    """``module.collect()`` (ember.util.metrics' registry) as protocol values: tag values
+    in tag-key order; histograms as a count per bucket (not cumulative) and the sum."""
+    out = []
+    for family in module.collect():
+        if not family.samples:
+            continue
+        samples: list[tuple[tuple[str, ...], p.MetricValue]] = []
+        for sample in family.samples:
+            tags = tuple(str(sample.tags.get(k, "")) for k in family.tag_keys)
+            if family.kind == "histogram":
+                counts, previous = [], 0
+                for _bound, cumulative in sample.buckets:
+                    counts.append(cumulative - previous)
+                    previous = cumulative
+                samples.append((tags, (tuple(counts), float(sample.value))))
+            else:
+                samples.append((tags, float(sample.value)))
+        out.append(p.UserMetric(family.name, family.kind, family.description, tuple(family.tag_keys),
+                                tuple(family.boundaries), samples))
+    return out

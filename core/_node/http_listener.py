@@ -85,9 +85,13 @@ class LazyServer:
             config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                     timeout_graceful_shutdown=1, server_header=False)
             server = uvicorn.Server(config)
-        except Exception:
-            log.exception("cannot serve the %s at %s (is `ember[dashboard]` installed? "
-                          "pip install 'ember[dashboard]')", self._name, self.url)
+        except ImportError as e:
+            log.error("cannot serve the %s at %s: %s. Install the web stack with "
+                      "pip install 'ember[dashboard]'", self._name, self.url, e)
+            self.sock.close()
+            return
+        except Exception:  # a bug in the app: say so, and leave the node running
+            log.exception("cannot serve the %s at %s", self._name, self.url)
             self.sock.close()
             return
         self._server = server

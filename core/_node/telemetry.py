@@ -19,11 +19,12 @@ import os
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
 from .._types import NodeID
 from .._wire import protocol as p
 from .context import Client, Handlers, NodeContext
+from .dashboard.data import DashboardData, StateTables
 from .http_listener import LazyServer, bind_listener
 from .leases import LeaseService
 from .metric_table import MetricTable
@@ -41,15 +42,14 @@ class TelemetryService:
     """Args:
         ctx: the shared node context.
         leases: read for the number of leases.
-        tasks_by_state: counts of this node's tasks by state (the task event store), or
-            None while nothing records them.
+        state: the state tables (task events; the head's tables), which the dashboard
+            and the ``ember_tasks`` metric read; None where there are none.
     """
 
-    def __init__(self, ctx: NodeContext, leases: LeaseService,
-                 tasks_by_state: Callable[[], dict[str, int]] | None = None) -> None:
+    def __init__(self, ctx: NodeContext, leases: LeaseService, state: StateTables | None = None) -> None:
         self.ctx = ctx
         self.leases = leases
-        self.tasks_by_state = tasks_by_state
+        self.state = state
         self.sampler = MachineSampler(ctx.gpu_ids)
         #: Users' metrics reported by this node's processes.
         self.metrics = MetricTable()
@@ -58,6 +58,8 @@ class TelemetryService:
         self.metrics_url = ""
         self.dashboard_url = ""
         self._servers: list[LazyServer] = []
+        #: The dashboard's reads (and its links to other nodes), once it serves.
+        self._dashboard_data: DashboardData | None = None
         self._stop = threading.Event()
         self._reporter: threading.Thread | None = None
 
@@ -83,9 +85,9 @@ class TelemetryService:
         cpu = self.sampler.cpu_percent()
         mem_used, mem_total = self.sampler.memory()
         gpus = self.sampler.gpus()
-        tasks = self.tasks_by_state() if self.tasks_by_state is not None else {}
         ctx = self.ctx
         with ctx.lock:
+            tasks = self._tasks_by_state()
             store = ctx.objects.stats()
             workers = Counter(r.state for r in ctx.pool.workers.values())
             return p.NodeStats(
@@ -94,6 +96,17 @@ class TelemetryService:
                 dict(workers),
                 len(self.leases.leases), dict(ctx.ledger.totals), dict(ctx.ledger.available),
                 dict(tasks), ctx.tcp_address, self.metrics_url)
+
+    def _tasks_by_state(self) -> dict[str, int]:
+        """The head: every recorded task by state (other nodes keep no task table)."""
+        if self.state is None or not self.ctx.is_head:
+            return {}
+        counts: dict[str, int] = {}
+        summary = self.state.query("tasks", [], summary=True).get("cluster", {}).get("summary", {})
+        for entry in summary.values():
+            for state, n in entry["state_counts"].items():
+                counts[state] = counts.get(state, 0) + n
+        return counts
 
     def _report_loop(self) -> None:
         while True:
@@ -156,7 +169,8 @@ class TelemetryService:
     def _make_dashboard_app(self) -> Any:
         # Imported here, on the first connection (http_listener.py says why).
         from .dashboard.app import make_dashboard_app
-        return make_dashboard_app(self)
+        self._dashboard_data = DashboardData(self)
+        return make_dashboard_app(self._dashboard_data)
 
     def stop(self) -> None:
         """Stop serving and reporting. Safe to call twice."""
@@ -165,4 +179,6 @@ class TelemetryService:
             server.stop()
         if self._reporter is not None and self._reporter is not threading.current_thread():
             self._reporter.join(5)
+        if self._dashboard_data is not None:
+            self._dashboard_data.close()
         self.sampler.close()

@@ -21,7 +21,8 @@ from starlette.routing import Route
 
 from . import pages
 from .auth import COOKIE, TokenGate, login_page, safe_next, session_value, token_matches
-from .data import DashboardData, NodeTelemetry
+from .data import DashboardData, QueryError
+from .html import esc, page
 
 _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -34,10 +35,10 @@ def make_metrics_app(token: bytes, render: Callable[[], bytes]) -> Starlette:
                      middleware=[Middleware(TokenGate, token=token, html_login=False)])
 
 
-def make_dashboard_app(telemetry: NodeTelemetry) -> Starlette:
+def make_dashboard_app(data: DashboardData) -> Starlette:
     """The head's dashboard: pages, a small JSON API, and the head's own /metrics."""
+    telemetry = data.telemetry
     token = telemetry.ctx.token
-    data = DashboardData(telemetry)
 
     async def login(request: Request) -> Response:
         next_path = safe_next(request.query_params.get("next"))
@@ -60,12 +61,19 @@ def make_dashboard_app(telemetry: NodeTelemetry) -> Starlette:
 
     def html(render: Callable[[DashboardData, Request], str]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
-            return HTMLResponse(render(data, request), headers={"cache-control": "no-store"})
+            try:
+                body, status = render(data, request), 200
+            except QueryError as e:
+                body, status = page("Bad request", request.url.path, f'<p id="error">{esc(e)}</p>'), 400
+            return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
         return endpoint
 
     def api(kind: str) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
-            return JSONResponse(data.api(kind, dict(request.query_params)))
+            try:
+                return JSONResponse(data.api(kind, dict(request.query_params)))
+            except QueryError as e:
+                return JSONResponse({"error": str(e)}, status_code=400)
         return endpoint
 
     def metrics(_request: Request) -> Response:

@@ -74,7 +74,8 @@ def overview(data: DashboardData, _request: Request) -> str:
                               ("memory", "object_store_memory"))
         rows.append([esc(_short(n["node_id"])) + (" (head)" if n["is_head"] else ""), esc(n["address"]),
                      state("ALIVE" if n["alive"] else "DEAD"), *usage, resources])
-    summary = data.task_summary()
+    head = next((n["stats"] for n in nodes if n["is_head"] and n["stats"] is not None), None)
+    summary = head.tasks_by_state if head is not None else {}
     task_cells = " &middot; ".join(
         link(f"/tasks?state={urllib.parse.quote(k)}", f"{k}: {v}") for k, v in sorted(summary.items())
     ) or '<span class="muted">no tasks recorded</span>'
