@@ -69,19 +69,27 @@ def _start(args: argparse.Namespace) -> int:
             except EmberError:
                 pass
             node = start_node(*shape, exit_with_first_driver=False, host=args.node_ip_address,
-                              port=args.port if args.port is not None else 6379, started_by_cli=True)
+                              port=args.port if args.port is not None else 6379, started_by_cli=True,
+                              dashboard=(args.dashboard_host, args.dashboard_port)
+                              if args.include_dashboard else None,
+                              metrics_export_port=args.metrics_export_port)
             make_current(node.session_dir)
             host_port = node.tcp_address.removeprefix("tcp:")
             print(f"ember started a head node at {host_port} (session {node.session_dir}).\n"
                   f"Join other nodes with: ember start --address {host_port} "
                   f"--token-file {node.session_dir}/token\n"
                   "Connect from Python on this machine with: ember.init(address='auto')\n"
+                  + (f"Dashboard: {node.dashboard_url} (log in with the token in {node.session_dir}/token)\n"
+                     if node.dashboard_url else "")
+                  + f"Prometheus metrics of this node: {node.metrics_url} (bearer token)\n"
                   "Stop every ember node on this machine with: ember stop")
         else:
             node = start_node(*shape, exit_with_first_driver=False, token=_token_for_join(args),
                               host=args.node_ip_address, port=args.port or 0,
-                              head_address=f"tcp:{args.address}", started_by_cli=True)
-            print(f"ember joined {args.address} as a node at {node.tcp_address.removeprefix('tcp:')}")
+                              head_address=f"tcp:{args.address}", started_by_cli=True,
+                              dashboard=None, metrics_export_port=args.metrics_export_port)
+            print(f"ember joined {args.address} as a node at {node.tcp_address.removeprefix('tcp:')}; "
+                  f"its Prometheus metrics: {node.metrics_url} (bearer token)")
     except EmberError as e:
         print(f"ember start: {e}", file=sys.stderr)
         return 1
@@ -283,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--resources", help='custom resources as JSON, e.g. \'{"TPU": 4}\'')
     start.add_argument("--object-store-memory", type=int)
     start.add_argument("--block", action="store_true", help="stay in the foreground; stop on SIGTERM")
+    start.add_argument("--include-dashboard", type=lambda v: v.lower() not in ("false", "0", "no"),
+                       default=True, metavar="true|false", help="serve the dashboard on the head (default true)")
+    start.add_argument("--dashboard-host", default="127.0.0.1",
+                       help="address the head's dashboard binds to (default: loopback only)")
+    start.add_argument("--dashboard-port", type=int, default=8265,
+                       help="the head's dashboard port (default 8265; any free port when taken)")
+    start.add_argument("--metrics-export-port", type=int, default=0,
+                       help="this node's Prometheus endpoint port (default: any free port)")
     start.set_defaults(fn=_start)
     sub.add_parser("stop", help="stop this machine's ember processes").set_defaults(fn=_stop)
     sub.add_parser("status", help="nodes, resources and object store usage").set_defaults(fn=_status)
