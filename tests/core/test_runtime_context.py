@@ -112,7 +112,14 @@ class Worker:
 
 @ember.remote
 class AsyncWorker:
+    def __init__(self) -> None:
+        self.sleeping = False
+
+    async def is_sleeping(self) -> bool:
+        return self.sleeping
+
     async def sleep(self) -> str:
+        self.sleeping = True
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
@@ -128,11 +135,6 @@ class AsyncWorker:
         except RuntimeError as e:
             return str(e)
         return "no error"
-
-
-@ember.remote
-def slow() -> None:
-    time.sleep(60)
 
 
 def test_a_running_sync_actor_call_sees_is_canceled_and_its_caller_gets_task_cancelled(ember_local) -> None:
@@ -162,7 +164,7 @@ def test_an_async_actor_call_is_cancelled_on_its_loop(ember_local) -> None:
     a = AsyncWorker.remote()
     assert ember.get(a.ping.remote()) == "pong"
     ref = a.sleep.remote()
-    time.sleep(0.2)  # let it reach its await (either way the caller sees the cancel)
+    wait_for(lambda: ember.get(a.is_sleeping.remote()), what="the call to reach its await")
     ember.cancel(ref)
     with pytest.raises(TaskCancelledError):
         ember.get(ref, timeout=30)
