@@ -168,6 +168,30 @@ def test_a_task_log_holds_what_the_task_printed(ember_local: dict) -> None:
     assert "node_manager.log" in names and any(n.startswith("worker-") for n in names)
 
 
+@ember.remote
+class Talker:
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+
+def test_following_an_actors_log_yields_lines_as_they_are_written(ember_local: dict) -> None:
+    talker = Talker.remote()
+    ember.get(talker.say.remote("said first"))
+    actor_id = talker._actor_id.hex()
+    wait_for(lambda: (r := state.get_actor(actor_id)) and r.worker_id, what="the actor's worker")
+    follow = state.get_log(actor_id=actor_id, follow=True, tail=10, interval_s=0.05)
+    try:
+        text = next(follow)
+        while "said first" not in text:
+            text += next(follow)
+        ember.get(talker.say.remote("said second"))
+        while "said second" not in text:  # the pytest timeout bounds this
+            text += next(follow)
+    finally:
+        follow.close()
+    assert text.index("said first") < text.index("said second")
+
+
 def test_the_timeline_is_a_chrome_trace(ember_local: dict) -> None:
     ember.get([add.remote(i, 1) for i in range(3)])
     path = os.path.join(tempfile.mkdtemp(), "trace.json")
