@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,9 +31,13 @@ sys.path.insert(0, str(BENCH_DIR))
 import _runner  # noqa: E402
 
 
-def _run(python: str, runtime: str, env: dict[str, str], budget_s: float, timeout_s: float) -> float | None:
-    """One fresh-process run of the workload; its tasks/s, or None (reason on stderr)."""
+def _run(python: str, runtime: str, env: dict[str, str], budget_s: float, timeout_s: float
+         ) -> tuple[float, float] | None:
+    """One fresh-process run of the workload: (tasks/s, CPU seconds of the whole process
+    tree per task, start-up included), or None (reason on stderr). Every process of the
+    tree is reaped by its parent, so RUSAGE_CHILDREN ends up counting all of them."""
     config = json.dumps({"budget_s": budget_s})
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         done = subprocess.run([python, str(RUNNER), "--runtime", runtime, "--only", WORKLOAD, "--config", config],
                               env=env, capture_output=True, text=True, timeout=timeout_s, cwd=str(BENCH_DIR))
@@ -43,7 +48,10 @@ def _run(python: str, runtime: str, env: dict[str, str], budget_s: float, timeou
         if line.startswith(_runner.RESULT_PREFIX):
             result = json.loads(line[len(_runner.RESULT_PREFIX):])["result"]
             if "value" in result:
-                return float(result["value"])
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+                tasks = float(result["value"]) * float(result["elapsed_s"]) * 1.0
+                return float(result["value"]), cpu_s / max(tasks, 1.0)
             print(f"  {runtime}: {result.get('error')}", file=sys.stderr)
     print(f"  {runtime}: no result (exit {done.returncode}): {done.stderr[-500:]}", file=sys.stderr)
     return None
@@ -62,27 +70,32 @@ def main(argv: list[str] | None = None) -> int:
     home = tempfile.mkdtemp(prefix="ember-bench-ray-")
     kinds = ["on", "off"] + (["ray"] if with_ray else [])
     figures: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu_us: dict[str, list[float]] = {k: [] for k in kinds}
     timeout_s = 60 + 4 * args.budget_s
     for round_ in range(args.rounds):
         order = kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]
         for kind in order:
             if kind == "ray":
-                value = _run(args.ray_python, "ray", _runner.environment_for_ray(home), args.budget_s, timeout_s)
+                got = _run(args.ray_python, "ray", _runner.environment_for_ray(home), args.budget_s, timeout_s)
             else:
-                value = _run(sys.executable, "ember", runs[kind], args.budget_s, timeout_s)
-            if value is not None:
-                figures[kind].append(value)
-            print(f"round {round_ + 1}/{args.rounds} {kind:<4} {value or float('nan'):>9,.0f} tasks/s",
+                got = _run(sys.executable, "ember", runs[kind], args.budget_s, timeout_s)
+            if got is not None:
+                figures[kind].append(got[0])
+                cpu_us[kind].append(got[1] * 1e6)
+            print(f"round {round_ + 1}/{args.rounds} {kind:<4} "
+                  + (f"{got[0]:>9,.0f} tasks/s, {got[1] * 1e6:6.1f} us CPU/task" if got else "failed"),
                   file=sys.stderr, flush=True)
     med = {k: statistics.median(v) if v else float("nan") for k, v in figures.items()}
-    print(f"\n{WORKLOAD}, medians of {args.rounds} interleaved rounds (tasks/s); load: {os.getloadavg()}")
-    print("| recording | ember | Ray | ratio (ember/Ray) |")
-    print("| --- | ---: | ---: | ---: |")
+    cpu = {k: statistics.median(v) if v else float("nan") for k, v in cpu_us.items()}
+    print(f"\n{WORKLOAD}, medians of {args.rounds} interleaved rounds; load average {os.getloadavg()}")
+    print("| recording | ember tasks/s | Ray tasks/s | ratio (ember/Ray) | CPU per task, all processes |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    ray = med.get("ray", float("nan"))
     for kind in ("on", "off"):
-        ray = med.get("ray", float("nan"))
-        print(f"| {kind} | {med[kind]:,.0f} | {ray:,.0f} | {med[kind] / ray:.2f} |")
-    print(f"\ncost of recording: {1 - med['on'] / med['off']:.1%} (1 - on/off); "
-          f"per-round on: {[round(v) for v in figures['on']]}, off: {[round(v) for v in figures['off']]}")
+        print(f"| {kind} | {med[kind]:,.0f} | {ray:,.0f} | {med[kind] / ray:.2f} | {cpu[kind]:.0f} us |")
+    print(f"\ncost of recording: throughput {1 - med['on'] / med['off']:.1%} (1 - on/off), "
+          f"CPU {cpu['on'] / cpu['off'] - 1:.1%} (on/off - 1)\n"
+          f"per round, on: {[round(v) for v in figures['on']]}, off: {[round(v) for v in figures['off']]}")
     return 0
 
 

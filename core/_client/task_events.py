@@ -110,22 +110,29 @@ class TaskEventBuffer:
     def _append(self, event: tuple) -> None:
         events = self._events
         if len(events) >= self.max_events:
-            try:
-                events.popleft()
-                self.dropped += 1
-            except IndexError:  # a flush emptied it meanwhile
-                pass
+            self._drop_oldest()
         events.append(event)
+
+    def _drop_oldest(self) -> None:
+        try:
+            self._events.popleft()
+            self.dropped += 1
+        except IndexError:  # a flush emptied it meanwhile
+            pass
 
     # --- the owner's side -------------------------------------------------------------
 
     def submitted(self, spec: p.TaskSpec, parent: TaskID | None, shape: dict[str, float] | None,
                   waiting_for_args: bool) -> None:
         """A task (``spec.actor_id`` set: an actor call) was submitted by this process."""
-        if self.enabled and _recorded(spec):
-            self._append(("S", spec.task_id, time.time(), spec.name,
-                          "ACTOR_TASK" if spec.actor_id is not None else "NORMAL_TASK",
-                          spec.actor_id, parent, shape, waiting_for_args, spec.placement_group))
+        # The hot path (the owner submits every task): _append and _recorded written out.
+        if self.enabled and getattr(spec, "enable_task_events", True) is not False:
+            events = self._events
+            if len(events) >= self.max_events:
+                self._drop_oldest()
+            events.append(("S", spec.task_id, time.time(), spec.name,
+                           "ACTOR_TASK" if spec.actor_id is not None else "NORMAL_TASK",
+                           spec.actor_id, parent, shape, waiting_for_args, spec.placement_group))
 
     def args_ready(self, spec: p.TaskSpec) -> None:
         """A task that waited for its arguments now waits for a worker."""
@@ -134,8 +141,11 @@ class TaskEventBuffer:
 
     def pushed(self, spec: p.TaskSpec, attempt: int) -> None:
         """A task was pushed to a leased worker (its ``attempt``-th try, from 1)."""
-        if self.enabled and _recorded(spec):
-            self._append(("P", spec.task_id, time.time(), attempt))
+        if self.enabled and getattr(spec, "enable_task_events", True) is not False:  # hot: written out
+            events = self._events
+            if len(events) >= self.max_events:
+                self._drop_oldest()
+            events.append(("P", spec.task_id, time.time(), attempt))
 
     def failed_here(self, spec: p.TaskSpec, error: BaseException | str, error_type: str | None = None) -> None:
         """A task failed without a worker's answer: cancelled, worker died, argument failed."""
@@ -155,8 +165,11 @@ class TaskEventBuffer:
         """The call ``started`` reported ended (``error_type`` None: it succeeded)."""
         entry = self.running.pop(spec.task_id, None)
         if entry is not None:
-            self._append(("F", spec.task_id, entry[0], time.time(), error_type,
-                          error_message[:MAX_ERROR_CHARS] if error_type else None))
+            events = self._events
+            if len(events) >= self.max_events:
+                self._drop_oldest()
+            events.append(("F", spec.task_id, entry[0], time.time(), error_type,
+                           error_message[:MAX_ERROR_CHARS] if error_type else None))
 
     def actor_created(self, spec: p.ActorSpec, start_s: float, error_message: str | None) -> None:
         """This worker ran an actor's ``__init__`` (``error_message``: its traceback if it
