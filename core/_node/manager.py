@@ -117,7 +117,8 @@ class NodeManager:
                                       self.objects, dispatch=self._handle, stop=self.stop,
                                       node_timeout_s=node_timeout_s)
         self.jobs = JobService(ctx)
-        self.state = StateService(ctx, placement_groups=lambda: self.placement.groups)
+        self.state = StateService(ctx, placement_groups=lambda: self.placement.groups,
+                                  submitted_jobs=lambda: self.jobs.jobs)
         ctx.objects.on_unreferenced = self.actors.on_unreferenced
         self.telemetry = TelemetryService(ctx, self.leases, state=self.state)
         #: One dispatch table, message type -> handler.

@@ -36,11 +36,14 @@ class StateService:
     """Args:
         ctx: the shared node context.
         placement_groups: the head's placement group records (read only).
+        submitted_jobs: the head's submitted jobs (``ember job``), by submission id (read only).
     """
 
-    def __init__(self, ctx: NodeContext, placement_groups: Callable[[], dict[bytes, Any]]) -> None:
+    def __init__(self, ctx: NodeContext, placement_groups: Callable[[], dict[bytes, Any]],
+                 submitted_jobs: Callable[[], dict[str, Any]] = dict) -> None:
         self.ctx = ctx
         self._placement_groups = placement_groups
+        self._submitted_jobs = submitted_jobs
         #: Only the head's store fills up: other nodes forward their processes' events.
         self.tasks = TaskEventStore()
         #: job id -> [start, end] in ms since the epoch (end None while it runs).
@@ -162,6 +165,15 @@ class StateService:
                 "driver_info": {"id": job.driver_id.hex(), "node_ip_address": _host(ctx.tcp_address),
                                 "pid": str(driver.pid) if driver is not None else None},
                 "ray_namespace": job.namespace})
+        for sid, job in self._submitted_jobs().items():
+            rows.append({
+                "job_id": None, "submission_id": sid, "type": "SUBMISSION", "status": job.status,
+                "entrypoint": job.entrypoint, "message": job.message or None, "error_type": job.error_type,
+                "start_time": job.start_time, "end_time": job.end_time, "metadata": dict(job.metadata),
+                "runtime_env": dict(job.runtime_env),
+                "driver_info": {"id": None, "node_ip_address": _host(ctx.tcp_address),
+                                "pid": str(job.driver_pid) if job.driver_pid else None},
+                "ray_namespace": None})
         return rows
 
     def placement_group_rows(self) -> list[dict[str, Any]]:

@@ -105,3 +105,18 @@ def test_timeline_writes_a_chrome_trace(three_nodes: Cluster, tmp_path: object) 
     wait_for(lambda: _cli(cluster, "timeline", "--output", path) and
              sum(1 for e in json.load(open(path)) if e.get("name") == "on_b") >= 3,
              timeout_s=30, what="three on_b slices in the trace")
+
+
+def test_submitted_jobs_are_listed_next_to_drivers(three_nodes: Cluster) -> None:
+    cluster = three_nodes
+    _cli(cluster, "job", "submit", "--submission-id", "state-listing", "--", "python", "-c", "print(7)")
+
+    def listed() -> dict | None:
+        jobs = json.loads(_cli(cluster, "list", "jobs", "--format", "json").stdout)
+        found = [j for j in jobs if j["submission_id"] == "state-listing"]
+        return found[0] if found and found[0]["status"] == "SUCCEEDED" else None
+
+    job = wait_for(listed, timeout_s=60, what="the submitted job SUCCEEDED in `ember list jobs`")
+    assert job["type"] == "SUBMISSION" and "print(7)" in job["entrypoint"] and job["end_time"] >= job["start_time"]
+    drivers = _cli(cluster, "list", "jobs", "--filter", "type=DRIVER", "--format", "json").stdout
+    assert ember.get_runtime_context().get_job_id() in drivers

@@ -181,8 +181,10 @@ def test_a_page_of_100000_tasks_is_filtered_and_cut_on_the_head() -> None:
     assert store.query(both, limit=1)["total"] == sum(1 for i in range(100_000) if i % 10 and i % 3 == 1)
     by_id = check_filters("tasks", [("task_id", "=", _spec(77).task_id.hex())])
     assert [r["task_id"] for r in store.query(by_id)["rows"]] == [_spec(77).task_id.hex()]
-    summary = store.summary()["cluster"]
+    answer = store.summary()
+    summary = answer["cluster"]
     assert summary["total_tasks"] == 100_000
+    assert answer["state_counts"] == {"RUNNING": 10_000, "PENDING_NODE_ASSIGNMENT": 90_000}
     assert summary["summary"]["f0"]["state_counts"]["RUNNING"] == sum(1 for i in range(0, 100_000, 10) if i % 3 == 0)
 
 
