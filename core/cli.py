@@ -178,7 +178,8 @@ def _status(_args: argparse.Namespace) -> int:
                                 "; ".join(f"{{{k}}} x {n}" for k, n in sorted(demand.items()))))
     mb = 1 << 20
     print(f"object store (this node): {store['used_bytes'] / mb:.1f} / {store['capacity_bytes'] / mb:.1f} "
-          f"MiB in {store['num_objects']} objects")
+          f"MiB in {store['num_objects']} objects, {store.get('pinned_bytes', 0) / mb:.1f} MiB pinned "
+          f"by readers, {store['spilled_bytes'] / mb:.1f} MiB spilled")
     if autoscaler:
         from .autoscaler.monitor import format_report
         print(format_report(autoscaler))
@@ -236,13 +237,24 @@ def format_memory(stats: dict, top: int = 10) -> str:
                      f"used ({node['used_bytes'] / node['total_bytes']:.0%}; {monitor})")
     lines.append(f"object store: {stats['used_bytes'] / mb:.1f} / {stats['capacity_bytes'] / mb:.1f} MiB "
                  f"in memory, {stats['num_objects']} objects")
+    if "free_bytes" in stats:
+        lines.append(f"  free {stats['free_bytes'] / mb:.1f} MiB (largest block "
+                     f"{stats['largest_free_bytes'] / mb:.1f} MiB); pinned by readers "
+                     f"{stats['pinned_bytes'] / mb:.1f} MiB in {stats['num_pinned']} blocks")
     lines.append(f"spilled: {stats['spilled_bytes'] / mb:.1f} MiB in {stats.get('num_spilled', 0)} objects")
+    if stats.get("spill_capacity_bytes"):
+        lines.append(f"  spill file {stats['spill_file_bytes'] / mb:.1f} / "
+                     f"{stats['spill_capacity_bytes'] / mb:.1f} MiB, being written "
+                     f"{stats['spilling_bytes'] / mb:.1f} MiB")
+    if "pulled_objects" in stats:
+        lines.append(f"pulled from other nodes: {stats['pulled_objects']} objects, "
+                     f"{stats['pulled_bytes'] / mb:.1f} MiB")
     largest = stats.get("largest_objects", [])[:top]
     if largest:
         lines.append("largest objects:")
         lines.append(f"  {'object id':<26} {'size':>11}  {'where':<8} held by")
         for item in largest:
-            where = "spilled" if item["spilled"] else "memory"
+            where = "spilled" if item["spilled"] else "pinned" if item.get("pinned") else "memory"
             holders = ", ".join(item["holders"]) or "-"
             lines.append(f"  {item['object_id']:<26.26} {item['size_bytes'] / mb:>7.1f} MiB  {where:<8} {holders}")
     return "\n".join(lines)

@@ -219,19 +219,35 @@ class OwnerDiedError(ObjectLostError):
 
 
 class ObjectStoreFullError(EmberError):
-    """The object does not fit in the node's store even after freeing unused objects."""
+    """The object does not fit in the node's store even after spilling what can be spilled."""
 
-    def __init__(self, size_bytes: int, used_bytes: int, capacity_bytes: int) -> None:
+    def __init__(self, size_bytes: int, used_bytes: int, capacity_bytes: int,
+                 pinned_bytes: int | None = None, spill_used_bytes: int | None = None,
+                 spill_capacity_bytes: int | None = None, spill_full: bool = False) -> None:
         self.size_bytes = size_bytes
         self.used_bytes = used_bytes
         self.capacity_bytes = capacity_bytes
-        super().__init__(size_bytes, used_bytes, capacity_bytes)
+        #: Bytes of the store mapped by readers (numpy views from ``get``): not reusable yet.
+        self.pinned_bytes = pinned_bytes
+        self.spill_used_bytes = spill_used_bytes
+        self.spill_capacity_bytes = spill_capacity_bytes
+        #: The spill file had no room left (EMBER_MAX_SPILL_BYTES bounds it).
+        self.spill_full = spill_full
+        super().__init__(size_bytes, used_bytes, capacity_bytes, pinned_bytes, spill_used_bytes,
+                         spill_capacity_bytes, spill_full)
 
     def __str__(self) -> str:
         mb = 1 << 20
-        return (f"cannot store an object of {self.size_bytes / mb:.1f} MiB: the object store holds "
-                f"{self.used_bytes / mb:.1f} of {self.capacity_bytes / mb:.1f} MiB. Drop refs you no "
-                "longer need, or start ember with a larger object_store_memory=.")
+        text = (f"cannot store an object of {self.size_bytes / mb:.1f} MiB: the object store holds "
+                f"{self.used_bytes / mb:.1f} of {self.capacity_bytes / mb:.1f} MiB")
+        if self.pinned_bytes:
+            text += (f", {self.pinned_bytes / mb:.1f} MiB of it mapped by readers (values from "
+                     "ember.get that are still alive)")
+        if self.spill_full and self.spill_capacity_bytes is not None:
+            text += (f"; the spill file is full ({self.spill_used_bytes / mb:.1f} of "
+                     f"{self.spill_capacity_bytes / mb:.1f} MiB; raise EMBER_MAX_SPILL_BYTES)")
+        return text + (". Drop refs and values you no longer need, or start ember with a larger "
+                       "object_store_memory=.")
 
 
 class GetTimeoutError(EmberError, TimeoutError):

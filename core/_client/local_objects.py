@@ -8,6 +8,8 @@ entry into a value. It talks to the node manager only through its ``NodeLink``.
     submitter --add_owned(ids)--> [pending entries] <--complete(id, ...)-- TaskReply
     get(ref)  --values(ids)-----> wait_ready -> inline bytes | mapped segment -> deserialize
     ref.__del__ --release(id)--> releases deque --drain_releases (safe point)--> RemoveRefs
+    put       --CreateObject--> offset -> write into the store mapping --PutObject--> sealed
+    a get's mapping collected --> StoreMapping.unpins --drain_releases--> Unpin
 
 Invariants: every entry changes under ``lock``; ``__del__`` never takes it (it only
 appends to ``releases``, drained at safe points); an owned entry stays until its
@@ -18,16 +20,16 @@ from __future__ import annotations
 
 import collections
 import itertools
-import os
 import threading
 import time
+import weakref
 from typing import Any, Callable, Protocol
 
 from .._wire import protocol as p
 from .._types import ActorID, ObjectID
 from ..exceptions import EmberSystemError, GetTimeoutError, ObjectLostError, TaskError
 from .._wire.node_link import NodeLink
-from .._wire.segments import create_segment, map_segment
+from .._wire.segments import StoreMapping
 from .._wire.serialization import FLAG_ERROR, Serialized, deserialize, read_flags, serialize
 
 #: How long a borrowed ref's hold outlives its last local use.
@@ -69,7 +71,7 @@ class _NoLineage:
 class LocalObject:
     """What this process knows about one object (an entry of ``LocalObjectTable``)."""
 
-    __slots__ = ("ready", "inline", "stored", "flags", "segment", "nm_hold", "owned",
+    __slots__ = ("ready", "inline", "stored", "flags", "segment", "mapped", "nm_hold", "owned",
                  "shared_pending", "dropped", "callbacks", "fetching", "error", "home", "size")
 
     def __init__(self, owned: bool) -> None:
@@ -79,8 +81,12 @@ class LocalObject:
         #: Sealed in the node's store.
         self.stored = False
         self.flags = 0
-        #: Read-only mapping of the stored segment, once fetched.
+        #: Read-only view of the stored object, fetched ahead of a get (``wait``); the get
+        #: that uses it drops it, so the mapping (and the node's pin) lives only as long as
+        #: the values that view it.
         self.segment: memoryview | None = None
+        #: The mapping behind the last view handed out, while values still use it.
+        self.mapped: weakref.ref | None = None
         #: This process holds a reference at the node manager.
         self.nm_hold = False
         self.owned = owned
@@ -133,6 +139,13 @@ class LocalObjectTable:
         self._waiters: set[threading.Event] = set()
         #: Borrowed refs no longer used here -> when to release their hold (BORROW_LINGER_S).
         self._lingering: dict[ObjectID, float] = {}
+        #: This process's mapping of the node's store. Mapped now, not on first use: a
+        #: reply callback on the link's reader thread may need it, and that thread must
+        #: never wait for a reply. Links that cannot carry fds (TCP) have none.
+        self.store: StoreMapping | None = None
+        if link.address.startswith("unix:"):
+            capacity, fds = link.call(lambda rid: p.MapStore(rid))
+            self.store = StoreMapping(fds[0], capacity)
 
     # --- reference counts -------------------------------------------------------------
 
@@ -151,7 +164,14 @@ class LocalObjectTable:
         with self.lock:
             self.actor_ids.add(actor_id)
 
+    def has_releases(self) -> bool:
+        """Refs or mappings were dropped since the last ``drain_releases``."""
+        return bool(self.releases) or (self.store is not None and bool(self.store.unpins))
+
     def drain_releases(self) -> None:
+        store = self.store
+        if store is not None and store.unpins:
+            self.link.send(p.Unpin(store.drain()))
         releases = self.releases
         if not releases:
             return
@@ -221,7 +241,8 @@ class LocalObjectTable:
         by_home: dict[str, int] = {}
         for oid in oids:
             entry = self.objects.get(oid)
-            if entry is not None and entry.home is not None and entry.segment is None:
+            if entry is not None and entry.home is not None and entry.segment is None \
+                    and entry.mapped is None:
                 by_home[entry.home] = by_home.get(entry.home, 0) + entry.size
         return by_home
 
@@ -335,15 +356,28 @@ class LocalObjectTable:
 
     def _seal(self, oid: ObjectID, value: Serialized | bytes | bytearray, flags: int,
               contained: list[bytes], holder: bytes | None = None) -> None:
-        # The putter keeps no mapping: the store may spill the object, and a mapping held
-        # here would keep its memory in use all the same.
-        fd = create_segment(value)
+        """Write ``value`` into a block of the store and seal it there.
+
+        Raises:
+            ObjectStoreFullError: no room even after spilling (with the sizes).
+        """
+        # The putter keeps no mapping of the object: the store may spill it at once.
         size = value.total_bytes if isinstance(value, Serialized) else len(value)
-        try:
-            self.link.call(lambda rid: p.PutObject(rid, oid, size, flags, holder or self.worker_id,
-                                                   contained), fds=(fd,))
-        finally:
-            os.close(fd)
+        holder = holder or self.worker_id
+        store = self._store()
+        if store.unpins:  # views this process dropped free room: say so before asking
+            self.link.send(p.Unpin(store.drain()))
+        offset, _ = self.link.call(lambda rid: p.CreateObject(rid, oid, size, holder))
+        if offset is None:
+            return  # sealed already (a retried task): the holder now holds that copy
+        store.write(offset, value)
+        self.link.call(lambda rid: p.PutObject(rid, oid, size, flags, holder, contained, offset))
+
+    def _store(self) -> StoreMapping:
+        if self.store is None:
+            raise EmberSystemError("this process has no shared-memory store (its node manager "
+                                   "is on another machine)")
+        return self.store
 
     def seal_for(self, oid: ObjectID, ser: Serialized, owner: bytes) -> None:
         """Seal a task's return in the store on behalf of its owner."""
@@ -412,6 +446,7 @@ class LocalObjectTable:
         entry = self.objects.get(oid)
         if entry is not None:
             entry.ready, entry.stored, entry.segment, entry.home, entry.inline = False, False, None, None, None
+            entry.mapped = None
 
     def _seal_late(self, oid: ObjectID, entry: LocalObject, value: Any) -> None:
         self._seal(oid, value, entry.flags, [])
@@ -467,9 +502,9 @@ class LocalObjectTable:
             with self.lock:
                 entry.fetching = False
                 if reply.ok:
-                    size, flags = reply.value
-                    if fds:
-                        entry.segment = map_segment(fds[0], size)
+                    size, flags, offset = reply.value
+                    if fetch:
+                        self._hold_view(entry, self._store().map_object(offset, size))
                     entry.stored, entry.flags = True, flags
                 else:
                     entry.error = reply.value if isinstance(reply.value, BaseException) else \
@@ -555,7 +590,7 @@ class LocalObjectTable:
             for oid in oids:
                 entry = self.objects.get(oid)
                 if entry is not None and entry.ready and entry.stored and entry.segment is None \
-                        and entry.inline is None and entry.error is None:
+                        and entry.inline is None and entry.error is None and not self._alive(entry):
                     todo.append((oid, entry))
         if not todo:
             return
@@ -564,8 +599,9 @@ class LocalObjectTable:
 
         def mapped(entry: LocalObject) -> Callable[[p.Reply, list[int]], None]:
             def on_reply(reply: p.Reply, fds: list[int]) -> None:
-                if reply.ok and fds:
-                    entry.segment = map_segment(fds[0], reply.value[0])
+                if reply.ok:
+                    size, _flags, offset = reply.value
+                    self._hold_view(entry, self._store().map_object(offset, size))
                 with self.lock:
                     left[0] -= 1
                     if left[0] == 0:
@@ -609,6 +645,7 @@ class LocalObjectTable:
         else:
             try:
                 data = self._segment(oid, entry)
+                entry.segment = None  # from now on the values hold the mapping, not the entry
             except ObjectLostError:
                 if not (entry.owned and self.lineage.reconstruct(oid)):
                     raise
@@ -655,18 +692,35 @@ class LocalObjectTable:
         return None
 
     def _segment(self, oid: ObjectID, entry: LocalObject) -> memoryview:
-        """The entry's stored segment, mapped here once (copied here first if remote)."""
-        if entry.segment is None:
-            entry.segment = self._map(oid, entry.home)
-        return entry.segment
+        """The entry's stored object: the view fetched ahead, the mapping an earlier value
+        still uses, or a new mapping (copied to this node first if remote)."""
+        if entry.segment is not None:
+            return entry.segment
+        mapping = entry.mapped() if entry.mapped is not None else None
+        if mapping is not None:
+            return memoryview(mapping)[:entry.size]
+        view = self._map(oid, entry.home)
+        entry.mapped, entry.size = weakref.ref(view.obj), len(view)
+        return view
+
+    @staticmethod
+    def _hold_view(entry: LocalObject, view: memoryview) -> None:
+        """Keep a view fetched ahead of its get (the get drops it)."""
+        entry.segment, entry.mapped, entry.size = view, weakref.ref(view.obj), len(view)
+
+    @staticmethod
+    def _alive(entry: LocalObject) -> bool:
+        """A value from an earlier get still maps the object here."""
+        return entry.mapped is not None and entry.mapped() is not None
 
     def fetch_stored(self, oid: ObjectID, home: str | None = None) -> memoryview:
         """A stored object's segment (workers fetching arguments), copied here if remote."""
         return self._map(oid, self._local_or(home) if home else None)
 
     def _map(self, oid: ObjectID, home: str | None) -> memoryview:
-        (size, _flags), fds = self.link.call(lambda rid: p.GetObject(rid, oid, True, home))
-        return map_segment(fds[0], size)
+        """Map a stored object read-only; the node pins it until the mapping is collected."""
+        (size, _flags, offset), _ = self.link.call(lambda rid: p.GetObject(rid, oid, True, home))
+        return self._store().map_object(offset, size)
 
 
 def error_returns(error: BaseException, num_returns: int) -> list[Completion]:

@@ -162,7 +162,7 @@ class Runtime:
         while not self._stop.wait(interval_s):
             try:
                 objects = self.objects
-                busy = bool(objects.releases) or bool(objects._lingering) or any(
+                busy = objects.has_releases() or bool(objects._lingering) or any(
                     state.leases or state.queue for state in self.submitter.keys.values())
                 objects.drain_releases()
                 self.submitter.return_idle_leases()

@@ -277,6 +277,8 @@ class NodeManager:
                     self.actors.node_died(client.worker_id)
             return
         if client.kind == "peer":
+            with ctx.lock:  # blocks it was streaming from here are free to go
+                self.objects.release_peer(client)
             return
         with ctx.lock:
             if ctx.clients.get(client.worker_id) is client:

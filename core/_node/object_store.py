@@ -1,14 +1,25 @@
-"""The node manager's object table: sealed segments, pending objects, and references.
+"""The node manager's object table: objects in the arena, reader pins, references, spilling.
 
-Each object's segment is a memfd held open here while anything references the
-object. References are holder sets: a process (by worker id) holds an id at most
-once, and an object that contains refs holds each of them until it is freed itself.
-Ids of actors live in the same table, so an actor handle keeps its actor alive the
-same way a ref keeps its object alive.
+    CreateObject -> reserve(size): a block now, or once spilling made room (FIFO)
+    PutObject    -> seal: the block becomes the object's; waiters fire
+    GetObject    -> wait (restoring from disk if spilled) -> pin(holder) -> offset
+    Unpin / the holder's connection closes -> unpin: an orphaned block goes with its last pin
+    last reference dropped -> the block is freed, or orphaned while readers still pin it
+
+A block is reused only when its object is unreferenced *and* unpinned, so a reader's
+zero-copy view never sees another object's bytes. Spilling is decided here (lock held)
+and carried out by ``run_io`` (the object service's spill thread, no lock): an object
+being written out is still served from memory; its block is freed once the write is
+done, unless a reader pinned it meanwhile (then it stays in memory).
+
+References are holder sets: a process (by worker id) holds an id at most once, and an
+object that contains refs holds each of them until it is freed itself. Ids of actors
+live in the same table, so an actor handle keeps its actor alive the same way.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from collections import defaultdict
@@ -16,21 +27,39 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from .._types import ObjectID
+from .arena import Arena, block_bytes
 from ..exceptions import ObjectLostError, ObjectStoreFullError
+from .spill_file import SpillFile, default_spill_bytes
 
 #: Holder of copies pulled from other nodes: nobody's; evicted first when room is needed.
 CACHE_HOLDER = b"cache"
 
+#: How long a request for room waits for readers to let go of pinned objects before it
+#: fails with ObjectStoreFullError (spills in progress are always waited for).
+STORE_FULL_WAIT_S = float(os.environ.get("EMBER_STORE_FULL_WAIT_S", "10"))
+
 #: Called with ("sealed", entry) or ("failed", error) when a waited-for object settles.
 Waiter = Callable[[str, object], None]
+
+Location = Literal["memory", "spilling", "disk", "restoring"]
+
+
+@dataclass(eq=False)
+class Block:
+    """A range of the arena that holds (or is being filled with) one object."""
+    offset: int
+    size: int
+    #: Readers (and peers streaming it) that map it now; the block is not reused before 0.
+    pins: int = 0
+    #: Its object is gone (freed or spilled) but readers still pin it: freed at 0 pins.
+    orphaned: bool = False
 
 
 @dataclass
 class ObjectEntry:
-    """One object in the node's store: its memfd (or spill file), owner and waiters."""
+    """One object of the node: where its bytes are, its owner and its waiters."""
     object_id: ObjectID
     state: Literal["pending", "sealed", "failed"] = "pending"
-    fd: int = -1
     size: int = 0
     flags: int = 0
     owner: bytes = b""
@@ -38,32 +67,85 @@ class ObjectEntry:
     error: object = None
     waiters: list[Waiter] = field(default_factory=list)
     last_access: float = 0.0
-    #: Path of the on-disk copy while the object is spilled (fd == -1 then).
-    spilled_path: str | None = None
-    #: Being written to disk outside the node's lock: counted as spilled already, still
-    #: served from ``fd`` until the write finishes (``finish_spill``).
-    spilling: bool = False
+    #: The arena block while the bytes are in memory ("memory", "spilling").
+    block: Block | None = None
+    location: Location = "memory"
+    #: Offset in the spill file while on disk ("disk", "restoring"; also "spilling").
+    spill_offset: int = -1
+
+
+#: Told the reserved block, or the error that ends the wait (exactly one is None).
+Reserved = Callable[[Block | None, BaseException | None], None]
+
+#: Runs ``io`` off the node lock, then ``finish(ok)`` with the lock held.
+RunIO = Callable[[Callable[[], None], Callable[[bool], None]], None]
+
+
+@dataclass(eq=False)
+class _Request:
+    """Someone waiting for room: a put (its creator), a restore, or a pull."""
+    size: int
+    done: Reserved
+    deadline: float
+    creator: bytes | None = None
+
+
+def _run_inline(io: Callable[[], None], finish: Callable[[bool], None]) -> None:
+    """Disk I/O without a spill thread (tables used with plain calls)."""
+    try:
+        io()
+    except OSError:
+        finish(False)
+        return
+    finish(True)
 
 
 class ObjectTable:
-    """Objects and references of one node. Not thread-safe: the node manager locks."""
+    """Objects, blocks, pins and references of one node. Not thread-safe: the node locks.
 
-    def __init__(self, capacity_bytes: int, spill_dir: str | None = None) -> None:
-        self.capacity_bytes = capacity_bytes
-        self.used_bytes = 0
-        self.spill_dir = spill_dir
-        self.spilled_bytes = 0
+    Args:
+        capacity_bytes: the arena's size (``object_store_memory``).
+        spill_dir: where the spill file lives; None: nothing spills (full means full).
+        spill_bytes: the most the spill file may hold (default: half the free disk).
+    """
+
+    def __init__(self, capacity_bytes: int, spill_dir: str | None = None,
+                 spill_bytes: int | None = None) -> None:
+        self.arena = Arena(capacity_bytes)
+        self.capacity_bytes = self.arena.capacity_bytes
+        self.spill: SpillFile | None = None
+        if spill_dir is not None:
+            self.spill = SpillFile(spill_dir, spill_bytes if spill_bytes is not None
+                                   else default_spill_bytes(spill_dir))
         self.objects: dict[ObjectID, ObjectEntry] = {}
         self._holders: dict[bytes, set[bytes]] = defaultdict(set)
         self._held_by: dict[bytes, set[bytes]] = defaultdict(set)
+        #: Allocated blocks by offset (objects', orphaned, being created or restored).
+        self._blocks: dict[int, Block] = {}
+        #: Blocks handed to a creator that has not sealed them yet: offset -> (block, creator, id).
+        self._creating: dict[int, tuple[Block, bytes, ObjectID]] = {}
+        #: holder -> arena offset -> pins it holds there.
+        self._pins: dict[bytes, collections.Counter[int]] = defaultdict(collections.Counter)
+        self._requests: collections.deque[_Request] = collections.deque()
+        self._serving = False
+        #: Bytes of blocks being written to disk: room that is on its way.
+        self._spilling_bytes = 0
+        #: The spill file refused an object: named in the store-full error.
+        self._spill_refused = False
         #: Called with an id whose last holder went away and that is not an object here.
         self.on_unreferenced: Callable[[bytes], None] = lambda _id: None
-        #: Called (lock held) with an entry to write to disk, a dup of its fd and the path;
-        #: the caller writes it without the lock and then calls ``finish_spill``. None:
-        #: spill synchronously (plain-call use without a node manager).
-        self.spill_later: Callable[[ObjectEntry, int, str], None] | None = None
+        self.run_io: RunIO = _run_inline
 
-    # --- objects ---------------------------------------------------------------------
+    @property
+    def used_bytes(self) -> int:
+        """Arena bytes allocated (objects, blocks being written, orphaned pinned blocks)."""
+        return self.capacity_bytes - self.arena.extents.free_bytes
+
+    @property
+    def spilled_bytes(self) -> int:
+        return sum(e.size for e in self.objects.values() if e.location in ("disk", "restoring"))
+
+    # --- creating objects ------------------------------------------------------------
 
     def declare(self, object_id: ObjectID, owner: bytes) -> None:
         """A pending object that borrowers may wait for until its owner seals it."""
@@ -71,27 +153,58 @@ class ObjectTable:
             self.objects[object_id] = ObjectEntry(object_id, owner=owner)
         self.add_ref(object_id, owner)
 
-    def seal(self, object_id: ObjectID, fd: int, size: int, flags: int, holder: bytes,
-             contained: list[bytes]) -> list[tuple[Waiter, ObjectEntry]]:
-        """Store a segment. Re-sealing a sealed object (a retried task) keeps the first copy.
+    def create(self, object_id: ObjectID, size: int, creator: bytes, holder: bytes,
+               done: Callable[[int | None, BaseException | None], None]) -> None:
+        """Reserve a block for ``creator`` to write ``object_id`` into; ``done(offset, None)``.
 
-        Raises:
-            ObjectStoreFullError: the segment does not fit in the remaining capacity.
+        ``done(None, None)``: the object is sealed already (a retried task): ``holder``
+        now holds it and nothing is to be written. ``done(None, error)``: no room.
         """
         entry = self.objects.get(object_id)
         if entry is not None and entry.state == "sealed":
-            os.close(fd)
+            self.add_ref(object_id, holder)
+            done(None, None)
+            return
+
+        def reserved(block: Block | None, error: BaseException | None) -> None:
+            if block is None:
+                done(None, error)
+                return
+            self._creating[block.offset] = (block, creator, object_id)
+            done(block.offset, None)
+
+        self.reserve(size, reserved, creator)
+
+    def seal(self, object_id: ObjectID, offset: int, size: int, flags: int, creator: bytes,
+             holder: bytes, contained: list[bytes]) -> list[tuple[Waiter, ObjectEntry]]:
+        """The creator wrote the block at ``offset``: it becomes the object.
+
+        Raises:
+            ValueError: ``offset`` is not a block this creator reserved for this object.
+        """
+        creating = self._creating.get(offset)
+        if creating is None or creating[1] != creator or creating[2] != object_id \
+                or size > creating[0].size:
+            raise ValueError(f"no block at offset {offset} was reserved for object "
+                             f"{object_id.hex()} of {size} bytes by this process")
+        del self._creating[offset]
+        return self.seal_block(object_id, creating[0], size, flags, holder, contained)
+
+    def seal_block(self, object_id: ObjectID, block: Block, size: int, flags: int, holder: bytes,
+                   contained: list[bytes]) -> list[tuple[Waiter, ObjectEntry]]:
+        """Make a filled block an object. Re-sealing a sealed object (a retried task, a
+        second pull) keeps the first copy."""
+        entry = self.objects.get(object_id)
+        if entry is not None and entry.state == "sealed":
+            self.release_block(block)
             self.add_ref(object_id, holder)
             return []
-        if not self._make_room(size, keep=object_id):
-            os.close(fd)
-            raise ObjectStoreFullError(size, self.used_bytes, self.capacity_bytes)
         if entry is None:
             entry = self.objects[object_id] = ObjectEntry(object_id, owner=holder)
-        entry.state, entry.fd, entry.size, entry.flags = "sealed", fd, size, flags
+        entry.state, entry.size, entry.flags = "sealed", size, flags
+        entry.block, entry.location = block, "memory"
         entry.contained = list(contained)
         entry.last_access = time.monotonic()
-        self.used_bytes += size
         for inner in entry.contained:
             self.add_ref(inner, object_id)
         self.add_ref(object_id, holder)
@@ -99,19 +212,67 @@ class ObjectTable:
         entry.waiters.clear()
         return fired
 
-    def wait(self, object_id: ObjectID, waiter: Waiter) -> ObjectEntry | None:
-        """The entry if settled now; else ``waiter`` is called when it settles."""
+    def release_creating(self, creator: bytes) -> None:
+        """A process exited: blocks it was writing, and its requests for room, go."""
+        for offset, (block, who, _oid) in list(self._creating.items()):
+            if who == creator:
+                del self._creating[offset]
+                self.release_block(block)
+        self._requests = collections.deque(r for r in self._requests if r.creator != creator)
+        self._serve_requests()
+
+    # --- reading ---------------------------------------------------------------------
+
+    def wait(self, object_id: ObjectID, waiter: Waiter, in_memory: bool = True) -> ObjectEntry | None:
+        """The entry if settled now; else ``waiter`` is called when it settles.
+
+        ``in_memory``: a spilled object is restored first (the caller will map it).
+        """
         entry = self.objects.get(object_id)
         if entry is None:
             return ObjectEntry(object_id, state="failed", error=ObjectLostError(
                 object_id.hex(), "no reference to it was left, so it was freed"))
-        if entry.state != "pending":
-            entry.last_access = time.monotonic()
-            if entry.spilled_path is not None:
+        if entry.state == "pending" or (in_memory and entry.location in ("disk", "restoring")):
+            entry.waiters.append(waiter)
+            if entry.state == "sealed" and entry.location == "disk":
                 self._restore(entry)
-            return entry
-        entry.waiters.append(waiter)
-        return None
+            return None
+        entry.last_access = time.monotonic()
+        return entry
+
+    def pin(self, holder: bytes, entry: ObjectEntry) -> int:
+        """``holder`` maps ``entry``'s block: it is not reused until unpinned. Its offset."""
+        block = entry.block
+        block.pins += 1
+        self._pins[holder][block.offset] += 1
+        return block.offset
+
+    def unpin(self, holder: bytes, offsets: list[int]) -> None:
+        """``holder`` no longer maps these blocks (once per pin; unknown ones are ignored)."""
+        pins = self._pins.get(holder)
+        if pins is None:
+            return
+        for offset in offsets:
+            if pins.get(offset, 0) <= 0:
+                continue
+            pins[offset] -= 1
+            if not pins[offset]:
+                del pins[offset]
+            self._unpin_block(self._blocks[offset], 1)
+        if not pins:
+            del self._pins[holder]
+        self._serve_requests()
+
+    def release_pins(self, holder: bytes) -> None:
+        """A process (or peer) went away: every pin it held goes with it."""
+        for offset, count in self._pins.pop(holder, {}).items():
+            self._unpin_block(self._blocks[offset], count)
+        self._serve_requests()
+
+    def _unpin_block(self, block: Block, count: int) -> None:
+        block.pins -= count
+        if block.pins == 0 and block.orphaned:
+            self._free_block(block)
 
     def fail_owned_by(self, owner: bytes, make_error: Callable[[ObjectID], object]
                       ) -> list[tuple[Waiter, ObjectEntry]]:
@@ -159,116 +320,234 @@ class ObjectTable:
             return
         del self.objects[ref_id]
         if entry.waiters:
-            error = ObjectLostError(ref_id.hex(), "its last reference was dropped before it was sealed")
+            error = ObjectLostError(ref_id.hex(), "its last reference was dropped before it was "
+                                    "ready")
             entry.state, entry.error = "failed", error
             for waiter in entry.waiters:
                 waiter("failed", entry)
             entry.waiters.clear()
-        if entry.state == "sealed":
-            if entry.spilled_path is not None:
-                os.remove(entry.spilled_path)
-                self.spilled_bytes -= entry.size
-            elif entry.spilling:  # the writer removes its file when it finishes
-                os.close(entry.fd)
-                self.spilled_bytes -= entry.size
-            else:
-                os.close(entry.fd)
-                self.used_bytes -= entry.size
-            for inner in entry.contained:
-                self.remove_ref(inner, ref_id)
+        if entry.state != "sealed":
+            return
+        # "spilling" and "restoring" are finished by their I/O's completion, which sees the
+        # entry gone and frees what it holds.
+        if entry.location == "memory":
+            self.release_block(entry.block)
+        elif entry.location == "disk":
+            self.spill.free(entry.spill_offset, entry.size)
+        for inner in entry.contained:
+            self.remove_ref(inner, ref_id)
+        self._serve_requests()
+
+    # --- blocks and room -------------------------------------------------------------
+
+    def reserve(self, size: int, done: Reserved, creator: bytes | None = None,
+                wait_s: float = STORE_FULL_WAIT_S) -> None:
+        """A block of ``size`` bytes for ``done``: now, or once spilling made room.
+
+        Requests are served in order. ``done(None, ObjectStoreFullError)`` when the object
+        can never fit, or nothing more can be spilled and no reader let go in ``wait_s``.
+        """
+        if block_bytes(size) > self.capacity_bytes:
+            done(None, self._full_error(size))
+            return
+        self._requests.append(_Request(size, done, time.monotonic() + wait_s, creator))
+        self._serve_requests()
+
+    def expire(self, now: float) -> None:
+        """Fail requests that waited past their deadline (called by the spill thread)."""
+        expired = [r for r in self._requests if r.deadline <= now]
+        if not expired:
+            return
+        self._requests = collections.deque(r for r in self._requests if r.deadline > now)
+        for request in expired:
+            request.done(None, self._full_error(request.size))
+        self._serve_requests()
+
+    def _serve_requests(self) -> None:
+        if self._serving:  # re-entered from a callback or inline I/O: the outer loop goes on
+            return
+        self._serving = True
+        try:
+            while self._requests:
+                request = self._requests[0]
+                offset = self.arena.extents.alloc(request.size)
+                if offset is not None:
+                    self._requests.popleft()
+                    block = self._blocks[offset] = Block(offset, block_bytes(request.size))
+                    request.done(block, None)
+                    continue
+                outlook = self._make_room(request.size)
+                if outlook == "later":
+                    return
+                if outlook == "never":
+                    self._requests.popleft()
+                    request.done(None, self._full_error(request.size))
+        finally:
+            self._serving = False
+
+    def _make_room(self, size: int) -> Literal["now", "later", "never"]:
+        """Evict cached copies, then start spilling least recently used objects, until a
+        block of ``size`` fits or will once the writes in progress finish."""
+        need = block_bytes(size)
+        extents = self.arena.extents
+        candidates = sorted((e for e in self.objects.values()
+                             if e.state == "sealed" and e.location == "memory" and e.block.pins == 0),
+                            key=lambda e: e.last_access)
+        for entry in candidates:
+            if self._holders.get(entry.object_id) == {CACHE_HOLDER}:
+                self.remove_ref(entry.object_id, CACHE_HOLDER)
+                if extents.largest_free() >= need:
+                    return "now"
+        for entry in candidates:
+            if extents.largest_free() >= need:
+                return "now"
+            if self._spilling_bytes and extents.free_bytes + self._spilling_bytes >= need:
+                break  # enough is on its way to disk
+            if self.objects.get(entry.object_id) is entry and entry.location == "memory" \
+                    and not entry.block.pins:
+                self._spill(entry)
+        if extents.largest_free() >= need:
+            return "now"
+        if self._spilling_bytes or any(b.pins for b in self._blocks.values()) or self._creating:
+            return "later"  # writes finishing, readers letting go, or new objects to spill
+        return "never"
+
+    def _full_error(self, size: int) -> ObjectStoreFullError:
+        pinned = sum(b.size for b in self._blocks.values() if b.pins)
+        spill = self.spill
+        return ObjectStoreFullError(
+            size, self.used_bytes, self.capacity_bytes, pinned_bytes=pinned,
+            spill_used_bytes=spill.used_bytes if spill is not None else None,
+            spill_capacity_bytes=spill.capacity_bytes if spill is not None else None,
+            spill_full=self._spill_refused)
+
+    def release_block(self, block: Block) -> None:
+        """The block's object (or a pull that failed) no longer needs it: freed now, or when
+        its last pin goes."""
+        if block.pins:
+            block.orphaned = True
+        else:
+            self._free_block(block)
+
+    def _free_block(self, block: Block) -> None:
+        del self._blocks[block.offset]
+        self.arena.extents.free(block.offset, block.size)
+        self._serve_requests()
 
     # --- spilling --------------------------------------------------------------------
 
-    def _make_room(self, size: int, keep: ObjectID) -> bool:
-        """Drop cached copies of remote objects, then spill least-recently-used objects,
-        until ``size`` more bytes fit."""
-        if self.used_bytes + size <= self.capacity_bytes:
-            return True
-        if size > self.capacity_bytes:
-            return False
-        victims = sorted((e for e in self.objects.values()
-                          if e.state == "sealed" and e.spilled_path is None and not e.spilling
-                          and e.object_id != keep),
-                         key=lambda e: (self._holders.get(e.object_id) != {CACHE_HOLDER}, e.last_access))
-        for victim in victims:
-            if self._holders.get(victim.object_id) == {CACHE_HOLDER}:
-                self.remove_ref(victim.object_id, CACHE_HOLDER)
-            elif self.spill_dir is not None:
-                self._spill(victim)
-            else:
-                break
-            if self.used_bytes + size <= self.capacity_bytes:
-                return True
-        return False
-
     def _spill(self, entry: ObjectEntry) -> None:
-        # Readers that mapped the segment keep their pages; new readers get a restored copy.
-        path = os.path.join(self.spill_dir, entry.object_id.hex())
-        if self.spill_later is not None:
-            # Written to disk by the node manager's spill thread, not under its lock: the
-            # room counts as made now (the pages go once the write is done).
-            entry.spilling = True
-            self.used_bytes -= entry.size
-            self.spilled_bytes += entry.size
-            self.spill_later(entry, os.dup(entry.fd), path)
+        """Start writing ``entry`` to the spill file (I/O on the spill thread)."""
+        if self.spill is None:
             return
-        with open(path, "wb") as out:
-            offset = 0
-            while offset < entry.size:
-                offset += os.sendfile(out.fileno(), entry.fd, offset, entry.size - offset)
-        os.close(entry.fd)
-        entry.fd, entry.spilled_path = -1, path
-        self.used_bytes -= entry.size
-        self.spilled_bytes += entry.size
+        offset = self.spill.alloc(entry.size)
+        if offset is None:
+            self._spill_refused = True
+            return
+        self._spill_refused = False
+        block = entry.block
+        entry.location, entry.spill_offset = "spilling", offset
+        self._spilling_bytes += block.size
+        data = self.arena.block(block.offset, entry.size)
+        spill = self.spill
 
-    def finish_spill(self, entry: ObjectEntry, path: str, ok: bool) -> None:
-        """The spill thread wrote ``entry`` to ``path`` (``ok``) or failed (lock held)."""
-        if self.objects.get(entry.object_id) is not entry or not entry.spilling:
-            if ok:
-                os.remove(path)  # freed while it was being written
-            return
-        entry.spilling = False
-        if ok:
-            os.close(entry.fd)
-            entry.fd, entry.spilled_path = -1, path
-        else:  # still in memory after all
-            self.spilled_bytes -= entry.size
-            self.used_bytes += entry.size
+        def finish(ok: bool) -> None:
+            self._spilling_bytes -= block.size
+            freed = self.objects.get(entry.object_id) is not entry
+            if freed or not ok or block.pins:
+                # Freed meanwhile; the disk failed; or a reader mapped it meanwhile (it
+                # stays in memory, and the copy on disk goes).
+                spill.free(offset, entry.size)
+                entry.spill_offset = -1
+                if freed:
+                    self.release_block(block)
+                else:
+                    entry.location = "memory"
+            else:
+                entry.location, entry.block = "disk", None
+                self.release_block(block)
+            self._serve_requests()
+
+        self.run_io(lambda: spill.write(offset, data), finish)
 
     def _restore(self, entry: ObjectEntry) -> None:
-        # Restore even if nothing more can be spilled: a reader is waiting, and being
-        # over budget by one object beats failing a get that Ray would serve.
-        self._make_room(entry.size, keep=entry.object_id)
-        fd = os.memfd_create("ember-object", os.MFD_CLOEXEC)
-        with open(entry.spilled_path, "rb") as src:
-            os.ftruncate(fd, max(entry.size, 1))
-            offset = 0
-            while offset < entry.size:
-                offset += os.sendfile(fd, src.fileno(), offset, entry.size - offset)
-        os.remove(entry.spilled_path)
-        entry.fd, entry.spilled_path = fd, None
-        self.used_bytes += entry.size
-        self.spilled_bytes -= entry.size
+        """Read a spilled object back into a new block, then answer its waiters."""
+        entry.location = "restoring"
+        spill = self.spill
+
+        def reserved(block: Block | None, error: BaseException | None) -> None:
+            if self.objects.get(entry.object_id) is not entry:  # freed while waiting for room
+                if block is not None:
+                    self.release_block(block)
+                spill.free(entry.spill_offset, entry.size)
+                return
+            if block is None:
+                entry.location = "disk"
+                waiters, entry.waiters = entry.waiters, []
+                failed = ObjectEntry(entry.object_id, state="failed", error=error)
+                for waiter in waiters:
+                    waiter("failed", failed)
+                return
+            out = self.arena.block(block.offset, entry.size)
+
+            def finish(ok: bool) -> None:
+                if self.objects.get(entry.object_id) is not entry:
+                    self.release_block(block)
+                    spill.free(entry.spill_offset, entry.size)
+                    return
+                if not ok:
+                    self.release_block(block)
+                    entry.location = "disk"
+                    error = ObjectLostError(entry.object_id.hex(), "its spilled copy could not "
+                                            "be read back from disk")
+                    waiters, entry.waiters = entry.waiters, []
+                    for waiter in waiters:
+                        waiter("failed", ObjectEntry(entry.object_id, state="failed", error=error))
+                    return
+                spill.free(entry.spill_offset, entry.size)
+                entry.location, entry.block, entry.spill_offset = "memory", block, -1
+                entry.last_access = time.monotonic()
+                waiters, entry.waiters = entry.waiters, []
+                for waiter in waiters:
+                    waiter("sealed", entry)
+
+            self.run_io(lambda: spill.read_into(entry.spill_offset, out), finish)
+
+        self.reserve(entry.size, reserved)
+
+    # --- reporting -------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
         sealed = [e for e in self.objects.values() if e.state == "sealed"]
         largest = sorted(sealed, key=lambda e: e.size, reverse=True)[:10]
+        pinned = [b for b in self._blocks.values() if b.pins]
+        spill = self.spill
         return {
             "capacity_bytes": self.capacity_bytes,
             "used_bytes": self.used_bytes,
+            "free_bytes": self.arena.extents.free_bytes,
+            "largest_free_bytes": self.arena.extents.largest_free(),
+            "pinned_bytes": sum(b.size for b in pinned),
+            "num_pinned": len(pinned),
             "num_objects": len(sealed),
-            "spilled_bytes": self.spilled_bytes,
-            "num_spilled": sum(1 for e in sealed if e.spilled_path is not None or e.spilling),
+            "spilled_bytes": sum(e.size for e in sealed if e.location in ("disk", "restoring")),
+            "num_spilled": sum(1 for e in sealed if e.location in ("disk", "restoring")),
+            "spilling_bytes": self._spilling_bytes,
+            "spill_file_bytes": spill.used_bytes if spill is not None else 0,
+            "spill_capacity_bytes": spill.capacity_bytes if spill is not None else 0,
+            "waiting_for_room": len(self._requests),
             "largest": [(e.object_id.hex(), e.size, sorted(h.hex() for h in self.holders_of(e.object_id)))
                         for e in largest],
             "largest_objects": [{"object_id": e.object_id.hex(), "size_bytes": e.size,
-                                 "spilled": e.spilled_path is not None,
+                                 "spilled": e.location in ("disk", "restoring"),
+                                 "pinned": bool(e.block is not None and e.block.pins),
                                  "holders": sorted(h.hex() for h in self.holders_of(e.object_id))}
                                 for e in largest],
         }
 
     def close(self) -> None:
-        for entry in self.objects.values():
-            if entry.state == "sealed" and entry.spilled_path is None:
-                os.close(entry.fd)
+        self._requests.clear()
         self.objects.clear()
+        self.arena.close()
+        if self.spill is not None:
+            self.spill.close()

@@ -1,18 +1,25 @@
 """Moving objects between nodes, and references to their home node.
 
     node B (needs X)                                   node A (holds X)
-    GetObject(X, home=A) -> pull(X, A) --PullObject--> serve_pull: wait until sealed,
-                         <--ObjectChunk x N, Reply--   stream pread() chunks of a dup'd fd
-    pwrite chunks into a new memfd, seal it as a cached copy, answer local waiters
+    GetObject(X, home=A) -> pull(X, A) --PullObject--> serve_pull: wait until sealed (or
+                                                       restored), pin it for B, queue
+                                                       every chunk as a range of the arena
+                         <--ObjectChunk x N, Reply--   (sendfile straight from the memfd)
+    first chunk: reserve a block of X's size; every chunk is recv_into'd straight into
+    it (NodeLink.chunk_target: no buffer in between, no second write); Reply: seal it
+    as a cached copy, Unpin X at A, answer every waiter
 
-Cached copies belong to no process: they are evicted first when the store needs room.
-References to an object live at its home node, so a node forwards AddRefs/RemoveRefs
-for remote homes there, naming the process that holds them.
+A second GetObject of X while it is being pulled joins the first pull: an object is
+transferred once per node however many tasks ask for it. Cached copies belong to no
+process: they are evicted first when the store needs room. References to an object
+live at its home node, so a node forwards AddRefs/RemoveRefs for remote homes there,
+naming the process that holds them.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,16 +27,19 @@ from .._wire import protocol as p
 from ..exceptions import ObjectLostError
 from .._wire.node_link import CHUNK_BYTES, NodeLink
 from .server import NodeLock
-from .object_store import CACHE_HOLDER, ObjectEntry, ObjectTable
+from .object_store import CACHE_HOLDER, Block, ObjectEntry, ObjectTable
 
-
+#: How long a receiving link waits for room in the store before it drops the object.
+ROOM_WAIT_S = 60.0
 
 @dataclass
 class _Pull:
     """An object being copied here from another node, with who waits for it."""
     object_id: bytes
-    fd: int = -1
-    received: int = 0
+    #: Where the chunks land; reserved when the first one arrives (its size is known then).
+    block: Block | None = None
+    #: The store had no room for it: the waiters get this instead of the object.
+    error: BaseException | None = None
     waiters: list[Callable[[str, Any], None]] = field(default_factory=list)
 
 
@@ -46,6 +56,9 @@ class ObjectTransfer:
         self._links: dict[str, NodeLink] = {}
         self._pulls: dict[bytes, _Pull] = {}
         self._by_rid: dict[tuple[str, int], _Pull] = {}
+        #: Objects and bytes copied here from other nodes (``ember memory``).
+        self.pulled_objects = 0
+        self.pulled_bytes = 0
 
     # --- links to other node managers -------------------------------------------------
 
@@ -54,7 +67,8 @@ class ObjectTransfer:
         link = self._links.get(address)
         if link is None or link.closed:
             link = NodeLink(address, self.token, p.Register("peer", self.node_id, os.getpid()),
-                            on_message=lambda msg, _fds, a=address: self._on_message(a, msg),
+                            on_message=lambda _msg, _fds: None,
+                            chunk_target=lambda msg, a=address: self._chunk_target(a, msg),
                             name="ember-peer-link")
             self._links[address] = link
         return link
@@ -96,7 +110,7 @@ class ObjectTransfer:
             with self.lock:
                 self._by_rid.pop((home, rid_box[0]), None)
                 if reply.ok:
-                    self._finish(pull, reply.value, None)
+                    self._finish(pull, reply.value, None, home)
                 else:
                     error = reply.value if isinstance(reply.value, ObjectLostError) else \
                         ObjectLostError(object_id.hex(), f"its node {home} is gone ({reply.value})")
@@ -111,71 +125,113 @@ class ObjectTransfer:
 
         link.call_async(make, on_reply)
 
-    def _on_message(self, address: str, msg: Any) -> None:
-        if not isinstance(msg, p.ObjectChunk):
-            return
+    def _chunk_target(self, address: str, msg: p.ObjectChunk) -> memoryview | None:
+        """Where a chunk's bytes go: the pull's block in the arena (the link's reader thread).
+
+        None: the pull is unknown, or the store had no room; the link discards the bytes.
+        The first chunk reserves the block; if the store must spill first, this reader
+        waits for it (outside the lock): only this peer's link waits.
+        """
+        reserved = threading.Event()
         with self.lock:
             pull = self._by_rid.get((address, msg.rid))
-            if pull is None:
-                return
-            if pull.fd < 0:
-                pull.fd = os.memfd_create("ember-object", os.MFD_CLOEXEC)
-                os.ftruncate(pull.fd, max(msg.total, 1))
-            fd = pull.fd
-        offset, view = msg.offset, memoryview(msg.data)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view, offset = view[written:], offset + written
+            if pull is None or pull.error is not None:
+                return None
+            if pull.block is None:
+                def got(block: Block | None, error: BaseException | None) -> None:
+                    if self._pulls.get(pull.object_id) is not pull:  # gave up meanwhile
+                        if block is not None:
+                            self.objects.release_block(block)
+                        return
+                    pull.block, pull.error = block, error
+                    reserved.set()
 
-    def _finish(self, pull: _Pull, meta: tuple[int, int] | None, error: BaseException | None) -> None:
+                self.objects.reserve(msg.total, got)
+            else:
+                reserved.set()
+        if not reserved.wait(ROOM_WAIT_S):
+            return None
+        with self.lock:
+            if pull.block is None:
+                return None
+            return self.objects.arena.block(pull.block.offset + msg.offset, msg.total - msg.offset)
+
+    def _finish(self, pull: _Pull, meta: tuple[int, int, int] | None, error: BaseException | None,
+                home: str | None = None) -> None:
         del self._pulls[pull.object_id]
-        fired: list[tuple[Callable, str, Any]] = []
+        if meta is not None and home is not None:
+            try:  # the sender pinned its copy for us while streaming it
+                self.link(home).send(p.Unpin([meta[2]]))
+            except OSError:
+                pass  # gone: its pins went with it
+        if error is None and pull.error is not None:
+            error = pull.error
         if error is None:
-            size, flags = meta
-            if pull.fd < 0:  # an empty object sends no chunks
-                pull.fd = os.memfd_create("ember-object", os.MFD_CLOEXEC)
-                os.ftruncate(pull.fd, 1)
-            try:
-                self.objects.seal(pull.object_id, pull.fd, size, flags, CACHE_HOLDER, [])
-                entry = self.objects.objects[pull.object_id]
-                fired = [(w, "sealed", entry) for w in pull.waiters]
-            except Exception as e:  # the store cannot make room: every waiter learns why
-                fired = [(w, "failed", ObjectEntry(pull.object_id, state="failed", error=e))
-                         for w in pull.waiters]
-        else:
-            if pull.fd >= 0:
-                os.close(pull.fd)
+            size, flags, _offset = meta
+            if pull.block is None:  # an empty object sends no chunks
+                self.objects.reserve(size, lambda block, err: self._seal(pull, block, err, size, flags))
+            else:
+                self._seal(pull, pull.block, None, size, flags)
+            return
+        if pull.block is not None:
+            self.objects.release_block(pull.block)
+        failed = ObjectEntry(pull.object_id, state="failed", error=error)
+        for waiter in pull.waiters:
+            waiter("failed", failed)
+
+    def _seal(self, pull: _Pull, block: Block | None, error: BaseException | None, size: int,
+              flags: int) -> None:
+        if block is None:
             failed = ObjectEntry(pull.object_id, state="failed", error=error)
-            fired = [(w, "failed", failed) for w in pull.waiters]
-        for waiter, state, entry in fired:
-            waiter(state, entry)
+            for waiter in pull.waiters:
+                waiter("failed", failed)
+            return
+        self.pulled_objects += 1
+        self.pulled_bytes += size
+        self.objects.seal_block(pull.object_id, block, size, flags, CACHE_HOLDER, [])
+        entry = self.objects.objects[pull.object_id]
+        for waiter in pull.waiters:
+            waiter("sealed", entry)
 
     # --- sending ----------------------------------------------------------------------
 
-    def serve_pull(self, conn: Any, msg: p.PullObject) -> None:
-        """Stream an object to a peer once it is sealed here (lock held)."""
+    def serve_pull(self, client: Any, msg: p.PullObject) -> None:
+        """Stream an object to a peer once it is sealed (and in memory) here (lock held).
+
+        The block is pinned for the peer until it says Unpin (or its connection closes),
+        so it cannot be reused while the event loop still sendfile()s from it.
+        """
+        holder = peer_holder(client.worker_id)
+
         def answer(state: str, entry: ObjectEntry) -> None:
             if state == "failed":
-                conn.send(p.Reply(msg.rid, False, entry.error))
+                client.conn.send(p.Reply(msg.rid, False, entry.error))
                 return
-            # Every chunk is queued at once as a file range: the event loop writes them
-            # with sendfile as the peer reads (no thread, no copy through Python).
-            fd = os.dup(entry.fd)  # the entry may be freed while we stream
+            pinned = self.objects.pin(holder, entry)
+            fd = os.dup(self.objects.arena.fd)  # closed by the queue after the last chunk
             size, offset = entry.size, 0
             while offset < size:
                 count = min(CHUNK_BYTES, size - offset)
-                conn.send_with_file(p.ObjectChunk(msg.rid, offset, size, None), fd, offset, count,
-                                    last=offset + count >= size)
+                client.conn.send_with_file(p.ObjectChunk(msg.rid, offset, size, None), fd,
+                                           pinned + offset, count, last=offset + count >= size)
                 offset += count
             if size == 0:
                 os.close(fd)
-            conn.send(p.Reply(msg.rid, True, (size, entry.flags)))
+            client.conn.send(p.Reply(msg.rid, True, (size, entry.flags, pinned)))
 
         entry = self.objects.wait(msg.object_id, answer)
         if entry is not None:
             answer(entry.state, entry)
 
+    def stats(self) -> dict[str, int]:
+        return {"pulled_objects": self.pulled_objects, "pulled_bytes": self.pulled_bytes}
+
     def close(self) -> None:
         for link in list(self._links.values()):
             link.close()
         self._links.clear()
+
+
+def peer_holder(node_id: bytes) -> bytes:
+    """Whom a peer node's pins are counted for (apart from that node's own processes)."""
+    return b"peer:" + node_id

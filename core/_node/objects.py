@@ -1,27 +1,42 @@
 """The node's objects and references as seen by its clients (a node service).
 
-    PutObject(fd)   -> ObjectTable.seal -> waiters fire
-    GetObject       -> here: sealed now or when it seals; elsewhere: ObjectTransfer.pull
+    MapStore        -> the arena's memfd (once per process: it maps all of it)
+    CreateObject    -> ObjectTable.create: a block now, or once spilling made room
+    PutObject       -> ObjectTable.seal -> waiters fire
+    GetObject       -> here: sealed (restored if spilled) now or later, pinned for the
+                       client; elsewhere: ObjectTransfer.pull into a block here first
+    Unpin           -> the client's read mapping of a block was collected
     AddRefs/RemoveRefs -> here, or forwarded to the ids' home node, naming the holder
     PullObject (a peer node) -> ObjectTransfer.serve_pull streams it back
-    store full -> ObjectTable picks victims (lock held) -> spill thread writes them to disk
-                  (no lock) -> finish_spill (lock held) closes their memfds
+    store full -> ObjectTable picks victims (lock held) -> the spill thread writes them
+                  to the spill file and reads restores back (no lock) -> their finish
+                  (lock held) frees blocks and answers waiting puts and gets
+
+The spill thread is the store's only thread: it also fails requests for room that
+waited too long (``ObjectTable.expire``), on the same queue's idle timeout.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import queue
 import threading
+import time
 from collections import defaultdict
 from typing import Callable
 
 from .._wire import protocol as p
-from ..exceptions import ObjectStoreFullError, OwnerDiedError
+from ..exceptions import EmberError, OwnerDiedError
 from .memory_monitor import MemoryPolicy, read_usage
 from .context import Client, Handlers, NodeContext
 from .object_store import ObjectEntry
-from .object_transfer import ObjectTransfer
+from .object_transfer import ObjectTransfer, peer_holder
+
+
+log = logging.getLogger("ember.node_manager")
+
+#: How often the spill thread, when idle, fails requests for room that waited too long.
+_EXPIRE_EVERY_S = 0.5
 
 
 class ObjectService:
@@ -39,45 +54,85 @@ class ObjectService:
         self._monitor_on = monitor_on
         #: Process -> home nodes its references were forwarded to (released when it exits).
         self.forwarded: dict[bytes, set[str]] = defaultdict(set)
-        # Spilling writes to disk: never under the node lock, never on the event loop.
-        self._spills: queue.SimpleQueue[tuple[ObjectEntry, int, str] | None] = queue.SimpleQueue()
-        self._spiller = threading.Thread(target=self._spill_loop, daemon=True, name="ember-spill")
+        # Disk I/O of spills and restores: never under the node lock, never on the event loop.
+        self._io: queue.SimpleQueue[tuple[Callable[[], None], Callable[[bool], None]] | None] = \
+            queue.SimpleQueue()
+        self._spiller = threading.Thread(target=self._io_loop, daemon=True, name="ember-spill")
         self._spiller.start()
-        ctx.objects.spill_later = lambda entry, fd, path: self._spills.put((entry, fd, path))
+        ctx.objects.run_io = lambda io, finish: self._io.put((io, finish))
 
-    def _spill_loop(self) -> None:
+    def _io_loop(self) -> None:
         """The spill thread (owned by this service, joined by ``stop``)."""
-        while (job := self._spills.get()) is not None:
-            entry, fd, path = job
-            ok = _write_file(fd, path, entry.size)
-            os.close(fd)
+        while True:
+            try:
+                job = self._io.get(timeout=_EXPIRE_EVERY_S)
+            except queue.Empty:
+                with self.ctx.lock:
+                    self.ctx.objects.expire(time.monotonic())
+                continue
+            if job is None:
+                return
+            io, finish = job
+            ok = True
+            try:
+                io()
+            except (OSError, ValueError) as e:  # disk full, or the store closed under us
+                log.warning("object store disk I/O failed: %s", e)
+                ok = False
             with self.ctx.lock:
-                self.ctx.objects.finish_spill(entry, path, ok)
+                if not self.ctx.stopped.is_set():
+                    finish(ok)
+                    self.ctx.objects.expire(time.monotonic())
 
     def stop(self) -> None:
-        self._spills.put(None)
+        self._io.put(None)
         if self._spiller is not threading.current_thread():
             self._spiller.join(5)
 
     def handlers(self) -> Handlers:
-        return {p.PutObject: self.on_put_object, p.GetObject: self.on_get_object,
-                p.PullObject: self.on_pull_object, p.DeclareShared: self.on_declare_shared,
-                p.AddRefs: self.on_add_refs, p.RemoveRefs: self.on_remove_refs,
-                p.ReleaseHolder: self.on_release_holder, p.StoreStats: self.on_store_stats}
+        return {p.MapStore: self.on_map_store, p.CreateObject: self.on_create_object,
+                p.PutObject: self.on_put_object, p.GetObject: self.on_get_object,
+                p.Unpin: self.on_unpin, p.PullObject: self.on_pull_object,
+                p.DeclareShared: self.on_declare_shared, p.AddRefs: self.on_add_refs,
+                p.RemoveRefs: self.on_remove_refs, p.ReleaseHolder: self.on_release_holder,
+                p.StoreStats: self.on_store_stats}
 
-    def on_put_object(self, client: Client, msg: p.PutObject, fds: list[int]) -> None:
+    def on_map_store(self, client: Client, msg: p.MapStore) -> None:
+        objects = self.ctx.objects
+        self.ctx.reply(client, msg.rid, True, objects.capacity_bytes, (objects.arena.fd,))
+
+    def on_create_object(self, client: Client, msg: p.CreateObject) -> None:
+        ctx = self.ctx
+
+        def done(offset: int | None, error: BaseException | None) -> None:
+            if error is not None:
+                ctx.reply(client, msg.rid, False, error)
+            else:
+                ctx.reply(client, msg.rid, True, offset)
+
+        ctx.objects.create(msg.object_id, msg.size, client.worker_id, msg.holder, done)
+
+    def on_put_object(self, client: Client, msg: p.PutObject) -> None:
         try:
-            fired = self.ctx.objects.seal(msg.object_id, fds[0], msg.size, msg.flags, msg.holder,
-                                          msg.contained)
-        except ObjectStoreFullError as e:
-            self.ctx.reply(client, msg.rid, False, e)
+            fired = self.ctx.objects.seal(msg.object_id, msg.offset, msg.size, msg.flags,
+                                          client.worker_id, msg.holder, msg.contained)
+        except ValueError as e:
+            self.ctx.reply(client, msg.rid, False, EmberError(str(e)))
             return
         self.ctx.reply(client, msg.rid, True)
         for waiter, entry in fired:
             waiter("sealed", entry)
 
+    def on_unpin(self, client: Client, msg: p.Unpin) -> None:
+        holder = peer_holder(client.worker_id) if client.kind == "peer" else client.worker_id
+        self.ctx.objects.unpin(holder, msg.offsets)
+
+    def release_peer(self, client: Client) -> None:
+        """A peer node's link closed: the pins it held while pulling go (lock held)."""
+        self.ctx.objects.release_pins(peer_holder(client.worker_id))
+
     def on_pull_object(self, client: Client, msg: p.PullObject) -> None:
-        self.transfer.serve_pull(client.conn, msg)
+        self.transfer.serve_pull(client, msg)
 
     def on_get_object(self, client: Client, msg: p.GetObject) -> None:
         ctx = self.ctx
@@ -86,15 +141,16 @@ class ObjectService:
             if state == "failed":
                 ctx.reply(client, msg.rid, False, entry.error)
             elif msg.fetch:
-                ctx.reply(client, msg.rid, True, (entry.size, entry.flags), (entry.fd,))
+                offset = ctx.objects.pin(client.worker_id, entry)
+                ctx.reply(client, msg.rid, True, (entry.size, entry.flags, offset))
             else:
-                ctx.reply(client, msg.rid, True, (entry.size, entry.flags))
+                ctx.reply(client, msg.rid, True, (entry.size, entry.flags, -1))
 
         local = ctx.objects.objects.get(msg.object_id)
         if msg.home not in (None, ctx.tcp_address) and (local is None or local.state == "pending"):
             self.transfer.pull(msg.object_id, msg.home, answer)
             return
-        entry = ctx.objects.wait(msg.object_id, answer)
+        entry = ctx.objects.wait(msg.object_id, answer, in_memory=msg.fetch)
         if entry is not None:
             answer(entry.state, entry)
 
@@ -133,6 +189,8 @@ class ObjectService:
         to, and objects it owned that will never be sealed fail for their waiters."""
         ctx = self.ctx
         ctx.objects.release_holder(client.worker_id)
+        ctx.objects.release_pins(client.worker_id)
+        ctx.objects.release_creating(client.worker_id)
         for home in self.forwarded.pop(client.worker_id, ()):
             try:
                 self.transfer.link(home).send(p.ReleaseHolder(client.worker_id))
@@ -146,6 +204,7 @@ class ObjectService:
         stats = self.ctx.objects.stats()
         for item in stats["largest_objects"]:
             item["holders"] = [self.describe_holder(bytes.fromhex(h)) for h in item["holders"]]
+        stats.update(self.transfer.stats())
         usage = read_usage()
         stats["node_memory"] = {"used_bytes": usage.used_bytes, "total_bytes": usage.total_bytes,
                                 "threshold": self._memory_policy.threshold,
@@ -171,21 +230,3 @@ class ObjectService:
             return f"actor {actor.spec.class_name} (its constructor arguments)"
         return f"{holder.hex()[:12]}… (gone)"
 
-
-def _write_file(fd: int, path: str, size: int) -> bool:
-    """Copy ``size`` bytes of ``fd`` to a new file at ``path`` (sendfile); False on failure."""
-    try:
-        with open(path, "wb") as out:
-            offset = 0
-            while offset < size:
-                sent = os.sendfile(out.fileno(), fd, offset, size - offset)
-                if sent == 0:
-                    raise OSError("the object's segment ended early")
-                offset += sent
-        return True
-    except OSError:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        return False

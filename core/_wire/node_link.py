@@ -29,7 +29,8 @@ class NodeLink:
 
     def __init__(self, address: str, token: bytes, register: p.Register,
                  on_message: Callable[[Any, list[int]], None] | None = None,
-                 on_lost: Callable[[], None] | None = None, name: str = "ember-node-link") -> None:
+                 on_lost: Callable[[], None] | None = None, name: str = "ember-node-link",
+                 chunk_target: Callable[[p.ObjectChunk], memoryview | None] | None = None) -> None:
         self.address = address
         self.conn = connect(address)
         try:
@@ -45,6 +46,8 @@ class NodeLink:
         self._rids = itertools.count(1)
         self._on_message = on_message
         self._on_lost = on_lost
+        #: Where an ObjectChunk's raw bytes go (a store block): received straight into it.
+        self._chunk_target = chunk_target
         self.closed = False
         self._chunk_buf: bytearray | None = None
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name=name)
@@ -63,10 +66,15 @@ class NodeLink:
                             os.close(fd)
                 elif self._on_message is not None:
                     if isinstance(msg, p.ObjectChunk) and msg.data is None:
-                        # The chunk's bytes follow as a raw frame; one reused buffer per link.
-                        if self._chunk_buf is None:
-                            self._chunk_buf = bytearray(CHUNK_BYTES)
-                        msg.data = self.conn.recv_raw_into(self._chunk_buf)
+                        # The chunk's bytes follow as a raw frame: straight into the object's
+                        # block when the receiver has one, else into one reused buffer.
+                        target = self._chunk_target(msg) if self._chunk_target else None
+                        if target is not None:
+                            self.conn.recv_raw_into(target)
+                        else:
+                            if self._chunk_buf is None:
+                                self._chunk_buf = bytearray(CHUNK_BYTES)
+                            msg.data = self.conn.recv_raw_into(self._chunk_buf)
                     self._on_message(msg, fds)
         except (ConnectionClosed, OSError, EOFError):
             pass

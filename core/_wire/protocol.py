@@ -146,8 +146,28 @@ class SetBlocked:
 
 
 @dataclass(slots=True)
+class MapStore:
+    """Answered with the store's capacity and its arena's memfd: a process maps it once."""
+    rid: int
+
+
+@dataclass(slots=True)
+class CreateObject:
+    """Reserve a block of the store for an object about to be written.
+
+    Answered with the block's offset; None when the object is sealed already (a retried
+    task: ``holder`` now holds that copy); or ObjectStoreFullError. The answer may wait
+    while the store spills to make room.
+    """
+    rid: int
+    object_id: ObjectID
+    size: int
+    holder: WorkerID
+
+
+@dataclass(slots=True)
 class PutObject:
-    """Seal an object whose segment travels as the attached fd."""
+    """Seal an object the sender wrote into the block at ``offset`` (from CreateObject)."""
     rid: int
     object_id: ObjectID
     size: int
@@ -155,11 +175,14 @@ class PutObject:
     #: The process whose reference keeps the object alive initially.
     holder: WorkerID
     contained: list[bytes]
+    offset: int
 
 
 @dataclass(slots=True)
 class GetObject:
-    """Answered with (size, flags) and the segment's fd once the object is sealed.
+    """Answered with (size, flags, offset) once the object is sealed (and, if ``fetch``,
+    in memory: restored if it was spilled). With ``fetch`` the node pins the block for
+    the sender until it sends Unpin (or disconnects); without, offset is -1.
 
     ``home`` names the node (TCP address) holding the object when it is not this one;
     the node manager then pulls a copy first.
@@ -171,6 +194,12 @@ class GetObject:
 
 
 @dataclass(slots=True)
+class Unpin:
+    """The sender no longer maps these blocks of the store: one offset per pin dropped."""
+    offsets: list[int]
+
+
+@dataclass(slots=True)
 class PullObject:
     """Node manager -> node manager: send me this object (ObjectChunks, then a Reply)."""
     rid: int
@@ -179,7 +208,8 @@ class PullObject:
 
 @dataclass(slots=True)
 class ObjectChunk:
-    """Part of a pulled object. ``data`` None: the bytes follow as the next raw frame."""
+    """Part of a pulled object (``total`` bytes in all). ``data`` None: the bytes follow as
+    the next raw frame, received straight into the object's block."""
     rid: int
     offset: int
     total: int

@@ -1,39 +1,82 @@
-"""Shared-memory segments: one memfd per stored object.
+"""A process's side of its node's object store: one writable mapping, pinned read maps.
 
-The creator writes the value into a fresh memfd and hands the descriptor to the node
-manager over the Unix socket; readers receive a duplicate descriptor and map it
-read-only. The kernel frees the memory when the last descriptor and mapping go, so a
-crashed process never leaks shared memory and there is nothing to unlink.
+    put:  CreateObject -> offset; Serialized.write_into(the mapping at offset) (one
+          memcpy per buffer, into pages that stay resident); PutObject seals it
+    get:  GetObject -> offset, and the node pins the block for this process;
+          map_object() maps just that block read-only. numpy arrays from ``get`` view
+          that mapping; when the last view is collected the mapping goes, and a weakref
+          callback queues an Unpin (sent at the next safe point, never from the callback)
+
+The node reuses a block only when its object is unreferenced and no process pins it, so
+a view stays valid for as long as it lives, whatever happens to the object meanwhile.
+The writable mapping is made once per process and reused: a put into a block this
+process wrote before costs no page faults.
 """
 
 from __future__ import annotations
 
+import collections
 import mmap
 import os
+import weakref
 
 from .serialization import Serialized
 
 
-def create_segment(value: Serialized | bytes | bytearray) -> int:
-    """Write a serialized value into a new memfd; returns its descriptor (caller closes)."""
-    size = value.total_bytes if isinstance(value, Serialized) else len(value)
-    fd = os.memfd_create("ember-object", os.MFD_CLOEXEC)
-    try:
-        os.ftruncate(fd, max(size, 1))
+class StoreMapping:
+    """This process's mapping of its node's arena (``fd`` from ``MapStore``, kept open).
+
+    ``unpins`` collects the offsets of blocks whose read mapping was collected; the
+    owner sends them to the node (``drain``) from a thread that may take locks.
+    """
+
+    def __init__(self, fd: int, capacity_bytes: int) -> None:
+        self.fd = fd
+        self.capacity_bytes = capacity_bytes
+        self._map = mmap.mmap(fd, max(capacity_bytes, mmap.ALLOCATIONGRANULARITY))
+        self._view = memoryview(self._map)
+        #: Offsets to unpin, one per collected read mapping (appended from any thread).
+        self.unpins: collections.deque[int] = collections.deque()
+        #: The weakrefs of live read mappings (a weakref must outlive its referent to fire).
+        self._live: set[weakref.ref] = set()
+
+    def write(self, offset: int, value: Serialized | bytes | bytearray | memoryview) -> None:
+        """Copy a serialized value into the block at ``offset`` (reserved for it)."""
         if isinstance(value, Serialized):
-            value.write_to_fd(fd)
+            value.write_into(self._view[offset:offset + value.total_bytes])
         else:
-            os.pwrite(fd, value, 0)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+            self._view[offset:offset + len(value)] = value
 
+    def map_object(self, offset: int, size: int) -> memoryview:
+        """A read-only view of the ``size`` bytes at ``offset``, which this process pins.
 
-def map_segment(fd: int, size: int) -> memoryview:
-    """Map a segment read-only; the mapping outlives ``fd`` (closed here)."""
-    try:
-        mm = mmap.mmap(fd, max(size, 1), prot=mmap.PROT_READ)
-    finally:
-        os.close(fd)
-    return memoryview(mm)[:size]
+        The pin is released (queued in ``unpins``) when the mapping is collected, i.e.
+        once every view of it, numpy arrays included, is gone.
+        """
+        mm = mmap.mmap(self.fd, max(size, 1), prot=mmap.PROT_READ, offset=offset)
+        live = self._live
+        unpins = self.unpins
+
+        def collected(ref: weakref.ref, offset: int = offset) -> None:
+            # Runs wherever the last view died (any thread, maybe inside GC): no locks here.
+            live.discard(ref)
+            unpins.append(offset)
+
+        live.add(weakref.ref(mm, collected))
+        return memoryview(mm)[:size]
+
+    def drain(self) -> list[int]:
+        """Offsets to unpin now (each at most once)."""
+        out = []
+        unpins = self.unpins
+        while unpins:
+            out.append(unpins.popleft())
+        return out
+
+    def close(self) -> None:
+        self._view.release()
+        try:
+            self._map.close()
+        except BufferError:  # a value being written still views it
+            pass
+        os.close(self.fd)

@@ -106,9 +106,10 @@ class Connection:
             else:
                 self._fill(_RECV_CHUNK)
 
-    def recv_raw_into(self, out: bytearray) -> memoryview:
-        """The next frame's body read into ``out`` (reused by the caller: no allocation, no
-        page faults per frame); returns the view of the bytes received.
+    def recv_raw_into(self, out: bytearray | memoryview) -> memoryview:
+        """The next frame's body read into ``out`` (a reused buffer, or the block of the
+        store the bytes belong in: no allocation, no copy after); returns the view of the
+        bytes received.
 
         Raises:
             ProtocolViolation: the frame is larger than ``out``.

@@ -62,3 +62,29 @@ def test_an_object_made_on_node_b_is_read_by_a_task_on_node_c(three_nodes) -> No
                                              timeout=_TIMEOUT_S)
     assert (three_nodes.role_of(maker), three_nodes.role_of(reader)) == ("b", "c")
     assert remote_digest == _payload_digest()
+
+
+@ember.remote(num_cpus=1)
+def pulled_here(_wait: list) -> int:
+    """Bytes this node has copied from other nodes so far."""
+    return ember.object_store_stats()["pulled_bytes"]
+
+
+@ember.remote(num_cpus=1)
+def digest_of_nested(refs: list) -> str:
+    return hashlib.blake2b(ember.get(refs[0])[1]).hexdigest()
+
+
+def test_several_tasks_reading_one_remote_object_transfer_it_once(three_nodes) -> None:
+    """Two tasks on node c ask for a 200 MB array that lives on node b at the same time:
+    the second request joins the first pull (or finds its copy), so node c copies it once."""
+    on_c = {"resources": {"node_c": 0.01}}
+    ref = make_payload.options(resources={"node_b": 1}).remote()
+    ember.wait([ref])
+    before = ember.get(pulled_here.options(**on_c).remote([]), timeout=_TIMEOUT_S)
+    digests = ember.get([digest_of_nested.options(**on_c).remote([ref]) for _ in range(2)],
+                        timeout=_TIMEOUT_S)
+    assert digests == [hashlib.blake2b(ember.get(ref)[1]).hexdigest()] * 2
+    pulled = ember.get(pulled_here.options(**on_c).remote([]), timeout=_TIMEOUT_S) - before
+    # The array once, plus each task's small argument list (a value holding a ref is stored).
+    assert _SIZE_BYTES <= pulled < _SIZE_BYTES + (1 << 20)

@@ -299,7 +299,6 @@ def test_a_driver_killed_with_sigkill_leaves_no_processes_or_files(tmp_path) -> 
         state = json.loads(proc.stdout.readline())
         session_dir = state["session_dir"]
         assert state["spilled_bytes"] > 0
-        assert os.listdir(os.path.join(session_dir, "spill"))
         assert len(os.listdir(marks)) == 2
         started = psutil.Process(proc.pid).children(recursive=True)
         # node manager, fork server, the actor's worker and two task workers at least

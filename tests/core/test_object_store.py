@@ -1,58 +1,169 @@
-"""ObjectTable (core/object_store.py) with plain calls: spilling is decided under the node
-lock but written to disk outside it (``spill_later`` / ``finish_spill``)."""
+"""ObjectTable (ember/_node/object_store.py) and its arena with plain calls: blocks are
+reused only when unreferenced and unpinned, spilling is decided under the node lock and
+written outside it (``run_io``), and a full store says what it holds."""
 
 from __future__ import annotations
 
-import os
+from typing import Callable
 
 import pytest
 
-from ember._node.objects import _write_file
-from ember._node.object_store import ObjectEntry, ObjectTable
+from ember._node.arena import PAGE_BYTES, Extents
+from ember._node.object_store import ObjectTable
+from ember.exceptions import ObjectStoreFullError
 
 pytestmark = pytest.mark.timeout(30)
 
-
-def _segment(data: bytes) -> int:
-    fd = os.memfd_create("test-object", os.MFD_CLOEXEC)
-    os.write(fd, data)
-    return fd
+OWNER = b"owner"
+READER = b"reader"
+KiB = 1 << 10
 
 
-def _table(tmp_path, capacity: int) -> tuple[ObjectTable, list[tuple[ObjectEntry, int, str]]]:
-    table = ObjectTable(capacity, str(tmp_path))
-    queued: list[tuple[ObjectEntry, int, str]] = []
-    table.spill_later = lambda entry, fd, path: queued.append((entry, fd, path))
-    return table, queued
+class _Table:
+    """An ObjectTable whose disk I/O waits in a list until the test runs it."""
+
+    def __init__(self, tmp_path, capacity: int, spill_bytes: int | None = 1 << 30) -> None:
+        self.table = ObjectTable(capacity, str(tmp_path), spill_bytes=spill_bytes)
+        self.io: list[tuple[Callable[[], None], Callable[[bool], None]]] = []
+        self.table.run_io = lambda io, finish: self.io.append((io, finish))
+
+    def run_io(self) -> None:
+        while self.io:
+            io, finish = self.io.pop(0)
+            io()
+            finish(True)
+
+    def put(self, oid: bytes, data: bytes) -> int:
+        """Create, write and seal ``oid``; returns its offset. Raises the store's error."""
+        got: list = []
+        self.table.create(oid, len(data), OWNER, OWNER, lambda off, err: got.append((off, err)))
+        self.run_io()
+        (offset, error), = got
+        if error is not None:
+            raise error
+        self.table.arena.block(offset, len(data))[:] = data
+        self.table.seal(oid, offset, len(data), 0, OWNER, OWNER, [])
+        return offset
+
+    def read(self, oid: bytes) -> bytes:
+        entry = self.table.wait(oid, lambda *_: None)
+        if entry is None:
+            self.run_io()
+            entry = self.table.objects[oid]
+        return bytes(self.table.arena.block(entry.block.offset, entry.size))
 
 
-def test_a_full_store_hands_its_victim_to_the_spill_thread_and_serves_it_meanwhile(tmp_path) -> None:
-    table, queued = _table(tmp_path, capacity=200)
-    table.seal(b"a" * 16, _segment(b"A" * 100), 100, 0, b"owner", [])
-    table.seal(b"b" * 16, _segment(b"B" * 100), 100, 0, b"owner", [])
-    table.seal(b"c" * 16, _segment(b"C" * 100), 100, 0, b"owner", [])  # needs room: a goes
-    (entry, fd, path), = queued
-    assert entry.object_id == b"a" * 16 and entry.spilling and table.used_bytes == 200
-    assert not os.path.exists(path)  # nothing written under the lock
-    assert os.pread(table.wait(entry.object_id, lambda *_: None).fd, 100, 0) == b"A" * 100
-    assert _write_file(fd, path, entry.size)
-    os.close(fd)
-    table.finish_spill(entry, path, ok=True)
-    assert entry.fd == -1 and entry.spilled_path == path and not entry.spilling
-    restored = table.wait(entry.object_id, lambda *_: None)  # read back, bit-exact
-    assert os.pread(restored.fd, 100, 0) == b"A" * 100
-    table.close()
+def test_extents_first_fit_and_merge_with_both_neighbours() -> None:
+    ext = Extents(10 * PAGE_BYTES)
+    a, b, c = ext.alloc(1), ext.alloc(PAGE_BYTES * 2), ext.alloc(PAGE_BYTES)
+    assert (a, b, c) == (0, PAGE_BYTES, 3 * PAGE_BYTES)
+    ext.free(a, 1)
+    ext.free(c, PAGE_BYTES)
+    assert ext.largest_free() == 7 * PAGE_BYTES  # c merged with the tail (pages 3-9)
+    ext.free(b, 2 * PAGE_BYTES)
+    assert ext.free_bytes == ext.largest_free() == 10 * PAGE_BYTES
+    assert ext.alloc(11 * PAGE_BYTES) is None
 
 
-def test_an_object_freed_while_it_is_written_leaves_no_file(tmp_path) -> None:
-    table, queued = _table(tmp_path, capacity=100)
-    table.seal(b"a" * 16, _segment(b"A" * 100), 100, 0, b"owner", [])
-    table.seal(b"b" * 16, _segment(b"B" * 100), 100, 0, b"owner", [])
-    (entry, fd, path), = queued
-    table.remove_ref(entry.object_id, b"owner")  # freed before the write finished
-    assert table.spilled_bytes == 0
-    assert _write_file(fd, path, entry.size)
-    os.close(fd)
-    table.finish_spill(entry, path, ok=True)
-    assert not os.path.exists(path)
-    table.close()
+def test_a_pinned_block_is_not_reused_after_its_object_is_freed(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=64 * KiB)
+    first = t.put(b"a" * 16, b"A" * 1000)
+    entry = t.table.wait(b"a" * 16, lambda *_: None)
+    assert t.table.pin(READER, entry) == first
+    t.table.remove_ref(b"a" * 16, OWNER)  # freed by its owner while the reader maps it
+    second = t.put(b"b" * 16, b"B" * 1000)
+    assert second != first
+    assert bytes(t.table.arena.block(first, 1000)) == b"A" * 1000
+    t.table.unpin(READER, [first])
+    assert t.put(b"c" * 16, b"C" * 1000) == first  # reused only now
+    t.table.close()
+
+
+def test_a_reader_that_goes_away_releases_its_pins(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=64 * KiB)
+    offset = t.put(b"a" * 16, b"A" * 100)
+    entry = t.table.objects[b"a" * 16]
+    t.table.pin(READER, entry)
+    t.table.pin(READER, entry)
+    t.table.remove_ref(b"a" * 16, OWNER)
+    assert t.table.used_bytes == PAGE_BYTES
+    t.table.unpin(READER, [offset, offset, offset])  # more unpins than pins: ignored
+    assert t.table.used_bytes == 0
+    t.put(b"b" * 16, b"B" * 100)
+    t.table.pin(READER, t.table.objects[b"b" * 16])
+    t.table.remove_ref(b"b" * 16, OWNER)
+    t.table.release_pins(READER)
+    assert t.table.used_bytes == 0
+    t.table.close()
+
+
+def test_a_full_store_spills_outside_the_lock_and_serves_the_victim_meanwhile(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=2 * PAGE_BYTES)
+    t.put(b"a" * 16, b"A" * PAGE_BYTES)
+    t.put(b"b" * 16, b"B" * PAGE_BYTES)
+    got: list = []
+    t.table.create(b"c" * 16, PAGE_BYTES, OWNER, OWNER, lambda off, err: got.append((off, err)))
+    assert got == [] and len(t.io) == 1  # a is being written out; the put waits for its room
+    victim = t.table.objects[b"a" * 16]
+    assert victim.location == "spilling"
+    assert t.table.wait(b"a" * 16, lambda *_: None) is victim  # still served from memory
+    t.run_io()
+    assert victim.location == "disk" and got and got[0][1] is None
+    t.table.arena.block(got[0][0], PAGE_BYTES)[:] = b"C" * PAGE_BYTES
+    t.table.seal(b"c" * 16, got[0][0], PAGE_BYTES, 0, OWNER, OWNER, [])
+    assert t.read(b"a" * 16) == b"A" * PAGE_BYTES  # restored bit-exactly (b spilled for it)
+    assert t.table.objects[b"b" * 16].location == "disk"
+    assert t.read(b"b" * 16) == b"B" * PAGE_BYTES
+    t.table.close()
+
+
+def test_an_object_freed_while_it_is_written_out_frees_its_block_and_disk(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=PAGE_BYTES)
+    t.put(b"a" * 16, b"A" * 100)
+    t.table.create(b"b" * 16, 100, OWNER, OWNER, lambda off, err: None)
+    t.table.remove_ref(b"a" * 16, OWNER)  # freed before the write finished
+    t.run_io()
+    assert t.table.spill.used_bytes == 0
+    assert t.table.stats()["spilled_bytes"] == 0
+    t.table.close()
+
+
+def test_a_pinned_object_is_not_spilled_and_a_full_store_names_the_sizes(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=PAGE_BYTES)
+    t.put(b"a" * 16, b"A" * 100)
+    t.table.pin(READER, t.table.objects[b"a" * 16])
+    errors: list = []
+    t.table.reserve(100, lambda block, err: errors.append(err), wait_s=0)
+    assert errors == []  # waits: the reader may let go
+    t.table.expire(now=float("inf"))
+    error, = errors
+    assert isinstance(error, ObjectStoreFullError)
+    assert error.pinned_bytes == PAGE_BYTES and error.capacity_bytes == PAGE_BYTES
+    assert "mapped by readers" in str(error)
+    t.table.close()
+
+
+def test_an_object_larger_than_the_store_fails_at_once(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=PAGE_BYTES)
+    with pytest.raises(ObjectStoreFullError, match="object_store_memory"):
+        t.put(b"a" * 16, b"A" * (PAGE_BYTES + 1))
+    t.table.close()
+
+
+def test_a_full_spill_file_is_named_in_the_error(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=PAGE_BYTES, spill_bytes=0)
+    t.put(b"a" * 16, b"A" * 100)
+    with pytest.raises(ObjectStoreFullError, match="spill file is full"):
+        t.put(b"b" * 16, b"B" * 100)
+    t.table.close()
+
+
+def test_sealing_a_block_someone_else_reserved_is_refused(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=4 * PAGE_BYTES)
+    got: list = []
+    t.table.create(b"a" * 16, 100, OWNER, OWNER, lambda off, err: got.append(off))
+    with pytest.raises(ValueError, match="reserved"):
+        t.table.seal(b"a" * 16, got[0], 100, 0, b"someone else", OWNER, [])
+    t.table.release_creating(OWNER)  # the creator exits without sealing: the block goes
+    assert t.table.used_bytes == 0
+    t.table.close()
