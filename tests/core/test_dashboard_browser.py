@@ -149,3 +149,19 @@ def test_a_workers_log_opens_and_searches(browser: Any, cluster: SimpleNamespace
     search.submit()
     wait_for(lambda: browser.find_elements(_by("CSS_SELECTOR"), "#log mark"), what="the search hit marked")
     assert browser.find_element(_by("CSS_SELECTOR"), "#log mark").text == "from-the-actor"
+
+
+def test_every_page_renders_and_a_bad_filter_is_a_400_that_says_why(cluster: SimpleNamespace) -> None:
+    import httpx
+    headers = {"authorization": f"Bearer {cluster.token}"}
+    for path in ("/", "/jobs", "/tasks", "/actors", "/objects", "/placement_groups", "/logs", "/serve",
+                 "/train", "/metrics", "/tasks/00ff", "/actors/00ff", "/logs/view?filename=nope.log",
+                 "/api/jobs", "/api/actors", "/api/objects", "/api/workers", "/api/placement_groups"):
+        r = httpx.get(cluster.url + path, headers=headers, timeout=30)
+        assert r.status_code == 200, (path, r.status_code, r.text[-500:])
+    bad = httpx.get(cluster.url + "/tasks", params={"state": "SLEEPING"}, headers=headers)
+    assert bad.status_code == 400 and "SLEEPING" in bad.text and "RUNNING" in bad.text
+    bad = httpx.get(cluster.url + "/api/tasks", params={"job_id": "not-hex"}, headers=headers)
+    assert bad.status_code == 400 and "hex" in bad.json()["error"]
+    bad = httpx.get(cluster.url + "/api/tasks", params={"limit": "many"}, headers=headers)
+    assert bad.status_code == 400 and "limit" in bad.json()["error"]

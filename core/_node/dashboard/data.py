@@ -110,6 +110,21 @@ class DashboardData:
         except ValueError as e:  # InvalidStateQueryError: a filter value the table refuses
             raise QueryError(str(e)) from e
 
+    def counts(self, kind: str) -> dict[str, int]:
+        """Actors or jobs by state (the overview's summary lines)."""
+        if kind == "actors":
+            summary = self._head_query("actors", [], 0, 1, False, summary=True)
+            counts: dict[str, int] = {}
+            for entry in summary.get("cluster", {}).get("summary", {}).values():
+                for state, n in entry["state_counts"].items():
+                    counts[state] = counts.get(state, 0) + n
+            return counts
+        counts = {}
+        for row in self._head_query(kind, [], 0, 10_000, False)["rows"]:
+            state = str(row.get("status") or row.get("state"))
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
     def list(self, kind: str, query: ListQuery) -> tuple[list[dict[str, Any]], int]:
         """One page of ``kind`` matching ``query.filters`` (newest first), and how many match.
 

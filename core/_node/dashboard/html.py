@@ -26,7 +26,7 @@ th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top
 th{background:#eef0f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#fff;border:1px solid #ddd;padding:.6em;overflow-x:auto;font-size:.85em}
 .FAILED,.DEAD,.failed{color:#b00020;font-weight:600}.RUNNING,.ALIVE,.alive{color:#0a7d32}
-.bar{display:inline-block;width:8em;height:.8em;background:#e3e6ec;vertical-align:middle}
+.meter{white-space:nowrap}.bar{display:inline-block;width:8em;height:.8em;background:#e3e6ec;vertical-align:middle}
 .bar span{display:block;height:100%;background:#4c7bd9}
 form.filters input,form.filters select{font:inherit;padding:.2em}.muted{color:#777}
 mark{background:#ffe58a}
@@ -71,7 +71,8 @@ def state(value: Any) -> str:
 
 def bar(fraction: float, label: str) -> str:
     pct = max(0.0, min(1.0, fraction)) * 100
-    return f'<span class="bar"><span style="width:{pct:.0f}%"></span></span> {esc(label)}'
+    return (f'<span class="meter"><span class="bar"><span style="width:{pct:.0f}%"></span></span> '
+            f'{esc(label)}</span>')
 
 
 def pager(path: str, params: dict[str, str], offset: int, limit: int, total: int) -> str:

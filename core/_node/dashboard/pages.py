@@ -76,17 +76,24 @@ def overview(data: DashboardData, _request: Request) -> str:
                      state("ALIVE" if n["alive"] else "DEAD"), *usage, resources])
     head = next((n["stats"] for n in nodes if n["is_head"] and n["stats"] is not None), None)
     summary = head.tasks_by_state if head is not None else {}
-    task_cells = " &middot; ".join(
-        link(f"/tasks?state={urllib.parse.quote(k)}", f"{k}: {v}") for k, v in sorted(summary.items())
-    ) or '<span class="muted">no tasks recorded</span>'
+    task_cells = _count_links("/tasks", "state", summary) or '<span class="muted">no tasks recorded</span>'
+    actor_cells = _count_links("/actors", "state", data.counts("actors")) or '<span class="muted">none</span>'
+    job_cells = _count_links("/jobs", "status", data.counts("jobs")) or '<span class="muted">none</span>'
     alive = sum(1 for n in nodes if n["alive"])
     body = (f'<p id="cluster-summary">{alive} node(s) alive'
             + (f", {len(nodes) - alive} dead" if len(nodes) > alive else "") + "</p>"
             + "<h2>Nodes</h2>"
             + table(["Node", "Address", "State", "CPU", "Memory", "GPUs", "Object store", "Workers",
                      "Resources (free/total)"], rows, "nodes")
-            + f'<h2>Tasks</h2><p id="task-summary">{task_cells}</p>')
+            + f'<h2>Tasks</h2><p id="task-summary">{task_cells}</p>'
+            + f'<h2>Actors</h2><p id="actor-summary">{actor_cells}</p>'
+            + f'<h2>Jobs</h2><p id="job-summary">{job_cells}</p>')
     return page("Cluster overview", "/", body)
+
+
+def _count_links(path: str, column: str, counts: dict[str, int]) -> str:
+    return " &middot; ".join(link(f"{path}?{column}={urllib.parse.quote(k)}", f"{k}: {v}")
+                             for k, v in sorted(counts.items()))
 
 
 def _list_page(title: str, path: str, kind: str, filters: Sequence[tuple[str, str, Sequence[str] | None]],
