@@ -32,9 +32,10 @@ from .runtime_env import setup_hook_export, validate_runtime_env
 #: ``_node_ip_address`` (where the node binds), ``_system_config`` (its known keys),
 #: ``logging_level`` (of the "ember" logger), ``configure_logging`` (ember configures no
 #: handlers: true either way), ``dashboard_host`` and ``dashboard_port`` (where a new
-#: local cluster's dashboard binds; default 127.0.0.1:8265, any free port when taken).
+#: local cluster's dashboard binds; default 127.0.0.1:8265, any free port when taken),
+#: ``_metrics_export_port`` (the new node's Prometheus endpoint; default any free port).
 _RAY_INIT_KWARGS = {"_node_ip_address", "logging_level", "configure_logging", "_system_config",
-                    "dashboard_host", "dashboard_port"}
+                    "dashboard_host", "dashboard_port", "_metrics_export_port"}
 #: Accepted by Ray, refused here with the way to get the same effect.
 _REFUSED_INIT_KWARGS = {
     "local_mode": "ember always runs tasks in worker processes; drop local_mode (debug with "
@@ -73,6 +74,9 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         namespace: namespace for named actors (default: a fresh one per job).
         ignore_reinit_error: make a second ``init`` a no-op instead of an error.
         log_to_driver: print what tasks and actors write (False: drop it here).
+        include_dashboard: serve the dashboard on a new local cluster's head (None or True:
+            yes, bound at once and served from the first request; False: none). Its URL is
+            the result's ``dashboard_url`` and is logged by the "ember" logger.
 
     Returns:
         A dict-like with the node's address and session directory.
@@ -97,6 +101,11 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                                        or not 0 <= dashboard_port < 65536):
         raise InvalidOptionError(f"dashboard_port must be a TCP port number (0 for any free port), got "
                                  f"{dashboard_port!r}")
+    metrics_port = kwargs.get("_metrics_export_port")
+    if metrics_port is not None and (isinstance(metrics_port, bool) or not isinstance(metrics_port, int)
+                                     or not 0 <= metrics_port < 65536):
+        raise InvalidOptionError(f"_metrics_export_port must be a TCP port number (0 for any free port), "
+                                 f"got {metrics_port!r}")
     dashboard = None if include_dashboard is False else (
         kwargs.get("dashboard_host") or "127.0.0.1", 8265 if dashboard_port is None else dashboard_port)
     if not isinstance(log_to_driver, bool):
@@ -122,7 +131,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                            object_store_memory=object_store_memory, namespace=namespace,
                            runtime_env=job_env, system_config=kwargs.get("_system_config"),
                            node_ip_address=kwargs.get("_node_ip_address"), log_to_driver=log_to_driver,
-                           dashboard=dashboard)
+                           dashboard=dashboard, metrics_export_port=metrics_port or 0)
         if setup_hook is not None:  # before any task: workers fetch it before their first one
             register(rt, setup_hook)
         info = _InitInfo(address=rt.link.address, session_dir=rt.session_dir, node_id=rt.node_id.hex())

@@ -113,7 +113,8 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
           namespace: str | None = None, runtime_env: dict[str, Any] | None = None,
           system_config: dict[str, Any] | None = None, node_ip_address: str | None = None,
           log_to_driver: bool = True,
-          dashboard: tuple[str, int] | None = ("127.0.0.1", 8265)) -> Runtime:
+          dashboard: tuple[str, int] | None = ("127.0.0.1", 8265),
+          metrics_export_port: int = 0) -> Runtime:
     """Start a local cluster (``address`` None or "local") or attach to a running one
     ("auto", or the head's HOST:PORT), and make its runtime current. Arguments are
     validated by ``ember.init``."""
@@ -126,7 +127,8 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
         if address in (None, "local"):
             node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),
                               exit_with_first_driver=True, system_config=system_config,
-                              host=node_ip_address or "127.0.0.1", dashboard=dashboard)
+                              host=node_ip_address or "127.0.0.1", dashboard=dashboard,
+                              metrics_export_port=metrics_export_port)
             _node_proc, _owned_session_dir = node.proc, node.session_dir
             node_address, token = node.address, node.token
         elif address == "auto":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from typing import Any
 
 from .._types import NodeID
 from .._wire import protocol as p
+from ..exceptions import EmberError
 from .context import Client, Handlers, NodeContext
 from .dashboard.data import DashboardData, StateTables
 from .http_listener import LazyServer, bind_listener
@@ -130,16 +132,16 @@ class TelemetryService:
         stats reports, and write the URLs to ``<session>/http.json``.
 
         Raises:
-            OSError: a port given explicitly is taken.
+            EmberError: a port given explicitly is taken (or the host is not this machine's).
         """
         ctx = self.ctx
-        sock = bind_listener(metrics_host, metrics_port, fallback_to_any_port=False)
+        sock = _bind(metrics_host, metrics_port, False, "metrics endpoint", "metrics_export_port")
         server = LazyServer(sock, self._make_metrics_app, "metrics endpoint")
         self._servers.append(server)
         self.metrics_url = server.url + "/metrics"
         if dashboard is not None and ctx.is_head:
             host, port = dashboard
-            sock = bind_listener(host, port, fallback_to_any_port=port == DEFAULT_DASHBOARD_PORT)
+            sock = _bind(host, port, port == DEFAULT_DASHBOARD_PORT, "dashboard", "dashboard_port")
             server = LazyServer(sock, self._make_dashboard_app, "dashboard")
             self._servers.append(server)
             self.dashboard_url = server.url
@@ -182,3 +184,11 @@ class TelemetryService:
         if self._dashboard_data is not None:
             self._dashboard_data.close()
         self.sampler.close()
+
+
+def _bind(host: str, port: int, fallback: bool, what: str, option: str) -> socket.socket:
+    try:
+        return bind_listener(host, port, fallback_to_any_port=fallback)
+    except OSError as e:
+        raise EmberError(f"cannot bind the {what} to {host}:{port} ({e.strerror or e}): pass another "
+                         f"{option} (0 takes any free port), or stop what listens there") from e

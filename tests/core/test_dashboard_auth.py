@@ -4,6 +4,7 @@ token (bearer header, or the cookie the login form sets); a 401 leaks nothing.""
 from __future__ import annotations
 
 import os
+import socket
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 import ember
+from ember.exceptions import EmberError
 from ember._node.launcher import read_http_urls
 from tests.conftest import assert_no_leaked_processes
 
@@ -98,3 +100,22 @@ def test_init_without_a_dashboard_serves_none_but_still_exports_metrics(cluster:
         assert urls["dashboard_url"] == "" and urls["metrics_url"].startswith("http://127.0.0.1:")
     finally:
         ember.shutdown()
+
+
+@pytest.mark.parametrize("option, what", [("dashboard_port", "dashboard"),
+                                          ("_metrics_export_port", "metrics endpoint")])
+def test_a_port_given_explicitly_and_taken_is_a_typed_error_naming_it(option: str, what: str) -> None:
+    if ember.is_initialized():
+        ember.shutdown()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        expected = f"cannot bind the {what} to 127.0.0.1:{port}.*pass another {option.lstrip('_')}"
+        with pytest.raises(EmberError, match=expected):
+            ember.init(num_cpus=1, object_store_memory=64 << 20, **{option: port})
+    assert not ember.is_initialized()
+    assert_no_leaked_processes()
+    info = ember.init(num_cpus=1, object_store_memory=64 << 20)  # the runtime still starts
+    ember.shutdown()
+    assert info["session_dir"]

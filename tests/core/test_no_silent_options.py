@@ -76,6 +76,7 @@ def test_a_task_has_no_namespace_option(ember_local) -> None:
     ({"_temp_dir": "/tmp/x"}, "TMPDIR"),
     ({"include_dashboard": "yes"}, "include_dashboard"),
     ({"dashboard_port": -1}, "dashboard_port"),
+    ({"_metrics_export_port": "8080"}, "_metrics_export_port"),
     ({"log_to_driver": "no"}, "log_to_driver"),
 ])
 def test_init_refuses_what_it_cannot_do_before_starting_anything(kwargs: dict, match: str) -> None:
