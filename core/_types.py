@@ -15,6 +15,9 @@ NodeID = bytes
 JobID = bytes
 FunctionID = bytes
 
+#: A node's worker pool: (job id, process env key); "" is the job's plain env.
+PoolKey = tuple[JobID, str]
+
 #: "unix:/path/to/socket" or "tcp:host:port".
 Address = str
 

@@ -23,7 +23,7 @@ from ._client.local_objects import LocalObjectTable
 from ._client.options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_shape, validate
 from .remote_function import _retry_exceptions
 from ._client.runtime import Runtime
-from ._client.scheduling import scheduling_request
+from ._client.scheduling import scheduling_request, with_process_env
 
 _F = TypeVar("_F", bound=Callable)
 
@@ -112,8 +112,9 @@ class ActorClass:
         else:
             shape, hold = resource_shape(opts, opts["num_cpus"]), None
         parent = context.current_task.get()
-        request = scheduling_request(opts, shape, hold,
-                                     inherited_group=parent.captured_group() if parent else None)
+        request = with_process_env(
+            scheduling_request(opts, shape, hold, inherited_group=parent.captured_group() if parent else None),
+            opts.get("runtime_env"), rt.default_process_env, f"actor `{self._cls.__name__}`")
         namespace = opts.get("namespace") or (rt.namespace if opts.get("name") else None)
         max_concurrency = opts.get("max_concurrency") or (ASYNC_MAX_CONCURRENCY if is_async else 1)
         spec = p.ActorSpec(

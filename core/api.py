@@ -125,7 +125,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 validate({name: value}, {name}, "ember.init", unsupported={})
         if resources is not None:
             validate({"resources": resources}, {"resources"}, "ember.init", unsupported={})
-        job_env = validate_runtime_env(runtime_env, "ember.init", allow_working_dir=True)
+        job_env = validate_runtime_env(runtime_env, "ember.init", job_wide=True)
         setup_hook = setup_hook_export(job_env)
         rt = context.start(address, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                            object_store_memory=object_store_memory, namespace=namespace,

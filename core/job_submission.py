@@ -34,6 +34,7 @@ from ._wire import protocol as p
 from ._wire.node_link import NodeLink
 from ._node.launcher import find_by_tcp_address, find_current
 from .exceptions import EmberError, InvalidOptionError, RuntimeEnvSetupError
+from .runtime_env import validate_runtime_env
 
 __all__ = ["JobDetails", "JobInfo", "JobStatus", "JobSubmissionClient"]
 
@@ -43,7 +44,7 @@ MAX_PACKAGE_BYTES = 100 << 20
 #: Never packaged: version control and byte code.
 DEFAULT_EXCLUDES = (".git", "__pycache__", "*.pyc", ".venv")
 #: runtime_env keys a job accepts (passed on to its driver).
-JOB_RUNTIME_ENV_KEYS = ("env_vars", "working_dir", "excludes")
+JOB_RUNTIME_ENV_KEYS = ("env_vars", "working_dir", "pip", "excludes")
 
 
 class JobStatus(str, enum.Enum):
@@ -146,6 +147,8 @@ class JobSubmissionClient:
         if unknown:
             raise InvalidOptionError(f"runtime_env key(s) {', '.join(sorted(unknown))} are not supported "
                                      f"for a job; it accepts {', '.join(JOB_RUNTIME_ENV_KEYS)}")
+        if "pip" in runtime_env:  # checked here, where the mistake is made
+            validate_runtime_env({"pip": runtime_env["pip"]}, "the job")
         package = None
         working_dir = runtime_env.pop("working_dir", None)
         excludes = list(runtime_env.pop("excludes", None) or [])

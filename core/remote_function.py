@@ -12,7 +12,7 @@ from ._client.function_export import export, register
 from .object_ref import ObjectRef
 from ._client.options import TASK_OPTIONS, resource_shape, validate
 from ._client.runtime import Runtime
-from ._client.scheduling import scheduling_request
+from ._client.scheduling import scheduling_key, scheduling_request, with_process_env
 
 #: Ray's default: a task whose worker dies is run again up to 3 times.
 DEFAULT_MAX_RETRIES = 3
@@ -30,7 +30,8 @@ class RemoteFunction:
         self._options = validate(dict(options), TASK_OPTIONS, f"remote function `{fn.__name__}`")
         self._name = fn.__qualname__
         self._exported: tuple[bytes, bytes] | None = None
-        self._scheduling: tuple[p.SchedulingRequest, tuple, dict[str, float] | None] | None = None
+        #: (request, scheduling key, resources assigned, the default env it was made for).
+        self._scheduling: tuple[p.SchedulingRequest, tuple, dict[str, float] | None, dict | None] | None = None
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -63,18 +64,22 @@ class RemoteFunction:
         name = opts.get("name") or self._name
         parent = context.current_task.get()
         inherited = parent.captured_group() if parent is not None else None
+        default_env = rt.default_process_env
+        where = f"remote function `{self._name}`"
         if inherited is not None:  # runs in the caller's group: decided per call
             shape = resource_shape(opts, 1.0)
-            request = scheduling_request(opts, shape, inherited_group=inherited)
-            key = (tuple(sorted(request.shape.items())), repr(request.strategy))
+            request = with_process_env(scheduling_request(opts, shape, inherited_group=inherited),
+                                       opts.get("runtime_env"), default_env, where)
+            key = scheduling_key(request)
             assigned = _assigned(shape)
         else:
-            if self._scheduling is None:  # per options, not per call: 100k queued tasks share it
+            # Per options (and env inherited), not per call: 100k queued tasks share it.
+            if self._scheduling is None or self._scheduling[3] is not default_env:
                 shape = resource_shape(opts, 1.0)
-                request = scheduling_request(opts, shape)
-                self._scheduling = (request, (tuple(sorted(request.shape.items())), repr(request.strategy)),
-                                    _assigned(shape))
-            request, key, assigned = self._scheduling
+                request = with_process_env(scheduling_request(opts, shape), opts.get("runtime_env"),
+                                           default_env, where)
+                self._scheduling = (request, scheduling_key(request), _assigned(shape), default_env)
+            request, key, assigned, _ = self._scheduling
         spec = p.TaskSpec(rt.next_task_id(), name, function_id, payload, (), num_returns,
                           rt.worker_id, max_calls=opts.get("max_calls") or 0,
                           env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None,

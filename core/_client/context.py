@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import json
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from .._types import ActorID, TaskID
 from .._node.launcher import find_by_tcp_address, find_current, node_resources, start_node
 from .._wire.protocol import ActorSpec
 from .local_objects import LocalObjectTable
+from ..runtime_env import validate_runtime_env
 from .runtime import Runtime
 
 #: The current runtime's object table, read by every ObjectRef and ActorHandle as it is
@@ -123,6 +125,12 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
         # Set for a submitted job's driver (and by users, as RAY_ADDRESS is): attach to
         # that cluster rather than start a new one.
         address = os.environ.get("EMBER_ADDRESS") or None
+    if os.environ.get("EMBER_JOB_RUNTIME_ENV"):
+        # A submitted job's pip (and py_modules): its tasks and actors run in that env.
+        job_env = validate_runtime_env(json.loads(os.environ["EMBER_JOB_RUNTIME_ENV"]), "the submitted job")
+        runtime_env = dict(runtime_env or {})
+        for key in ("pip", "py_modules"):
+            runtime_env[key] = runtime_env.get(key) or job_env[key]
     with lock:
         if address in (None, "local"):
             node = start_node(*node_resources(num_cpus, num_gpus, resources, object_store_memory),

@@ -108,7 +108,7 @@ def validate(options: dict[str, Any], allowed: set[str], what: str,
                 raise InvalidOptionError("retry_exceptions must be True/False or a list of exception "
                                          f"classes, got {value!r}")
         elif name == "runtime_env":
-            validate_runtime_env(value, what, allow_working_dir=False)
+            validate_runtime_env(value, what)
         elif name == "lifetime":
             if value not in ("detached", "non_detached"):
                 raise InvalidOptionError(f"lifetime must be 'detached' or 'non_detached', got {value!r}")

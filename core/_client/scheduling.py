@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from .._wire import protocol as p
 from ..exceptions import InvalidOptionError
+from ..runtime_env import process_env, process_env_key, validate_runtime_env
 from .._resources import in_bundle
 
 
@@ -122,3 +123,22 @@ def _in_group(shape: dict[str, float], hold: dict[str, float] | None, pg_hex: st
     return p.SchedulingRequest(in_bundle(shape, pg_hex, index),
                                None, in_bundle(hold, pg_hex, index) if hold is not None else None,
                                placement_group=(pg_hex, capture))
+
+
+def with_process_env(request: p.SchedulingRequest, runtime_env: Any, default: dict[str, Any] | None,
+                     where: str) -> p.SchedulingRequest:
+    """Name the worker pool a request needs: its runtime_env's working_dir, py_modules and
+    pip, each inherited from ``default`` (the job's, or the calling worker's) unless given.
+
+    Raises:
+        InvalidOptionError: a malformed runtime_env.
+    """
+    own = process_env(validate_runtime_env(runtime_env, where)) if runtime_env is not None else None
+    env = {**(default or {}), **(own or {})} or None
+    request.runtime_env, request.env_key = env, process_env_key(env)
+    return request
+
+
+def scheduling_key(request: p.SchedulingRequest) -> tuple:
+    """What tasks that may share a lease have in common: shape, strategy, worker pool."""
+    return tuple(sorted(request.shape.items())), repr(request.strategy), request.env_key

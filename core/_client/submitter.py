@@ -211,7 +211,7 @@ class TaskSubmitter:
 
     def _enqueue(self, record: TaskRecord) -> None:
         home = self._locality(record)
-        base = record.key[:2]  # (shape, strategy); a third item is the locality node
+        base = record.key[:3]  # (shape, strategy, env key); a fourth item is the locality node
         key = base if home is None else base + (home,)
         state = self.keys.get(key)
         if state is None:

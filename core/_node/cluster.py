@@ -153,7 +153,7 @@ class ClusterService:
             else:
                 self.leases.queue.remove(key)
                 ctx.view.reserve(target, pending.shape)
-                client, rid = self.leases.requesters.pop(key)
+                client, rid = self.leases.pop_requester(key)
                 ctx.reply(client, rid, True, p.Spillback(target))
 
     # --- forwarding (worker nodes -> head) ----------------------------------------------

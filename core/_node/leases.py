@@ -3,9 +3,12 @@ workers handed out to submitters (a node service).
 
     RequestLease -> choose_node: there -> Spillback(address)
                                here  -> LeaseQueue.add -> schedule():
-                                        grantable -> idle worker of the job -> LeaseGrant
+                                        grantable -> idle worker of the pool -> LeaseGrant
                                                   -> none idle: a LeaseWant until one starts
     ReturnLease / requester gone / job ended / worker died -> release the allocation once
+
+Workers come in pools keyed by (job, runtime_env key): a worker runs one job's code, in
+one process env (working_dir, py_modules, pip); "" is the job's plain env.
 
 Invariant (checked after every message with EMBER_DEBUG_LEDGER=1): every allocation the
 ledger handed out is held by exactly one of a lease, a waiting grant or a reserved
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .._wire import protocol as p
-from .._types import ActorID, JobID, WorkerID
+from .._types import ActorID, JobID, PoolKey, WorkerID
 from .context import Client, Handlers, NodeContext
 from .decisions import Refuse, There, choose_node
 from ..exceptions import EmberError
@@ -49,7 +52,7 @@ class Lease:
 
 @dataclass(eq=False)
 class LeaseWant:
-    """A granted allocation waiting for a worker of the right job to start."""
+    """A granted allocation waiting for a worker of the right pool to start."""
     pending: PendingLease
     alloc: Allocation
 
@@ -59,23 +62,27 @@ class LeaseService:
 
     Args:
         ctx: the shared node context.
-        ensure_workers: start workers for a job's waiting grants (the worker service).
+        ensure_workers: start workers for a pool's waiting grants (the worker service).
         start_actor: hand a granted worker to an actor; False if the actor is gone.
         before_schedule: called first in every scheduling pass (the head places pending
             placement groups there, so their bundles exist before requests for them).
     """
 
-    def __init__(self, ctx: NodeContext, ensure_workers: Callable[[JobID], None],
+    def __init__(self, ctx: NodeContext, ensure_workers: Callable[[PoolKey], None],
                  start_actor: Callable[[ActorID, WorkerRecord, Allocation], bool],
                  before_schedule: Callable[[], None], max_idle_workers: int) -> None:
         self.ctx = ctx
         self.queue = LeaseQueue(ctx.ledger)
         self.leases: dict[int, Lease] = {}
         self._lease_ids = itertools.count(1)
-        #: Grants waiting for a worker of their job, per job, in grant order.
-        self.wants: dict[JobID, deque[LeaseWant]] = defaultdict(deque)
-        #: Idle workers per job (a worker runs one job's code only).
-        self.idle: dict[JobID, list[WorkerRecord]] = defaultdict(list)
+        #: Grants waiting for a worker of their pool, per pool, in grant order.
+        self.wants: dict[PoolKey, deque[LeaseWant]] = defaultdict(deque)
+        #: Idle workers per pool (a worker runs one job's code, in one process env).
+        self.idle: dict[PoolKey, list[WorkerRecord]] = defaultdict(list)
+        #: Process envs by key, as requests carried them (the worker service starts
+        #: workers of a pool from here); and the env key of each queued request.
+        self.envs: dict[str, dict[str, Any]] = {}
+        self._request_env: dict[Any, str] = {}
         #: Queued or waiting request key -> who asked, and the rid to answer.
         self.requesters: dict[Any, tuple[Client, int]] = {}
         self.max_idle_workers = max_idle_workers
@@ -108,6 +115,7 @@ class LeaseService:
                 return
         key = (client.worker_id, msg.rid)
         self.requesters[key] = (client, msg.rid)
+        self._remember_env(key, req)
         self.queue.add(key, shape, normalize_shape(req.hold) if req.hold is not None else None,
                        req.strategy)
         self.schedule()
@@ -127,6 +135,7 @@ class LeaseService:
         return None
 
     def add_actor_request(self, actor_id: ActorID, request: p.SchedulingRequest) -> None:
+        self._remember_env(("actor", actor_id), request)
         self.queue.add(("actor", actor_id), normalize_shape(request.shape),
                        normalize_shape(request.hold) if request.hold is not None else None,
                        request.strategy)
@@ -141,7 +150,7 @@ class LeaseService:
         worker = lease.worker
         if worker.state == "leased":
             worker.lease_id = None
-            if msg.kill_worker or len(self.idle[worker.job_id]) >= self.max_idle_workers:
+            if msg.kill_worker or len(self.idle[pool_of(worker)]) >= self.max_idle_workers:
                 worker.state = "exiting"
                 self.ctx.pool.kill(worker)
             else:
@@ -184,23 +193,43 @@ class LeaseService:
         while again:  # a grant whose requester is gone frees its resources for another pass
             again = False
             for pending, alloc in self.queue.grantable():
-                job_id = self._job_of(pending.key)
-                if job_id is None:
+                pool = self._pool_of(pending.key)
+                if pool is None:
                     self.release(alloc)
                     again = True
                     continue
-                self._grant(LeaseWant(pending, alloc), job_id)
+                self._grant(LeaseWant(pending, alloc), pool)
         for pending in self.queue.infeasible():
             if not self.ctx.view.fits_anywhere(pending.shape):  # else it moves there (respill)
                 self._warn_infeasible(pending)
 
-    def _grant(self, want: LeaseWant, job_id: JobID) -> None:
-        idle = self.idle.get(job_id)
+    def _grant(self, want: LeaseWant, pool: PoolKey) -> None:
+        idle = self.idle.get(pool)
         if idle:
             self.assign(want, idle.pop())
         else:
-            self.wants[job_id].append(want)
-            self._ensure_workers(job_id)
+            self.wants[pool].append(want)
+            self._ensure_workers(pool)
+
+    def _pool_of(self, key: Any) -> PoolKey | None:
+        """The pool a queued request's worker comes from; None if its asker is gone."""
+        job_id = self._job_of(key)
+        if job_id is None:
+            return None
+        if key[0] == "actor":
+            return job_id, self.ctx.control.actors[key[1]].spec.request.env_key
+        return job_id, self._request_env.get(key, "")
+
+    def pop_requester(self, key: Any, *default: Any) -> Any:
+        """Take a request's asker (and env) out of the tables: it was granted or is gone."""
+        self._request_env.pop(key, None)
+        return self.requesters.pop(key, *default)
+
+    def _remember_env(self, key: Any, request: p.SchedulingRequest) -> None:
+        if request.env_key:
+            self.envs[request.env_key] = request.runtime_env or {}
+            if key[0] != "actor":
+                self._request_env[key] = request.env_key
 
     def _job_of(self, key: Any) -> JobID | None:
         if key[0] == "actor":
@@ -224,18 +253,19 @@ class LeaseService:
         client.conn.send(p.LeaseInfeasible(rid, message))
 
     def worker_ready(self, record: WorkerRecord) -> None:
-        """An idle worker: the oldest grant of its job gets it, else it waits."""
+        """An idle worker: the oldest grant of its pool gets it, else it waits."""
         if record.killed:
             return
         record.state = "idle"
-        wants = self.wants.get(record.job_id)
+        pool = pool_of(record)
+        wants = self.wants.get(pool)
         if wants:
             want = wants.popleft()
             if not wants:
-                del self.wants[record.job_id]
+                del self.wants[pool]
             self.assign(want, record)
         else:
-            self.idle[record.job_id].append(record)
+            self.idle[pool].append(record)
 
     def assign(self, want: LeaseWant, worker: WorkerRecord) -> None:
         ctx = self.ctx
@@ -245,7 +275,7 @@ class LeaseService:
                 self.release(want.alloc)
                 self.worker_ready(worker)
             return
-        client, rid = self.requesters.pop(key)
+        client, rid = self.pop_requester(key)
         if client.worker_id not in ctx.clients:
             self.release(want.alloc)
             self.worker_ready(worker)
@@ -273,7 +303,7 @@ class LeaseService:
                 self.release(lease.alloc)
                 self.ctx.pool.kill(lease.worker)
         for key in self.queue.remove_where(lambda key: key[0] == client.worker_id):
-            self.requesters.pop(key, None)
+            self.pop_requester(key, None)
         self.drop_wants(requester=client.worker_id)
 
     def drop_wants(self, job_id: JobID | None = None, requester: WorkerID | None = None) -> None:
@@ -283,42 +313,43 @@ class LeaseService:
         A grant already holds its allocation; dropping it without releasing that leaked
         the CPUs for good, and after a few short drivers nothing could run (issue 19).
         """
-        for job, wants in list(self.wants.items()):
-            if job_id is not None and job != job_id:
+        for pool, wants in list(self.wants.items()):
+            if job_id is not None and pool[0] != job_id:
                 continue
             keep: deque[LeaseWant] = deque()
             for want in wants:
                 if job_id is not None or want.pending.key[0] == requester:
                     self.release(want.alloc)
-                    self.requesters.pop(want.pending.key, None)
+                    self.pop_requester(want.pending.key, None)
                 else:
                     keep.append(want)
             if keep:
-                self.wants[job] = keep
+                self.wants[pool] = keep
             else:
-                del self.wants[job]
+                del self.wants[pool]
 
-    def fail_wants(self, job_id: JobID, error: EmberError) -> list[Any]:
-        """Fail every grant of ``job_id`` still waiting for a worker: task requesters get
+    def fail_wants(self, pool: PoolKey, error: EmberError) -> list[Any]:
+        """Fail every grant of ``pool`` still waiting for a worker: task requesters get
         ``error`` as their reply; actor keys are returned for the caller to bury."""
         actor_keys = []
-        for want in self.wants.pop(job_id, ()):
+        for want in self.wants.pop(pool, ()):
             self.release(want.alloc)
             key = want.pending.key
             if key[0] == "actor":
                 actor_keys.append(key)
                 continue
-            requester = self.requesters.pop(key, None)
+            requester = self.pop_requester(key, None)
             if requester is not None:
                 self.ctx.reply(requester[0], requester[1], False, error)
         return actor_keys
 
     def forget_idle(self, record: WorkerRecord) -> None:
-        idle = self.idle.get(record.job_id)
+        pool = pool_of(record)
+        idle = self.idle.get(pool)
         if idle and record in idle:
             idle.remove(record)
             if not idle:
-                del self.idle[record.job_id]
+                del self.idle[pool]
 
     def leases_in_group(self, pg_hex: str) -> list[Lease]:
         return [lease for lease in self.leases.values()
@@ -339,3 +370,8 @@ class LeaseService:
         gap = ledger_discrepancy(self.ctx.ledger, self.held_allocations(bundles))
         if gap:
             log.error("ledger invariant violated after %s: free + held - total = %s", after, gap)
+
+
+def pool_of(worker: WorkerRecord) -> PoolKey:
+    """The pool a worker belongs to: its job and its process env's key."""
+    return worker.job_id, worker.env_key

@@ -344,6 +344,7 @@ class NodeManager:
             ctx.stopped.set()
             self.jobs.stop()
             self.telemetry.stop()
+            self.workers.runtime_envs.stop()
             if self.workers.memory_monitor is not None:
                 self.workers.memory_monitor.stop()
             self.server.stop()

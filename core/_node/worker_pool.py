@@ -23,6 +23,8 @@ class WorkerRecord:
     """One worker process of this node: its job, addresses, state and lease or actor."""
     worker_id: WorkerID
     job_id: JobID
+    #: The key of the process env it runs in (working_dir, py_modules, pip); "" for none.
+    env_key: str = ""
     pid: int = 0
     address: Address | None = None
     #: For submitters on other nodes.
@@ -67,8 +69,8 @@ class WorkerPool:
                                         daemon=True)
         self._reader.start()
 
-    def start_worker(self, worker_id: WorkerID, job_id: JobID, spec: dict) -> WorkerRecord:
-        record = WorkerRecord(worker_id, job_id)
+    def start_worker(self, worker_id: WorkerID, job_id: JobID, spec: dict, env_key: str = "") -> WorkerRecord:
+        record = WorkerRecord(worker_id, job_id, env_key)
         self.workers[worker_id] = record
         line = json.dumps({**spec, "worker_id": worker_id.hex(), "session_dir": self.session_dir})
         self._ready.wait(30)

@@ -4,6 +4,11 @@ at random (a node service).
 
     fork server "exited pid" -> on_worker_exit -> exit waiters (GetWorkerExit answers)
     connection closed        -> worker_gone    -> its lease ends; its actor: on_actor_died
+    grants waiting in a pool -> ensure_workers -> (pip env: built first, on a thread) -> fork
+
+Workers come in pools of (job, process env key); a pool with a runtime_env that installs
+packages waits for RuntimeEnvs to build its virtualenv, and fails its grants with the
+build's RuntimeEnvSetupError (pip's output) if it cannot be built.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from collections import defaultdict
 from typing import Callable
 
 from .._wire import protocol as p
-from .._types import ActorID, JobID
-from ..exceptions import WorkerStartError
+from .._types import ActorID, PoolKey
+from ..exceptions import EmberError, RuntimeEnvSetupError, WorkerStartError
 from .memory_monitor import Candidate, MemoryMonitor, MemoryPolicy, MemoryUsage
 from .context import Client, Handlers, NodeContext
 from .actors import may_restart
-from .leases import LeaseService
+from .leases import LeaseService, pool_of
+from .runtime_envs import RuntimeEnvs
 from .worker_pool import WorkerRecord
 
 log = logging.getLogger("ember._node.manager")
@@ -50,11 +56,13 @@ class WorkerService:
         self._on_actor_start_failed = on_actor_start_failed
         self.memory_policy = memory_policy
         self.memory_monitor: MemoryMonitor | None = None
-        #: Workers started per job and not yet registered: counted, not scanned, so a
+        #: Workers started per pool and not yet registered: counted, not scanned, so a
         #: grant costs the same with 10 workers or 2,000 (actor creation stays linear).
-        self._starting: dict[JobID, int] = defaultdict(int)
-        #: Workers per job that exited before registering since the job's last one did.
-        self._start_failures: dict[JobID, int] = defaultdict(int)
+        self._starting: dict[PoolKey, int] = defaultdict(int)
+        #: Workers per pool that exited before registering since the pool's last one did.
+        self._start_failures: dict[PoolKey, int] = defaultdict(int)
+        #: The node's pip virtualenvs (built on their own threads).
+        self.runtime_envs = RuntimeEnvs(ctx.session_dir, self._env_built)
 
     def handlers(self) -> Handlers:
         return {p.GetWorkerExit: self.on_get_worker_exit, p.KillWorker: self.on_kill_worker}
@@ -64,16 +72,17 @@ class WorkerService:
     def registered(self, record: WorkerRecord) -> None:
         """A started worker connected: it is no longer starting."""
         self._not_starting(record)
-        self._start_failures.pop(record.job_id, None)
+        self._start_failures.pop(pool_of(record), None)
         self.leases.worker_ready(record)
 
     def _not_starting(self, record: WorkerRecord) -> None:
         if record.extra.pop("starting", None) is not None:
-            left = self._starting[record.job_id] - 1
+            pool = pool_of(record)
+            left = self._starting[pool] - 1
             if left > 0:
-                self._starting[record.job_id] = left
+                self._starting[pool] = left
             else:
-                self._starting.pop(record.job_id, None)
+                self._starting.pop(pool, None)
 
     def worker_gone(self, record: WorkerRecord) -> None:
         """Its connection closed: nothing may be handed to it again; what it held returns."""
@@ -138,16 +147,20 @@ class WorkerService:
         job's workers keep dying that way — then fail what waits for them (without this,
         a job whose workers cannot import their code restarted workers forever while its
         calls hung)."""
-        job_id = record.job_id
+        pool = pool_of(record)
         if not record.killed:
-            self._start_failures[job_id] += 1
-        if self._start_failures.get(job_id, 0) < MAX_START_FAILURES:
-            self.ensure_workers(job_id)
+            self._start_failures[pool] += 1
+        if self._start_failures.get(pool, 0) < MAX_START_FAILURES:
+            self.ensure_workers(pool)
             return
-        self._start_failures.pop(job_id, None)
+        self._start_failures.pop(pool, None)
         error = WorkerStartError(MAX_START_FAILURES, detail, self._log_tail(record))
-        log.warning("job %s: %s", job_id.hex()[:12], error)
-        for key in self.leases.fail_wants(job_id, error):
+        log.warning("job %s: %s", record.job_id.hex()[:12], error)
+        self._fail_pool(pool, error)
+
+    def _fail_pool(self, pool: PoolKey, error: EmberError) -> None:
+        """Fail the grants waiting for a pool's workers (tasks get ``error``, actors die)."""
+        for key in self.leases.fail_wants(pool, error):
             if key[0] == "actor":
                 self._on_actor_start_failed(key[1], str(error))
 
@@ -160,20 +173,43 @@ class WorkerService:
         except OSError as e:
             return f"(its log {path} could not be read: {e})"
 
-    def ensure_workers(self, job_id: JobID) -> None:
-        """Start as many workers as the job has grants waiting, minus those starting."""
-        for _ in range(len(self.leases.wants.get(job_id, ())) - self._starting.get(job_id, 0)):
-            self._start_worker(job_id)
+    def ensure_workers(self, pool: PoolKey) -> None:
+        """Start as many workers as the pool has grants waiting, minus those starting
+        (once its env is built: a pip env still building starts them when it is done)."""
+        missing = len(self.leases.wants.get(pool, ())) - self._starting.get(pool, 0)
+        if missing <= 0:
+            return
+        env = self.leases.envs.get(pool[1]) if pool[1] else None
+        site_dir = ""
+        if env is not None:
+            ready = self.runtime_envs.ensure(pool[1], env)
+            if ready is None:
+                return
+            if isinstance(ready, RuntimeEnvSetupError):
+                self._fail_pool(pool, ready)
+                self.leases.schedule()  # the failed grants' resources are free again
+                return
+            site_dir = ready
+        for _ in range(missing):
+            self._start_worker(pool, env, site_dir)
 
-    def _start_worker(self, job_id: JobID) -> None:
+    def _env_built(self, env_key: str, _error: RuntimeEnvSetupError | None) -> None:
+        """A pip env's build ended (its thread): start (or fail) the grants waiting for it."""
+        with self.ctx.lock:
+            if self.ctx.stopped.is_set():
+                return
+            for pool in [pool for pool in self.leases.wants if pool[1] == env_key]:
+                self.ensure_workers(pool)
+
+    def _start_worker(self, pool: PoolKey, env: dict | None, site_dir: str) -> None:
         ctx = self.ctx
-        job = ctx.control.jobs[job_id]
-        record = ctx.pool.start_worker(os.urandom(16), job_id, {
+        job = ctx.control.jobs[pool[0]]
+        record = ctx.pool.start_worker(os.urandom(16), pool[0], {
             "node_address": ctx.address, "cwd": job.cwd, "sys_path": job.sys_path,
             "env_vars": job.env_vars, "node_host": ctx.tcp_address.split(":")[1],
-            "node_id": ctx.node_id.hex()})
+            "node_id": ctx.node_id.hex(), "process_env": env, "pip_site": site_dir}, env_key=pool[1])
         record.extra["starting"] = True
-        self._starting[job_id] += 1
+        self._starting[pool] += 1
 
     def stop_job_workers(self, job_id: bytes) -> None:
         """Kill the job's workers here, except those hosting detached actors."""

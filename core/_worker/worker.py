@@ -40,6 +40,7 @@ from .._client.runtime import Runtime
 from .._wire.serialization import serialize
 from .._wire.transport import Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello, listen
 from ..runtime_env import SETUP_HOOK_ENV, hook_name
+from .process_env import enter_process_env
 
 #: What a finished call leaves: its returns, and whether the worker exits after replying.
 Outcome = tuple[list[Completion], bool]
@@ -538,7 +539,10 @@ def main(spec: dict) -> int:
     if spec.get("sys_path"):
         sys.path[:] = spec["sys_path"]
     os.environ.update(spec.get("env_vars") or {})
+    enter_process_env(spec.get("process_env"), spec.get("pip_site") or "")
     worker = _WORKER = Worker(spec)
+    # Tasks and actors it starts inherit its process env (Ray's rule for runtime_env).
+    worker.rt.default_process_env = spec.get("process_env")
     # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
     signal.signal(signal.SIGINT, worker._on_sigint)
     context.attach_worker(worker.rt)

@@ -53,7 +53,7 @@ def test_actor_env_vars_hold_for_its_life(ember_local):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("env", [{"pip": ["requests"]}, {"env_vars": {"A": 1}}, "not a dict"])
+@pytest.mark.parametrize("env", [{"conda": ["requests"]}, {"env_vars": {"A": 1}}, "not a dict"])
 def test_unsupported_or_malformed_runtime_env_is_refused_and_runtime_keeps_working(ember_local, env):
     with pytest.raises(InvalidOptionError, match="runtime_env"):
         read_env.options(runtime_env=env)
