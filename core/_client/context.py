@@ -27,7 +27,7 @@ from .._types import ActorID, TaskID
 from .._node.launcher import find_by_tcp_address, find_current, node_resources, start_node
 from .._wire.protocol import ActorSpec
 from .local_objects import LocalObjectTable
-from ..runtime_env import validate_runtime_env
+from ..runtime_env import process_env, validate_runtime_env
 from .runtime import Runtime
 
 #: The current runtime's object table, read by every ObjectRef and ActorHandle as it is
@@ -148,6 +148,8 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
                 address.removeprefix("tcp:").removeprefix("ember://"))
         rt = Runtime(node_address, token, "driver", namespace=namespace, runtime_env=runtime_env,
                      log_to_driver=log_to_driver)
+        rt.default_process_env = process_env(
+            {k: v for k, v in (runtime_env or {}).items() if k in ("py_modules", "pip")})
         _set(rt)
         return rt
 

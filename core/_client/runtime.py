@@ -30,7 +30,6 @@ from .metrics_push import MetricsPusher
 from .._wire.serialization import serialize
 from .submitter import RemoteNodes, TaskSubmitter
 from .task_events import TaskEventBuffer, events_enabled_by_default
-from ..runtime_env import process_env
 
 #: What kind of process a runtime serves.
 RuntimeKind = Literal["driver", "worker"]
@@ -67,8 +66,8 @@ class Runtime:
         #: The process env (py_modules, pip) every task and actor of this process runs in
         #: unless it names its own: the job's from init, or, in a worker, the worker's own.
         #: (A job's working_dir is its workers' cwd and sys.path, not a pool of its own.)
-        self.default_process_env: dict[str, Any] | None = process_env(
-            {k: v for k, v in (runtime_env or {}).items() if k in ("py_modules", "pip")})
+        #: Set by context.start (a driver) or the worker's main.
+        self.default_process_env: dict[str, Any] | None = None
         working_dir = (runtime_env or {}).get("working_dir")
         sys_path = _shippable_sys_path() if kind == "driver" else None
         if working_dir is not None and sys_path is not None:
