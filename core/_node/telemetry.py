@@ -1,7 +1,8 @@
 """What a node tells people about itself: its stats for the head's dashboard, and its
 metrics for Prometheus (a node service).
 
-    every node, every STATS_PERIOD_S: snapshot() -> NodeStats -> the head (its own: kept)
+    worker nodes, every STATS_PERIOD_S: snapshot() -> NodeStats -> the head's ``nodes``
+    the head: its own snapshot() when the dashboard or a scrape asks
     drivers and workers --MetricsReport--> MetricTable (users' metrics, ember.util.metrics)
     GET /metrics on the node's metrics port (token) -> prometheus.exposition(snapshot, table)
     the head: the dashboard (dashboard/app.py) on its own port, reading ``nodes`` and the
@@ -90,11 +91,13 @@ class TelemetryService:
         ctx = self.ctx
         with ctx.lock:
             tasks = self._tasks_by_state()
-            store = ctx.objects.stats()
+            # Not ObjectTable.stats(): it sorts every object for the largest ones, and this
+            # runs every few seconds under the node lock.
+            store = ctx.objects
             workers = Counter(r.state for r in ctx.pool.workers.values())
             return p.NodeStats(
-                ctx.node_id, time.time(), cpu, mem_used, mem_total, gpus, int(store["used_bytes"]),
-                int(store["capacity_bytes"]), int(store["spilled_bytes"]), int(store["num_objects"]),
+                ctx.node_id, time.time(), cpu, mem_used, mem_total, gpus, int(store.used_bytes),
+                int(store.capacity_bytes), int(store.spilled_bytes), len(store.objects),
                 dict(workers),
                 len(self.leases.leases), dict(ctx.ledger.totals), dict(ctx.ledger.available),
                 dict(tasks), ctx.tcp_address, self.metrics_url)
@@ -103,22 +106,15 @@ class TelemetryService:
         """The head: every recorded task by state (other nodes keep no task table)."""
         if self.state is None or not self.ctx.is_head:
             return {}
-        counts: dict[str, int] = {}
-        summary = self.state.query("tasks", [], summary=True).get("cluster", {}).get("summary", {})
-        for entry in summary.values():
-            for state, n in entry["state_counts"].items():
-                counts[state] = counts.get(state, 0) + n
-        return counts
+        return dict(self.state.query("tasks", [], summary=True).get("state_counts", {}))
 
     def _report_loop(self) -> None:
+        """A worker node: send this node's stats to the head (the head samples its own when
+        asked: a task table of 100,000 rows is not counted every few seconds for nobody)."""
         while True:
             try:
-                stats = self.snapshot()
-                if self.ctx.is_head:
-                    with self.ctx.lock:
-                        self.nodes[stats.node_id] = stats
-                elif self.ctx.head is not None:
-                    self.ctx.head.link.send(stats)
+                if self.ctx.head is not None:
+                    self.ctx.head.link.send(self.snapshot())
             except Exception:  # a bug here must not end the reports for good
                 log.exception("sampling this node's stats failed")
             if self._stop.wait(STATS_PERIOD_S):
@@ -151,8 +147,9 @@ class TelemetryService:
             json.dump({"dashboard_url": self.dashboard_url, "metrics_url": self.metrics_url}, f)
         if self.dashboard_url:
             log.info("dashboard at %s (log in with the cluster token)", self.dashboard_url)
-        self._reporter = threading.Thread(target=self._report_loop, daemon=True, name="ember-node-stats")
-        self._reporter.start()
+        if not ctx.is_head:
+            self._reporter = threading.Thread(target=self._report_loop, daemon=True, name="ember-node-stats")
+            self._reporter.start()
 
     def metrics_text(self) -> bytes:
         # Imported here: prometheus_client is loaded on the first scrape only
