@@ -17,7 +17,7 @@ import psutil
 
 from .exceptions import EmberError
 from ._node.launcher import (clear_current, find_by_tcp_address, find_current, local_nodes, make_current,
-                            node_resources, start_node)
+                            node_resources, read_http_urls, start_node)
 
 
 def _token_for_join(args: argparse.Namespace) -> bytes:
@@ -138,6 +138,23 @@ def _stop_pid(pid: int) -> None:
             return
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
+
+
+def _dashboard(_args: argparse.Namespace) -> int:
+    """Where this machine's cluster (``ember start --head``) serves its dashboard and metrics."""
+    try:
+        session_dir = find_current()[0]
+    except EmberError as e:
+        print(f"ember dashboard: {e}", file=sys.stderr)
+        return 1
+    urls = read_http_urls(session_dir)
+    if not urls.get("dashboard_url"):
+        print("ember dashboard: this cluster serves no dashboard (started with --include-dashboard false)",
+              file=sys.stderr)
+        return 1
+    print(f"dashboard: {urls['dashboard_url']} (log in with the token in {session_dir}/token)\n"
+          f"Prometheus metrics of the head: {urls.get('metrics_url', '')} (the token as a bearer header)")
+    return 0
 
 
 def _ask_cluster(command: str, ask: Callable[[Any], Any]) -> Any:
@@ -314,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     start.set_defaults(fn=_start)
     sub.add_parser("stop", help="stop this machine's ember processes").set_defaults(fn=_stop)
     sub.add_parser("status", help="nodes, resources and object store usage").set_defaults(fn=_status)
+    sub.add_parser("dashboard", help="where this machine's cluster serves its dashboard and metrics"
+                   ).set_defaults(fn=_dashboard)
     memory = sub.add_parser("memory", help="object store usage, spilled bytes, largest objects "
                             "and who holds them")
     memory.add_argument("--top", type=int, default=10, help="how many of the largest objects to list")

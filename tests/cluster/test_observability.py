@@ -5,6 +5,7 @@ dashboard reads another node's worker logs."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from ember._node.launcher import read_http_urls
 from ember.util.metrics import Counter
 from conftest import wait_for
 
-from .conftest import Cluster
+from .conftest import Cluster, ember_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,3 +76,13 @@ def test_the_dashboard_reads_a_log_on_another_node(three_nodes: Cluster) -> None
             "node_id": b, "filename": f"worker-{w['worker_id']}.log"}).text for w in workers) \
             and b[:12] in listing
     wait_for(found, timeout_s=30, what="node b's worker log through the head's dashboard")
+
+
+def test_ember_dashboard_prints_where_the_dashboard_is(three_nodes: Cluster) -> None:
+    done = subprocess.run(ember_cli() + ["dashboard"], env=three_nodes.env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    urls = read_http_urls(three_nodes.sessions["head"])
+    assert urls["dashboard_url"] in done.stdout and urls["metrics_url"] in done.stdout
+    assert f"{three_nodes.sessions['head']}/token" in done.stdout
+    assert httpx.get(urls["dashboard_url"] + "/api/nodes").status_code == 401
