@@ -46,6 +46,14 @@ class ObjectRef:
             table.share([self])
         return (_rebuild_ref, (self.id, table.home_of(self.id) if table is not None else None))
 
+    def __copy__(self) -> "ObjectRef":
+        # Not through __reduce__: copying a structure that holds refs (copy.deepcopy of a
+        # config, say) is no out-of-band pickling and must not pin the object.
+        return ObjectRef(self.id)
+
+    def __deepcopy__(self, _memo: dict) -> "ObjectRef":
+        return ObjectRef(self.id)
+
     def hex(self) -> str:
         return self.id.hex()
 

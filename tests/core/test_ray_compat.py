@@ -115,6 +115,19 @@ def test_a_ref_pickled_with_cloudpickle_can_be_got_in_an_actor(ember_local, valu
     assert ray.get(Reader.remote().read.remote(blob), timeout=30) == value
 
 
+def test_copying_a_ref_does_not_pin_its_object(ember_local) -> None:
+    import copy
+    ref = ray.put(b"x" * 200_000)
+    table = ember._client.context.objects
+    before = table.counts[ref.id]
+    clones = [copy.copy(ref), copy.deepcopy({"r": ref})["r"]]
+    assert clones[0] == ref and clones[1] == ref and ray.get(clones[1]) == b"x" * 200_000
+    assert table.counts[ref.id] == before + 2
+    del clones
+    table.drain_releases()
+    assert table.counts[ref.id] == before  # nothing left pinned
+
+
 # --- placement groups: by name, and children captured ----------------------------------------
 
 
