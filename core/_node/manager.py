@@ -120,7 +120,8 @@ class NodeManager:
         self.state = StateService(ctx, placement_groups=lambda: self.placement.groups,
                                   submitted_jobs=lambda: self.jobs.jobs)
         ctx.objects.on_unreferenced = self.actors.on_unreferenced
-        self.telemetry = TelemetryService(ctx, self.leases, state=self.state)
+        self.telemetry = TelemetryService(ctx, self.leases, state=self.state,
+                                          submitted_jobs=lambda: list(self.jobs.jobs.values()))
         #: One dispatch table, message type -> handler.
         self.handlers: Handlers = merge_handlers(
             self.leases.handlers(), self.workers.handlers(), self.actors.handlers(),

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from .._types import NodeID
 from .._wire import protocol as p
@@ -47,12 +47,16 @@ class TelemetryService:
         leases: read for the number of leases.
         state: the state tables (task events; the head's tables), which the dashboard
             and the ``ember_tasks`` metric read; None where there are none.
+        submitted_jobs: the head's submitted jobs (``ember job submit``), for the
+            dashboard's jobs page (read under the node lock).
     """
 
-    def __init__(self, ctx: NodeContext, leases: LeaseService, state: StateTables | None = None) -> None:
+    def __init__(self, ctx: NodeContext, leases: LeaseService, state: StateTables | None = None,
+                 submitted_jobs: Callable[[], list[Any]] | None = None) -> None:
         self.ctx = ctx
         self.leases = leases
         self.state = state
+        self.submitted_jobs = submitted_jobs
         self.sampler = MachineSampler(ctx.gpu_ids)
         #: Users' metrics reported by this node's processes.
         self.metrics = MetricTable()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
@@ -165,3 +166,20 @@ def test_every_page_renders_and_a_bad_filter_is_a_400_that_says_why(cluster: Sim
     assert bad.status_code == 400 and "hex" in bad.json()["error"]
     bad = httpx.get(cluster.url + "/api/tasks", params={"limit": "many"}, headers=headers)
     assert bad.status_code == 400 and "limit" in bad.json()["error"]
+
+
+def test_a_submitted_job_and_its_log_are_on_the_jobs_page(cluster: SimpleNamespace) -> None:
+    import re
+    import httpx
+    from ember.job_submission import JobSubmissionClient
+    headers = {"authorization": f"Bearer {cluster.token}"}
+    head = next(n for n in ember.nodes() if n["IsHead"])
+    client = JobSubmissionClient(f"127.0.0.1:{head['NodeManagerPort']}")
+    sid = client.submit_job(entrypoint=f"{sys.executable} -c \"print('job-output-line')\"")
+    wait_for(lambda: str(client.get_job_status(sid)).endswith("SUCCEEDED"), timeout_s=60,
+             what="the submitted job to succeed")
+    page = httpx.get(cluster.url + "/jobs", headers=headers).text
+    row = re.search(r'<table id="submitted-jobs">.*?</table>', page, re.S).group(0)
+    assert sid in row and "SUCCEEDED" in row
+    log_href = re.search(r'href="(/logs/view\?[^"]*job-driver[^"]*)"', row).group(1).replace("&amp;", "&")
+    assert "job-output-line" in httpx.get(cluster.url + log_href, headers=headers).text

@@ -17,7 +17,8 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import asdict
+from typing import Any, Callable, Protocol
 
 from ..._types import NodeID
 from ..._wire import protocol as p
@@ -51,6 +52,8 @@ class NodeTelemetry(Protocol):
     nodes: dict[NodeID, NodeStats]
     #: The state tables, None where the node keeps none.
     state: StateTables | None
+    #: The head's submitted jobs (records with Ray's JobInfo fields), or None.
+    submitted_jobs: Callable[[], list[Any]] | None
 
     def snapshot(self) -> NodeStats: ...
 
@@ -109,6 +112,14 @@ class DashboardData:
                 return state.query(kind, filters, offset, limit, detail, newest_first, summary)
         except ValueError as e:  # InvalidStateQueryError: a filter value the table refuses
             raise QueryError(str(e)) from e
+
+    def submitted_jobs(self) -> list[dict[str, Any]]:
+        """Jobs submitted with ``ember job submit`` / JobSubmissionClient, newest first."""
+        if self.telemetry.submitted_jobs is None:
+            return []
+        with self.ctx.lock:
+            records = [asdict(r) for r in self.telemetry.submitted_jobs()]
+        return sorted(records, key=lambda r: r.get("start_time") or 0, reverse=True)
 
     def counts(self, kind: str) -> dict[str, int]:
         """Actors or jobs by state (the overview's summary lines)."""

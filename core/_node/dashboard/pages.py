@@ -108,13 +108,23 @@ def _list_page(title: str, path: str, kind: str, filters: Sequence[tuple[str, st
 
 
 def jobs(data: DashboardData, request: Request) -> str:
+    head = next((n["node_id"] for n in data.nodes() if n["is_head"]), "")
+    submitted = table(
+        ["Submission", "Status", "Entrypoint", "Started", "Ended", "Message", "Log"],
+        [[esc(j["submission_id"]), state(j.get("status")), f"<code>{esc(j.get('entrypoint'))}</code>",
+          esc(fmt_time((j.get("start_time") or 0) / 1000)), esc(fmt_time((j.get("end_time") or 0) / 1000)),
+          f"<pre>{esc(j.get('message'))}</pre>" if j.get("message") else "",
+          link("/logs/view?" + urllib.parse.urlencode(
+              {"node_id": head, "filename": f"job-driver-{j['submission_id']}.log"}), "log")]
+         for j in data.submitted_jobs()], "submitted-jobs")
     return _list_page(
         "Jobs", "/jobs", "jobs", [("status", "Status", None)],
         ["Job", "Type", "Status", "Entrypoint", "Started", "Ended"],
         lambda r: [esc(r.get("job_id")), esc(r.get("type")), state(r.get("status")),
                    esc(r.get("entrypoint")), esc(fmt_time((r.get("start_time") or 0) / 1000)),
                    esc(fmt_time((r.get("end_time") or 0) / 1000))],
-        "jobs", data, request)
+        "jobs", data, request,
+        intro="<h2>Submitted jobs</h2>" + submitted + "<h2>Drivers</h2>")
 
 
 def tasks(data: DashboardData, request: Request) -> str:
