@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["job"]:
         # Like serve: its own parser; `ember start` never imports the job client.
         return importlib.import_module("ember.job_submission").main(argv[1:])
+    if argv[:1] == ["debug"]:
+        return importlib.import_module("ember.util.debug").main(argv[1:])
     if argv[:1] and argv[0] in _STATE_COMMANDS:
         # The state API's commands load the client side of ember: not for `ember start`.
         return importlib.import_module("ember.util._state_cli").main(argv)
@@ -305,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(ember serve --help)")
     sub.add_parser("job", help="submit jobs to the cluster and follow, stop or list them "
                    "(ember job --help)")
+    sub.add_parser("debug", help="replay a failed task here, or attach pdb to a task at breakpoint() "
+                   "(ember debug --help)")
     for name, what in _STATE_COMMANDS.items():
         sub.add_parser(name, help=f"{what} (ember {name} --help)")
     start = sub.add_parser("start", help="start a node on this machine")

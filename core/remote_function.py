@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable
 
 from ._client import context
@@ -14,6 +15,9 @@ from ._client.options import TASK_OPTIONS, resource_shape, validate
 from ._client.runtime import Runtime
 from ._client.scheduling import scheduling_key, scheduling_request, with_process_env
 
+#: Failed tasks keep their inputs for ember.util.debug.replay unless the driver runs with
+#: EMBER_DEBUG_REPLAY=0 (or the task says debug_replay=False).
+REPLAY_BY_DEFAULT = os.environ.get("EMBER_DEBUG_REPLAY", "1") != "0"
 #: Ray's default: a task whose worker dies is run again up to 3 times.
 DEFAULT_MAX_RETRIES = 3
 
@@ -85,6 +89,7 @@ class RemoteFunction:
                           env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None,
                           placement_group=request.placement_group,
                           enable_task_events=opts.get("enable_task_events") is not False,
+                          keep_inputs=opts.get("debug_replay", REPLAY_BY_DEFAULT),
                           resources=assigned)
         max_retries = opts.get("max_retries")
         return_ids = rt.submitter.submit(

@@ -17,7 +17,8 @@ LEGACY_PLACEMENT_OPTIONS = {"placement_group", "placement_group_bundle_index",
 _COMMON = {"num_cpus", "num_gpus", "memory", "resources", "name", "scheduling_strategy",
            "runtime_env", "accelerator_type", "label_selector", "_metadata", "object_store_memory",
            "enable_task_events"} | LEGACY_PLACEMENT_OPTIONS
-TASK_OPTIONS = _COMMON | {"num_returns", "max_retries", "retry_exceptions", "max_calls"}
+#: ``debug_replay`` (ember only): keep a failed task's inputs for ember.util.debug.replay.
+TASK_OPTIONS = _COMMON | {"num_returns", "max_retries", "retry_exceptions", "max_calls", "debug_replay"}
 ACTOR_OPTIONS = _COMMON | {"namespace", "lifetime", "max_concurrency", "max_restarts",
                            "max_task_retries", "get_if_exists", "max_pending_calls",
                            "concurrency_groups"}
@@ -115,7 +116,8 @@ def validate(options: dict[str, Any], allowed: set[str], what: str,
         elif name in ("name", "namespace"):
             if not isinstance(value, str) or not value:
                 raise InvalidOptionError(f"{name} must be a non-empty string, got {value!r}")
-        elif name in ("get_if_exists", "enable_task_events", "placement_group_capture_child_tasks"):
+        elif name in ("get_if_exists", "enable_task_events", "placement_group_capture_child_tasks",
+                      "debug_replay"):
             if not isinstance(value, bool):
                 raise InvalidOptionError(f"{name} must be True or False, got {value!r}")
         elif name == "accelerator_type":

@@ -13,6 +13,7 @@ objects, and (on the head) hosts the control store.
         ObjectService     objects, references, transfers between nodes
         ClusterService    membership, forwarding to the head, what the head tells us
         JobService        submitted jobs, each under a supervisor process (head)
+        DebugService      failed tasks kept for replay, tasks waiting at breakpoint() (head)
         TelemetryService  node stats for the head's dashboard, users' metrics, the HTTP ports
     this module: sessions (register, disconnect, job end), functions, log lines
 
@@ -42,6 +43,7 @@ from .memory_monitor import MemoryMonitor, MemoryPolicy, refresh_s_from_env, thr
 from .actors import ActorService
 from .cluster import CONTROL_MESSAGES, ClusterService
 from .context import Client, Handlers, NodeContext, merge_handlers
+from .debug import DebugService
 from .jobs import JobService
 from .leases import LeaseService
 from .objects import ObjectService
@@ -117,6 +119,7 @@ class NodeManager:
                                       self.objects, dispatch=self._handle, stop=self.stop,
                                       node_timeout_s=node_timeout_s)
         self.jobs = JobService(ctx)
+        self.debug = DebugService(ctx)
         self.state = StateService(ctx, placement_groups=lambda: self.placement.groups,
                                   submitted_jobs=lambda: self.jobs.jobs)
         ctx.objects.on_unreferenced = self.actors.on_unreferenced
@@ -126,7 +129,7 @@ class NodeManager:
         self.handlers: Handlers = merge_handlers(
             self.leases.handlers(), self.workers.handlers(), self.actors.handlers(),
             self.placement.handlers(), self.objects.handlers(), self.cluster.handlers(),
-            self.jobs.handlers(),
+            self.jobs.handlers(), self.debug.handlers(),
             self.state.handlers(),
             self.telemetry.handlers(),
             {p.RegisterFunction: self._on_register_function, p.GetFunction: self._on_get_function,

@@ -40,7 +40,9 @@ from .._client.runtime import Runtime
 from .._wire.serialization import serialize
 from .._wire.transport import Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello, listen
 from ..runtime_env import SETUP_HOOK_ENV, hook_name
+from . import remote_pdb
 from .process_env import enter_process_env
+from .replay import keep_for_replay
 
 #: What a finished call leaves: its returns, and whether the worker exits after replying.
 Outcome = tuple[list[Completion], bool]
@@ -75,6 +77,8 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_limit: asyncio.Semaphore | None = None
         self.running: TaskContext | None = None
+        #: The running task's (args, kwargs) on the main thread, kept for replay if it raises.
+        self._inputs: tuple[tuple, dict] | None = None
         self.cancelled: set[bytes] = set()
         #: Contexts of the calls running now, by task id (a cancel marks them).
         self.calls: dict[bytes, TaskContext] = {}
@@ -228,6 +232,7 @@ class Worker:
         ctx.interruptible = True
         try:
             args, kwargs = self._load_args(spec)
+            self._inputs = (args, kwargs)  # kept for replay if it raises
             return fn(*args, **kwargs)
         finally:
             ctx.interruptible = False
@@ -262,16 +267,21 @@ class Worker:
                 result = fn(*args, **kwargs)
             outcome = self._encode_returns(spec, result), False
         except BaseException as e:  # whatever happened travels to the caller
-            outcome = self._outcome_of(spec, e)
+            hint = ""
+            if (self._inputs is not None and spec.actor_id is None and isinstance(e, Exception)
+                    and not isinstance(e, RuntimeEnvSetupError)):
+                hint = keep_for_replay(self.rt, spec, self._inputs, e)
+            outcome = self._outcome_of(spec, e, hint)
             error = e
         finally:
             if on_main:
+                self._inputs = None
                 self.running = None
             current_task.reset(token)
         self.rt.task_events.ended(spec, *_error_event(error))
         self._finish(conn, spec, outcome)
 
-    def _outcome_of(self, spec: p.TaskSpec, error: BaseException) -> Outcome:
+    def _outcome_of(self, spec: p.TaskSpec, error: BaseException, hint: str = "") -> Outcome:
         """What a call that raised leaves, the same for sync and async calls:
         ``exit_actor()`` returns None for each of its returns and ends the worker; a
         cancel is a TaskCancelledError; anything else is the user's error (a TaskError)."""
@@ -285,7 +295,7 @@ class Worker:
         cancelled = spec.task_id in self.cancelled or isinstance(error, asyncio.CancelledError)
         if cancelled and isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
             return error_returns(TaskCancelledError(spec.name), spec.num_returns), False
-        return error_returns(_task_error(spec.name, error), spec.num_returns), False
+        return error_returns(_task_error(spec.name, error, hint), spec.num_returns), False
 
     def _finish(self, conn: Connection | None, spec: p.TaskSpec, outcome: Outcome) -> None:
         """Reply with the call's outcome; leave if it asked to or used up max_calls."""
@@ -440,11 +450,11 @@ def _nones(num_returns: int) -> Any:
     return None if num_returns == 1 else (None,) * num_returns
 
 
-def _task_error(name: str, error: BaseException) -> TaskError:
+def _task_error(name: str, error: BaseException, hint: str = "") -> TaskError:
     # A task that failed because a task it waited on failed re-raises the innermost
     # user exception (as Ray does), so `except ValueError:` works at every level.
     cause = error.cause if isinstance(error, TaskError) and error.cause is not None else error
-    tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    tb = "".join(traceback.format_exception(type(error), error, error.__traceback__)) + hint
     return TaskError(name, tb, cause, os.getpid())
 
 
@@ -546,6 +556,7 @@ def main(spec: dict) -> int:
     # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
     signal.signal(signal.SIGINT, worker._on_sigint)
     context.attach_worker(worker.rt)
+    remote_pdb.install(worker.rt, worker.token)
     sys.stdout = _LogForwarder(worker.rt, False, sys.__stdout__)
     sys.stderr = _LogForwarder(worker.rt, True, sys.__stderr__)
     return worker.run()
