@@ -14,6 +14,7 @@ Both HTTP ports are bound when the node starts and served from the first connect
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -145,6 +146,10 @@ class TelemetryService:
             server = LazyServer(sock, self._make_dashboard_app, "dashboard")
             self._servers.append(server)
             self.dashboard_url = server.url
+            if not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
+                log.warning("the dashboard at %s is reachable from other machines over plain HTTP: the "
+                            "cluster token crosses the network in clear when someone logs in. Prefer "
+                            "the default 127.0.0.1 and an SSH tunnel.", self.dashboard_url)
         for server in self._servers:
             server.start()
         with open(os.path.join(ctx.session_dir, "http.json"), "w") as f:

@@ -91,7 +91,15 @@ def test_a_bearer_header_opens_the_json_api(cluster: SimpleNamespace) -> None:
     assert node["node_id"] == cluster.node_id and node["is_head"] and node["alive"]
 
 
+def test_pages_forbid_scripts_and_framing(cluster: SimpleNamespace) -> None:
+    r = httpx.get(cluster.url + "/", headers={"authorization": f"Bearer {cluster.token}"})
+    assert r.status_code == 200
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
+
+
 def test_init_without_a_dashboard_serves_none_but_still_exports_metrics(cluster: SimpleNamespace) -> None:
+    """Runs last in this module: it ends the module's cluster."""
     ember.shutdown()
     info = ember.init(num_cpus=1, object_store_memory=64 << 20, include_dashboard=False)
     try:

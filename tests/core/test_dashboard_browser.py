@@ -8,16 +8,24 @@ is made that way).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
+import httpx
 import pytest
 
 import ember
+from ember.job_submission import JobSubmissionClient
 from tests.conftest import assert_no_leaked_processes, wait_for
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.options import Options  # noqa: E402 (after the skip)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
@@ -65,9 +73,6 @@ def cluster() -> Iterator[SimpleNamespace]:
 @pytest.fixture(scope="module")
 def browser(cluster: SimpleNamespace) -> Iterator[Any]:
     """Chromium, closed before the cluster's teardown checks that no process is left."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     profile = tempfile.mkdtemp(prefix="ember-chromium-")
     options = Options()
     options.binary_location = shutil.which("chromium")
@@ -78,11 +83,6 @@ def browser(cluster: SimpleNamespace) -> Iterator[Any]:
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
-
-
-def _by(kind: str) -> Any:
-    from selenium.webdriver.common.by import By
-    return getattr(By, kind)
 
 
 def _page_until(browser: Any, url: str, ready: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
@@ -96,14 +96,14 @@ def _page_until(browser: Any, url: str, ready: Callable[[], Any], what: str, tim
 def _log_in(browser: Any, cluster: SimpleNamespace) -> None:
     browser.get(cluster.url + "/")
     assert "log in" in browser.title
-    browser.find_element(_by("ID"), "token").send_keys(cluster.token)
-    browser.find_element(_by("ID"), "login-button").click()
-    wait_for(lambda: browser.find_elements(_by("ID"), "nodes"), what="the overview after logging in")
+    browser.find_element(By.ID, "token").send_keys(cluster.token)
+    browser.find_element(By.ID, "login-button").click()
+    wait_for(lambda: browser.find_elements(By.ID, "nodes"), what="the overview after logging in")
 
 
 def _rows(browser: Any, table_id: str) -> list[Any]:
-    return [r for r in browser.find_elements(_by("CSS_SELECTOR"), f"#{table_id} tbody tr")
-            if not r.find_elements(_by("CSS_SELECTOR"), "td.muted")]
+    return [r for r in browser.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")
+            if not r.find_elements(By.CSS_SELECTOR, "td.muted")]
 
 
 def test_the_overview_loads_and_its_tables_fill(browser: Any, cluster: SimpleNamespace) -> None:
@@ -111,7 +111,7 @@ def test_the_overview_loads_and_its_tables_fill(browser: Any, cluster: SimpleNam
     (node,) = _rows(browser, "nodes")
     assert "(head)" in node.text and "ALIVE" in node.text and "%" in node.text
     _page_until(browser, cluster.url + "/", lambda: "FINISHED" in browser.find_element(
-        _by("ID"), "task-summary").text, "finished tasks in the overview's summary")
+        By.ID, "task-summary").text, "finished tasks in the overview's summary")
     shot = os.environ.get("EMBER_DASHBOARD_SCREENSHOT")
     if shot:
         browser.save_screenshot(shot)
@@ -122,38 +122,37 @@ def test_a_failed_tasks_traceback_opens(browser: Any, cluster: SimpleNamespace) 
                 "the failed task in the tasks table")
     row = _rows(browser, "tasks")[0]
     assert "explode" in row.text and "FAILED" in row.text
-    row.find_element(_by("TAG_NAME"), "a").click()
-    traceback = wait_for(lambda: browser.find_elements(_by("ID"), "traceback"), what="the traceback")[0]
+    row.find_element(By.TAG_NAME, "a").click()
+    traceback = wait_for(lambda: browser.find_elements(By.ID, "traceback"), what="the traceback")[0]
     assert "ValueError" in traceback.text and "dashboard-boom first" in traceback.text
-    assert "ember debug replay" in browser.find_element(_by("ID"), "replay").text
+    assert "ember debug replay" in browser.find_element(By.ID, "replay").text
 
 
 def test_the_tasks_table_pages_and_filters(browser: Any, cluster: SimpleNamespace) -> None:
     _page_until(browser, cluster.url + "/tasks?name=add&limit=2", lambda: len(_rows(browser, "tasks")) == 2,
                 "a page of two add tasks")
-    assert browser.find_element(_by("ID"), "pager-range").text == "1-2 of 5"
-    browser.find_element(_by("LINK_TEXT"), "next").click()
-    wait_for(lambda: browser.find_element(_by("ID"), "pager-range").text == "3-4 of 5", what="page two")
+    assert browser.find_element(By.ID, "pager-range").text == "1-2 of 5"
+    browser.find_element(By.LINK_TEXT, "next").click()
+    wait_for(lambda: browser.find_element(By.ID, "pager-range").text == "3-4 of 5", what="page two")
     assert all("add" in r.text for r in _rows(browser, "tasks"))
 
 
 def test_a_workers_log_opens_and_searches(browser: Any, cluster: SimpleNamespace) -> None:
     _page_until(browser, cluster.url + "/actors?class_name=Talker", lambda: _rows(browser, "actors"),
                 "the actor in the actors table")
-    _rows(browser, "actors")[0].find_element(_by("TAG_NAME"), "a").click()
-    wait_for(lambda: browser.find_elements(_by("LINK_TEXT"), "This actor's log"), what="the actor's page")
-    log_url = browser.find_element(_by("LINK_TEXT"), "This actor's log").get_attribute("href")
+    _rows(browser, "actors")[0].find_element(By.TAG_NAME, "a").click()
+    wait_for(lambda: browser.find_elements(By.LINK_TEXT, "This actor's log"), what="the actor's page")
+    log_url = browser.find_element(By.LINK_TEXT, "This actor's log").get_attribute("href")
     _page_until(browser, log_url, lambda: "hello-from-the-actor-log" in browser.find_element(
-        _by("ID"), "log").text, "the actor's line in its worker's log")
-    search = browser.find_element(_by("ID"), "log-search")
+        By.ID, "log").text, "the actor's line in its worker's log")
+    search = browser.find_element(By.ID, "log-search")
     search.send_keys("from-the-actor")
     search.submit()
-    wait_for(lambda: browser.find_elements(_by("CSS_SELECTOR"), "#log mark"), what="the search hit marked")
-    assert browser.find_element(_by("CSS_SELECTOR"), "#log mark").text == "from-the-actor"
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#log mark"), what="the search hit marked")
+    assert browser.find_element(By.CSS_SELECTOR, "#log mark").text == "from-the-actor"
 
 
 def test_every_page_renders_and_a_bad_filter_is_a_400_that_says_why(cluster: SimpleNamespace) -> None:
-    import httpx
     headers = {"authorization": f"Bearer {cluster.token}"}
     for path in ("/", "/jobs", "/tasks", "/actors", "/objects", "/placement_groups", "/logs", "/serve",
                  "/train", "/metrics", "/tasks/00ff", "/actors/00ff", "/logs/view?filename=nope.log",
@@ -169,9 +168,6 @@ def test_every_page_renders_and_a_bad_filter_is_a_400_that_says_why(cluster: Sim
 
 
 def test_a_submitted_job_and_its_log_are_on_the_jobs_page(cluster: SimpleNamespace) -> None:
-    import re
-    import httpx
-    from ember.job_submission import JobSubmissionClient
     headers = {"authorization": f"Bearer {cluster.token}"}
     head = next(n for n in ember.nodes() if n["IsHead"])
     client = JobSubmissionClient(f"127.0.0.1:{head['NodeManagerPort']}")

@@ -120,5 +120,7 @@ class TokenGate:
         await send({"type": "http.response.start", "status": 401,
                     "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode()),
                                 (b"www-authenticate", b'Bearer realm="ember"'),
-                                (b"cache-control", b"no-store")]})
+                                (b"cache-control", b"no-store"), (b"x-frame-options", b"DENY"),
+                                (b"content-security-policy",
+                                 b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")]})
         await send({"type": "http.response.body", "body": body})

@@ -148,7 +148,7 @@ class DashboardData:
                     if all(str(row.get(c, "")).lower() == v.lower() for c, v in query.filters.items())]
             return rows[query.offset:query.offset + query.limit], len(rows)
         answer = self._head_query(kind, filters, query.offset, query.limit, detail=True,
-                                  newest_first=kind in ("tasks", "jobs"))
+                                  newest_first=kind in ("tasks", "jobs", "actors"))
         return answer["rows"], answer["total"]
 
     def get(self, kind: str, ident: str) -> dict[str, Any] | None:

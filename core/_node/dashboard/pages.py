@@ -271,13 +271,20 @@ def serve(data: DashboardData, request: Request) -> str:
     return page("Serve", "/serve", body)
 
 
+#: Class names of ember.train's workers (``RayTrainWorker(rank=N)``) and ember.tune's trials.
+_TRAIN_CLASS = "RayTrainWorker"
+_TUNE_CLASS = "TrialActor"
+
+
 def train(data: DashboardData, request: Request) -> str:
     rows, _ = data.list("actors", ListQuery({}, 0, MAX_LIMIT))
-    picked = [r for r in rows if any(word in str(r.get("class_name", ""))
-                                     for word in ("TrainWorker", "TrialActor", "Trainable", "_Worker"))]
-    body = ("<p>Train workers and Tune trials as actors.</p>"
-            + table(["Actor", "Class", "Name", "State", "Node", "Pid", "Job", "Death cause"],
-                    [_actor_cells(r) for r in picked], "train-actors"))
+    columns = ["Actor", "Class", "Name", "State", "Node", "Pid", "Job", "Death cause"]
+    workers = [r for r in rows if str(r.get("class_name", "")).startswith(_TRAIN_CLASS)]
+    trials = [r for r in rows if r.get("class_name") == _TUNE_CLASS]
+    body = ("<p>ember.train's workers (one actor per rank) and ember.tune's trial actors, newest "
+            "first; each links to its actor page and log.</p>"
+            "<h2>Train workers</h2>" + table(columns, [_actor_cells(r) for r in workers], "train-workers")
+            + "<h2>Tune trials</h2>" + table(columns, [_actor_cells(r) for r in trials], "tune-trials"))
     return page("Train and Tune", "/train", body)
 
 
