@@ -44,6 +44,9 @@ from . import remote_pdb
 from .process_env import enter_process_env
 from .replay import keep_for_replay
 
+#: What a task whose spec names no resources was given (shared: only ever read).
+_DEFAULT_TASK_RESOURCES = {"CPU": 1.0}
+
 #: What a finished call leaves: its returns, and whether the worker exits after replying.
 Outcome = tuple[list[Completion], bool]
 
@@ -208,7 +211,7 @@ class Worker:
         """The call's context, registered in ``calls`` until it finishes (for cancels)."""
         if spec.actor_id is None:
             ctx = TaskContext(spec.task_id, spec.name, None, spec.gpu_ids, spec.placement_group,
-                              spec.resources if spec.resources is not None else {"CPU": 1.0})
+                              spec.resources if spec.resources is not None else _DEFAULT_TASK_RESOURCES)
         else:
             ctx = TaskContext(spec.task_id, spec.name, spec.actor_id, self.actor_gpu_ids,
                               self.actor_spec.request.placement_group if self.actor_spec else None,
