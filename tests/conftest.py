@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import time
+import zipfile
 from typing import Any, Callable
 
 import psutil
@@ -68,3 +71,23 @@ def fresh_ember():
     yield info
     ember.shutdown()
     assert_no_leaked_processes()
+
+
+def build_wheel(directory: str, name: str, version: str, source: str) -> str:
+    """A minimal pure-Python wheel (what `pip wheel` would make for one module)."""
+    path = os.path.join(directory, f"{name}-{version}-py3-none-any.whl")
+    dist = f"{name}-{version}.dist-info"
+    files = {f"{name}/__init__.py": source,
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: ember-tests\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    record = []
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, text in files.items():
+            data = text.encode()
+            zf.writestr(member, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{member},sha256={digest},{len(data)}")
+        record.append(f"{dist}/RECORD,,")
+        zf.writestr(f"{dist}/RECORD", "\n".join(record) + "\n")
+    return path

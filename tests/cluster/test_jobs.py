@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from .conftest import Head, ember_cli, start_head
-from conftest import process_gone, wait_for
+from conftest import build_wheel, process_gone, wait_for
 from ember.exceptions import EmberError, RuntimeEnvSetupError
 from ember.job_submission import JobStatus, JobSubmissionClient
 
@@ -166,3 +166,28 @@ def test_bad_requests_name_the_thing_and_the_fix(head, client, tmp_path):
     with pytest.raises(EmberError, match="token"):
         JobSubmissionClient(head.address, token_file=str(bad_token))
     assert psutil.pid_exists(head.pid)
+
+
+def test_a_jobs_pip_env_reaches_its_tasks(client, tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    build_wheel(str(wheels), "ember_job_pip_probe", "1.0", "VALUE = 'installed for the job'\n")
+    source = textwrap.dedent("""
+        import ember
+        ember.init()
+
+        @ember.remote
+        def probe():
+            import ember_job_pip_probe
+            return ember_job_pip_probe.VALUE
+
+        print("probe:", ember.get(probe.remote()), flush=True)
+    """)
+    project = tmp_path / "proj"
+    project.mkdir()
+    sid = client.submit_job(entrypoint="python script.py", runtime_env={
+        "working_dir": _project(project, source),
+        "pip": {"packages": ["ember_job_pip_probe"], "pip_install_options": ["--no-index", "--find-links",
+                                                                             str(wheels)]}})
+    assert client.wait_until_finished(sid, timeout_s=90) == JobStatus.SUCCEEDED, client.get_job_logs(sid)
+    assert "probe: installed for the job" in client.get_job_logs(sid)
