@@ -305,9 +305,9 @@ class Worker:
         returns, exiting = outcome
         ctx = self.calls.pop(spec.task_id, None)
         self.async_calls.pop(spec.task_id, None)
-        if ctx is not None and ctx.cancelled and spec.actor_id is not None and not exiting:
-            # A cancelled actor call that ran to its end (not interruptible) still reports
-            # the cancel, as in Ray.
+        if ctx is not None and ctx.cancelled and not exiting:
+            # A cancelled call that still ran to its end (an actor call is not interrupted;
+            # a task may catch the KeyboardInterrupt) reports the cancel, as in Ray.
             returns = error_returns(TaskCancelledError(spec.name), spec.num_returns)
         self.cancelled.discard(spec.task_id)
         if spec.max_calls:

@@ -172,6 +172,38 @@ def test_an_async_actor_call_is_cancelled_on_its_loop(ember_local) -> None:
     assert "async actor" in ember.get(a.is_canceled.remote())
 
 
+@ember.remote
+class Notes:
+    def __init__(self) -> None:
+        self.notes: list[object] = []
+
+    def add(self, note: object) -> None:
+        self.notes.append(note)
+
+    def read(self) -> list[object]:
+        return self.notes
+
+
+@ember.remote
+def swallow_the_interrupt(notes: ember.ActorHandle) -> str:
+    ember.get(notes.add.remote(ember.get_runtime_context().is_canceled()))
+    try:
+        threading.Event().wait(60)
+    except KeyboardInterrupt:
+        ember.get(notes.add.remote(ember.get_runtime_context().is_canceled()))
+    return "finished anyway"
+
+
+def test_a_task_that_catches_the_interrupt_sees_is_canceled_and_still_reports_the_cancel(ember_local) -> None:
+    notes = Notes.remote()
+    ref = swallow_the_interrupt.remote(notes)
+    wait_for(lambda: ember.get(notes.read.remote()) == [False], what="the task to start")
+    ember.cancel(ref)
+    with pytest.raises(TaskCancelledError):
+        ember.get(ref, timeout=30)
+    assert ember.get(notes.read.remote()) == [False, True]
+
+
 def test_is_canceled_in_the_driver_is_a_runtime_error(ember_local) -> None:
     with pytest.raises(RuntimeError, match="inside a task"):
         ember.get_runtime_context().is_canceled()
