@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
 import ember
+from conftest import build_wheel
 from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 _TIMEOUT_S = 30
@@ -95,3 +97,30 @@ def test_a_task_too_big_for_the_head_runs_on_another_node(three_nodes) -> None:
     refs = [where.options(num_cpus=2).remote() for _ in range(4)]
     roles = {three_nodes.role_of(n) for n in ember.get(refs, timeout=_TIMEOUT_S)}
     assert roles and roles <= {"b", "c"}
+
+
+def test_a_pip_runtime_env_is_built_on_the_node_that_runs_the_task(three_nodes, tmp_path) -> None:
+    """The env travels with the request (spilled to node b, placed on node c) and each node
+    builds its own virtualenv once; the head, which runs none of them, builds nothing."""
+    build_wheel(str(tmp_path), "ember_node_pip_probe", "1.0", "VALUE = 7\n")
+    env = {"pip": {"packages": ["ember_node_pip_probe"],
+                   "pip_install_options": ["--no-index", "--find-links", str(tmp_path)]}}
+
+    @ember.remote(runtime_env=env)
+    def probe() -> tuple[int, str]:
+        import ember_node_pip_probe
+        return ember_node_pip_probe.VALUE, ember.get_runtime_context().get_node_id()
+
+    @ember.remote(runtime_env=env, resources={"node_c": 0.5})
+    class Probe:
+        def value(self) -> tuple[int, str]:
+            import ember_node_pip_probe
+            return ember_node_pip_probe.VALUE, ember.get_runtime_context().get_node_id()
+
+    on_b = [probe.options(resources={"node_b": 0.5}).remote() for _ in range(2)]
+    results = ember.get(on_b, timeout=90) + [ember.get(Probe.remote().value.remote(), timeout=90)]
+    assert [(value, three_nodes.role_of(node)) for value, node in results] == [(7, "b"), (7, "b"), (7, "c")]
+    built = {role: [d for d in os.listdir(os.path.join(session, "runtime_envs")) if not d.endswith(".lock")]
+             if os.path.isdir(os.path.join(session, "runtime_envs")) else []
+             for role, session in three_nodes.sessions.items()}
+    assert {role: len(dirs) for role, dirs in built.items()} == {"head": 0, "b": 1, "c": 1}
