@@ -236,7 +236,7 @@ def _targets(w: Workload, ember: float | None, ratio: float | None, baseline: fl
     def verdict(ok: bool | None) -> str:
         return "n/a" if ok is None else ("met" if ok else "MISSED")
 
-    need = 5.0 if "ratio>=5" in w.targets else 2.0
+    need = 5.0 if "ratio>=5" in w.targets else 3.0 if "ratio>=3" in w.targets else 2.0
     parts = [f">={need:g}x Ray: {verdict(None if ratio is None else ratio >= need)}"]
     for target in w.targets:
         if target == "<1 ms":

@@ -60,6 +60,10 @@ class Config:
     contained_refs: int = 10_000
     #: Placement groups created (then removed) per batch, as in Ray's microbenchmark.
     placement_groups: int = 100
+    #: Small values one streaming generator task yields (issue 14: 100k).
+    generator_items: int = 100_000
+    #: 1 MB values one streaming generator task yields.
+    generator_mb_items: int = 500
 
     @classmethod
     def quick(cls) -> Config:
@@ -72,6 +76,8 @@ class Config:
             client_calls=200,
             contained_refs=1_000,
             placement_groups=10,
+            generator_items=10_000,
+            generator_mb_items=50,
         )
 
 
@@ -227,6 +233,17 @@ def _define(rt: ModuleType) -> SimpleNamespace:
             rt.get(refs)
             return 0
 
+    @rt.remote
+    def yield_ints(n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    @rt.remote
+    def yield_arrays(n: int, nbytes: int) -> Any:
+        array = np.zeros(nbytes, dtype=np.uint8)
+        for _ in range(n):
+            yield array
+
     @rt.remote(num_cpus=0)
     class Signal:
         """Ray's SignalActor: `wait()` returns once `send()` was called."""
@@ -370,6 +387,58 @@ def single_client_put_gigabytes(rt: ModuleType, cfg: Config) -> Result:
     result = _rate(put_and_drop, cfg.budget_s, warm_up_s=cfg.budget_s)
     result["puts_per_s"] = result["value"]
     result["value"] = result["value"] * cfg.big_array_bytes / 1e9
+    return result
+
+
+def _stream_rate(run: Callable[[], int], warm_up: Callable[[], int], budget_s: float) -> Result:
+    """Runs ``warm_up`` once, then ``run`` (a whole generator task) until ``budget_s`` has
+    passed (at least once); returns the units ``run`` reports per second."""
+    warm_up()
+    units, runs = 0, 0
+    start = time.perf_counter()
+    while True:
+        units += run()
+        runs += 1
+        elapsed_s = time.perf_counter() - start
+        if elapsed_s >= budget_s:
+            break
+    return {"value": units / elapsed_s, "runs": runs, "elapsed_s": elapsed_s}
+
+
+def streaming_generator_small_items(rt: ModuleType, cfg: Config) -> Result:
+    """items/s: one generator task yields `generator_items` small ints; the driver iterates
+    the ObjectRefGenerator and gets each value as it comes."""
+    d = _define(rt)
+
+    def consume(n: int) -> int:
+        count = 0
+        for ref in d.yield_ints.remote(n):
+            rt.get(ref)
+            count += 1
+        if count != n:
+            raise RuntimeError(f"got {count} values, expected {n}")
+        return count
+
+    return _stream_rate(lambda: consume(cfg.generator_items), lambda: consume(1000), cfg.budget_s)
+
+
+def streaming_generator_1mb_items(rt: ModuleType, cfg: Config) -> Result:
+    """GB/s: one generator task yields `generator_mb_items` 1 MB numpy arrays; the driver
+    gets each (mapped from the store) and drops it."""
+    d = _define(rt)
+
+    def consume(n: int) -> int:
+        total = 0
+        for ref in d.yield_arrays.remote(n, MIB):
+            value = rt.get(ref)
+            total += value.nbytes
+            del value, ref
+        if total != n * MIB:
+            raise RuntimeError(f"got {total} bytes, expected {n * MIB}")
+        return total
+
+    result = _stream_rate(lambda: consume(cfg.generator_mb_items), lambda: consume(10), cfg.budget_s)
+    result["value"] /= 1e9
     return result
 
 
@@ -634,6 +703,12 @@ WORKLOADS: tuple[Workload, ...] = (
              "submit 10k no-op tasks and get them all", fanout_noop_tasks, baseline_fanout),
     Workload("placement_group_create_remove", "PGs/s", "higher",
              "100 placement groups ({CPU: 0.01}) created, ready, removed", placement_group_create_remove),
+    Workload("streaming_generator_100k_small_items", "items/s", "higher",
+             "a generator task yields 100k small ints; iterate and get each",
+             streaming_generator_small_items, timeout_s=180, targets=("ratio>=3",)),
+    Workload("streaming_generator_1mb_items", "GB/s", "higher",
+             "a generator task yields 500 1 MB arrays; iterate and get each",
+             streaming_generator_1mb_items, timeout_s=180, targets=("ratio>=3",)),
     Workload("queued_100k_tasks_driver_memory", "B/task", "lower",
              "driver RSS growth per task while 100k tasks wait on a dependency",
              queued_tasks_driver_memory, timeout_s=300, targets=("<2 KB/task",),

@@ -18,12 +18,14 @@ from .api import (available_resources, cancel, cluster_resources, exit_actor, ge
                   object_store_stats, put, remote, shutdown, wait)
 from ._client.timeline import timeline
 from .object_ref import ObjectRef
+from .object_ref_generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from .remote_function import RemoteFunction
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources", "cancel",
+    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",
+    "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "exit_actor", "get", "get_actor", "get_gpu_ids",
     "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes",
     "object_store_stats", "put", "remote", "shutdown", "timeline", "wait",

@@ -30,3 +30,6 @@ ActorState = Literal["pending", "alive", "restarting", "dead"]
 PlacementGroupState = Literal["PENDING", "RESERVING", "CREATED", "REMOVED"]
 #: A submitted job's life (``ember job``): PENDING -> RUNNING -> SUCCEEDED | FAILED | STOPPED.
 JobStatus = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]
+#: How a generator task hands back its values: "streaming" (an ObjectRefGenerator, each
+#: value as it is yielded) or "dynamic" (one ref to a DynamicObjectRefGenerator at the end).
+GeneratorMode = Literal["streaming", "dynamic"]

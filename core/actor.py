@@ -20,8 +20,10 @@ from ._client.arguments import encode_args
 from ._client.function_export import export, register
 from .object_ref import ObjectRef
 from ._client.local_objects import LocalObjectTable
-from ._client.options import ACTOR_OPTIONS, METHOD_OPTIONS, resource_shape, validate
-from .remote_function import _retry_exceptions
+from ._client.options import (ACTOR_OPTIONS, GENERATOR_RETURNS, METHOD_OPTIONS, check_generator_options,
+                              resource_shape, validate)
+from .object_ref_generator import ObjectRefGenerator
+from .remote_function import _retry_exceptions, is_generator_function
 from ._client.runtime import Runtime
 from ._client.scheduling import scheduling_request, with_process_env
 
@@ -35,17 +37,21 @@ READY_METHOD = "__ray_ready__"
 ASYNC_MAX_CONCURRENCY = 1000
 
 
-def method(num_returns: int = 1, **options: Any) -> Callable[[_F], _F]:
+def method(num_returns: int | str | None = None, **options: Any) -> Callable[[_F], _F]:
     """Decorator for actor methods: ``@ember.method(num_returns=2)``,
-    ``@ember.method(max_task_retries=3, retry_exceptions=[IOError])``.
+    ``@ember.method(max_task_retries=3, retry_exceptions=[IOError])``,
+    ``@ember.method(num_returns="streaming")`` (the default for methods that yield).
 
     Raises:
-        InvalidOptionError: an unknown or unsupported option.
+        InvalidOptionError: an unknown or unsupported option, or a generator option on a
+            method that does not yield.
     """
-    validate({"num_returns": num_returns, **options}, METHOD_OPTIONS, "ember.method")
+    given = {"num_returns": num_returns, **options} if num_returns is not None else dict(options)
+    validate(given, METHOD_OPTIONS, "ember.method")
 
     def decorate(fn: _F) -> _F:
-        fn.__ember_method_options__ = {"num_returns": num_returns, **options}
+        check_generator_options(given, is_generator_function(fn), f"method `{fn.__name__}`")
+        fn.__ember_method_options__ = given
         return fn
 
     return decorate
@@ -56,7 +62,10 @@ def _methods_of(cls: type) -> tuple[dict[str, dict[str, Any]], bool]:
     methods: dict[str, dict[str, Any]] = {}
     is_async = False
     for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
-        methods[name] = getattr(member, "__ember_method_options__", None) or {"num_returns": 1}
+        options = dict(getattr(member, "__ember_method_options__", None) or {})
+        if options.get("num_returns") is None:  # Ray's default: a method that yields streams
+            options["num_returns"] = "streaming" if is_generator_function(member) else 1
+        methods[name] = options
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
     return methods, is_async
@@ -166,7 +175,7 @@ class ActorHandle:
     calls waiting for results from this process.
     """
 
-    def __init__(self, actor_id: ActorID, class_name: str, methods: dict[str, int], is_async: bool,
+    def __init__(self, actor_id: ActorID, class_name: str, methods: dict[str, int | str], is_async: bool,
                  _counted: bool = False, method_options: dict[str, dict[str, Any]] | None = None,
                  max_pending_calls: int = -1) -> None:
         self._actor_id = actor_id
@@ -214,7 +223,7 @@ class ActorHandle:
         return self._actor_id
 
 
-def _rebuild_handle(actor_id: ActorID, class_name: str, methods: dict[str, int], is_async: bool,
+def _rebuild_handle(actor_id: ActorID, class_name: str, methods: dict[str, int | str], is_async: bool,
                     method_options: dict[str, dict[str, Any]] | None = None,
                     max_pending_calls: int = -1) -> ActorHandle:
     table = context.objects
@@ -239,7 +248,13 @@ class ActorMethod:
 
     def options(self, **options: Any) -> "ActorMethod":
         validate(options, METHOD_OPTIONS, f"actor method `{self._name}`")
-        return ActorMethod(self._handle, self._name, {**self._options, **options})
+        merged = {**self._options, **options}
+        # A handle knows a method yields only when it streams by default; otherwise the
+        # worker checks (a TypeError from the call).
+        declared = self._handle._methods[self._name]
+        check_generator_options(merged, True if declared in GENERATOR_RETURNS else None,
+                                f"method `{self._name}`")
+        return ActorMethod(self._handle, self._name, merged)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         rt = context.runtime()
@@ -247,19 +262,32 @@ class ActorMethod:
         h = self._handle
         opts = self._options
         num_returns = opts.get("num_returns", 1)
+        generator = num_returns if isinstance(num_returns, str) else None
         name = opts.get("name") or f"{h._class_name}.{self._name}"
         payload, dep_ids, held = encode_args(rt, args, kwargs, f"`{name}`")
         held.append(h)
-        spec = p.TaskSpec(rt.next_task_id(), name, b"", payload, [], num_returns, rt.worker_id,
-                          actor_id=h._actor_id, method=self._name,
+        backpressure = opts.get("_generator_backpressure_num_objects") or -1
+        spec = p.TaskSpec(rt.next_task_id(), name, b"", payload, [], 1 if generator else num_returns,
+                          rt.worker_id, actor_id=h._actor_id, method=self._name, generator=generator,
+                          backpressure_num_objects=backpressure,
                           enable_task_events=opts.get("enable_task_events") is not False)
-        return_ids = rt.actor_submitter.submit(
-            h._actor_id, h._class_name, spec, held, dep_ids,
-            max_task_retries=opts.get("max_task_retries"),
-            retry_exceptions=_retry_exceptions(opts.get("retry_exceptions")),
-            max_pending_calls=h._max_pending_calls)
+        stream = rt.generators.open(spec.task_id, name, h._actor_id, backpressure) \
+            if generator == "streaming" else None
+        try:
+            return_ids = rt.actor_submitter.submit(
+                h._actor_id, h._class_name, spec, held, dep_ids,
+                max_task_retries=opts.get("max_task_retries"),
+                retry_exceptions=_retry_exceptions(opts.get("retry_exceptions")),
+                max_pending_calls=h._max_pending_calls)
+        except BaseException:
+            if stream is not None:
+                rt.generators.forget(stream)
+            raise
+        if stream is not None:
+            rt.generators.watch(stream)
+            return ObjectRefGenerator(stream, ObjectRef(return_ids[0]))
         refs = [ObjectRef(oid) for oid in return_ids]
-        if num_returns == 1:
+        if num_returns == 1 or generator == "dynamic":
             return refs[0]
         if num_returns == 0:
             return None

@@ -19,6 +19,7 @@ from .actor import ActorClass, ActorHandle, handle_from_info
 from .actor import method as _method
 from .exceptions import EmberError, InvalidOptionError, NotInitializedError
 from .object_ref import ObjectRef
+from .object_ref_generator import ObjectRefGenerator
 from ._client.options import validate
 from .remote_function import RemoteFunction
 from ._resources import is_positive
@@ -181,6 +182,9 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
 
 
 def _check_refs(refs: Any, what: str) -> None:
+    if isinstance(refs, ObjectRefGenerator):
+        raise TypeError(f"{what} got an ObjectRefGenerator (what a generator task returns): iterate "
+                        f"it and pass each ref, e.g. `for ref in gen: {what}(ref)`")
     if isinstance(refs, (RemoteFunction, ActorClass)) or callable(getattr(refs, "remote", None)):
         raise TypeError(f"{what} expects ObjectRefs, got a remote function or method. Did you mean "
                         f"`{what}(f.remote(...))`?")
@@ -259,11 +263,13 @@ def put(value: Any, **_kwargs: Any) -> ObjectRef:
     return ObjectRef(context.runtime().put(value), _counted=True)
 
 
-def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
-         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
+def wait(object_refs: Sequence[ObjectRef | ObjectRefGenerator], *, num_returns: int = 1,
+         timeout: float | None = None, fetch_local: bool = True
+         ) -> tuple[list[ObjectRef | ObjectRefGenerator], list[ObjectRef | ObjectRefGenerator]]:
     """Return ``(ready, not_ready)`` once ``num_returns`` refs are ready or ``timeout`` passes.
 
-    Both lists keep the order of ``object_refs``.
+    Both lists keep the order of ``object_refs``. An ObjectRefGenerator counts as ready
+    when ``next`` would not block: its next ref (or its end) is there.
 
     Raises:
         ValueError: ``num_returns`` exceeds the number of refs, duplicates were passed, or
@@ -274,21 +280,27 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     if not isinstance(object_refs, (list, tuple)):
         _check_refs(object_refs, "ember.wait")
     rt = context.runtime()
+    ids = []
     for r in object_refs:
+        if isinstance(r, ObjectRefGenerator):
+            if r._stream.table is not rt.generators:
+                _stale(r)
+            ids.append(r._next_id())
+            continue
         if not isinstance(r, ObjectRef):
             _check_refs(r, "ember.wait")
         if r._table is not rt.objects and r._table is not None:
             _stale(r)
+        ids.append(r.id)
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
     if num_returns > len(object_refs):
         raise ValueError(f"num_returns={num_returns} is larger than the number of refs "
                          f"({len(object_refs)}); pass num_returns<=len(refs)")
-    if len({r.id for r in object_refs}) != len(object_refs):
+    if len(set(ids)) != len(object_refs):
         raise ValueError("ember.wait() got duplicate refs; pass each ref once")
     objects = rt.objects
     objects.drain_releases()
-    ids = [r.id for r in object_refs]
     # Fast path: enough refs already ready (stop scanning at the num_returns-th).
     first = objects.first_ready(ids, num_returns)
     ready_ids = set(first) if first is not None else set(objects.wait_ready(ids, num_returns, timeout,
@@ -296,8 +308,8 @@ def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: flo
     if fetch_local:
         objects.fetch_local([oid for oid in ids if oid in ready_ids])
     ready, not_ready = [], []
-    for r in object_refs:
-        (ready if r.id in ready_ids and len(ready) < max(num_returns, 0) else not_ready).append(r)
+    for r, oid in zip(object_refs, ids):
+        (ready if oid in ready_ids and len(ready) < max(num_returns, 0) else not_ready).append(r)
     return ready, not_ready
 
 
@@ -314,7 +326,8 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
         rt.actor_submitter.mark_killed(actor._actor_id, actor._class_name)
 
 
-def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+def cancel(object_ref: ObjectRef | ObjectRefGenerator, *, force: bool = False,
+           recursive: bool = True) -> None:
     """Cancel the task or actor call that produces ``object_ref``; ``get`` then raises
     TaskCancelledError.
 
@@ -322,13 +335,35 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     actor call that has not started never runs; a running one on an async actor is
     cancelled on its event loop, and on a sync or threaded actor it runs on, seeing
     ``get_runtime_context().is_canceled()`` turn True (actors keep their state, so they
-    are not interrupted), as in Ray.
+    are not interrupted), as in Ray. An ObjectRefGenerator's task or actor method stops
+    at its next value (a generator is cancelled on any actor): the refs it already
+    yielded stay valid, and the next one raises TaskCancelledError.
+
+    Raises:
+        ValueError: ``force=True`` for an actor method's generator (it would kill the actor).
     """
+    if isinstance(object_ref, ObjectRefGenerator):
+        _cancel_generator(object_ref, force, recursive)
+        return
     if not isinstance(object_ref, ObjectRef):
         _check_refs(object_ref, "ember.cancel")
     rt = _current_for(object_ref._table)
     if not rt.submitter.cancel(object_ref.id, force, recursive):
         rt.actor_submitter.cancel(object_ref.id, recursive)
+
+
+def _cancel_generator(gen: ObjectRefGenerator, force: bool, recursive: bool) -> None:
+    stream = gen._stream
+    rt = context.runtime()
+    if stream.table is not rt.generators:
+        _stale(gen)
+    if stream.actor_id is None:
+        rt.submitter.cancel(stream.completion_id, force, recursive)
+        return
+    if force:
+        raise InvalidOptionError(f"ember.cancel(force=True) would kill the actor running `{stream.name}`; "
+                                 "cancel its generator without force=, or ember.kill() the actor")
+    rt.actor_submitter.cancel(stream.completion_id, recursive)
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from typing import Any, Callable
 
@@ -11,7 +12,8 @@ from ._wire import protocol as p
 from ._client.arguments import encode_args
 from ._client.function_export import export, register
 from .object_ref import ObjectRef
-from ._client.options import TASK_OPTIONS, resource_shape, validate
+from .object_ref_generator import ObjectRefGenerator
+from ._client.options import TASK_OPTIONS, check_generator_options, resource_shape, validate
 from ._client.runtime import Runtime
 from ._client.scheduling import scheduling_key, scheduling_request, with_process_env
 
@@ -33,6 +35,9 @@ class RemoteFunction:
         self._function = fn
         self._options = validate(dict(options), TASK_OPTIONS, f"remote function `{fn.__name__}`")
         self._name = fn.__qualname__
+        #: Ray's rule: a function that yields streams its values unless num_returns says otherwise.
+        self._is_generator = is_generator_function(fn)
+        check_generator_options(self._options, self._is_generator, f"`{self._name}`")
         self._exported: tuple[bytes, bytes] | None = None
         #: (request, scheduling key, resources assigned, the default env it was made for).
         self._scheduling: tuple[p.SchedulingRequest, tuple, dict[str, float] | None, dict | None] | None = None
@@ -45,9 +50,11 @@ class RemoteFunction:
     def options(self, **options: Any) -> "RemoteFunction":
         """A copy with some options overridden, e.g. ``f.options(num_gpus=1).remote(x)``."""
         validate(options, TASK_OPTIONS, f"remote function `{self._name}`")
+        merged = {**self._options, **options}
+        check_generator_options(merged, self._is_generator, f"`{self._name}`")
         clone = RemoteFunction.__new__(RemoteFunction)
         clone.__dict__.update(self.__dict__)
-        clone._options = {**self._options, **options}
+        clone._options = merged
         clone._scheduling = None
         return clone
 
@@ -62,9 +69,10 @@ class RemoteFunction:
         opts = self._options
         function_id = self._ensure_registered(rt)
         payload, dep_ids, held = encode_args(rt, args, kwargs, f"`{self._name}`")
-        num_returns = opts.get("num_returns", 1)
+        num_returns = opts.get("num_returns")
         if num_returns is None:
-            num_returns = 1
+            num_returns = "streaming" if self._is_generator else 1
+        generator = num_returns if isinstance(num_returns, str) else None
         name = opts.get("name") or self._name
         parent = context.current_task.get()
         inherited = parent.captured_group() if parent is not None else None
@@ -84,20 +92,28 @@ class RemoteFunction:
                                            default_env, where)
                 self._scheduling = (request, scheduling_key(request), _assigned(shape), default_env)
             request, key, assigned, _ = self._scheduling
-        spec = p.TaskSpec(rt.next_task_id(), name, function_id, payload, (), num_returns,
+        backpressure = opts.get("_generator_backpressure_num_objects") or -1
+        spec = p.TaskSpec(rt.next_task_id(), name, function_id, payload, (),
+                          1 if generator else num_returns,
                           rt.worker_id, max_calls=opts.get("max_calls") or 0,
                           env_vars=(opts.get("runtime_env") or {}).get("env_vars") or None,
                           placement_group=request.placement_group,
                           enable_task_events=opts.get("enable_task_events") is not False,
                           keep_inputs=opts.get("debug_replay", REPLAY_BY_DEFAULT),
-                          resources=assigned)
+                          resources=assigned, generator=generator,
+                          backpressure_num_objects=backpressure)
+        stream = rt.generators.open(spec.task_id, name, None, backpressure) \
+            if generator == "streaming" else None
         max_retries = opts.get("max_retries")
         return_ids = rt.submitter.submit(
             spec, request, key, DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
             _retry_exceptions(opts.get("retry_exceptions")), held, dep_ids,
             parent.task_id if parent is not None else None)
+        if stream is not None:
+            rt.generators.watch(stream)
+            return ObjectRefGenerator(stream, ObjectRef(return_ids[0]))
         refs = [ObjectRef(oid) for oid in return_ids]
-        if num_returns == 1:
+        if num_returns == 1 or generator == "dynamic":
             return refs[0]
         return refs
 
@@ -116,3 +132,11 @@ def _retry_exceptions(value: bool | list | tuple | None) -> bool | tuple[type[Ba
     if isinstance(value, (list, tuple)):
         return tuple(value)
     return bool(value)
+
+
+def is_generator_function(fn: Callable) -> bool:
+    """Whether ``fn`` yields (sync or async), seen through functools.partial and wrappers."""
+    target = inspect.unwrap(fn)
+    while isinstance(target, functools.partial):
+        target = target.func
+    return inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target)

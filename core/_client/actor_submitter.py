@@ -19,6 +19,7 @@ from ..exceptions import (ActorDiedError, ActorUnavailableError, PendingCallsLim
                           TaskCancelledError)
 from .._wire.ids import return_ids as make_return_ids
 from .._wire.node_link import NodeLink
+from .generators import GeneratorTable
 from .local_objects import Completion, LocalObjectTable, error_returns
 from .submitter import RetryExceptions, retriable_error
 from .task_events import TaskEventBuffer
@@ -72,8 +73,11 @@ class ActorSubmitter:
     holds its actor alive until it finishes. Shares the object table's lock.
     """
 
-    def __init__(self, objects: LocalObjectTable, link: NodeLink, token: bytes, node_id: NodeID) -> None:
+    def __init__(self, objects: LocalObjectTable, link: NodeLink, token: bytes, node_id: NodeID,
+                 generators: GeneratorTable) -> None:
         self.objects = objects
+        #: Where the values of generator methods go as they arrive.
+        self.generators = generators
         self.link = link
         self.token = token
         self.node_id = node_id
@@ -138,6 +142,8 @@ class ActorSubmitter:
                 record.retries_left = actor.info.max_task_retries if actor.info is not None else 0
             actor.inflight[record.spec.task_id] = record
             self.events.pushed(record.spec, 1)
+            if record.spec.generator == "streaming":
+                self.generators.before_push(record.spec, actor.channel)
             actor.channel.push(record, p.PushTask(record.spec))
 
     def _resolve(self, actor: ActorQueue) -> None:
@@ -153,7 +159,8 @@ class ActorSubmitter:
                 try:
                     address = info.address if info.node_id in (None, self.node_id) else info.tcp_address
                     channel = WorkerChannel(address, self.token, self._on_reply,
-                                            lambda lost, a=actor: self._on_lost(a, lost))
+                                            lambda lost, a=actor: self._on_lost(a, lost),
+                                            self.generators.on_items)
                 except OSError:
                     channel = None
             with self.lock:

@@ -18,12 +18,15 @@ _COMMON = {"num_cpus", "num_gpus", "memory", "resources", "name", "scheduling_st
            "runtime_env", "accelerator_type", "label_selector", "_metadata", "object_store_memory",
            "enable_task_events"} | LEGACY_PLACEMENT_OPTIONS
 #: ``debug_replay`` (ember only): keep a failed task's inputs for ember.util.debug.replay.
-TASK_OPTIONS = _COMMON | {"num_returns", "max_retries", "retry_exceptions", "max_calls", "debug_replay"}
+TASK_OPTIONS = _COMMON | {"num_returns", "max_retries", "retry_exceptions", "max_calls", "debug_replay",
+                          "_generator_backpressure_num_objects"}
 ACTOR_OPTIONS = _COMMON | {"namespace", "lifetime", "max_concurrency", "max_restarts",
                            "max_task_retries", "get_if_exists", "max_pending_calls",
                            "concurrency_groups"}
 METHOD_OPTIONS = {"num_returns", "name", "concurrency_group", "max_task_retries", "retry_exceptions",
-                  "enable_task_events"}
+                  "enable_task_events", "_generator_backpressure_num_objects"}
+#: ``num_returns`` values for generator functions, besides a count.
+GENERATOR_RETURNS = ("streaming", "dynamic")
 
 #: Ray options ember knows but does not implement: a value other than None is refused
 #: with the way to get the same effect, never silently ignored.
@@ -91,7 +94,18 @@ def validate(options: dict[str, Any], allowed: set[str], what: str,
                     raise InvalidOptionError(f"use num_cpus=/num_gpus= instead of resources={{{key!r}: ...}}")
                 _check_number(f"resources[{key!r}]", amount)
         elif name == "num_returns":
-            _check_int(name, value, 0)
+            if value not in GENERATOR_RETURNS:
+                if isinstance(value, str) or isinstance(value, bool) or not isinstance(value, int) \
+                        or value < 0:
+                    raise InvalidOptionError(
+                        f"num_returns must be an integer >= 0, 'streaming' or 'dynamic' (for "
+                        f"generator functions), got {value!r}")
+        elif name == "_generator_backpressure_num_objects":
+            if isinstance(value, bool) or not isinstance(value, int) or (value < 1 and value != -1):
+                raise InvalidOptionError(
+                    f"_generator_backpressure_num_objects must be a positive integer (the values a "
+                    f"generator may have waiting before it pauses; 1 behaves like a plain Python "
+                    f"generator) or -1 to turn back-pressure off, got {value!r}")
         elif name == "max_pending_calls":
             _check_int(name, value, -1)
             if value == 0:
@@ -145,3 +159,28 @@ def resource_shape(options: dict[str, Any], default_cpus: float) -> dict[str, fl
         # request takes a sliver of it, so it runs only where that model is.
         shape[ACCELERATOR_RESOURCE_PREFIX + options["accelerator_type"]] = ACCELERATOR_TYPE_TAKE
     return {k: v for k, v in shape.items() if v}
+
+
+def check_generator_options(options: dict[str, Any], is_generator: bool | None, what: str) -> None:
+    """Options that only make sense for a generator function, checked against the function.
+
+    ``is_generator`` None: not known here (an actor handle's method); the worker checks.
+
+    Raises:
+        InvalidOptionError: num_returns="streaming"/"dynamic" on a function that does not
+            yield, or back-pressure on a task that does not stream.
+    """
+    num_returns = options.get("num_returns")
+    if num_returns in GENERATOR_RETURNS and is_generator is False:
+        raise InvalidOptionError(
+            f"num_returns={num_returns!r} needs a generator function (one that uses `yield`), and "
+            f"{what} does not yield. Yield the values, or drop num_returns={num_returns!r}")
+    backpressure = options.get("_generator_backpressure_num_objects")
+    if backpressure is not None and backpressure != -1:
+        streaming = num_returns == "streaming" or (num_returns is None and is_generator is not False)
+        if not streaming:
+            raise InvalidOptionError(
+                f"_generator_backpressure_num_objects applies to generators with "
+                f"num_returns='streaming' (the default for generator functions), and {what} "
+                f"{'does not yield' if is_generator is False else f'has num_returns={num_returns!r}'}; "
+                f"drop the option")

@@ -3,6 +3,7 @@
     NodeLink ------------ the registered connection to this node's manager
     LocalObjectTable --------- objects and actor handles this process refers to; get/wait
     TaskSubmitter ------- normal tasks: lease workers, push, retry, lineage
+    GeneratorTable ------ values of generator tasks, arriving while they run
     ActorSubmitter ------ actor calls, in order per actor
     RemoteNodes --------- links to other nodes' managers (spillbacks)
 
@@ -23,6 +24,7 @@ from typing import Any, Callable, Literal
 from .._wire import protocol as p
 from .._types import NodeID, ObjectID, TaskID
 from .actor_submitter import ActorSubmitter
+from .generators import GeneratorTable
 from .._wire.ids import PUT_INDEX, REQUEST_INDEX, TaskIds, object_id
 from .._wire.node_link import NodeLink
 from .local_objects import LocalObjectTable
@@ -92,8 +94,10 @@ class Runtime:
         self.remote_nodes = RemoteNodes(token, self.worker_id, self.job_id, self.namespace,
                                         self.job_env_vars,
                                         _shippable_sys_path if kind == "driver" else lambda: list(sys.path))
-        self.submitter = TaskSubmitter(self.objects, self.link, token, self.remote_nodes)
-        self.actor_submitter = ActorSubmitter(self.objects, self.link, token, self.node_id)
+        self.generators = GeneratorTable(self.objects)
+        self.submitter = TaskSubmitter(self.objects, self.link, token, self.remote_nodes, self.generators)
+        self.actor_submitter = ActorSubmitter(self.objects, self.link, token, self.node_id,
+                                              self.generators)
         #: This process's task events, sent to the node about once a second (housekeeping).
         self.task_events = TaskEventBuffer(self.link.send, self.worker_id, self.node_id, self.job_id,
                                            enabled=events_enabled_by_default())
@@ -169,6 +173,7 @@ class Runtime:
                 objects = self.objects
                 busy = objects.has_releases() or bool(objects._lingering) or any(
                     state.leases or state.queue for state in self.submitter.keys.values())
+                self.generators.drain_drops()
                 objects.drain_releases()
                 self.submitter.return_idle_leases()
                 objects.flush_lingering()

@@ -21,6 +21,7 @@ from .._types import Address, ObjectID, TaskID
 from ..exceptions import ObjectLostError, OutOfMemoryError, TaskCancelledError, WorkerCrashedError
 from .._wire.ids import return_ids as make_return_ids
 from .._wire.node_link import NodeLink
+from .generators import GeneratorTable
 from .local_objects import Completion, LocalObjectTable, error_returns
 from .._wire.serialization import FLAG_ERROR, read_flags
 from .task_events import TaskEventBuffer
@@ -161,8 +162,10 @@ class TaskSubmitter:
     """
 
     def __init__(self, objects: LocalObjectTable, link: NodeLink, token: bytes,
-                 remote_nodes: RemoteNodes) -> None:
+                 remote_nodes: RemoteNodes, generators: GeneratorTable) -> None:
         self.objects = objects
+        #: Where the values of generator tasks go as they arrive (and back-pressure starts).
+        self.generators = generators
         self.link = link
         self.token = token
         self.remote_nodes = remote_nodes
@@ -263,6 +266,8 @@ class TaskSubmitter:
             self.events.pushed(record.spec, record.attempts)
             lease.inflight += 1
             record.spec.gpu_ids = lease.grant.gpu_ids
+            if record.spec.generator == "streaming":
+                self.generators.before_push(record.spec, lease.channel)
             if record.retries_left == 0 and not lease.marked_non_retriable:
                 lease.marked_non_retriable = True
                 lease.nm.send(p.MarkLeaseNonRetriable(lease.grant.lease_id))
@@ -327,7 +332,8 @@ class TaskSubmitter:
     def _channel(self, address: Address) -> WorkerChannel:
         channel = self.channels.get(address)
         if channel is None or channel.lost:
-            channel = WorkerChannel(address, self.token, self._on_reply, self._on_lost)
+            channel = WorkerChannel(address, self.token, self._on_reply, self._on_lost,
+                                    self.generators.on_items)
             self.channels[address] = channel
         return channel
 

@@ -2,6 +2,7 @@
 
     TaskSubmitter / ActorSubmitter --push(PushTask)--> worker
     worker --TaskReply--> [reader thread] --on_reply(channel, reply)--> submitter
+    worker --GeneratorItems--> [reader thread] --on_items(items)--> GeneratorTable
                                            --on_lost(channel)--> submitter (worker gone)
 
 Calls pushed on one channel reach the worker in order, which is what keeps an actor's
@@ -33,7 +34,8 @@ class WorkerChannel:
 
     def __init__(self, address: Address, token: bytes,
                  on_reply: Callable[["WorkerChannel", p.TaskReply], None],
-                 on_lost: Callable[["WorkerChannel"], None]) -> None:
+                 on_lost: Callable[["WorkerChannel"], None],
+                 on_items: Callable[[p.GeneratorItems], None]) -> None:
         self.address = address
         self.conn = connect(address)
         send_hello(self.conn, token)
@@ -41,6 +43,8 @@ class WorkerChannel:
         self.lost = False
         self._on_reply = on_reply
         self._on_lost = on_lost
+        #: Values of generator tasks, which come before their task's reply.
+        self._on_items = on_items
         self.thread = threading.Thread(target=self._read, daemon=True, name="ember-worker-channel")
         self.thread.start()
 
@@ -53,8 +57,9 @@ class WorkerChannel:
         except ConnectionClosed:
             return False
 
-    def send(self, msg: p.CancelTask) -> None:
-        """A message that needs no reply (a cancel); dropped if the worker is gone."""
+    def send(self, msg: p.CancelTask | p.GeneratorConsumed) -> None:
+        """A message that needs no reply (a cancel, a generator's progress); dropped if the
+        worker is gone."""
         try:
             self.conn.send(msg)
         except ConnectionClosed:
@@ -64,7 +69,10 @@ class WorkerChannel:
         try:
             while True:
                 msg, _ = self.conn.recv()
-                self._on_reply(self, msg)
+                if type(msg) is p.GeneratorItems:
+                    self._on_items(msg)
+                else:
+                    self._on_reply(self, msg)
         except (ConnectionClosed, OSError, EOFError):
             pass
         self.lost = True

@@ -149,7 +149,7 @@ class ActorService:
         actor = self.ctx.control.actors.get(msg.actor_id)
         if actor is not None:
             actor.no_restart = True
-            actor.death_cause = "it called exit_actor()"
+            actor.death_cause = f"it called {msg.how}"
 
     def kill_actor(self, actor: ActorRecord, cause: str, no_restart: bool) -> None:
         ctx = self.ctx

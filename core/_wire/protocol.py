@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .._types import (ActorID, ActorState, Address, FunctionID, JobID, NodeID, ObjectID, ResourceShape,
-                     TaskID, WorkerID)
+from .._types import (ActorID, ActorState, Address, FunctionID, GeneratorMode, JobID, NodeID, ObjectID,
+                      ResourceShape, TaskID, WorkerID)
 
 # --- session -----------------------------------------------------------------------
 
@@ -285,6 +285,15 @@ class TaskSpec:
     #: What the task asked for, in plain resource names (``get_assigned_resources``);
     #: None for the common ``{"CPU": 1}``, so most specs carry nothing extra.
     resources: dict[str, float] | None = None
+    #: Set for a generator task (its values travel as GeneratorItems; num_returns is 1:
+    #: the task's own completion).
+    generator: GeneratorMode | None = None
+    #: Unconsumed values at which a streaming generator pauses (-1: never).
+    backpressure_num_objects: int = -1
+    #: Values the caller already holds (a retry): run past them without sending them again.
+    generator_resume: int = 0
+    #: Values the caller has taken so far (back-pressure counts from there).
+    generator_consumed: int = 0
 
 
 @dataclass(slots=True)
@@ -300,6 +309,21 @@ class TaskReply:
     returns: list[tuple[str, Any]]
     #: Set when the worker will exit after this task (max_calls reached).
     worker_exiting: bool = False
+
+
+@dataclass(slots=True)
+class GeneratorItems:
+    """Worker -> the caller of generator tasks: values yielded since the last batch, in
+    order, each (task id, index from 1, ("inline", payload) or ("stored", details))."""
+    items: list[tuple[TaskID, int, tuple[str, Any]]]
+
+
+@dataclass(slots=True)
+class GeneratorConsumed:
+    """Caller -> the worker running a streaming generator: ``consumed`` of its values have
+    been taken (back-pressure lets the generator run on)."""
+    task_id: TaskID
+    consumed: int
 
 
 @dataclass(slots=True)
@@ -331,7 +355,7 @@ class ActorSpec:
     max_concurrency: int = 1
     is_async: bool = False
     #: method name -> num_returns, so handles rebuilt by name know their methods.
-    methods: dict[str, int] = field(default_factory=dict)
+    methods: dict[str, int | str] = field(default_factory=dict)
     get_if_exists: bool = False
     env_vars: dict[str, str] | None = None
     #: ``enable_task_events`` of the actor (its creation, and its methods' default).
@@ -349,7 +373,7 @@ class ActorInfo:
     state: ActorState
     address: Address | None
     class_name: str
-    methods: dict[str, int]
+    methods: dict[str, int | str]
     is_async: bool
     death_cause: str = ""
     num_restarts: int = 0
@@ -430,8 +454,10 @@ class StartActor:
 
 @dataclass(slots=True)
 class ExitActor:
-    """An actor called exit_actor(): a clean, final exit."""
+    """An actor called exit_actor() (or sys.exit(0)): a clean, final exit."""
     actor_id: ActorID
+    #: What it called, for the death cause callers see.
+    how: str = "exit_actor()"
 
 
 @dataclass(slots=True)

@@ -142,7 +142,10 @@ def deserialize(data: memoryview | bytes | bytearray) -> Any:
     Raises:
         SerializationError: the bytes cannot be unpickled here (e.g. a module missing).
     """
-    view = memoryview(data)
+    # Read-only whatever the bytes came in (a store mapping, or a message's bytearray):
+    # numpy arrays from ``get`` are read-only views everywhere, in drivers and tasks, as in
+    # Ray, so code that works on small values does not break when they grow.
+    view = memoryview(data).toreadonly()
     _flags, nbuf, header_len = _PREFIX.unpack_from(view)
     pos = _PREFIX.size
     buffers = []

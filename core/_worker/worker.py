@@ -3,6 +3,7 @@
     submitter --PushTask--> [conn thread] --queue--> [main thread] run task
                                   |                        |
                                   +-- CancelTask           +--TaskReply--> submitter
+                                  +-- GeneratorConsumed    +--GeneratorItems (streaming.py)
     node manager --StartActor--> [nm reader] --queue--> [main thread] __init__
 
 The main thread runs one task at a time (signals and cancellation target it).
@@ -43,6 +44,9 @@ from ..runtime_env import SETUP_HOOK_ENV, hook_name
 from . import remote_pdb
 from .process_env import enter_process_env
 from .replay import keep_for_replay
+from ..object_ref import ObjectRef
+from ..object_ref_generator import DynamicObjectRefGenerator
+from .streaming import ItemSender, Producer, StreamCancelled
 
 #: What a task whose spec names no resources was given (shared: only ever read).
 _DEFAULT_TASK_RESOURCES = {"CPU": 1.0}
@@ -94,6 +98,12 @@ class Worker:
         #: Why the setup hook failed: every task and actor given this worker fails with it.
         self.setup_error: RuntimeEnvSetupError | None = None
         self.exiting = False
+        #: Streaming generators running now, by task id (back-pressure and cancel reach them).
+        self.producers: dict[bytes, Producer] = {}
+        #: Sends every generator's values, batched, on its own thread.
+        self.sender = ItemSender()
+        #: The asyncio task of each running async actor call (so cancel can reach it).
+        self.async_calls: dict[bytes, asyncio.Task] = {}
         self.rt = Runtime(spec["node_address"], self.token, "worker", self.worker_id, self.address,
                           on_message=self._on_node_message, tcp_address=self.tcp_address)
         for listener in (self._listener, self._tcp_listener):
@@ -118,6 +128,10 @@ class Worker:
                 msg, _ = conn.recv()
                 if isinstance(msg, p.PushTask):
                     self._route(conn, msg.spec)
+                elif isinstance(msg, p.GeneratorConsumed):
+                    producer = self.producers.get(msg.task_id)
+                    if producer is not None:
+                        producer.on_consumed(msg.consumed)
                 elif isinstance(msg, p.CancelTask):
                     self._cancel(msg)
         except (ConnectionClosed, ProtocolViolation, OSError):
@@ -139,6 +153,9 @@ class Worker:
 
     def _cancel(self, msg: p.CancelTask) -> None:
         self.cancelled.add(msg.task_id)
+        producer = self.producers.get(msg.task_id)
+        if producer is not None:  # a generator stops at its next value (or while it waits)
+            producer.cancel()
         ctx = self.calls.get(msg.task_id)
         if ctx is not None:
             ctx.cancelled = True
@@ -227,16 +244,18 @@ class Worker:
             return _ready
         return getattr(self.actor, name)
 
-    def _call_interruptibly(self, ctx: TaskContext, spec: p.TaskSpec, fn: Callable) -> Any:
+    def _call_interruptibly(self, ctx: TaskContext, spec: p.TaskSpec, fn: Callable,
+                            conn: Connection) -> Any:
         # Any SIGINT from _cancel that lands while this frame is active surfaces as
         # KeyboardInterrupt from here; once it returns, late ones are ignored, so a cancel
-        # racing with the end of its task can never hit the next task.
+        # racing with the end of its task can never hit the next task. A generator runs
+        # to its end inside this frame too.
         saved = _apply_env(spec.env_vars)
         ctx.interruptible = True
         try:
             args, kwargs = self._load_args(spec)
             self._inputs = (args, kwargs)  # kept for replay if it raises
-            return fn(*args, **kwargs)
+            return self._drive(spec, conn, fn(*args, **kwargs))
         finally:
             ctx.interruptible = False
             _restore_env(saved)
@@ -264,10 +283,10 @@ class Worker:
                 raise KeyboardInterrupt
             fn = self._function(spec.function_id) if spec.actor_id is None else self._actor_method(spec.method)
             if on_main:
-                result = self._call_interruptibly(ctx, spec, fn)
+                result = self._call_interruptibly(ctx, spec, fn, conn)
             else:
                 args, kwargs = self._load_args(spec)
-                result = fn(*args, **kwargs)
+                result = self._drive(spec, conn, fn(*args, **kwargs))
             outcome = self._encode_returns(spec, result), False
         except BaseException as e:  # whatever happened travels to the caller
             hint = ""
@@ -284,19 +303,56 @@ class Worker:
         self.rt.task_events.ended(spec, *_error_event(error))
         self._finish(conn, spec, outcome)
 
+    def _drive(self, spec: p.TaskSpec, conn: Connection, result: Any) -> Any:
+        """What a call's result becomes when it is a generator (sync calls).
+
+        Streaming: run it here, each value sent as it is yielded; the call itself returns
+        None. Dynamic: every value stored, one DynamicObjectRefGenerator of their refs
+        returned. A generator under a count of num_returns: its values are the returns.
+        """
+        if spec.generator == "streaming":
+            producer = self._open_stream(spec, conn, result)
+            try:
+                if inspect.isasyncgen(result):  # an async generator task: its own loop
+                    asyncio.run(producer.run_async(result))
+                else:
+                    producer.run(result)
+            finally:
+                self.producers.pop(spec.task_id, None)
+            return None
+        if spec.generator == "dynamic":
+            _check_generator(spec, result, inspect.isgenerator)
+            return DynamicObjectRefGenerator([ObjectRef(self.rt.put(value)) for value in result])
+        if inspect.isgenerator(result):  # Ray's static returns: num_returns=k, k yields
+            values = list(result)
+            n = spec.num_returns
+            if len(values) != n:
+                raise ValueError(f"task `{spec.name}` declared num_returns={n} but its generator "
+                                 f"yielded {len(values)} values; yield exactly {n}, or drop num_returns "
+                                 f"to stream the values (num_returns='streaming')")
+            return values[0] if n == 1 else tuple(values)
+        return result
+
+    def _open_stream(self, spec: p.TaskSpec, conn: Connection, result: Any) -> Producer:
+        _check_generator(spec, result, lambda r: inspect.isgenerator(r) or inspect.isasyncgen(r))
+        producer = self.producers[spec.task_id] = Producer(spec, conn, self.rt.objects, self.sender)
+        if spec.task_id in self.cancelled:  # cancelled before it started
+            producer.cancel()
+        return producer
+
     def _outcome_of(self, spec: p.TaskSpec, error: BaseException, hint: str = "") -> Outcome:
-        """What a call that raised leaves, the same for sync and async calls:
-        ``exit_actor()`` returns None for each of its returns and ends the worker; a
-        cancel is a TaskCancelledError; anything else is the user's error (a TaskError)."""
+        """What a call that raised leaves, the same for sync and async calls.
+
+        ``sys.exit()`` or ``exit_actor()`` in an actor method ends the actor without a
+        reply, as in Ray: its callers get ActorDiedError from the lost connection. A
+        cancel is a TaskCancelledError; anything else is the user's error (a TaskError).
+        """
         if isinstance(error, RuntimeEnvSetupError):  # raised as it is: the caller can catch it
             return error_returns(error, spec.num_returns), False
-        if isinstance(error, ExitActorSignal):
-            try:
-                return self._encode_returns(spec, _nones(spec.num_returns)), True
-            except BaseException as e:  # sealing failed: the caller still gets an answer
-                return error_returns(_task_error(spec.name, e), spec.num_returns), True
+        if isinstance(error, SystemExit) and spec.actor_id is not None:
+            self._leave_actor(error)
         cancelled = spec.task_id in self.cancelled or isinstance(error, asyncio.CancelledError)
-        if cancelled and isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
+        if cancelled and isinstance(error, (KeyboardInterrupt, asyncio.CancelledError, StreamCancelled)):
             return error_returns(TaskCancelledError(spec.name), spec.num_returns), False
         return error_returns(_task_error(spec.name, error, hint), spec.num_returns), False
 
@@ -310,6 +366,8 @@ class Worker:
             # a task may catch the KeyboardInterrupt) reports the cancel, as in Ray.
             returns = error_returns(TaskCancelledError(spec.name), spec.num_returns)
         self.cancelled.discard(spec.task_id)
+        if spec.generator == "streaming":
+            self.sender.flush()  # every value reaches the caller before the reply
         if spec.max_calls:
             n = self.calls_per_function.get(spec.function_id, 0) + 1
             self.calls_per_function[spec.function_id] = n
@@ -331,6 +389,22 @@ class Worker:
         self.rt.objects.drain_releases()
         self.rt.task_events.flush()
         os._exit(0)
+
+    def _leave_actor(self, error: SystemExit) -> None:
+        """An actor method called exit_actor() or sys.exit(code): the process ends now.
+
+        exit_actor() and exit code 0 (or None) are a clean, final exit (no restart); any
+        other code is a crash, and the actor restarts under max_restarts (Ray's rule).
+        os._exit() needs nothing here: the process is simply gone.
+        """
+        code = 0 if isinstance(error, ExitActorSignal) else error.code
+        if code in (0, None):
+            how = "exit_actor()" if isinstance(error, ExitActorSignal) else f"sys.exit({code!r})"
+            self.rt.send(p.ExitActor(self.actor_spec.actor_id, how))
+        _flush_output()
+        self.rt.objects.drain_releases()
+        self.rt.task_events.flush()
+        os._exit(code if isinstance(code, int) else 1)
 
     def _encode_returns(self, spec: p.TaskSpec, result: Any) -> list[Completion]:
         n = spec.num_returns
@@ -417,8 +491,17 @@ class Worker:
                 else:
                     args, kwargs = await asyncio.to_thread(self._load_args, spec)
                 result = method(*args, **kwargs)
-                if inspect.isawaitable(result):
+                if spec.generator == "streaming":
+                    producer = self._open_stream(spec, conn, result)
+                    try:
+                        await producer.run_async(result)
+                    finally:
+                        self.producers.pop(spec.task_id, None)
+                    result = None
+                elif inspect.isawaitable(result):
                     result = await result
+                else:
+                    result = self._drive(spec, conn, result)
                 outcome = self._encode_returns(spec, result), False
             except BaseException as e:  # whatever happened travels to the caller
                 outcome = self._outcome_of(spec, e)
@@ -437,7 +520,7 @@ def _error_event(error: BaseException | None) -> tuple[str | None, str]:
     (``exit_actor()`` included). Formatted only for failures: successes cost nothing."""
     if error is None or isinstance(error, ExitActorSignal):
         return None, ""
-    if isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
+    if isinstance(error, (KeyboardInterrupt, asyncio.CancelledError, StreamCancelled)):
         return "TASK_CANCELLED", "the task was cancelled"
     return "TASK_EXECUTION_EXCEPTION", "".join(traceback.format_exception(type(error), error,
                                                                            error.__traceback__))
@@ -448,9 +531,12 @@ def _all_inline(spec: p.TaskSpec) -> bool:
     return not isinstance(spec.payload, tuple) and all(kind == "inline" for kind, _ in spec.deps)
 
 
-def _nones(num_returns: int) -> Any:
-    """What a call that ended with exit_actor() returns: None for each declared return."""
-    return None if num_returns == 1 else (None,) * num_returns
+def _check_generator(spec: p.TaskSpec, result: Any, ok: Callable[[Any], bool]) -> None:
+    """A call made with num_returns="streaming"/"dynamic" must have returned a generator."""
+    if not ok(result):
+        raise TypeError(f"`{spec.name}` was called with num_returns={spec.generator!r} but returned "
+                        f"{type(result).__name__}, not a generator: make it yield its values, or call "
+                        f"it with num_returns=1")
 
 
 def _task_error(name: str, error: BaseException, hint: str = "") -> TaskError:

@@ -27,6 +27,7 @@ INNER_IMPORTS_NOT_CHECKED = ("ember.autoscaler",)
 #: (module, imported name) -> why.
 ALLOWED_INNER_IMPORTS = {
     ("ember.object_ref", "asyncio"): "asyncio costs ~10 ms; only awaiting a ref needs it",
+    ("ember.object_ref_generator", "asyncio"): "the same: only `async for` over a generator needs it",
     ("ember._worker.fork_server", "ember._worker.worker"): "the fork server's point: imported once in the warm "
                                            "parent, then in every forked child for free",
     ("ember._worker.fork_server", "numpy"): "the same warm-up, for numpy",
