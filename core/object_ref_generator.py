@@ -57,17 +57,16 @@ class ObjectRefGenerator:
             GetTimeoutError: nothing came within ``timeout_s``.
         """
         stream = self._stream
-        objects = context.runtime().objects
         while True:
-            oid = stream.next_id()
-            if not objects.wait_ready([oid], 1, timeout_s, fetch=False):
-                if objects.closed:
-                    raise StopIteration
-                raise GetTimeoutError(f"the next value of generator task `{stream.name}` did not "
-                                      f"come within {timeout_s} s")
             try:
                 taken = stream.take()
-            except LookupError:  # another consumer took it: wait for the next one
+            except LookupError:  # not here yet: wait for it (releasing the CPU in a task)
+                objects = context.runtime().objects
+                if not objects.wait_ready([stream.next_id()], 1, timeout_s, fetch=False):
+                    if objects.closed:
+                        raise StopIteration
+                    raise GetTimeoutError(f"the next value of generator task `{stream.name}` did "
+                                          f"not come within {timeout_s} s")
                 continue
             if taken is None:
                 raise StopIteration
@@ -80,12 +79,10 @@ class ObjectRefGenerator:
         """The next ref, awaited without blocking the event loop (StopAsyncIteration at the end)."""
         stream = self._stream
         while True:
-            oid = stream.next_id()
-            if not stream.is_ready():
-                await _ready(oid)
             try:
                 taken = stream.take()
-            except LookupError:
+            except LookupError:  # not here yet: wait on the loop, then take it
+                await _ready(stream.next_id())
                 continue
             if taken is None:
                 raise StopAsyncIteration

@@ -530,7 +530,6 @@ class LocalObjectTable:
         Each pending object gets a callback that counts down, so waiting on n refs
         costs O(n) in total however they complete.
         """
-        done = threading.Event()
         with self.lock:
             pending = []
             for oid in oids:
@@ -540,7 +539,11 @@ class LocalObjectTable:
                 if not entry.ready:
                     pending.append((oid, entry))
             need = num - (len(oids) - len(pending))
-            if need > 0 and not self.closed:
+            waiting = need > 0 and not self.closed
+            if waiting:
+                # Made only when there is something to wait for: an Event (a Condition and
+                # a lock) cost more than the rest of a get of a ready value.
+                done = threading.Event()
                 arrivals = itertools.count(1)
 
                 def arrived(_oid: ObjectID) -> None:
@@ -554,7 +557,7 @@ class LocalObjectTable:
                     if not entry.owned:
                         self._fetch_async(oid, entry, fetch)
                 self._waiters.add(done)
-        if need > 0 and not self.closed:
+        if waiting:
             blocked = self._is_worker
             if blocked:
                 self.link.send(p.SetBlocked(True))
