@@ -17,8 +17,8 @@ import pytest
 
 import ember
 from conftest import wait_for
-from ember.exceptions import (ActorDiedError, GetTimeoutError, InvalidOptionError, SerializationError,
-                              TaskCancelledError, TaskError)
+from ember.exceptions import (GetTimeoutError, InvalidOptionError, SerializationError, TaskCancelledError,
+                              TaskError)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -387,7 +387,7 @@ def test_dynamic_num_returns_gives_one_ref_to_a_generator_of_refs(ember_local) -
 def test_dropping_a_generator_releases_the_values_it_still_held(ember_local) -> None:
     before = ember.object_store_stats()["used_bytes"]
     gen = arrays.remote(4, 2 << 20)
-    wait_for(lambda: gen.next_ready(), what="the first value")
+    wait_for(gen.next_ready, what="the first value")
     del gen
     wait_for(lambda: ember.object_store_stats()["used_bytes"] <= before,
              what="the dropped generator's values to be freed")
