@@ -365,8 +365,9 @@ class LocalObjectTable:
         size = value.total_bytes if isinstance(value, Serialized) else len(value)
         holder = holder or self.worker_id
         store = self._store()
-        if store.unpins:  # views this process dropped free room: say so before asking
-            self.link.send(p.Unpin(store.drain()))
+        # Refs and views this process dropped free room: say so before asking for some, so
+        # `put(x); del ref; put(y)` reuses the same (resident, already mapped) block.
+        self.drain_releases()
         offset, _ = self.link.call(lambda rid: p.CreateObject(rid, oid, size, holder))
         if offset is None:
             return  # sealed already (a retried task): the holder now holds that copy
