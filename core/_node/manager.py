@@ -123,6 +123,7 @@ class NodeManager:
         self.state = StateService(ctx, placement_groups=lambda: self.placement.groups,
                                   submitted_jobs=lambda: self.jobs.jobs)
         ctx.objects.on_unreferenced = self.actors.on_unreferenced
+        ctx.objects.on_freed = self.transfer.object_freed
         self.telemetry = TelemetryService(ctx, self.leases, state=self.state,
                                           submitted_jobs=lambda: list(self.jobs.jobs.values()))
         #: One dispatch table, message type -> handler.

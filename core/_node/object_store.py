@@ -134,6 +134,8 @@ class ObjectTable:
         self._spill_refused = False
         #: Called with an id whose last holder went away and that is not an object here.
         self.on_unreferenced: Callable[[bytes], None] = lambda _id: None
+        #: Called with the id of a sealed object freed here (other nodes drop their copies).
+        self.on_freed: Callable[[ObjectID], None] = lambda _id: None
         self.run_io: RunIO = _run_inline
 
     @property
@@ -336,6 +338,7 @@ class ObjectTable:
             self.spill.free(entry.spill_offset, entry.size)
         for inner in entry.contained:
             self.remove_ref(inner, ref_id)
+        self.on_freed(ref_id)
         self._serve_requests()
 
     # --- blocks and room -------------------------------------------------------------

@@ -56,6 +56,8 @@ class ObjectTransfer:
         self._links: dict[str, NodeLink] = {}
         self._pulls: dict[bytes, _Pull] = {}
         self._by_rid: dict[tuple[str, int], _Pull] = {}
+        #: Objects pulled from here -> the peers that hold a cached copy of them.
+        self._copied_to: dict[bytes, dict[bytes, Any]] = {}
         #: Objects and bytes copied here from other nodes (``ember memory``).
         self.pulled_objects = 0
         self.pulled_bytes = 0
@@ -67,7 +69,7 @@ class ObjectTransfer:
         link = self._links.get(address)
         if link is None or link.closed:
             link = NodeLink(address, self.token, p.Register("peer", self.node_id, os.getpid()),
-                            on_message=lambda _msg, _fds: None,
+                            on_message=lambda msg, _fds: self._on_peer_message(msg),
                             chunk_target=lambda msg, a=address: self._chunk_target(a, msg),
                             name="ember-peer-link")
             self._links[address] = link
@@ -124,6 +126,31 @@ class ObjectTransfer:
             return p.PullObject(rid, object_id)
 
         link.call_async(make, on_reply)
+
+    def _on_peer_message(self, msg: Any) -> None:
+        """The home of an object we copied freed it: our cached copy goes too (link thread)."""
+        if isinstance(msg, p.RemoveRefs) and msg.holder == CACHE_HOLDER:
+            with self.lock:
+                for object_id in msg.ids:
+                    self.objects.remove_ref(object_id, CACHE_HOLDER)
+
+    def object_freed(self, object_id: bytes) -> None:
+        """An object freed here: the peers that copied it drop their copies (lock held).
+
+        Without this a copy lingered until its node ran out of room, and every later pull
+        landed in fresh pages the kernel had to allocate and zero.
+        """
+        for client in self._copied_to.pop(object_id, {}).values():
+            client.conn.send(p.RemoveRefs([object_id], None, CACHE_HOLDER))
+
+    def forget_peer(self, client: Any) -> None:
+        """A peer's link closed: it will not be told about frees any more (lock held)."""
+        for object_id in [oid for oid, peers in self._copied_to.items() if client.worker_id in peers]:
+            peers = self._copied_to[object_id]
+            if peers.get(client.worker_id) is client:
+                del peers[client.worker_id]
+            if not peers:
+                del self._copied_to[object_id]
 
     def _chunk_target(self, address: str, msg: p.ObjectChunk) -> memoryview | None:
         """Where a chunk's bytes go: the pull's block in the arena (the link's reader thread).
@@ -208,6 +235,7 @@ class ObjectTransfer:
                 client.conn.send(p.Reply(msg.rid, False, entry.error))
                 return
             pinned = self.objects.pin(holder, entry)
+            self._copied_to.setdefault(entry.object_id, {})[client.worker_id] = client
             fd = os.dup(self.objects.arena.fd)  # closed by the queue after the last chunk
             size, offset = entry.size, 0
             while offset < size:

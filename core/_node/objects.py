@@ -130,6 +130,7 @@ class ObjectService:
     def release_peer(self, client: Client) -> None:
         """A peer node's link closed: the pins it held while pulling go (lock held)."""
         self.ctx.objects.release_pins(peer_holder(client.worker_id))
+        self.transfer.forget_peer(client)
 
     def on_pull_object(self, client: Client, msg: p.PullObject) -> None:
         self.transfer.serve_pull(client, msg)

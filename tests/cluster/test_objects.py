@@ -8,6 +8,7 @@ import hashlib
 import numpy as np
 
 import ember
+from conftest import wait_for
 
 _SIZE_BYTES = 200 << 20
 _TIMEOUT_S = 60
@@ -71,6 +72,11 @@ def pulled_here(_wait: list) -> int:
 
 
 @ember.remote(num_cpus=1)
+def objects_here(_wait: list) -> list[str]:
+    return [o["object_id"] for o in ember.object_store_stats()["largest_objects"]]
+
+
+@ember.remote(num_cpus=1)
 def digest_of_nested(refs: list) -> str:
     return hashlib.blake2b(ember.get(refs[0])[1]).hexdigest()
 
@@ -88,3 +94,10 @@ def test_several_tasks_reading_one_remote_object_transfer_it_once(three_nodes) -
     pulled = ember.get(pulled_here.options(**on_c).remote([]), timeout=_TIMEOUT_S) - before
     # The array once, plus each task's small argument list (a value holding a ref is stored).
     assert _SIZE_BYTES <= pulled < _SIZE_BYTES + (1 << 20)
+    # Freed at its home, the object goes from node c too (not only when c runs out of room).
+    object_id = ref.hex()
+    assert object_id in ember.get(objects_here.options(**on_c).remote([]), timeout=_TIMEOUT_S)
+    del ref
+    wait_for(lambda: object_id not in ember.get(objects_here.options(**on_c).remote([]),
+                                                timeout=_TIMEOUT_S),
+             timeout_s=20, what="node c's copy of the freed object to go")
