@@ -130,6 +130,7 @@ class ObjectTable:
         self._serving = False
         #: Bytes of blocks being written to disk: room that is on its way.
         self._spilling_bytes = 0
+        self._spilled_bytes = 0
         #: The spill file refused an object: named in the store-full error.
         self._spill_refused = False
         #: Called with an id whose last holder went away and that is not an object here.
@@ -145,7 +146,8 @@ class ObjectTable:
 
     @property
     def spilled_bytes(self) -> int:
-        return sum(e.size for e in self.objects.values() if e.location in ("disk", "restoring"))
+        """Bytes of objects whose copy is on disk only ("disk", "restoring")."""
+        return self._spilled_bytes
 
     # --- creating objects ------------------------------------------------------------
 
@@ -336,6 +338,7 @@ class ObjectTable:
             self.release_block(entry.block)
         elif entry.location == "disk":
             self.spill.free(entry.spill_offset, entry.size)
+            self._spilled_bytes -= entry.size
         for inner in entry.contained:
             self.remove_ref(inner, ref_id)
         self.on_freed(ref_id)
@@ -468,6 +471,7 @@ class ObjectTable:
                     entry.location = "memory"
             else:
                 entry.location, entry.block = "disk", None
+                self._spilled_bytes += entry.size
                 self.release_block(block)
             self._serve_requests()
 
@@ -483,6 +487,7 @@ class ObjectTable:
                 if block is not None:
                     self.release_block(block)
                 spill.free(entry.spill_offset, entry.size)
+                self._spilled_bytes -= entry.size
                 return
             if block is None:
                 entry.location = "disk"
@@ -497,6 +502,7 @@ class ObjectTable:
                 if self.objects.get(entry.object_id) is not entry:
                     self.release_block(block)
                     spill.free(entry.spill_offset, entry.size)
+                    self._spilled_bytes -= entry.size
                     return
                 if not ok:
                     self.release_block(block)
@@ -508,6 +514,7 @@ class ObjectTable:
                         waiter("failed", ObjectEntry(entry.object_id, state="failed", error=error))
                     return
                 spill.free(entry.spill_offset, entry.size)
+                self._spilled_bytes -= entry.size
                 entry.location, entry.block, entry.spill_offset = "memory", block, -1
                 entry.last_access = time.monotonic()
                 waiters, entry.waiters = entry.waiters, []
@@ -533,7 +540,7 @@ class ObjectTable:
             "pinned_bytes": sum(b.size for b in pinned),
             "num_pinned": len(pinned),
             "num_objects": len(sealed),
-            "spilled_bytes": sum(e.size for e in sealed if e.location in ("disk", "restoring")),
+            "spilled_bytes": self._spilled_bytes,
             "num_spilled": sum(1 for e in sealed if e.location in ("disk", "restoring")),
             "spilling_bytes": self._spilling_bytes,
             "spill_file_bytes": spill.used_bytes if spill is not None else 0,

@@ -245,7 +245,7 @@ class StateService:
         rows = []
         for entry in list(ctx.objects.objects.values()):
             owner = ctx.clients.get(entry.owner)
-            spilled = entry.spilled_path is not None
+            spilled = entry.location in ("disk", "restoring")
             rows.append({
                 "object_id": entry.object_id.hex(), "object_size": entry.size,
                 "task_status": _OBJECT_STATES.get(entry.state, entry.state.upper()),

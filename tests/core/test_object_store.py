@@ -113,7 +113,10 @@ def test_a_full_store_spills_outside_the_lock_and_serves_the_victim_meanwhile(tm
     t.table.seal(b"c" * 16, got[0][0], PAGE_BYTES, 0, OWNER, OWNER, [])
     assert t.read(b"a" * 16) == b"A" * PAGE_BYTES  # restored bit-exactly (b spilled for it)
     assert t.table.objects[b"b" * 16].location == "disk"
+    assert t.table.spilled_bytes == PAGE_BYTES == t.table.spill.used_bytes
     assert t.read(b"b" * 16) == b"B" * PAGE_BYTES
+    assert t.table.spilled_bytes == sum(e.size for e in t.table.objects.values()
+                                        if e.location == "disk")
     t.table.close()
 
 
