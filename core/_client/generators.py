@@ -1,7 +1,8 @@
 """The caller's side of generator tasks: items arriving as the generator yields them.
 
     worker --GeneratorItems--> [WorkerChannel reader] --GeneratorTable.on_items--> Stream
-        each item: an owned entry in the object table (inline, or stored on its node)
+        each item: an owned entry in the object table (inline, or stored on its node;
+        the next PREFETCH_AHEAD stored ones are mapped here before the consumer asks)
     ObjectRefGenerator.__next__ --Stream.next_id / take--> ObjectRef of item i
         back-pressure: --GeneratorConsumed(consumed)--> the worker running the generator
     TaskReply (the task's completion ref) --Stream._finished--> [error item] + end marker
@@ -35,6 +36,14 @@ from .worker_channel import WorkerChannel
 _END = serialize(None).to_bytes()
 #: Sent when a stream with back-pressure is dropped: its producer must not wait forever.
 _UNBLOCK = 1 << 62
+#: Stored values mapped ahead of the consumer: each ``get`` then finds its value mapped,
+#: while a slow consumer pins at most this many blocks (pinned blocks cannot be spilled).
+PREFETCH_AHEAD = 4
+
+
+def _index(oid: ObjectID) -> int:
+    """An item's index within its generator (the object id's return index)."""
+    return int.from_bytes(oid[-4:], "little")
 
 
 class Stream:
@@ -100,8 +109,12 @@ class Stream:
                 raise LookupError(oid)
             self.consumed = index
             channel = self.channel if self.backpressure > 0 and self.end is None else None
+            ahead = index + PREFETCH_AHEAD
+            prefetch = [object_id(self.task_id, ahead)] if ahead <= self.received else []
         if channel is not None:
             channel.send(p.GeneratorConsumed(self.task_id, index))
+        if prefetch:  # keep the window of mapped values ahead of the consumer full
+            objects.prefetch(prefetch)
         return oid
 
 
@@ -149,6 +162,11 @@ class GeneratorTable:
 
     # --- arrivals (a worker channel's reader thread) -----------------------------------
 
+    def streams_consumed(self, oid: ObjectID) -> int:
+        """How many values of the generator that made ``oid`` were taken (0 if it ended)."""
+        stream = self.streams.get(oid[:-4])
+        return stream.consumed if stream is not None else 0
+
     def on_items(self, msg: p.GeneratorItems) -> None:
         """Items a generator yielded: own them in the table and wake their consumers."""
         objects = self.objects
@@ -170,8 +188,13 @@ class GeneratorTable:
                 objects.counts[oid] = objects.counts.get(oid, 0) + 1
                 stream.received = index
                 fresh.append((oid, completion))
+        ahead = []
         for oid, (kind, value) in fresh:
             objects.complete(oid, kind, value)
+            if kind == "stored" and _index(oid) <= self.streams_consumed(oid) + PREFETCH_AHEAD:
+                ahead.append(oid)
+        if ahead:  # mapped while the consumer works on earlier values
+            objects.prefetch(ahead)
         for oid, (kind, value) in unwanted:
             if kind == "stored":  # sealed for us: the node holds a reference nobody takes up
                 home = value[2] if value[2] != objects.node_tcp_address else None

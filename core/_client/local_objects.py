@@ -617,6 +617,27 @@ class LocalObjectTable:
                                  mapped(entry))
         done.wait()
 
+    def prefetch(self, oids: list[ObjectID]) -> None:
+        """Map stored objects here ahead of their ``get``, without waiting (the values a
+        generator streams: the next ``get`` then needs no round trip to the node)."""
+        for oid in oids:
+            with self.lock:
+                entry = self.objects.get(oid)
+                if entry is None or not entry.ready or not entry.stored or entry.segment is not None \
+                        or entry.inline is not None or entry.error is not None or entry.fetching:
+                    continue
+                entry.fetching = True
+
+            def on_reply(reply: p.Reply, _fds: list[int], entry: LocalObject = entry) -> None:
+                with self.lock:
+                    entry.fetching = False
+                    if reply.ok and not self._alive(entry):
+                        size, _flags, offset = reply.value
+                        self._hold_view(entry, self._store().map_object(offset, size))
+
+            self.link.call_async(lambda rid, oid=oid, entry=entry: p.GetObject(rid, oid, True, entry.home),
+                                 on_reply)
+
     # --- values -----------------------------------------------------------------------
 
     def values(self, oids: list[ObjectID], timeout_s: float | None) -> list[Any]:
