@@ -115,7 +115,7 @@ def _agents_main(head_tcp: str, token_hex: str, first: int, count: int, stop_pat
     from ember._wire import protocol as p
     from ember._node.membership import HEARTBEAT_S
     from ember._wire.transport import connect, send_hello
-    token = bytes.fromhex(token_hex)
+    token = token_hex.encode()  # the token file holds the token as text
     shape = {"CPU": 4.0, "memory": 8.0 * GiB, "object_store_memory": 1.0 * GiB}
     conns = []
     for i in range(first, first + count):

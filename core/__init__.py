@@ -20,8 +20,9 @@ from ._client.timeline import timeline
 from .object_ref import ObjectRef
 from .object_ref_generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from .remote_function import RemoteFunction
+from . import _version
 
-__version__ = "0.1.0"
+__version__ = _version.__version__
 
 __all__ = [
     "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",

@@ -62,13 +62,17 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
          resources: dict[str, float] | None = None, object_store_memory: int | None = None,
          namespace: str | None = None, ignore_reinit_error: bool = False,
          include_dashboard: bool | None = None, log_to_driver: bool = True,
-         runtime_env: dict | None = None, **kwargs: Any) -> _InitInfo:
+         runtime_env: dict | None = None, token_file: str | None = None, **kwargs: Any) -> _InitInfo:
     """Start (or connect to) ember.
 
     Args:
         address: None starts a new local cluster (or, when ``$EMBER_ADDRESS`` is set, as
             for a submitted job's driver, attaches to that one); "auto" or the head's
-            "HOST:PORT" attaches to a running one.
+            "HOST:PORT" attaches to a running one; "ember://HOST:PORT" connects to a head
+            from any machine, over TCP only (objects streamed in chunks). A "HOST:PORT"
+            head that does not run on this machine is reached the same way.
+        token_file: a file holding the cluster token, for a head reached over TCP
+            (default: $EMBER_TOKEN).
         num_cpus, num_gpus, resources: what this node offers (defaults: the machine's
             CPUs, the GPUs NVML sees).
         object_store_memory: bytes of shared memory for objects (default 30% of RAM).
@@ -84,7 +88,11 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
 
     Raises:
         EmberError: ember is already initialized (and ``ignore_reinit_error`` is False).
-        InvalidOptionError: an unknown keyword, a bad value, or ``local_mode=True``.
+        InvalidOptionError: an unknown keyword, a bad value, or ``local_mode=True``; a
+            remote head without a usable token.
+        AuthenticationError: the head refused the token (the message names its source).
+        ClusterConnectionError: no ember head answers at ``address``.
+        VersionMismatchError: the head runs another ember or Python minor version.
 
     Example:
         >>> ember.init(num_cpus=4)
@@ -132,7 +140,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                            object_store_memory=object_store_memory, namespace=namespace,
                            runtime_env=job_env, system_config=kwargs.get("_system_config"),
                            node_ip_address=kwargs.get("_node_ip_address"), log_to_driver=log_to_driver,
-                           dashboard=dashboard, metrics_export_port=metrics_port or 0)
+                           dashboard=dashboard, metrics_export_port=metrics_port or 0,
+                           token_file=token_file)
         if setup_hook is not None:  # before any task: workers fetch it before their first one
             register(rt, setup_hook)
         info = _InitInfo(address=rt.link.address, session_dir=rt.session_dir, node_id=rt.node_id.hex())

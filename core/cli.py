@@ -15,29 +15,28 @@ from typing import Any, Callable
 
 import psutil
 
+from ._wire.tokens import ClusterToken, given_token
 from .exceptions import EmberError
 from ._node.launcher import (clear_current, find_by_tcp_address, find_current, local_nodes, make_current,
                             node_resources, read_http_urls, start_node)
 
 
-def _token_for_join(args: argparse.Namespace) -> bytes:
-    """The cluster token: --token-file, $EMBER_TOKEN, or the head's session on this machine."""
-    try:
-        if args.token_file:
-            with open(args.token_file) as f:
-                return bytes.fromhex(f.read().strip())
-        if os.environ.get("EMBER_TOKEN"):
-            return bytes.fromhex(os.environ["EMBER_TOKEN"])
-    except (OSError, ValueError) as e:
-        source = args.token_file or "$EMBER_TOKEN"
-        raise EmberError(f"cannot read the cluster token from {source} ({e}): it must hold the hex "
-                         "token from the head's session directory (<session>/token)") from e
+def _token_for_join(args: argparse.Namespace) -> ClusterToken:
+    """The cluster token: --token-file, $EMBER_TOKEN, or the head's session on this machine.
+
+    Raises:
+        EmberError: none is given and the head does not run here; or the one given is not
+            usable (InvalidOptionError).
+    """
+    token = given_token(args.token_file)
+    if token is not None:
+        return token
     try:
         return find_by_tcp_address(args.address)[2]
     except EmberError as e:
         raise EmberError(f"no head at {args.address} runs on this machine, so its cluster token must "
-                         "be given: pass --token-file PATH (the head's <session>/token) or set "
-                         "EMBER_TOKEN") from e
+                         "be given: pass --token-file PATH (the head's <session>/token, or the secret "
+                         "the head was started with) or set EMBER_TOKEN") from e
 
 
 def _raise_fd_limit() -> None:
@@ -61,6 +60,9 @@ def _start(args: argparse.Namespace) -> int:
     shape = node_resources(args.num_cpus, args.num_gpus, resources, args.object_store_memory)
     try:
         if args.head:
+            # The operator's token when one is given (every node and driver gets the same
+            # secret), else a new one; a short one is refused before anything starts.
+            token = given_token(args.token_file)
             try:
                 find_current()
                 print("ember start: a head node is already running on this machine; `ember stop` "
@@ -72,13 +74,16 @@ def _start(args: argparse.Namespace) -> int:
                               port=args.port if args.port is not None else 6379, started_by_cli=True,
                               dashboard=(args.dashboard_host, args.dashboard_port)
                               if args.include_dashboard else None,
-                              metrics_export_port=args.metrics_export_port)
+                              metrics_export_port=args.metrics_export_port, token=token)
             make_current(node.session_dir)
             host_port = node.tcp_address.removeprefix("tcp:")
+            token_hint = (f"with the same token ({token.source})" if token is not None else
+                          f"--token-file {node.session_dir}/token")
             print(f"ember started a head node at {host_port} (session {node.session_dir}).\n"
-                  f"Join other nodes with: ember start --address {host_port} "
-                  f"--token-file {node.session_dir}/token\n"
+                  f"Join other nodes with: ember start --address {host_port} {token_hint}\n"
                   "Connect from Python on this machine with: ember.init(address='auto')\n"
+                  f"Connect from another machine with: ember.init('ember://{host_port}') and the "
+                  "token in $EMBER_TOKEN (or token_file=)\n"
                   + (f"Dashboard: {node.dashboard_url} (log in with the token in {node.session_dir}/token)\n"
                      if node.dashboard_url else "")
                   + f"Prometheus metrics of this node: {node.metrics_url} (bearer token)\n"

@@ -34,6 +34,9 @@ __all__ = [
     "StateApiError",
     "InvalidStateQueryError",
     "StateNotFoundError",
+    "AuthenticationError",
+    "VersionMismatchError",
+    "ClusterConnectionError",
 ]
 
 
@@ -312,6 +315,66 @@ class RuntimeEnvSetupError(EmberError):
         if self.output:
             text += f"\n--- pip's output ---\n{self.output.rstrip()}"
         return text
+#: How to get the right cluster token, said by every error about a refused token.
+_HOW_TO_GET_THE_TOKEN = (
+    "Use the token the head was started with: the secret given to `ember start --head` "
+    "(its $EMBER_TOKEN or --token-file), or the file <session>/token on the head's machine, "
+    "whose path `ember start --head` prints. Pass it with EMBER_TOKEN=<token>, `--token-file "
+    "PATH` (ember start) or ember.init(address, token_file=PATH)")
+
+
+class AuthenticationError(EmberError, ConnectionError):
+    """A node refused this process's cluster token.
+
+    ``token_source`` says where the token came from (``$EMBER_TOKEN``, ``--token-file
+    PATH``, ``token_file=PATH`` or the session file); the node itself answers every wrong
+    token with the same fixed refusal, so nothing about the right one is revealed. Also a
+    ``ConnectionError``: code that treats an unreachable node as one keeps working.
+    """
+
+    def __init__(self, address: str, token_source: str | None = None) -> None:
+        self.address = address
+        self.token_source = token_source
+        super().__init__(address, token_source)
+
+    def __str__(self) -> str:
+        source = f" (from {self.token_source})" if self.token_source else ""
+        return (f"the ember node at {self.address} refused this process's cluster token{source}: "
+                f"it belongs to another cluster, or is mistyped. {_HOW_TO_GET_THE_TOKEN}.")
+
+
+class VersionMismatchError(EmberError, ConnectionError):
+    """This process and the node it connects to run different ember versions, or different
+    Python minor versions (pickles of functions do not cross those); refused before any
+    pickle crossed the connection."""
+
+    def __init__(self, address: str, what: str, here: str, there: str) -> None:
+        self.address = address
+        #: "ember" or "Python".
+        self.what = what
+        self.here = here
+        self.there = there
+        super().__init__(address, what, here, there)
+
+    def __str__(self) -> str:
+        return (f"this process runs {self.what} {self.here} but the ember node at {self.address} "
+                f"runs {self.what} {self.there}: every process of a cluster needs the same ember "
+                f"version and the same Python minor version. Install {self.what} {self.there} here "
+                f"(or run the cluster with {self.what} {self.here}).")
+
+
+class ClusterConnectionError(EmberError, ConnectionError):
+    """No ember node could be reached at an address: nothing listens there, it does not
+    answer within the connect timeout, or what answers is not ember."""
+
+    def __init__(self, address: str, problem: str, fix: str) -> None:
+        self.address = address
+        self.problem = problem
+        self.fix = fix
+        super().__init__(address, problem, fix)
+
+    def __str__(self) -> str:
+        return f"cannot connect to an ember node at {self.address}: {self.problem}. {self.fix}"
 
 
 # Ray's names, so `except ray.exceptions.RayTaskError` ports with the import.

@@ -33,6 +33,7 @@ from typing import Any, AsyncIterator, Iterator
 from ._wire import protocol as p
 from ._wire.node_link import NodeLink
 from ._node.launcher import find_by_tcp_address, find_current
+from ._wire.tokens import given_token
 from .exceptions import EmberError, InvalidOptionError, RuntimeEnvSetupError
 from .runtime_env import validate_runtime_env
 
@@ -236,24 +237,16 @@ def _details(d: dict[str, Any]) -> JobDetails:
 
 
 def _resolve(address: str, token_file: str | None) -> tuple[str, bytes]:
-    """(node address to connect to, token) for ``address``."""
-    if token_file is not None:
-        try:
-            with open(token_file) as f:
-                token = bytes.fromhex(f.read().strip())
-        except (OSError, ValueError) as e:
-            raise EmberError(f"cannot read the cluster token from {token_file} ({e}): it must hold the "
-                             "hex token from the head's session directory (<session>/token)") from e
-        if address == "auto":
-            return find_current()[1], token
-        return f"tcp:{address}", token
+    """(node address to connect to, token) for ``address``: the token from ``token_file``
+    or $EMBER_TOKEN, else the head's session on this machine."""
+    token = given_token(token_file)
     if address == "auto":
-        _session, node_address, token, _pid = find_current()
-        return node_address, token
-    if os.environ.get("EMBER_TOKEN"):
-        return f"tcp:{address}", bytes.fromhex(os.environ["EMBER_TOKEN"])
-    _session, node_address, token, _pid = find_by_tcp_address(address)
-    return node_address, token
+        _session, node_address, session_token, _pid = find_current()
+        return node_address, (token or session_token).secret
+    if token is not None:
+        return f"tcp:{address}", token.secret
+    _session, node_address, session_token, _pid = find_by_tcp_address(address)
+    return node_address, session_token.secret
 
 
 def package_working_dir(path: str, excludes: list[str] | None = None) -> bytes:

@@ -74,13 +74,16 @@ class ActorSubmitter:
     """
 
     def __init__(self, objects: LocalObjectTable, link: NodeLink, token: bytes, node_id: NodeID,
-                 generators: GeneratorTable) -> None:
+                 generators: GeneratorTable, local_sockets: bool = True) -> None:
         self.objects = objects
         #: Where the values of generator methods go as they arrive.
         self.generators = generators
         self.link = link
         self.token = token
         self.node_id = node_id
+        #: Actors on this process's node are reached over their Unix socket, unless this
+        #: process is not on the node (a driver connected over TCP).
+        self._local_sockets = local_sockets
         self.lock = objects.lock
         self.actors: dict[ActorID, ActorQueue] = {}
         #: Where this process records task events (the runtime sets its own; off until then).
@@ -157,7 +160,8 @@ class ActorSubmitter:
             info: p.ActorInfo | None = reply.value if reply.ok else None
             if info is not None and info.state == "alive":
                 try:
-                    address = info.address if info.node_id in (None, self.node_id) else info.tcp_address
+                    local = self._local_sockets and info.node_id in (None, self.node_id)
+                    address = info.address if local else info.tcp_address
                     channel = WorkerChannel(address, self.token, self._on_reply,
                                             lambda lost, a=actor: self._on_lost(a, lost),
                                             self.generators.on_items)

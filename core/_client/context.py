@@ -26,6 +26,8 @@ from typing import Any
 from .._types import ActorID, TaskID
 from .._node.launcher import find_by_tcp_address, find_current, node_resources, start_node
 from .._wire.protocol import ActorSpec
+from .._wire.tokens import ClusterToken, given_token
+from ..exceptions import AuthenticationError, EmberError, InvalidOptionError
 from .local_objects import LocalObjectTable
 from ..runtime_env import process_env, validate_runtime_env
 from .runtime import Runtime
@@ -114,12 +116,22 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
           resources: dict[str, float] | None = None, object_store_memory: int | None = None,
           namespace: str | None = None, runtime_env: dict[str, Any] | None = None,
           system_config: dict[str, Any] | None = None, node_ip_address: str | None = None,
-          log_to_driver: bool = True,
+          log_to_driver: bool = True, token_file: str | None = None,
           dashboard: tuple[str, int] | None = ("127.0.0.1", 8265),
           metrics_export_port: int = 0) -> Runtime:
     """Start a local cluster (``address`` None or "local") or attach to a running one
-    ("auto", or the head's HOST:PORT), and make its runtime current. Arguments are
-    validated by ``ember.init``."""
+    ("auto", the head's HOST:PORT, or "ember://HOST:PORT" from any machine), and make its
+    runtime current. Arguments are validated by ``ember.init``.
+
+    HOST:PORT of a head on this machine attaches over its Unix socket (objects in shared
+    memory); "ember://HOST:PORT", or a head that does not run here, connects over TCP
+    with the token from ``token_file`` or $EMBER_TOKEN (objects streamed in chunks).
+
+    Raises:
+        InvalidOptionError: a malformed address, or no usable token for a remote head.
+        AuthenticationError: the head refused the token (the error names its source).
+        ClusterConnectionError, VersionMismatchError: no ember head of this version there.
+    """
     global _node_proc, _owned_session_dir
     if address is None:
         # Set for a submitted job's driver (and by users, as RAY_ADDRESS is): attach to
@@ -138,20 +150,44 @@ def start(address: str | None, *, num_cpus: float | None = None, num_gpus: float
                               host=node_ip_address or "127.0.0.1", dashboard=dashboard,
                               metrics_export_port=metrics_export_port)
             _node_proc, _owned_session_dir = node.proc, node.session_dir
-            node_address, token = node.address, node.token
+            node_address, token = node.address, ClusterToken(node.token, "the token this node made")
         elif address == "auto":
             _session_dir, node_address, token, _pid = find_current()
         else:
-            # HOST:PORT of the head; the driver attaches over its Unix socket, so it must run on
-            # the head's machine (drivers on other nodes come with cross-node control routing).
-            _session_dir, node_address, token, _pid = find_by_tcp_address(
-                address.removeprefix("tcp:").removeprefix("ember://"))
-        rt = Runtime(node_address, token, "driver", namespace=namespace, runtime_env=runtime_env,
-                     log_to_driver=log_to_driver)
+            node_address, token = _head(address, token_file)
+        try:
+            rt = Runtime(node_address, token.secret, "driver", namespace=namespace,
+                         runtime_env=runtime_env, log_to_driver=log_to_driver)
+        except AuthenticationError as e:  # only we know where the token came from
+            raise AuthenticationError(e.address, token.source) from None
         rt.default_process_env = process_env(
             {k: v for k, v in (runtime_env or {}).items() if k in ("py_modules", "pip")})
         _set(rt)
         return rt
+
+
+def _head(address: str, token_file: str | None) -> tuple[str, ClusterToken]:
+    """(node address, token) for a head given as HOST:PORT or ember://HOST:PORT."""
+    remote = address.startswith("ember://")
+    host_port = address.removeprefix("ember://").removeprefix("tcp:")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidOptionError(f"ember.init(address={address!r}): expected HOST:PORT, "
+                                 "ember://HOST:PORT, 'auto' or None")
+    if not remote:
+        try:
+            # A head on this machine: attach over its Unix socket, objects in shared memory.
+            _session_dir, node_address, token, _pid = find_by_tcp_address(host_port)
+            return node_address, token
+        except EmberError:
+            pass  # not here: reach it over TCP, like a driver on another machine
+    token = given_token(token_file, "token_file")
+    if token is None:
+        raise InvalidOptionError(
+            f"ember.init({address!r}) needs the cluster's token to connect over TCP: set EMBER_TOKEN "
+            "or pass token_file=PATH (the secret the head was started with, or its <session>/token "
+            "file, whose path `ember start --head` prints)")
+    return f"tcp:{host_port}", token
 
 
 def attach_worker(rt: Runtime) -> None:

@@ -30,6 +30,7 @@ from .._types import ActorID, ObjectID
 from ..exceptions import EmberSystemError, GetTimeoutError, ObjectLostError, TaskError
 from .._wire.node_link import NodeLink
 from .._wire.segments import StoreMapping
+from .object_stream import OnFetched, StreamedObjects
 from .._wire.serialization import FLAG_ERROR, Serialized, deserialize, read_flags, serialize
 
 #: How long a borrowed ref's hold outlives its last local use.
@@ -146,6 +147,8 @@ class LocalObjectTable:
         if link.address.startswith("unix:"):
             capacity, fds = link.call(lambda rid: p.MapStore(rid))
             self.store = StoreMapping(fds[0], capacity)
+        #: Without a mapping (a driver on another machine) stored objects are streamed.
+        self.streamed = StreamedObjects(link) if self.store is None else None
 
     # --- reference counts -------------------------------------------------------------
 
@@ -364,6 +367,9 @@ class LocalObjectTable:
         # The putter keeps no mapping of the object: the store may spill it at once.
         size = value.total_bytes if isinstance(value, Serialized) else len(value)
         holder = holder or self.worker_id
+        if self.streamed is not None:
+            self.streamed.put(oid, value, flags, holder, contained)
+            return
         store = self._store()
         # Refs and views this process dropped free room: say so before asking for some, so
         # `put(x); del ref; put(y)` reuses the same (resident, already mapped) block.
@@ -499,13 +505,14 @@ class LocalObjectTable:
             return
         entry.fetching = True
 
-        def on_reply(reply: p.Reply, fds: list[int]) -> None:
+        def on_reply(reply: p.Reply, view: memoryview | None) -> None:
             with self.lock:
                 entry.fetching = False
                 if reply.ok:
                     size, flags, offset = reply.value
                     if fetch:
-                        self._hold_view(entry, self._store().map_object(offset, size))
+                        self._hold_view(entry, view if view is not None
+                                        else self._store().map_object(offset, size))
                     entry.stored, entry.flags = True, flags
                 else:
                     entry.error = reply.value if isinstance(reply.value, BaseException) else \
@@ -515,7 +522,15 @@ class LocalObjectTable:
             for cb in callbacks or ():
                 cb(oid)
 
-        self.link.call_async(lambda rid: p.GetObject(rid, oid, fetch, entry.home), on_reply)
+        self._get_object_async(lambda rid: p.GetObject(rid, oid, fetch, entry.home), on_reply)
+
+    def _get_object_async(self, make: Callable[[int], p.GetObject], on_reply: OnFetched) -> None:
+        """Send a GetObject; ``on_reply`` gets the answer, and the object's bytes when they
+        were streamed here (None: map them from the store at the answer's offset)."""
+        if self.streamed is not None:
+            self.streamed.fetch_async(make, on_reply)
+        else:
+            self.link.call_async(make, lambda reply, _fds: on_reply(reply, None))
 
     def connection_lost(self) -> None:
         """The node manager is gone: nothing will become ready; wake every waiter."""
@@ -601,11 +616,12 @@ class LocalObjectTable:
         left = [len(todo)]
         done = threading.Event()
 
-        def mapped(entry: LocalObject) -> Callable[[p.Reply, list[int]], None]:
-            def on_reply(reply: p.Reply, fds: list[int]) -> None:
+        def mapped(entry: LocalObject) -> OnFetched:
+            def on_reply(reply: p.Reply, view: memoryview | None) -> None:
                 if reply.ok:
                     size, _flags, offset = reply.value
-                    self._hold_view(entry, self._store().map_object(offset, size))
+                    self._hold_view(entry, view if view is not None
+                                    else self._store().map_object(offset, size))
                 with self.lock:
                     left[0] -= 1
                     if left[0] == 0:
@@ -613,8 +629,8 @@ class LocalObjectTable:
             return on_reply
 
         for oid, entry in todo:
-            self.link.call_async(lambda rid, oid=oid, entry=entry: p.GetObject(rid, oid, True, entry.home),
-                                 mapped(entry))
+            self._get_object_async(lambda rid, oid=oid, entry=entry: p.GetObject(rid, oid, True, entry.home),
+                                   mapped(entry))
         done.wait()
 
     def prefetch(self, oids: list[ObjectID]) -> None:
@@ -743,7 +759,10 @@ class LocalObjectTable:
         return self._map(oid, self._local_or(home) if home else None)
 
     def _map(self, oid: ObjectID, home: str | None) -> memoryview:
-        """Map a stored object read-only; the node pins it until the mapping is collected."""
+        """Map a stored object read-only; the node pins it until the mapping is collected.
+        (Streamed here instead when this process has no mapping of the store.)"""
+        if self.streamed is not None:
+            return self.streamed.fetch(lambda rid: p.GetObject(rid, oid, True, home))
         (size, _flags, offset), _ = self.link.call(lambda rid: p.GetObject(rid, oid, True, home))
         return self._store().map_object(offset, size)
 

@@ -30,6 +30,7 @@ from .._wire.node_link import NodeLink
 from .local_objects import LocalObjectTable
 from .metrics_push import MetricsPusher
 from .._wire.serialization import serialize
+from ..exceptions import InvalidOptionError
 from .submitter import RemoteNodes, TaskSubmitter
 from .task_events import TaskEventBuffer, events_enabled_by_default
 
@@ -70,12 +71,20 @@ class Runtime:
         #: (A job's working_dir is its workers' cwd and sys.path, not a pool of its own.)
         #: Set by context.start (a driver) or the worker's main.
         self.default_process_env: dict[str, Any] | None = None
+        #: Reached over TCP (a driver on another machine): no shared memory, no Unix sockets;
+        #: its paths mean nothing to the cluster's workers, so none are shipped.
+        self.remote = node_address.startswith("tcp:")
         working_dir = (runtime_env or {}).get("working_dir")
-        sys_path = _shippable_sys_path() if kind == "driver" else None
+        if self.remote and working_dir is not None:
+            raise InvalidOptionError(f"runtime_env working_dir={working_dir!r} is a directory on this "
+                                     "machine, and a driver connected over TCP (ember://) cannot ship it "
+                                     "to the cluster: install the code on the cluster's machines instead")
+        ships_paths = kind == "driver" and not self.remote
+        sys_path = _shippable_sys_path() if ships_paths else None
         if working_dir is not None and sys_path is not None:
             sys_path.insert(0, working_dir)
         self.register_msg = p.Register(kind, self.worker_id, os.getpid(), address, namespace,
-                                       (working_dir or os.getcwd()) if kind == "driver" else None,
+                                       (working_dir or os.getcwd()) if ships_paths else None,
                                        sys_path, (runtime_env or {}).get("env_vars") or None,
                                        tcp_address=tcp_address)
         self.link = NodeLink(node_address, token, self.register_msg, on_message=self._on_node_message,
@@ -93,11 +102,12 @@ class Runtime:
         self.lock = self.objects.lock
         self.remote_nodes = RemoteNodes(token, self.worker_id, self.job_id, self.namespace,
                                         self.job_env_vars,
+                                        (lambda: None) if self.remote else
                                         _shippable_sys_path if kind == "driver" else lambda: list(sys.path))
         self.generators = GeneratorTable(self.objects)
         self.submitter = TaskSubmitter(self.objects, self.link, token, self.remote_nodes, self.generators)
         self.actor_submitter = ActorSubmitter(self.objects, self.link, token, self.node_id,
-                                              self.generators)
+                                              self.generators, local_sockets=not self.remote)
         #: This process's task events, sent to the node about once a second (housekeeping).
         self.task_events = TaskEventBuffer(self.link.send, self.worker_id, self.node_id, self.job_id,
                                            enabled=events_enabled_by_default())

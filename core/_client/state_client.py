@@ -61,7 +61,7 @@ class StateClient:
                         address.removeprefix("tcp:").removeprefix("ember://"))
             except EmberError as e:
                 raise StateApiError(f"no ember cluster to ask: {e}") from e
-            self._token = token
+            self._token = token.secret
             self._head = self._connect(node_address)
             self._head_node = self._head.registered.node_id
         self._links[self._head_node] = self._head

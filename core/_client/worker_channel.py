@@ -16,7 +16,8 @@ from typing import Callable, Protocol
 
 from .._wire import protocol as p
 from .._types import Address, TaskID
-from .._wire.transport import ConnectionClosed, connect, send_hello
+from .._wire.handshake import connect_to
+from .._wire.transport import ConnectionClosed
 
 
 class Pushed(Protocol):
@@ -37,8 +38,7 @@ class WorkerChannel:
                  on_lost: Callable[["WorkerChannel"], None],
                  on_items: Callable[[p.GeneratorItems], None]) -> None:
         self.address = address
-        self.conn = connect(address)
-        send_hello(self.conn, token)
+        self.conn = connect_to(address, token)
         self.inflight: dict[TaskID, Pushed] = {}
         self.lost = False
         self._on_reply = on_reply

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from .._wire.tokens import ClusterToken, given_token, new_token, read_token_file
 from ..exceptions import EmberError
 from .gpus import detect_accelerator_type, detect_gpu_ids
 from .._resources import ACCELERATOR_RESOURCE_PREFIX, node_resource
@@ -74,7 +75,7 @@ _SYSTEM_CONFIG_FLAGS = {"memory_usage_threshold": "--memory-usage-threshold",
 
 def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
                exit_with_first_driver: bool, system_config: dict | None = None,
-               token: bytes | None = None, host: str = "127.0.0.1", port: int = 0,
+               token: ClusterToken | None = None, host: str = "127.0.0.1", port: int = 0,
                head_address: str | None = None, started_by_cli: bool = False,
                dashboard: tuple[str, int] | None = ("127.0.0.1", 8265),
                metrics_export_port: int = 0) -> NodeProcess:
@@ -85,7 +86,8 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
             the memory monitor kills a worker, default 0.95) and
             ``memory_monitor_refresh_ms`` (default 250; 0 turns the monitor off).
 
-        token: the cluster's token when joining one (a new one is made for a head).
+        token: the cluster's token: the one a head or node was given; None makes a new
+            one (a head given none, or ``ember.init()``'s own cluster).
         host, port: where the node's TCP port binds (loopback unless told otherwise).
         head_address: ``tcp:HOST:PORT`` of the head to join; None starts a head.
         dashboard: (host, port) of the head's dashboard (port 8265 falls back to any free
@@ -106,11 +108,13 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
     session_dir = tempfile.mkdtemp(prefix="session-", dir=sessions_root())
     for sub in ("sockets", "logs"):
         os.makedirs(os.path.join(session_dir, sub), mode=0o700)
-    token = token if token is not None else os.urandom(32)
+    token = token if token is not None else new_token()
     with open(os.open(os.path.join(session_dir, "token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
               "w") as f:
-        f.write(token.hex())
-    env = {**os.environ, "EMBER_TOKEN": token.hex(),
+        f.write(token.text())
+    # The node manager reads (and drops) both: the token, and where it came from for its
+    # messages (a join refused for the token names the setting to fix).
+    env = {**os.environ, "EMBER_TOKEN": token.text(), "EMBER_TOKEN_SOURCE": token.source,
            "PYTHONPATH": os.pathsep.join([_package_root(), os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-m", "ember._node.manager", "--session-dir", session_dir,
             "--resources", json.dumps(totals), "--gpu-ids", json.dumps(gpu_ids),
@@ -143,7 +147,7 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
         json.dump({"pid": proc.pid, "address": unix_address, "tcp_address": tcp_address,
                    "head": head_address is None, "cli": started_by_cli}, f)
     urls = read_http_urls(session_dir)
-    return NodeProcess(proc, session_dir, unix_address, token, tcp_address,
+    return NodeProcess(proc, session_dir, unix_address, token.secret, tcp_address,
                        urls.get("dashboard_url", ""), urls.get("metrics_url", ""))
 
 
@@ -164,7 +168,7 @@ def make_current(session_dir: str) -> None:
     os.replace(tmp, _current_link())
 
 
-def find_current() -> tuple[str, str, bytes, int]:
+def find_current() -> tuple[str, str, ClusterToken, int]:
     """(session dir, node address, token, node manager pid) of ``ember start``'s cluster.
 
     Raises:
@@ -175,23 +179,25 @@ def find_current() -> tuple[str, str, bytes, int]:
             session_dir = f.read().strip()
         with open(os.path.join(session_dir, "node.json")) as f:
             node = json.load(f)
-        token = _session_token(session_dir)
+        os.stat(os.path.join(session_dir, "token"))
     except (OSError, ValueError) as e:
         raise EmberError("no ember cluster is running on this machine: start one with "
                          "`ember start --head`, or call ember.init() without an address") from e
     if not psutil.pid_exists(node["pid"]):
         raise EmberError(f"the cluster recorded in {session_dir} is no longer running: start one "
                          "with `ember start --head`")
-    return session_dir, node["address"], token, node["pid"]
+    return session_dir, node["address"], _session_token(session_dir), node["pid"]
 
 
-def _session_token(session_dir: str) -> bytes:
-    """The cluster token: $EMBER_TOKEN if set, else the session's 0600 token file."""
-    token_hex = os.environ.get("EMBER_TOKEN")
-    if token_hex is None:
-        with open(os.path.join(session_dir, "token")) as f:
-            token_hex = f.read().strip()
-    return bytes.fromhex(token_hex)
+def _session_token(session_dir: str) -> ClusterToken:
+    """The cluster token: $EMBER_TOKEN if set, else the session's 0600 token file.
+
+    Raises:
+        InvalidOptionError: the token there is not usable (too short, unreadable).
+    """
+    given = given_token(None)
+    return given if given is not None else read_token_file(
+        os.path.join(session_dir, "token"), f"the session file {os.path.join(session_dir, 'token')}")
 
 
 def local_nodes(include_dead: bool = False) -> list[tuple[str, dict]]:
@@ -209,7 +215,7 @@ def local_nodes(include_dead: bool = False) -> list[tuple[str, dict]]:
     return out
 
 
-def find_by_tcp_address(address: str) -> tuple[str, str, bytes, int]:
+def find_by_tcp_address(address: str) -> tuple[str, str, ClusterToken, int]:
     """Like find_current, for the node listening on ``HOST:PORT`` (it must run here).
 
     Raises:

@@ -283,7 +283,10 @@ class LeaseService:
         lease = self.new_lease(client, worker, want.alloc)
         client.leases.add(lease.lease_id)
         worker.state, worker.lease_id = "leased", lease.lease_id
-        address = worker.tcp_address if client.kind == "submitter" else worker.address
+        # Processes on other machines (remote submitters, drivers connected over TCP) push
+        # to the worker's TCP port; the node's own processes to its Unix socket.
+        over_tcp = client.kind == "submitter" or (client.kind == "driver" and not client.conn.can_pass_fds)
+        address = worker.tcp_address if over_tcp else worker.address
         gpu_ids = [ctx.gpu_ids[i] for i in want.alloc.gpu_ids]
         ctx.reply(client, rid, True, p.LeaseGrant(lease.lease_id, worker.worker_id, address, gpu_ids))
 

@@ -11,6 +11,7 @@ objects, and (on the head) hosts the control store.
         StateService      task events and the state API's queries (the head's tables, this node's)
         PlacementService  placement groups and this node's reserved bundles
         ObjectService     objects, references, transfers between nodes
+        StreamService     objects streamed to and from drivers reached over TCP
         ClusterService    membership, forwarding to the head, what the head tells us
         JobService        submitted jobs, each under a supervisor process (head)
         DebugService      failed tasks kept for replay, tasks waiting at breakpoint() (head)
@@ -25,6 +26,7 @@ the others.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -37,7 +39,7 @@ from typing import Any
 from .._wire import protocol as p
 from .._types import ResourceShape, WorkerID
 from .control_store import ControlStore, JobRecord
-from ..exceptions import EmberError
+from ..exceptions import AuthenticationError, EmberError
 from .membership import DEFAULT_NODE_TIMEOUT_S, ClusterView, HeadLink, NodeInfo
 from .memory_monitor import MemoryMonitor, MemoryPolicy, refresh_s_from_env, threshold_from_env
 from .actors import ActorService
@@ -47,6 +49,7 @@ from .debug import DebugService
 from .jobs import JobService
 from .leases import LeaseService
 from .objects import ObjectService
+from .object_stream import StreamService
 from .placement import PlacementService
 from .state import StateService
 from .server import NodeLock, Peer, Server
@@ -80,7 +83,7 @@ class NodeManager:
         os.makedirs(spill_dir, mode=0o700, exist_ok=True)
         lock = NodeLock()
         env = dict(os.environ)
-        env["EMBER_TOKEN"] = token.hex()
+        env["EMBER_TOKEN"] = token.decode()
         pool = WorkerPool(session_dir, env, lambda pid, detail: self.workers.on_worker_exit(pid, detail))
         self.ctx = ctx = NodeContext(
             node_id=os.urandom(16), session_dir=session_dir, token=token, lock=lock,
@@ -91,7 +94,15 @@ class NodeManager:
         ctx.address = f"unix:{os.path.join(session_dir, 'sockets', 'node.sock')}"
         self.server.listen(ctx.address)
         # TCP for other nodes and remote submitters; loopback unless a node address is given.
-        _, ctx.tcp_address = self.server.listen(f"tcp:{host}:{port}")
+        try:
+            _, ctx.tcp_address = self.server.listen(f"tcp:{host}:{port}")
+        except OSError as e:
+            pool.shutdown()
+            if e.errno != errno.EADDRINUSE:
+                raise
+            raise EmberError(f"port {port} on {host} is already in use: another ember head or node "
+                             "listens there (`ember status` shows this machine's), or another program "
+                             "does. Stop it, or start this node on another port with --port") from e
         ctx.head_tcp_address = head_address or ctx.tcp_address
         self._exit_with_first_driver = exit_with_first_driver
         self._first_driver: WorkerID | None = None
@@ -115,6 +126,7 @@ class NodeManager:
                                           schedule=self.leases.schedule)
         self.objects = ObjectService(ctx, self.transfer, memory_policy,
                                      monitor_on=lambda: self.workers.memory_monitor is not None)
+        self.streams = StreamService(ctx)
         self.cluster = ClusterService(ctx, self.leases, self.workers, self.actors, self.placement,
                                       self.objects, dispatch=self._handle, stop=self.stop,
                                       node_timeout_s=node_timeout_s)
@@ -133,6 +145,7 @@ class NodeManager:
             self.jobs.handlers(), self.debug.handlers(),
             self.state.handlers(),
             self.telemetry.handlers(),
+            self.streams.handlers(),
             {p.RegisterFunction: self._on_register_function, p.GetFunction: self._on_get_function,
              p.LogLines: self._on_log_lines})
 
@@ -394,21 +407,37 @@ def main(argv: list[str] | None = None) -> None:
     # an orphan that never noticed and ran forever).
     driver_pid = os.getppid()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    token = bytes.fromhex(os.environ.pop("EMBER_TOKEN"))
-    nm = NodeManager(args.session_dir, token, json.loads(args.resources), json.loads(args.gpu_ids),
-                     args.object_store_memory, args.exit_with_first_driver,
-                     memory_usage_threshold=args.memory_usage_threshold,
-                     memory_monitor_refresh_s=None if args.memory_monitor_refresh_ms is None
-                     else args.memory_monitor_refresh_ms / 1000.0,
-                     host=args.node_ip_address, port=args.port, head_address=args.head_address,
-                     metrics_export_port=args.metrics_export_port,
-                     dashboard=None if args.no_dashboard else (args.dashboard_host, args.dashboard_port))
+    # The token, and where the process that started us got it (for messages): neither
+    # is left in the environment our workers inherit.
+    token = os.environ.pop("EMBER_TOKEN").encode()
+    token_source = os.environ.pop("EMBER_TOKEN_SOURCE", None)
+    try:
+        nm = NodeManager(args.session_dir, token, json.loads(args.resources), json.loads(args.gpu_ids),
+                         args.object_store_memory, args.exit_with_first_driver,
+                         memory_usage_threshold=args.memory_usage_threshold,
+                         memory_monitor_refresh_s=None if args.memory_monitor_refresh_ms is None
+                         else args.memory_monitor_refresh_ms / 1000.0,
+                         host=args.node_ip_address, port=args.port, head_address=args.head_address,
+                         metrics_export_port=args.metrics_export_port,
+                         dashboard=None if args.no_dashboard else (args.dashboard_host, args.dashboard_port))
+    except EmberError as e:  # the port is taken: say so on the last line, which start_node reports
+        sys.stderr.write(f"{e}\n")
+        sys.exit(1)
     if args.head_address is not None:
+        head = args.head_address.removeprefix("tcp:")
         try:
             nm.join(args.head_address)
+        except AuthenticationError as e:
+            nm.stop()
+            sys.stderr.write(f"could not join the head: {AuthenticationError(e.address, token_source)}\n")
+            sys.exit(1)
+        except EmberError as e:  # not an ember head, no answer, another version
+            nm.stop()
+            sys.stderr.write(f"could not join the head at {head}: {e}\n")
+            sys.exit(1)
         except (OSError, EOFError) as e:
             nm.stop()
-            sys.stderr.write(f"could not join the head at {args.head_address}: {e}. Check the address "
+            sys.stderr.write(f"could not join the head at {head}: {e}. Check the address "
                              "and the cluster token (--token-file or EMBER_TOKEN).\n")
             sys.exit(1)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=nm.stop, daemon=True).start())

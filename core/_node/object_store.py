@@ -216,6 +216,14 @@ class ObjectTable:
         entry.waiters.clear()
         return fired
 
+    def creating_block(self, offset: int, creator: bytes, object_id: ObjectID) -> Block | None:
+        """The block at ``offset`` if ``creator`` reserved it for ``object_id`` and has not
+        sealed it yet (a remote driver's chunks are written into it by the node)."""
+        creating = self._creating.get(offset)
+        if creating is None or creating[1] != creator or creating[2] != object_id:
+            return None
+        return creating[0]
+
     def release_creating(self, creator: bytes) -> None:
         """A process exited: blocks it was writing, and its requests for room, go."""
         for offset, (block, who, _oid) in list(self._creating.items()):

@@ -30,6 +30,7 @@ from ..exceptions import EmberError, OwnerDiedError
 from .memory_monitor import MemoryPolicy, read_usage
 from .context import Client, Handlers, NodeContext
 from .object_store import ObjectEntry
+from .object_stream import can_map, send_object
 from .object_transfer import ObjectTransfer, peer_holder
 
 
@@ -141,6 +142,10 @@ class ObjectService:
         def answer(state: str, entry: ObjectEntry) -> None:
             if state == "failed":
                 ctx.reply(client, msg.rid, False, entry.error)
+            elif msg.fetch and not can_map(client):  # a driver on another machine: streamed
+                offset = ctx.objects.pin(client.worker_id, entry)
+                send_object(client.conn, msg.rid, ctx.objects.arena.fd, offset, entry.size,
+                            (entry.size, entry.flags, offset))
             elif msg.fetch:
                 offset = ctx.objects.pin(client.worker_id, entry)
                 ctx.reply(client, msg.rid, True, (entry.size, entry.flags, offset))

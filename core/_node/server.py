@@ -3,7 +3,8 @@
     listeners --accept (backs off on EMFILE)--> Peer (non-blocking socket)
     loop thread, selectors/epoll:
       readable -> recv into the peer's buffer (fds into a FIFO) -> whole frames
-                  "hello":    the cluster token, <= 256 bytes, nothing unpickled before it
+                  "hello":    the cluster token and versions, <= 2 KiB, nothing unpickled before
+                              it; answered OK, or a fixed refusal / a version mismatch, then closed
                   "register": one Register frame -> on_register() answers it
                   "ready":    frames <= MAX_FRAME_BYTES, decoded -> per-type limit -> on_message()
       writable -> write the peer's queued frames (sendmsg with fds, sendfile for object data)
@@ -23,7 +24,6 @@ from __future__ import annotations
 import array
 import collections
 import errno
-import hmac
 import logging
 import os
 import pickle
@@ -35,7 +35,8 @@ import time
 from typing import Any, Callable, Literal
 
 from .._wire import protocol as p
-from .._wire.transport import _HEADER, _HELLO_MAGIC, ProtocolViolation, listen
+from .._wire.handshake import HELLO_MAX_BYTES, judge_hello
+from .._wire.transport import _HEADER, ProtocolViolation, listen
 
 log = logging.getLogger("ember._node.manager")
 
@@ -54,7 +55,6 @@ _LARGE_FRAME_TYPES: dict[type, int] = {
     p.Forwarded: MAX_FRAME_BYTES, p.PlaceActor: MAX_FRAME_BYTES, p.Reply: MAX_FRAME_BYTES,
     p.SubmitJob: MAX_FRAME_BYTES,
 }
-_HELLO_BYTES = 256
 _REGISTER_BYTES = 4 << 20
 #: A peer with more than this queued and unsent is not reading: it is disconnected.
 MAX_QUEUED_BYTES = int(os.environ.get("EMBER_MAX_QUEUED_BYTES", str(256 << 20)))
@@ -271,6 +271,14 @@ class Peer:
                         getattr(self.client, "pid", "?"))
             self.dropped_logs = 0
         return True
+
+    def answer_and_close(self, answer: bytes) -> None:
+        """Write a handshake refusal now (loop thread, nothing queued yet: the small frame
+        fits the empty socket buffer), before the loop closes the connection."""
+        try:
+            self.sock.send(_HEADER.pack(len(answer), 0) + answer)
+        except OSError:
+            pass  # the peer is gone already: there is nobody to tell
 
     def close(self) -> None:
         """Close from any thread: the loop unregisters and reports it."""
@@ -538,15 +546,23 @@ class Server:
             alive = peer._fill()
             while not peer.closed:
                 if peer.state == "hello":
-                    frame = peer._frames(_HELLO_BYTES)
+                    frame = peer._frames(HELLO_MAX_BYTES)
                     if frame is None:
                         break
                     body, fds = frame
                     for fd in fds:
                         os.close(fd)
-                    if not body.startswith(_HELLO_MAGIC) or not hmac.compare_digest(
-                            body[len(_HELLO_MAGIC):], self.token):
-                        raise ProtocolViolation("bad cluster token")
+                    verdict, answer, difference = judge_hello(body, self.token)
+                    if verdict != "ok":
+                        peer.answer_and_close(answer)
+                        if difference is None:
+                            raise ProtocolViolation("bad cluster token")
+                        what, ours, other = difference
+                        log.warning("refused a connection: it runs %s %s, this node %s %s", what, other,
+                                    what, ours)
+                        raise ProtocolViolation(f"it runs {what} {other}, this node {what} {ours}")
+                    if answer is not None:
+                        peer.send_frame(memoryview(_HEADER.pack(len(answer), 0) + answer))
                     peer.state = "register"
                 elif peer.state == "register":
                     frame = peer._frames(_REGISTER_BYTES)

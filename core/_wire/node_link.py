@@ -15,12 +15,19 @@ from typing import Any, Callable
 
 from . import protocol as p
 from ..exceptions import EmberSystemError, GetTimeoutError
-from .transport import ConnectionClosed, connect, send_hello
+from .handshake import connect_to
+from .transport import ConnectionClosed
 
 ReplyCallback = Callable[[p.Reply, list[int]], None]
 
 #: Bytes per ObjectChunk: large enough to amortize framing, small enough to interleave.
 CHUNK_BYTES = 8 << 20
+
+
+class Received(bytearray):
+    """The bytes of one streamed answer. A subclass only so that it can be weakly
+    referenced: the object table tracks whether values still use them (as it tracks
+    mappings of the store)."""
 
 
 class NodeLink:
@@ -32,14 +39,15 @@ class NodeLink:
                  on_lost: Callable[[], None] | None = None, name: str = "ember-node-link",
                  chunk_target: Callable[[p.ObjectChunk], memoryview | None] | None = None) -> None:
         self.address = address
-        self.conn = connect(address)
+        # The handshake raises typed errors (refused token, other versions, not ember):
+        # all ConnectionErrors, so every caller still handles an unreachable node as one.
+        self.conn = connect_to(address, token)
         try:
-            send_hello(self.conn, token)
             self.conn.send(register)
             self.registered, _ = self.conn.recv()
         except ConnectionClosed as e:
-            # A peer that dies (or refuses our token) mid-handshake is an unreachable node to
-            # every caller, like a refused connect: one exception type (OSError) to handle.
+            # A peer that dies mid-registration is an unreachable node to every caller,
+            # like a refused connect: one exception type (OSError) to handle.
             self.conn.close()
             raise ConnectionError(f"the node manager at {address} closed the connection: {e}") from e
         self._rpc: dict[int, ReplyCallback] = {}
@@ -50,6 +58,9 @@ class NodeLink:
         self._chunk_target = chunk_target
         self.closed = False
         self._chunk_buf: bytearray | None = None
+        #: Requests answered by streamed object bytes (``call_streamed``): rid -> the buffer
+        #: the chunks are received into (None until the first chunk says the size).
+        self._streams: dict[int, Received | None] = {}
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name=name)
         self._reader.start()
 
@@ -64,6 +75,8 @@ class NodeLink:
                     else:
                         for fd in fds:
                             os.close(fd)
+                elif isinstance(msg, p.ObjectChunk) and msg.rid in self._streams:
+                    self._receive_chunk(msg)
                 elif self._on_message is not None:
                     if isinstance(msg, p.ObjectChunk) and msg.data is None:
                         # The chunk's bytes follow as a raw frame: straight into the object's
@@ -80,6 +93,30 @@ class NodeLink:
             pass
         finally:
             self._lost()
+
+    def _receive_chunk(self, msg: p.ObjectChunk) -> None:
+        """Part of a streamed answer: its bytes go straight into the request's buffer."""
+        buf = self._streams[msg.rid]
+        if buf is None:
+            buf = self._streams[msg.rid] = Received(msg.total)
+        if msg.data is None:  # the bytes follow as a raw frame
+            self.conn.recv_raw_into(memoryview(buf)[msg.offset:])
+        else:
+            buf[msg.offset:msg.offset + len(msg.data)] = msg.data
+
+    def call_streamed(self, make: Callable[[int], Any],
+                      on_reply: Callable[[p.Reply, Received | None], None]) -> None:
+        """Like ``call_async`` for a request answered with ObjectChunks before its Reply
+        (an object sent to a process that cannot map shared memory): ``on_reply`` gets the
+        reply and the received bytes (None if no chunk came)."""
+        def made(rid: int) -> Any:
+            self._streams[rid] = None
+            return make(rid)
+
+        def replied(reply: p.Reply, _fds: list[int]) -> None:
+            on_reply(reply, self._streams.pop(reply.rid, None))
+
+        self.call_async(made, replied)
 
     def _lost(self) -> None:
         self.closed = True

@@ -200,6 +200,19 @@ class Unpin:
 
 
 @dataclass(slots=True)
+class PutChunk:
+    """A driver reached over TCP -> its node: part of an object it puts, to be written into
+    the block CreateObject reserved for it (no process on another machine maps the store);
+    its PutObject follows the last chunk."""
+    object_id: ObjectID
+    #: The block's offset in the store, as CreateObject answered.
+    block: int
+    #: Where ``data`` goes in the object.
+    offset: int
+    data: bytes
+
+
+@dataclass(slots=True)
 class PullObject:
     """Node manager -> node manager: send me this object (ObjectChunks, then a Reply)."""
     rid: int

@@ -7,15 +7,15 @@
       sendmsg(frame, SCM_RIGHTS=fds)  ------->  parse whole frames, pop nfds fds per frame
 
 Unix sockets carry file descriptors (the shared-memory object segments travel as
-memfds); TCP carries everything else between nodes. Every connection opens with a
-``Hello`` proving the cluster token before any other message is trusted.
+memfds); TCP carries everything else between nodes. Every connection opens with the
+handshake (``handshake.py``): the cluster token and the versions, before any other message
+is trusted.
 """
 
 from __future__ import annotations
 
 import array
 import collections
-import hmac
 import os
 import pickle
 import socket
@@ -55,6 +55,15 @@ class Connection:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    @property
+    def can_pass_fds(self) -> bool:
+        """True on a Unix socket: file descriptors (shared-memory segments) can travel."""
+        return self._can_pass_fds
+
+    def pending(self) -> bytes:
+        """Bytes received but not yet parsed into a frame (what a non-ember peer sent)."""
+        return bytes(self._buf)
 
     def send(self, msg: Any, fds: tuple[int, ...] | list[int] = ()) -> None:
         """Send one message (and file descriptors, Unix sockets only)."""
@@ -196,28 +205,9 @@ _HELLO_MAGIC = b"EMBER/1 "
 
 
 def send_hello(conn: Connection, token: bytes) -> None:
-    """Prove knowledge of the cluster token; the first frame on every connection."""
+    """A bare hello: the token only, answered by nothing (raw-socket tools; ember's own
+    processes use ``handshake.connect_to``, which also checks versions)."""
     conn.send_raw(_HELLO_MAGIC + token)
-
-
-def expect_hello(conn: Connection, token: bytes, timeout_s: float = 10.0) -> None:
-    """Check the peer's first frame before trusting (unpickling) anything it sends.
-
-    Raises:
-        ProtocolViolation: wrong magic, wrong token, or no hello within ``timeout_s``.
-    """
-    conn.sock.settimeout(timeout_s)
-    try:
-        body, fds = conn.recv_raw(max_bytes=256)
-    except (TimeoutError, socket.timeout) as e:
-        raise ProtocolViolation("no hello before the deadline") from e
-    finally:
-        if not conn.closed:
-            conn.sock.settimeout(None)
-    for fd in fds:
-        os.close(fd)
-    if not body.startswith(_HELLO_MAGIC) or not hmac.compare_digest(body[len(_HELLO_MAGIC):], token):
-        raise ProtocolViolation("bad cluster token")
 
 
 def _family_and_target(address: Address) -> tuple[int, Any]:

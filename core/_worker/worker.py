@@ -39,7 +39,8 @@ from .._wire.ids import object_id
 from .._client.local_objects import Completion, error_returns
 from .._client.runtime import Runtime
 from .._wire.serialization import serialize
-from .._wire.transport import Connection, ConnectionClosed, ProtocolViolation, accept, expect_hello, listen
+from .._wire.handshake import serve_hello
+from .._wire.transport import Connection, ConnectionClosed, ProtocolViolation, accept, listen
 from ..runtime_env import SETUP_HOOK_ENV, hook_name
 from . import remote_pdb
 from .process_env import enter_process_env
@@ -68,7 +69,7 @@ class Worker:
     def __init__(self, spec: dict) -> None:
         self.session_dir = spec["session_dir"]
         self.worker_id = bytes.fromhex(spec["worker_id"])
-        self.token = bytes.fromhex(os.environ["EMBER_TOKEN"])
+        self.token = os.environ["EMBER_TOKEN"].encode()
         sock_path = os.path.join(self.session_dir, "sockets", f"w-{spec['worker_id'][:16]}.sock")
         self._listener, self.address = listen(f"unix:{sock_path}")
         # Submitters on other nodes push over TCP, bound where the node's own port is.
@@ -123,7 +124,7 @@ class Worker:
 
     def _serve(self, conn: Connection) -> None:
         try:
-            expect_hello(conn, self.token)
+            serve_hello(conn, self.token)
             while True:
                 msg, _ = conn.recv()
                 if isinstance(msg, p.PushTask):

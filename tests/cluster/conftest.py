@@ -22,6 +22,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import psutil
@@ -264,9 +265,62 @@ def start_head(num_cpus: int = 2, extra_env: dict[str, str] | None = None,
         (session_dir, info), = _read_nodes(tmpdir)
         yield Head(f"127.0.0.1:{port}", tmpdir, env, info["pid"], session_dir)
     finally:
-        pids = [n["pid"] for _d, n in _read_nodes(tmpdir)]
-        with contextlib.suppress(Exception):
-            _run_cli(["stop"], env)
-        _stop_pids(pids)
-        with reaped(tmpdir):
-            wait_for_exit(tmpdir, 15, "the head's node manager, fork server, workers and drivers to exit")
+        stop_cli_nodes(tmpdir, env, "the head's node manager, fork server, workers and drivers to exit")
+
+
+def stop_cli_nodes(tmpdir: str, env: dict[str, str], what: str) -> None:
+    """``ember stop`` the nodes under ``tmpdir`` (SIGTERM, then SIGKILL, what ignores it) and
+    check that every process of theirs is gone."""
+    pids = [n["pid"] for _d, n in _read_nodes(tmpdir)]
+    with contextlib.suppress(Exception):
+        _run_cli(["stop"], env)
+    _stop_pids(pids)
+    with reaped(tmpdir):
+        wait_for_exit(tmpdir, 15, what)
+
+
+#: The secret an operator hands every node and driver of a cluster (a CI variable, say).
+OPERATOR_TOKEN = "ops-secret-0123456789abcdef"
+
+
+@dataclass
+class OperatorCluster:
+    """A head and one worker node (custom resource ``node_b``) started with the CLI, both
+    given one operator token: the head by $EMBER_TOKEN, the node by --token-file."""
+
+    address: str                      #: "127.0.0.1:PORT" of the head
+    tmpdir: str                       #: the cluster's private $TMPDIR
+    env: dict[str, str]               #: the cluster's environment (no token in it)
+    token_file: str                   #: a file holding OPERATOR_TOKEN
+    head_session: str                 #: the head's session directory
+
+    def run_driver(self, source: str, tmpdir: str, extra_env: dict[str, str] | None = None,
+                   timeout_s: float = 120.0) -> subprocess.CompletedProcess:
+        """Run ``source`` as a driver on "another machine": its own $TMPDIR, the token in
+        $EMBER_TOKEN, ``ADDRESS`` predefined."""
+        env = {**os.environ, "TMPDIR": tmpdir, "EMBER_TOKEN": OPERATOR_TOKEN, **(extra_env or {})}
+        return subprocess.run([sys.executable, "-c", f"ADDRESS = {self.address!r}\n{source}"],
+                              env=env, capture_output=True, text=True, timeout=timeout_s)
+
+
+@contextlib.contextmanager
+def operator_cluster(token_dir: Path, node_cpus: int = 2) -> Iterator[OperatorCluster]:
+    """Start the head (1 CPU) and one node with OPERATOR_TOKEN; stop both and check that
+    nothing is left behind."""
+    if ember.is_initialized():
+        ember.shutdown()
+    tmpdir = tempfile.mkdtemp(prefix="eo-", dir="/tmp")
+    env = {**os.environ, "TMPDIR": tmpdir}
+    env.pop("EMBER_TOKEN", None)
+    token_file = token_dir / "cluster-token"
+    token_file.write_text(OPERATOR_TOKEN + "\n")
+    port = free_port()
+    try:
+        _run_cli(["start", "--head", "--port", str(port), "--num-cpus", "1"],
+                 {**env, "EMBER_TOKEN": OPERATOR_TOKEN})
+        (head_session, _info), = _read_nodes(tmpdir)
+        _run_cli(["start", "--address", f"127.0.0.1:{port}", "--token-file", str(token_file),
+                  "--num-cpus", str(node_cpus), "--resources", json.dumps({"node_b": 1})], env)
+        yield OperatorCluster(f"127.0.0.1:{port}", tmpdir, env, str(token_file), head_session)
+    finally:
+        stop_cli_nodes(tmpdir, env, "the operator cluster's processes to exit")

@@ -212,7 +212,7 @@ def _connect(head: Head) -> socket.socket:
 
 def _hello(head: Head) -> bytes:
     with open(os.path.join(head.session_dir, "token")) as f:
-        return _frame(b"EMBER/1 " + bytes.fromhex(f.read().strip()))
+        return _frame(b"EMBER/1 " + f.read().strip().encode())
 
 
 def _closed_by_peer(sock: socket.socket, timeout_s: float) -> bool:

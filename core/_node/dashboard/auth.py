@@ -32,8 +32,9 @@ def session_value(token: bytes) -> str:
 
 
 def token_matches(given: str, token: bytes) -> bool:
-    """``given`` is the cluster token in hex (what ``<session>/token`` holds)."""
-    return hmac.compare_digest(given.strip().lower().encode(), token.hex().encode())
+    """``given`` is the cluster token (the text ``<session>/token`` holds, or the secret the
+    head was started with)."""
+    return hmac.compare_digest(given.strip().encode(), token)
 
 
 def authorized(headers: dict[str, str], token: bytes) -> bool:
