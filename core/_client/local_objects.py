@@ -644,15 +644,16 @@ class LocalObjectTable:
                     continue
                 entry.fetching = True
 
-            def on_reply(reply: p.Reply, _fds: list[int], entry: LocalObject = entry) -> None:
+            def on_reply(reply: p.Reply, view: memoryview | None, entry: LocalObject = entry) -> None:
                 with self.lock:
                     entry.fetching = False
                     if reply.ok and not self._alive(entry):
                         size, _flags, offset = reply.value
-                        self._hold_view(entry, self._store().map_object(offset, size))
+                        self._hold_view(entry, view if view is not None
+                                        else self._store().map_object(offset, size))
 
-            self.link.call_async(lambda rid, oid=oid, entry=entry: p.GetObject(rid, oid, True, entry.home),
-                                 on_reply)
+            self._get_object_async(lambda rid, oid=oid, entry=entry: p.GetObject(rid, oid, True, entry.home),
+                                   on_reply)
 
     # --- values -----------------------------------------------------------------------
 
