@@ -130,11 +130,16 @@ class JobSubmissionClient:
 
     def submit_job(self, *, entrypoint: str, job_id: str | None = None,
                    runtime_env: dict[str, Any] | None = None, metadata: dict[str, str] | None = None,
-                   submission_id: str | None = None, **_ignored: Any) -> str:
+                   submission_id: str | None = None, entrypoint_num_cpus: float | None = None,
+                   entrypoint_num_gpus: float | None = None, entrypoint_memory: int | None = None,
+                   entrypoint_resources: dict[str, float] | None = None) -> str:
         """Run ``entrypoint`` (a shell command) on the head as a driver; returns its submission id.
 
         ``runtime_env["working_dir"]`` (a local directory) is zipped, shipped and unpacked
         on the head, where the entrypoint starts in it; ``env_vars`` are set for it.
+        ``entrypoint_num_cpus``/``_gpus``/``_memory``/``_resources`` are accepted for Ray
+        scripts and reserve nothing: the entrypoint is a driver process on the head, and
+        what it runs asks for its own resources.
 
         Raises:
             RuntimeEnvSetupError: the working_dir cannot be read, or is too large.

@@ -187,7 +187,7 @@ class JobService:
                 # flag above) or this one.
                 running.proc = subprocess.Popen(
                     [sys.executable, "-m", "ember._node.job_supervisor", spec_path],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     close_fds=True)
         except OSError as e:
             with self.ctx.lock:
