@@ -353,7 +353,11 @@ class Worker:
         if isinstance(error, SystemExit) and spec.actor_id is not None:
             self._leave_actor(error)
         cancelled = spec.task_id in self.cancelled or isinstance(error, asyncio.CancelledError)
-        if cancelled and isinstance(error, (KeyboardInterrupt, asyncio.CancelledError, StreamCancelled)):
+        # A recursive cancel stops the children first, so the task may see a child's
+        # TaskCancelledError (from its get) before its own interrupt: cancelled all the same.
+        by_child = isinstance(error, TaskCancelledError) or (
+            isinstance(error, TaskError) and isinstance(error.cause, TaskCancelledError))
+        if cancelled and (by_child or isinstance(error, (KeyboardInterrupt, asyncio.CancelledError, StreamCancelled))):
             return error_returns(TaskCancelledError(spec.name), spec.num_returns), False
         return error_returns(_task_error(spec.name, error, hint), spec.num_returns), False
 
