@@ -357,7 +357,8 @@ class Worker:
         # TaskCancelledError (from its get) before its own interrupt: cancelled all the same.
         by_child = isinstance(error, TaskCancelledError) or (
             isinstance(error, TaskError) and isinstance(error.cause, TaskCancelledError))
-        if cancelled and (by_child or isinstance(error, (KeyboardInterrupt, asyncio.CancelledError, StreamCancelled))):
+        interrupted = isinstance(error, (KeyboardInterrupt, asyncio.CancelledError, StreamCancelled))
+        if cancelled and (by_child or interrupted):
             return error_returns(TaskCancelledError(spec.name), spec.num_returns), False
         return error_returns(_task_error(spec.name, error, hint), spec.num_returns), False
 
