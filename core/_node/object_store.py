@@ -344,6 +344,8 @@ class ObjectTable:
         # entry gone and frees what it holds.
         if entry.location == "memory":
             self.release_block(entry.block)
+            if entry.spill_offset >= 0:  # its clean copy on disk goes too
+                self.spill.free(entry.spill_offset, entry.size)
         elif entry.location == "disk":
             self.spill.free(entry.spill_offset, entry.size)
             self._spilled_bytes -= entry.size
@@ -400,13 +402,14 @@ class ObjectTable:
             self._serving = False
 
     def _make_room(self, size: int) -> Literal["now", "later", "never"]:
-        """Evict cached copies, then start spilling least recently used objects, until a
-        block of ``size`` fits or will once the writes in progress finish."""
+        """Evict cached copies, then spill objects that still have a copy on disk (no write),
+        then start writing least recently used ones out, until a block of ``size`` fits or
+        will once the writes in progress finish."""
         need = block_bytes(size)
         extents = self.arena.extents
         candidates = sorted((e for e in self.objects.values()
                              if e.state == "sealed" and e.location == "memory" and e.block.pins == 0),
-                            key=lambda e: e.last_access)
+                            key=lambda e: (e.spill_offset < 0, e.last_access))
         for entry in candidates:
             if self._holders.get(entry.object_id) == {CACHE_HOLDER}:
                 self.remove_ref(entry.object_id, CACHE_HOLDER)
@@ -451,8 +454,17 @@ class ObjectTable:
     # --- spilling --------------------------------------------------------------------
 
     def _spill(self, entry: ObjectEntry) -> None:
-        """Start writing ``entry`` to the spill file (I/O on the spill thread)."""
+        """Start writing ``entry`` to the spill file (I/O on the spill thread).
+
+        An object restored earlier still has its copy on disk (objects never change):
+        spilling it again only lets its block go, with no write.
+        """
         if self.spill is None:
+            return
+        if entry.spill_offset >= 0:
+            entry.location, block, entry.block = "disk", entry.block, None
+            self._spilled_bytes += entry.size
+            self.release_block(block)
             return
         offset = self.spill.alloc(entry.size)
         if offset is None:
@@ -468,15 +480,15 @@ class ObjectTable:
         def finish(ok: bool) -> None:
             self._spilling_bytes -= block.size
             freed = self.objects.get(entry.object_id) is not entry
-            if freed or not ok or block.pins:
-                # Freed meanwhile; the disk failed; or a reader mapped it meanwhile (it
-                # stays in memory, and the copy on disk goes).
+            if freed or not ok:  # freed meanwhile, or the disk failed
                 spill.free(offset, entry.size)
                 entry.spill_offset = -1
                 if freed:
                     self.release_block(block)
                 else:
                     entry.location = "memory"
+            elif block.pins:  # a reader mapped it meanwhile: it stays, with a clean copy
+                entry.location = "memory"
             else:
                 entry.location, entry.block = "disk", None
                 self._spilled_bytes += entry.size
@@ -521,9 +533,9 @@ class ObjectTable:
                     for waiter in waiters:
                         waiter("failed", ObjectEntry(entry.object_id, state="failed", error=error))
                     return
-                spill.free(entry.spill_offset, entry.size)
+                # The copy on disk stays: spilling the object again costs no write.
                 self._spilled_bytes -= entry.size
-                entry.location, entry.block, entry.spill_offset = "memory", block, -1
+                entry.location, entry.block = "memory", block
                 entry.last_access = time.monotonic()
                 waiters, entry.waiters = entry.waiters, []
                 for waiter in waiters:
