@@ -13,7 +13,6 @@ arrays come back as read-only views of shared memory, with no copy.
 
 from __future__ import annotations
 
-import os
 import pickle
 import struct
 import threading
@@ -68,35 +67,10 @@ class Serialized:
         for off, buf in zip(self._offsets, self.buffers):
             out[off:off + buf.nbytes] = buf
 
-    def write_to_fd(self, fd: int) -> None:
-        """Write the layout into a file (a fresh memfd) with pwrite.
-
-        The kernel copies straight into new shared-memory pages, about twice as fast as
-        faulting them in through a mapping (measured: 2.8-3.1 vs 1.1 GB/s for 256 MB).
-        """
-        meta_end = _PREFIX.size + _SLOT.size * len(self.buffers) + len(self.header)
-        meta = bytearray(meta_end)
-        _PREFIX.pack_into(meta, 0, self.flags, len(self.buffers), len(self.header))
-        pos = _PREFIX.size
-        for off, buf in zip(self._offsets, self.buffers):
-            _SLOT.pack_into(meta, pos, off, buf.nbytes)
-            pos += _SLOT.size
-        meta[pos:] = self.header
-        _pwrite_all(fd, memoryview(meta), 0)
-        for off, buf in zip(self._offsets, self.buffers):
-            _pwrite_all(fd, buf.cast("B") if buf.format != "B" or buf.ndim != 1 else buf, off)
-
     def to_bytes(self) -> bytearray:
         out = bytearray(self.total_bytes)
         self.write_into(memoryview(out))
         return out
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    chunk = 1 << 30  # a single pwrite moves at most ~2 GiB on Linux
-    done = 0
-    while done < data.nbytes:
-        done += os.pwrite(fd, data[done:done + chunk], offset + done)
 
 
 def serialize(value: Any, flags: int = 0, what: str = "value") -> Serialized:
