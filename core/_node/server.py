@@ -500,6 +500,7 @@ class Server:
             sock.setblocking(False)
             if sock.family == socket.AF_INET:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                _keep_alive(sock)
             peer = Peer(self, sock)
             self.peers.add(peer)
             self._unauthenticated[peer] = None
@@ -622,6 +623,22 @@ class Server:
             except Exception:  # a bug in the cleanup must not stop the loop for everyone
                 log.exception("cleaning up after a disconnect failed")
         peer.state = "closed"
+
+
+#: A TCP peer that vanished without a FIN (a laptop closed mid-session, a cable pulled) is
+#: found by keepalive probes: idle this long, then probes this often, this many times.
+_KEEPALIVE = (30, 10, 3)
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    """Probe an idle TCP connection, so a driver on a machine that vanished is noticed
+    (about 60 s) and its job ends, returning what it held, instead of lasting forever."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle_s, interval_s, count = _KEEPALIVE
+    for name, value in (("TCP_KEEPIDLE", idle_s), ("TCP_KEEPINTVL", interval_s), ("TCP_KEEPCNT", count)):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux; elsewhere the system's defaults apply
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _decode(body: bytes) -> Any:
