@@ -98,10 +98,11 @@ def test_bad_input_on_the_command_line_is_an_error_naming_it(three_nodes: Cluste
     assert done.returncode == 1 and "hex" in done.stderr
 
 
-def test_timeline_writes_a_chrome_trace(three_nodes: Cluster, tmp_path: object) -> None:
+def test_timeline_writes_a_chrome_trace(three_nodes: Cluster) -> None:
     cluster = three_nodes
     ember.get([on_b.remote(str(i)) for i in range(3)])
-    path = os.path.join(str(tmp_path), "trace.json")
+    # Not tmp_path: while a CLI cluster runs, the temp dir is its private one (gone after).
+    path = os.path.join(cluster.tmpdir, "trace.json")
     wait_for(lambda: _cli(cluster, "timeline", "--output", path) and
              sum(1 for e in json.load(open(path)) if e.get("name") == "on_b") >= 3,
              timeout_s=30, what="three on_b slices in the trace")
