@@ -21,6 +21,9 @@ log = logging.getLogger("ember._node.http")
 
 #: An ASGI application (starlette's), built on the first connection.
 AppFactory = Callable[[], Any]
+#: Seconds a connection has to send a whole request head (and, after a response, the next
+#: one): garbage or a stalled client is hung up on, as the node's own port does.
+REQUEST_HEAD_TIMEOUT_S = 2.0
 
 
 def bind_listener(host: str, port: int, fallback_to_any_port: bool) -> socket.socket:
@@ -81,9 +84,11 @@ class LazyServer:
         try:
             # Imported here, on the first connection: see the module docstring.
             import uvicorn
+            from uvicorn.protocols.http.h11_impl import H11Protocol
             app = self._make_app()
             config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                    timeout_graceful_shutdown=1, server_header=False)
+                                    timeout_graceful_shutdown=1, server_header=False,
+                                    http=_guarded(H11Protocol))
             server = uvicorn.Server(config)
         except ImportError as e:
             log.error("cannot serve the %s at %s: %s. Install the web stack with "
@@ -112,3 +117,35 @@ class LazyServer:
             server.should_exit = True
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5)
+
+
+def _guarded(base: type) -> type:
+    """uvicorn's h11 protocol with a deadline on each request head.
+
+    uvicorn times out idle keep-alive connections only; bytes that never complete a
+    request (random data, a half-sent head) would hold a connection open for good.
+    """
+    class GuardedH11(base):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_deadline()
+
+        def _arm_deadline(self) -> None:
+            # No new request (cycle) by the deadline: hang up.
+            self._waiting_cycle = self.cycle
+            self._deadline = self.loop.call_later(REQUEST_HEAD_TIMEOUT_S, self._deadline_passed)
+
+        def _deadline_passed(self) -> None:
+            if self.cycle is self._waiting_cycle and not self.transport.is_closing():
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._deadline.cancel()
+            self._arm_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._deadline.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11

@@ -98,6 +98,26 @@ def test_pages_forbid_scripts_and_framing(cluster: SimpleNamespace) -> None:
     assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
 
 
+def test_garbage_or_a_stalled_request_is_hung_up_on(cluster: SimpleNamespace) -> None:
+    """Bytes that never make a request head (random data, half a head) must not hold a
+    connection open: both HTTP ports hang up within seconds, as the node's own port does."""
+    socks = []
+    for url in (cluster.url, cluster.metrics_url):
+        host, port = url.removeprefix("http://").split("/")[0].split(":")
+        for payload in (os.urandom(2048), b"GET / HTTP/1.1\r\nHost: x\r\n"):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(payload)
+            socks.append(sock)
+    for sock in socks:  # all wait out their deadlines at once
+        with sock:
+            try:
+                while sock.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass  # closed: what this asks
+    assert httpx.get(cluster.metrics_url, headers={"authorization": f"Bearer {cluster.token}"}).status_code == 200
+
+
 def test_init_without_a_dashboard_serves_none_but_still_exports_metrics(cluster: SimpleNamespace) -> None:
     """Runs last in this module: it ends the module's cluster."""
     ember.shutdown()
