@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ._client import context
 from ._client.generators import Stream
 from ._types import ObjectID
-from .exceptions import GetTimeoutError
+from .exceptions import EmberSystemError, GetTimeoutError
 from .object_ref import ObjectRef
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class ObjectRefGenerator:
         Raises:
             StopIteration: the generator ended (after its error ref, if it raised).
             GetTimeoutError: nothing came within ``timeout_s``.
+            EmberSystemError: the connection to the node manager was lost.
         """
         stream = self._stream
         while True:
@@ -64,7 +65,8 @@ class ObjectRefGenerator:
                 objects = context.runtime().objects
                 if not objects.wait_ready([stream.next_id()], 1, timeout_s, fetch=False):
                     if objects.closed:
-                        raise StopIteration
+                        raise EmberSystemError(f"lost the connection to the node manager while "
+                                               f"waiting for generator task `{stream.name}`")
                     raise GetTimeoutError(f"the next value of generator task `{stream.name}` did "
                                           f"not come within {timeout_s} s")
                 continue
