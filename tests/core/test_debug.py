@@ -92,3 +92,17 @@ def test_breakpoint_in_a_task_opens_pdb_reachable_with_the_token_only(ember_loca
     assert "43" in out.getvalue()
     assert ember.get(ref, timeout=30) == 42
     assert not debug.list_breakpoints()
+
+
+def test_replay_turned_off_on_the_node_keeps_nothing(monkeypatch):
+    ember.shutdown()
+    monkeypatch.setenv("EMBER_DEBUG_REPLAY", "0")  # the node and its workers inherit it
+    ember.init(num_cpus=1)
+    try:
+        ref = only_in.remote(-1, np.zeros(2))
+        with pytest.raises(RuntimeError) as info:
+            ember.get(ref)
+        assert "ember debug replay" not in str(info.value)
+        assert debug.failed_tasks() == []
+    finally:
+        ember.shutdown()

@@ -118,3 +118,22 @@ def test_malformed_runtime_env_is_refused_with_the_fix(ember_local, env, fix):
     with pytest.raises(InvalidOptionError, match=fix):
         probe.options(runtime_env=env)
     assert ember.get(can_import_probe.remote()) is False
+
+
+def test_init_runtime_env_applies_pip_and_py_modules_to_every_task_of_the_job(wheels, tmp_path):
+    package = tmp_path / "ember_init_module_probe"
+    package.mkdir()
+    (package / "__init__.py").write_text("NAME = 'from init'\n")
+
+    @ember.remote
+    def both() -> tuple[int, str]:
+        import ember_init_module_probe
+        import ember_pip_env_probe
+        return ember_pip_env_probe.VALUE, ember_init_module_probe.NAME
+
+    ember.shutdown()
+    ember.init(num_cpus=1, runtime_env={**pip_env(wheels), "py_modules": [str(package)]})
+    try:
+        assert ember.get(both.remote(), timeout=90) == (42, "from init")
+    finally:
+        ember.shutdown()
