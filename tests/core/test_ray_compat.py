@@ -81,11 +81,20 @@ def test_a_ray_program_runs_through_data_queue_and_actor_pool_as_attributes() ->
 
         pool = ray.util.ActorPool([Doubler.remote(), Doubler.remote()])
         doubled = list(pool.map(lambda a, v: a.double.remote(v), got))
-        print(total, got, doubled)
+
+        @ray.remote
+        def countdown(n):
+            for i in range(n, 0, -1):
+                yield i
+
+        gen = countdown.remote(3)
+        assert isinstance(gen, ray.ObjectRefGenerator)
+        streamed = [ray.get(ref) for ref in gen]
+        print(total, got, doubled, streamed)
         ray.shutdown()
     """, timeout_s=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[-2] == "140 [0, 1, 2, 3, 4] [0, 2, 4, 6, 8]"
+    assert out.stdout.split("\n")[-2] == "140 [0, 1, 2, 3, 4] [0, 2, 4, 6, 8] [3, 2, 1]"
 
 
 def test_accelerator_constants_are_rays() -> None:
