@@ -258,6 +258,24 @@ def test_a_retried_generator_continues_without_repeating_values(ember_local, tmp
     assert [ember.get(r, timeout=_T) for r in dies_once.remote(6, marker)] == list(range(6))
 
 
+@ember.remote(max_restarts=1, max_task_retries=1)
+class DiesOnce:
+    def count(self, n: int, marker: str):
+        for i in range(n):
+            if i == 2 and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)
+            yield i
+
+
+def test_an_actor_generator_replayed_after_a_restart_continues_without_repeating(ember_local,
+                                                                                 tmp_path) -> None:
+    actor = DiesOnce.remote()
+    marker = str(tmp_path / "died-once")
+    assert [ember.get(r, timeout=_T) for r in actor.count.remote(5, marker)] == list(range(5))
+    ember.kill(actor)
+
+
 def test_retry_exceptions_reruns_a_generator_that_raised(ember_local, tmp_path) -> None:
     marker = str(tmp_path / "raised-once")
 
