@@ -90,6 +90,10 @@ class Worker:
         self.cancelled: set[bytes] = set()
         #: Contexts of the calls running now, by task id (a cancel marks them).
         self.calls: dict[bytes, TaskContext] = {}
+        #: Actor calls received but not started, by task id. Whoever pops a call first
+        #: owns its reply: the call when it starts, or a cancel (answered at once, the
+        #: call then skipped), so a queued call never waits behind the one running.
+        self.queued: dict[bytes, tuple[Connection, p.TaskSpec]] = {}
         #: An async actor's running calls, by task id (a cancel cancels them on the loop).
         self.async_calls: dict[bytes, asyncio.Task] = {}
         #: What the hosted actor holds, in plain names (its calls' assigned resources).
@@ -139,6 +143,8 @@ class Worker:
             conn.close()
 
     def _route(self, conn: Connection, spec: p.TaskSpec) -> None:
+        if spec.actor_id is not None:
+            self.queued[spec.task_id] = (conn, spec)
         if spec.actor_id is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(self._start_async_call, conn, spec)
         elif spec.actor_id is not None and self.pool is not None:
@@ -157,6 +163,11 @@ class Worker:
         producer = self.producers.get(msg.task_id)
         if producer is not None:  # a generator stops at its next value (or while it waits)
             producer.cancel()
+        queued = self.queued.pop(msg.task_id, None)
+        if queued is not None:  # an actor call not started: it never runs
+            conn, spec = queued
+            self._finish(conn, spec, (error_returns(TaskCancelledError(spec.name), spec.num_returns), False))
+            return
         ctx = self.calls.get(msg.task_id)
         if ctx is not None:
             ctx.cancelled = True
@@ -268,6 +279,8 @@ class Worker:
 
     def _execute(self, conn: Connection, spec: p.TaskSpec) -> None:
         """Run a task or a sync actor call (main thread, or a threaded actor's pool)."""
+        if spec.actor_id is not None and self.queued.pop(spec.task_id, None) is None:
+            return  # cancelled before it started, and answered then
         ctx = self._context(spec)
         token = current_task.set(ctx)
         on_main = threading.current_thread() is threading.main_thread()
@@ -485,6 +498,9 @@ class Worker:
 
     async def _run_async_call(self, conn: Connection, spec: p.TaskSpec) -> None:
         async with self.async_limit:
+            if self.queued.pop(spec.task_id, None) is None:
+                self.async_calls.pop(spec.task_id, None)
+                return  # cancelled before it started, and answered then
             current_task.set(self._context(spec, is_async=True))
             self.rt.task_events.started(spec)
             error: BaseException | None = None

@@ -97,8 +97,10 @@ class Worker:
     def __init__(self) -> None:
         self.started = threading.Event()
 
-    def loop_until_cancelled(self) -> str:
+    def loop_until_cancelled(self, notes: ember.ActorHandle | None = None) -> str:
         self.started.set()
+        if notes is not None:
+            ember.get(notes.add.remote("started"))
         while not ember.get_runtime_context().is_canceled():
             time.sleep(0.01)
         return "saw the cancel"
@@ -149,8 +151,12 @@ def test_a_running_sync_actor_call_sees_is_canceled_and_its_caller_gets_task_can
 
 
 def test_a_queued_actor_call_is_cancelled_without_running(ember_local) -> None:
+    """The call waits in the actor's worker behind one that runs until it is cancelled:
+    its cancel is answered at once, not after the running call."""
+    notes = Notes.remote()
     w = Worker.options(max_concurrency=1).remote()
-    first = w.loop_until_cancelled.remote()
+    first = w.loop_until_cancelled.remote(notes)
+    wait_for(lambda: ember.get(notes.read.remote()) == ["started"], what="the first call to start")
     queued = w.is_started.remote()
     ember.cancel(queued)
     with pytest.raises(TaskCancelledError):
