@@ -102,10 +102,18 @@ class JobSubmissionClient:
 
     def __init__(self, address: str | None = None, *, token_file: str | None = None) -> None:
         address = address or os.environ.get("EMBER_ADDRESS") or "auto"
-        for prefix in ("ember://", "http://", "tcp:"):
+        was_http = address.startswith(("http://", "https://"))
+        for prefix in ("ember://", "http://", "https://", "tcp:"):
             address = address.removeprefix(prefix)
         self.address = address
-        node_address, token = _resolve(address, token_file)
+        try:
+            node_address, token = _resolve(address, token_file)
+        except EmberError as e:
+            if not was_http:
+                raise
+            # A Ray habit: RAY_ADDRESS=http://127.0.0.1:8265 names the dashboard.
+            raise EmberError(f"{e}. ember's job client talks to the head's own address (HOST:PORT as "
+                             "`ember start --head` prints it), not to the dashboard's HTTP port") from e
         try:
             self._link = NodeLink(node_address, token, p.Register("peer", os.urandom(16), os.getpid()),
                                   name="ember-job-client")

@@ -165,6 +165,8 @@ def test_bad_requests_name_the_thing_and_the_fix(head, client, tmp_path):
     bad_token.write_text(os.urandom(32).hex())
     with pytest.raises(EmberError, match="token"):
         JobSubmissionClient(head.address, token_file=str(bad_token))
+    with pytest.raises(EmberError, match="not to the dashboard's HTTP port"):
+        JobSubmissionClient("http://127.0.0.1:1")
     assert psutil.pid_exists(head.pid)
 
 
