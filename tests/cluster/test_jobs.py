@@ -193,3 +193,17 @@ def test_a_jobs_pip_env_reaches_its_tasks(client, tmp_path):
                                                                              str(wheels)]}})
     assert client.wait_until_finished(sid, timeout_s=90) == JobStatus.SUCCEEDED, client.get_job_logs(sid)
     assert "probe: installed for the job" in client.get_job_logs(sid)
+
+
+def test_a_killed_head_takes_its_jobs_with_it(tmp_path):
+    """The supervisor watches its pipe from the node manager: a head killed with SIGKILL
+    leaves no job driver behind."""
+    with start_head(num_cpus=1) as own_head:
+        with JobSubmissionClient(own_head.address, token_file=os.path.join(own_head.session_dir, "token")) as c:
+            sid = c.submit_job(entrypoint="python -c \"import os, time; print('pid', os.getpid(), flush=True); "
+                                          "time.sleep(600)\"")
+            line = wait_for(lambda: next((ln for ln in c.get_job_logs(sid).splitlines() if ln.startswith("pid")),
+                                         None), timeout_s=60, what="the job's entrypoint to start")
+        os.kill(own_head.pid, signal.SIGKILL)
+        pid = int(line.split()[1])
+        wait_for(lambda: process_gone(pid), timeout_s=20, what="the job's entrypoint to exit with its head")
