@@ -3,6 +3,7 @@ and off (EMBER_ENABLE_TASK_EVENTS), interleaved round by round, next to Ray 2.60
 
     python benchmarks/task_events.py                    # 7 rounds, Ray from .ray-venv if present
     python benchmarks/task_events.py --rounds 3 --no-ray --budget-s 2
+    python benchmarks/task_events.py --by-process --rounds 9   # CPU per task, by process
 
 Each round runs the workload three times, each in a fresh subprocess (benchmarks/_runner.py,
 the same code core.py runs): ember with recording on, ember with it off, and Ray; the order
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -29,6 +31,9 @@ WORKLOAD = "single_client_tasks_async"
 
 sys.path.insert(0, str(BENCH_DIR))
 import _runner  # noqa: E402
+import psutil  # noqa: E402
+
+import ember  # noqa: E402  (reads EMBER_ENABLE_TASK_EVENTS at init, not at import)
 
 
 def _run(python: str, runtime: str, env: dict[str, str], budget_s: float, timeout_s: float
@@ -57,13 +62,82 @@ def _run(python: str, runtime: str, env: dict[str, str], budget_s: float, timeou
     return None
 
 
+def _child(budget_s: float) -> None:
+    """--child: the workload in this process, then CPU per task of the driver, the node
+    manager and the workers (fork server included), printed as one JSON line."""
+    ember.init(num_cpus=2)
+
+    @ember.remote
+    def small_value() -> bytes:
+        return b"ok"
+
+    ember.get([small_value.remote() for _ in range(2000)])  # warm: workers started
+    me = psutil.Process()
+
+    def cpu_by_role() -> dict[str, float]:
+        out: dict[str, float] = {"driver": 0.0, "node manager": 0.0, "workers": 0.0}
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                role = ("driver" if proc.pid == me.pid else
+                        "node manager" if "_node.manager" in " ".join(proc.cmdline()) else "workers")
+                times = proc.cpu_times()
+                out[role] += times.user + times.system
+            except psutil.Error:
+                continue
+        return out
+
+    before, start, tasks = cpu_by_role(), time.perf_counter(), 0
+    while time.perf_counter() - start < budget_s:
+        ember.get([small_value.remote() for _ in range(1000)])
+        tasks += 1000
+    elapsed_s, after = time.perf_counter() - start, cpu_by_role()
+    ember.shutdown()
+    print(json.dumps({"tasks_per_s": tasks / elapsed_s,
+                      **{role: 1e6 * (after[role] - before[role]) / tasks for role in after}}))
+
+
+def by_process(rounds: int, budget_s: float) -> int:
+    """--by-process: recording on and off alternately, CPU per task split by process (a
+    figure that stays readable on a loaded machine, where throughput does not)."""
+    rows: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+    for round_ in range(rounds):
+        for kind in (("on", "off") if round_ % 2 == 0 else ("off", "on")):
+            env = {**os.environ, "EMBER_ENABLE_TASK_EVENTS": "1" if kind == "on" else "0"}
+            done = subprocess.run([sys.executable, __file__, "--child", "--budget-s", str(budget_s)],
+                                  env=env, capture_output=True, text=True, timeout=120)
+            line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+            if done.returncode != 0 or not line.startswith("{"):
+                print(f"  {kind}: failed: {done.stderr[-300:]}", file=sys.stderr)
+                continue
+            rows[kind].append(json.loads(line))
+            print(f"round {round_ + 1}/{rounds} {kind:<4} {line}", file=sys.stderr, flush=True)
+    print(f"\nCPU per task (us), medians of {rounds} alternating runs; load average {os.getloadavg()}")
+    print("| recording | tasks/s | driver | node manager | workers | all |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for kind in ("on", "off"):
+        med = {k: statistics.median(r[k] for r in rows[kind]) for k in rows[kind][0]} if rows[kind] else {}
+        if med:
+            total = med["driver"] + med["node manager"] + med["workers"]
+            print(f"| {kind} | {med['tasks_per_s']:,.0f} | {med['driver']:.1f} | {med['node manager']:.1f} | "
+                  f"{med['workers']:.1f} | {total:.1f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--budget-s", type=float, default=3.0, help="timed seconds per run")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--ray-python", default=str(DEFAULT_RAY_PYTHON))
+    parser.add_argument("--by-process", action="store_true",
+                        help="ember only: CPU per task of the driver, node manager and workers")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        _child(args.budget_s)
+        return 0
+    if args.by_process:
+        return by_process(args.rounds, args.budget_s)
     base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")])}
     runs = {"on": {**base, "EMBER_ENABLE_TASK_EVENTS": "1"}, "off": {**base, "EMBER_ENABLE_TASK_EVENTS": "0"}}
     with_ray = not args.no_ray and os.path.exists(args.ray_python)
