@@ -474,7 +474,8 @@ class ObjectTable:
         block = entry.block
         entry.location, entry.spill_offset = "spilling", offset
         self._spilling_bytes += block.size
-        data = self.arena.block(block.offset, entry.size)
+        # Whole pages: the spill file may bypass the page cache (O_DIRECT).
+        data = self.arena.block(block.offset, block_bytes(entry.size))
         spill = self.spill
 
         def finish(ok: bool) -> None:
@@ -516,7 +517,7 @@ class ObjectTable:
                 for waiter in waiters:
                     waiter("failed", failed)
                 return
-            out = self.arena.block(block.offset, entry.size)
+            out = self.arena.block(block.offset, block_bytes(entry.size))
 
             def finish(ok: bool) -> None:
                 if self.objects.get(entry.object_id) is not entry:
