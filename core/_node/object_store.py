@@ -38,6 +38,11 @@ CACHE_HOLDER = b"cache"
 #: fails with ObjectStoreFullError (spills in progress are always waited for).
 STORE_FULL_WAIT_S = float(os.environ.get("EMBER_STORE_FULL_WAIT_S", "10"))
 
+#: After a request had to wait for a spill, for this long the store writes objects
+#: behind (to disk, keeping them in memory) so that the next such request finds room it
+#: can take without waiting for a write.
+WRITE_BEHIND_S = 5.0
+
 #: Called with ("sealed", entry) or ("failed", error) when a waited-for object settles.
 Waiter = Callable[[str, object], None]
 
@@ -70,8 +75,12 @@ class ObjectEntry:
     #: The arena block while the bytes are in memory ("memory", "spilling").
     block: Block | None = None
     location: Location = "memory"
-    #: Offset in the spill file while on disk ("disk", "restoring"; also "spilling").
+    #: Offset in the spill file while on disk ("disk", "restoring"; also "spilling"), or
+    #: of a clean copy of an object in memory (restored, or written behind).
     spill_offset: int = -1
+    #: While "spilling": free the block once written. False: a write-behind copy (the
+    #: object stays in memory, and evicting it later costs no write).
+    evict: bool = True
 
 
 #: Told the reserved block, or the error that ends the wait (exactly one is None).
@@ -131,6 +140,10 @@ class ObjectTable:
         #: Bytes of blocks being written to disk: room that is on its way.
         self._spilling_bytes = 0
         self._spilled_bytes = 0
+        #: Write-behind: the room the last waiting request needed, and until when to keep
+        #: that much ready (free, or held by objects with a copy on disk).
+        self._pressure_bytes = 0
+        self._pressure_until = 0.0
         #: The spill file refused an object: named in the store-full error.
         self._spill_refused = False
         #: Called with an id whose last holder went away and that is not an object here.
@@ -214,6 +227,7 @@ class ObjectTable:
         self.add_ref(object_id, holder)
         fired = [(w, entry) for w in entry.waiters]
         entry.waiters.clear()
+        self._write_behind()
         return fired
 
     def creating_block(self, offset: int, creator: bytes, object_id: ObjectID) -> Block | None:
@@ -407,6 +421,15 @@ class ObjectTable:
         will once the writes in progress finish."""
         need = block_bytes(size)
         extents = self.arena.extents
+        now = time.monotonic()
+        self._pressure_bytes = max(need, self._pressure_bytes if now < self._pressure_until else 0)
+        self._pressure_until = now + WRITE_BEHIND_S
+        for entry in [e for e in self.objects.values()
+                      if e.location == "spilling" and not e.evict and not e.block.pins]:
+            if self._spilling_bytes and extents.free_bytes + self._spilling_bytes >= need:
+                break
+            entry.evict = True  # a copy being written behind: its block goes when written
+            self._spilling_bytes += entry.block.size
         candidates = sorted((e for e in self.objects.values()
                              if e.state == "sealed" and e.location == "memory" and e.block.pins == 0),
                             key=lambda e: (e.spill_offset < 0, e.last_access))
@@ -453,8 +476,27 @@ class ObjectTable:
 
     # --- spilling --------------------------------------------------------------------
 
-    def _spill(self, entry: ObjectEntry) -> None:
-        """Start writing ``entry`` to the spill file (I/O on the spill thread).
+    def _write_behind(self) -> None:
+        """Under spilling pressure, start writing least recently used objects to disk
+        (they stay in memory) until the room the last waiting request needed is ready."""
+        if self.spill is None or time.monotonic() > self._pressure_until:
+            return
+        memory = [e for e in self.objects.values() if e.state == "sealed" and e.block is not None
+                  and not e.block.pins and e.location in ("memory", "spilling")]
+        ready = self.arena.extents.free_bytes + self._spilling_bytes + sum(
+            e.block.size for e in memory if (e.location == "memory" and e.spill_offset >= 0)
+            or (e.location == "spilling" and not e.evict))
+        for entry in sorted((e for e in memory if e.location == "memory" and e.spill_offset < 0
+                             and self._holders.get(e.object_id) != {CACHE_HOLDER}),
+                            key=lambda e: e.last_access):
+            if ready >= self._pressure_bytes:
+                break
+            self._spill(entry, evict=False)
+            ready += entry.block.size
+
+    def _spill(self, entry: ObjectEntry, evict: bool = True) -> None:
+        """Start writing ``entry`` to the spill file (I/O on the spill thread); ``evict``:
+        free its block once written (else it stays in memory with a copy on disk).
 
         An object restored earlier still has its copy on disk (objects never change):
         spilling it again only lets its block go, with no write.
@@ -462,6 +504,8 @@ class ObjectTable:
         if self.spill is None:
             return
         if entry.spill_offset >= 0:
+            if not evict:
+                return
             entry.location, block, entry.block = "disk", entry.block, None
             self._spilled_bytes += entry.size
             self.release_block(block)
@@ -472,14 +516,16 @@ class ObjectTable:
             return
         self._spill_refused = False
         block = entry.block
-        entry.location, entry.spill_offset = "spilling", offset
-        self._spilling_bytes += block.size
+        entry.location, entry.spill_offset, entry.evict = "spilling", offset, evict
+        if evict:
+            self._spilling_bytes += block.size
         # Whole pages: the spill file may bypass the page cache (O_DIRECT).
         data = self.arena.block(block.offset, block_bytes(entry.size))
         spill = self.spill
 
         def finish(ok: bool) -> None:
-            self._spilling_bytes -= block.size
+            if entry.evict:
+                self._spilling_bytes -= block.size
             freed = self.objects.get(entry.object_id) is not entry
             if freed or not ok:  # freed meanwhile, or the disk failed
                 spill.free(offset, entry.size)
@@ -487,9 +533,9 @@ class ObjectTable:
                 if freed:
                     self.release_block(block)
                 else:
-                    entry.location = "memory"
-            elif block.pins:  # a reader mapped it meanwhile: it stays, with a clean copy
-                entry.location = "memory"
+                    entry.location, entry.evict = "memory", True
+            elif block.pins or not entry.evict:  # stays in memory, with a copy on disk
+                entry.location, entry.evict = "memory", True
             else:
                 entry.location, entry.block = "disk", None
                 self._spilled_bytes += entry.size

@@ -126,6 +126,24 @@ def test_a_full_store_spills_outside_the_lock_and_serves_the_victim_meanwhile(tm
     t.table.close()
 
 
+def test_under_pressure_objects_are_written_behind_and_later_evicted_without_a_write(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=3 * PAGE_BYTES)
+    for name in (b"a", b"b", b"c"):
+        t.put(name * 16, name.upper() * PAGE_BYTES)
+    t.put(b"d" * 16, b"D" * PAGE_BYTES)  # had to wait for a's write: pressure
+    assert t.table.objects[b"a" * 16].location == "disk"
+    # Sealing d starts writing b behind; it is served from memory all along.
+    b = t.table.objects[b"b" * 16]
+    assert b.location == "spilling" and not b.evict and len(t.io) == 1
+    t.run_io()
+    assert b.location == "memory" and b.spill_offset >= 0  # and now has a copy on disk
+    got: list = []
+    t.table.create(b"e" * 16, PAGE_BYTES, OWNER, OWNER, lambda off, err: got.append(err))
+    assert got == [None] and t.io == []  # room at once: b's block went without a write
+    assert b.location == "disk" and t.read(b"b" * 16) == b"B" * PAGE_BYTES
+    t.table.close()
+
+
 def test_an_object_freed_while_it_is_written_out_frees_its_block_and_disk(tmp_path) -> None:
     t = _Table(tmp_path, capacity=PAGE_BYTES)
     t.put(b"a" * 16, b"A" * 100)
