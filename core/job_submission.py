@@ -77,11 +77,9 @@ class JobDetails:
     runtime_env: dict[str, Any] = field(default_factory=dict)
     driver_exit_code: int | None = None
     driver_pid: int | None = None
+    #: The ember job id (hex) of the entrypoint's driver, once it called ember.init().
+    job_id: str | None = None
     type: str = "SUBMISSION"
-
-    @property
-    def job_id(self) -> str:
-        return self.submission_id
 
 
 JobInfo = JobDetails

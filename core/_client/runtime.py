@@ -86,7 +86,9 @@ class Runtime:
         self.register_msg = p.Register(kind, self.worker_id, os.getpid(), address, namespace,
                                        (working_dir or os.getcwd()) if ships_paths else None,
                                        sys_path, (runtime_env or {}).get("env_vars") or None,
-                                       tcp_address=tcp_address)
+                                       tcp_address=tcp_address,
+                                       submission_id=os.environ.get("EMBER_JOB_SUBMISSION_ID")
+                                       if kind == "driver" else None)
         self.link = NodeLink(node_address, token, self.register_msg, on_message=self._on_node_message,
                              on_lost=self._connection_lost, name="ember-nm-reader")
         reg = self.link.registered

@@ -52,6 +52,8 @@ class JobRecord:
     runtime_env: dict[str, Any] = field(default_factory=dict)
     driver_exit_code: int | None = None
     driver_pid: int | None = None
+    #: The ember job id (hex) of the driver the entrypoint started, once it registered.
+    job_id: str | None = None
 
 
 @dataclass(eq=False)
@@ -75,6 +77,13 @@ class JobService:
     def handlers(self) -> Handlers:
         return {p.SubmitJob: self.on_submit, p.GetJobInfo: self.on_get_info,
                 p.StopJob: self.on_stop, p.DeleteJob: self.on_delete, p.GetJobLogs: self.on_get_logs}
+
+    def driver_registered(self, submission_id: str, job_id: bytes) -> None:
+        """A driver of a submitted job connected: the job's record names its job id (the
+        first one, if the entrypoint starts several drivers)."""
+        record = self.jobs.get(submission_id)
+        if record is not None and record.job_id is None:
+            record.job_id = job_id.hex()
 
     def log_path(self, submission_id: str) -> str:
         return os.path.join(self.ctx.session_dir, "logs", f"job-driver-{submission_id}.log")

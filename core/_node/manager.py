@@ -264,6 +264,8 @@ class NodeManager:
                 if self._first_driver is None:
                     self._first_driver = msg.worker_id
                 self.state.job_started(job_id)
+                if msg.submission_id is not None:
+                    self.jobs.driver_registered(msg.submission_id, job_id)
                 client = Client(conn, "driver", msg.worker_id, job_id, msg.pid)
             elif msg.kind == "worker":
                 record = ctx.pool.workers.get(msg.worker_id)

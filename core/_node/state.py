@@ -167,7 +167,7 @@ class StateService:
                 "ray_namespace": job.namespace})
         for sid, job in self._submitted_jobs().items():
             rows.append({
-                "job_id": None, "submission_id": sid, "type": "SUBMISSION", "status": job.status,
+                "job_id": job.job_id, "submission_id": sid, "type": "SUBMISSION", "status": job.status,
                 "entrypoint": job.entrypoint, "message": job.message or None, "error_type": job.error_type,
                 "start_time": job.start_time, "end_time": job.end_time, "metadata": dict(job.metadata),
                 "runtime_env": dict(job.runtime_env),

@@ -37,6 +37,8 @@ class Register:
     tcp_address: str | None = None
     #: Remote submitters: the job they submit for.
     job_id: JobID | None = None
+    #: Drivers started by ``ember job submit``: the submission they run (links the two).
+    submission_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -62,6 +62,7 @@ def test_job_runs_its_entrypoint_in_the_shipped_working_dir_and_its_logs_come_ba
     assert "job says hello from the working dir 14 set" in client.get_job_logs(sid)
     info = client.get_job_info(sid)
     assert info.driver_exit_code == 0 and info.metadata == {"owner": "test"} and info.end_time
+    assert info.job_id and len(info.job_id) == 8  # the driver's ember job id, linked at its init()
     assert sid in [job.submission_id for job in client.list_jobs()]
     assert "".join(client.follow_logs(sid)) == client.get_job_logs(sid)
 
