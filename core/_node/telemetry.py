@@ -36,7 +36,7 @@ from .node_stats import MachineSampler
 
 log = logging.getLogger("ember._node.telemetry")
 
-#: How often a node sends its stats to the head (and refreshes its own on the head).
+#: How often a worker node sends its stats to the head.
 STATS_PERIOD_S = float(os.environ.get("EMBER_NODE_STATS_PERIOD_S", "2.0"))
 #: Ray's default dashboard port; a node falls back to any free port when it is taken.
 DEFAULT_DASHBOARD_PORT = 8265

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 from starlette.requests import Request
 
+from ..._wire.state_query import TASK_STATES
 from .data import DashboardData, ListQuery
 from .html import (bar, esc, filter_form, fmt_bytes, fmt_duration, fmt_time, link, num, page, pager,
                    state, table)
@@ -20,9 +21,8 @@ from .html import (bar, esc, filter_form, fmt_bytes, fmt_duration, fmt_time, lin
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
-TASK_STATES = ("PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "SUBMITTED_TO_WORKER", "RUNNING",
-               "FINISHED", "FAILED")
-ACTOR_STATES = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD")
+#: The actor states the head's table uses (Ray's names), for the filter's choices.
+ACTOR_STATES = ("PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD")
 
 
 def _short(hex_id: Any, n: int = 12) -> str:
