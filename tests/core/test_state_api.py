@@ -211,8 +211,16 @@ def test_a_call_with_enable_task_events_false_is_not_recorded(ember_local: dict)
     quiet = add.options(enable_task_events=False).remote(5, 5)
     loud = shout.remote("loud")
     assert ember.get([quiet, loud]) == [10, "loud"]
+    quiet_actor = Counter.options(enable_task_events=False).remote()
+    quiet_call = quiet_actor.incr.remote()
+    assert ember.get(quiet_call) == 1
+    loud = shout.remote("louder")
+    ember.get(loud)
     wait_for(lambda: (r := _task(loud.task_id().hex())) and r.state == "FINISHED", what="the loud task")
     assert _task(quiet.task_id().hex()) is None
+    assert _task(quiet_call.task_id().hex()) is None  # the actor's methods default to its setting
+    assert _task(quiet_actor._actor_id.hex()) is None  # nor its creation
+    ember.kill(quiet_actor)
 
 
 def test_recording_can_be_turned_off_for_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
