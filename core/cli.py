@@ -13,12 +13,12 @@ import sys
 import time
 from typing import Any, Callable
 
-import psutil
 
 from ._wire.tokens import ClusterToken, given_token
 from .exceptions import EmberError
-from ._node.launcher import (clear_current, find_by_tcp_address, find_current, local_nodes, make_current,
-                            node_resources, read_http_urls, start_node)
+from ._node.launcher import (clear_current, dead_head_session, find_by_tcp_address, find_current,
+                             local_nodes, make_current, node_resources, process_running, read_http_urls,
+                             start_node)
 
 
 def _token_for_join(args: argparse.Namespace) -> ClusterToken:
@@ -55,7 +55,14 @@ def _start(args: argparse.Namespace) -> int:
     if args.head == bool(args.address):
         print("ember start: give either --head or --address HOST:PORT", file=sys.stderr)
         return 2
+    if args.storage and not args.head:
+        print("ember start: --storage is for the head (--head); worker nodes keep no control store",
+              file=sys.stderr)
+        return 2
     _raise_fd_limit()
+    node_args = [f"--{flag}={value}" for flag, value in (
+        ("heartbeat-period-s", args.heartbeat_period_s), ("node-timeout-s", args.node_timeout_s),
+        ("head-reconnect-timeout-s", args.head_reconnect_timeout_s)) if value is not None]
     resources = json.loads(args.resources) if args.resources else None
     shape = node_resources(args.num_cpus, args.num_gpus, resources, args.object_store_memory)
     try:
@@ -70,15 +77,24 @@ def _start(args: argparse.Namespace) -> int:
                 return 1
             except EmberError:
                 pass
+            port = args.port if args.port is not None else 6379
+            # A head that died on this port left its session (token, SQLite storage): take it
+            # over, so its nodes reconnect and its actors and placement groups are found.
+            resumed = dead_head_session(port)
             node = start_node(*shape, exit_with_first_driver=False, host=args.node_ip_address,
-                              port=args.port if args.port is not None else 6379, started_by_cli=True,
+                              port=port, started_by_cli=True,
                               dashboard=(args.dashboard_host, args.dashboard_port)
                               if args.include_dashboard else None,
-                              metrics_export_port=args.metrics_export_port, token=token)
+                              metrics_export_port=args.metrics_export_port, token=token,
+                              storage=args.storage or "session", resume_session=resumed,
+                              node_args=node_args)
             make_current(node.session_dir)
             host_port = node.tcp_address.removeprefix("tcp:")
             token_hint = (f"with the same token ({token.source})" if token is not None else
                           f"--token-file {node.session_dir}/token")
+            if resumed is not None:
+                print(f"ember restarted the head node at {host_port} from the session of the one that "
+                      "died there; its nodes reconnect on their own.")
             print(f"ember started a head node at {host_port} (session {node.session_dir}).\n"
                   f"Join other nodes with: ember start --address {host_port} {token_hint}\n"
                   "Connect from Python on this machine with: ember.init(address='auto')\n"
@@ -92,7 +108,8 @@ def _start(args: argparse.Namespace) -> int:
             node = start_node(*shape, exit_with_first_driver=False, token=_token_for_join(args),
                               host=args.node_ip_address, port=args.port or 0,
                               head_address=f"tcp:{args.address}", started_by_cli=True,
-                              dashboard=None, metrics_export_port=args.metrics_export_port)
+                              dashboard=None, metrics_export_port=args.metrics_export_port,
+                              node_args=node_args)
             print(f"ember joined {args.address} as a node at {node.tcp_address.removeprefix('tcp:')}; "
                   f"its Prometheus metrics: {node.metrics_url} (bearer token)")
     except EmberError as e:
@@ -117,7 +134,7 @@ def _cleanup(session_dir: str) -> None:
 def _stop(_args: argparse.Namespace) -> int:
     """Stop the nodes `ember start` started on this machine (worker nodes first)."""
     for session_dir, node in local_nodes(include_dead=True):
-        if node.get("cli") and not psutil.pid_exists(node["pid"]):
+        if node.get("cli") and not process_running(node["pid"]):
             _cleanup(session_dir)  # a node that died (e.g. SIGKILL) left its session behind
     nodes = [(d, n) for d, n in local_nodes() if n.get("cli")]
     if not nodes:
@@ -337,6 +354,17 @@ def main(argv: list[str] | None = None) -> int:
                        help="the head's dashboard port (default 8265; any free port when taken)")
     start.add_argument("--metrics-export-port", type=int, default=0,
                        help="this node's Prometheus endpoint port (default: any free port)")
+    start.add_argument("--storage", help="the head's persistent control store: sqlite:///PATH or "
+                       "redis://HOST:PORT[/DB] (default: a SQLite file in the head's session, which "
+                       "a head restarted on the same port takes over)")
+    start.add_argument("--heartbeat-period-s", type=float,
+                       help="seconds between node heartbeats (default: $EMBER_HEARTBEAT_S or 0.2)")
+    start.add_argument("--node-timeout-s", type=float,
+                       help="the head: a node silent this long is dead (default: "
+                       "$EMBER_NODE_TIMEOUT_S or 2)")
+    start.add_argument("--head-reconnect-timeout-s", type=float,
+                       help="worker nodes: how long to wait for a lost head to come back before "
+                       "stopping (default: $EMBER_HEAD_RECONNECT_TIMEOUT_S or 60)")
     start.set_defaults(fn=_start)
     sub.add_parser("stop", help="stop this machine's ember processes").set_defaults(fn=_stop)
     sub.add_parser("status", help="nodes, resources and object store usage").set_defaults(fn=_status)

@@ -264,6 +264,16 @@ class ActorSubmitter:
         self.events.failed_here(record.spec, error)
         self._finish(record, error_returns(error, len(record.return_ids)))
 
+    def node_dead(self, node_id: NodeID) -> None:
+        """A node was declared dead: channels to actors there count as lost (the callers
+        wait for the restart the head decides), even if the machine never closes them."""
+        with self.lock:
+            channels = [actor.channel for actor in self.actors.values()
+                        if actor.channel is not None and actor.info is not None
+                        and actor.info.node_id == node_id]
+        for channel in channels:
+            channel.close()
+
     def close(self) -> None:
         with self.lock:
             channels = [a.channel for a in self.actors.values() if a.channel is not None]

@@ -132,6 +132,9 @@ class Runtime:
         if isinstance(msg, p.LogLines):
             if self._log_to_driver:
                 _print_remote_lines(msg)
+        elif isinstance(msg, p.NodeDead):
+            self.submitter.node_dead(msg.tcp_address)
+            self.actor_submitter.node_dead(msg.node_id)
         elif isinstance(msg, p.LeaseInfeasible):
             warnings.warn(msg.message, RuntimeWarning, stacklevel=1)
         elif self._on_message is not None:

@@ -75,6 +75,14 @@ class RemoteNodes:
             self._links[address] = link
         return link
 
+    def drop(self, address: Address) -> None:
+        """The node at ``address`` is dead: requests waiting on its link fail now (and are
+        asked elsewhere) instead of waiting for a machine that may never answer."""
+        with self._lock:
+            link = self._links.pop(address, None)
+        if link is not None:
+            link.conn.close()  # its reader fails what waits; no join here (a reader thread calls us)
+
     def close(self) -> None:
         with self._lock:
             links, self._links = list(self._links.values()), {}
@@ -511,6 +519,16 @@ class TaskSubmitter:
         if state is not None and lease in state.leases:
             state.leases.remove(lease)
             lease.nm.send(p.ReturnLease(lease.grant.lease_id, kill_worker=kill))
+
+    def node_dead(self, tcp_address: Address) -> None:
+        """A node was declared dead: its workers' channels count as lost (their tasks are
+        retried elsewhere), even if the machine is frozen and never closes them."""
+        with self.lock:
+            channels = [lease.channel for state in self.keys.values() for lease in state.leases
+                        if lease.nm.address == tcp_address]
+        for channel in channels:
+            channel.close()  # the reader wakes up and runs _on_lost
+        self.remote_nodes.drop(tcp_address)
 
     def return_idle_leases(self) -> None:
         now = time.monotonic()

@@ -72,9 +72,11 @@ class ActorService:
             node = self._node_client(target) if isinstance(target, str) else None
             if node is not None:
                 record.node_id = node.worker_id
+                ctx.control.actor_changed(record)
                 node.conn.send(p.PlaceActor(record.spec, ctx.control.jobs.get(record.spec.job_id)))
                 return
         record.node_id = ctx.node_id
+        ctx.control.actor_changed(record)
         self.leases.add_actor_request(record.spec.actor_id, req)
 
     def start_actor(self, actor_id: ActorID, worker: WorkerRecord, alloc: Allocation) -> bool:
@@ -99,9 +101,9 @@ class ActorService:
             return
         worker = ctx.pool.workers[client.worker_id]
         if ctx.head is not None:  # placed here by the head, which keeps the directory
-            ctx.head.link.send(p.ActorPlaced(actor.spec.actor_id, worker.worker_id, worker.address,
-                                             worker.tcp_address,
-                                             None if msg.ok else f"its __init__ raised:\n{msg.value}"))
+            ctx.head.send(p.ActorPlaced(actor.spec.actor_id, worker.worker_id, worker.address,
+                                        worker.tcp_address,
+                                        None if msg.ok else f"its __init__ raised:\n{msg.value}"))
         if msg.ok:
             actor.tcp_address, actor.node_id = worker.tcp_address, ctx.node_id
             fired = ctx.control.set_alive(actor, worker.address, worker.worker_id)
@@ -150,12 +152,14 @@ class ActorService:
         if actor is not None:
             actor.no_restart = True
             actor.death_cause = f"it called {msg.how}"
+            self.ctx.control.actor_changed(actor)
 
     def kill_actor(self, actor: ActorRecord, cause: str, no_restart: bool) -> None:
         ctx = self.ctx
         if no_restart:
             actor.no_restart = True
             actor.death_cause = actor.death_cause or cause
+            ctx.control.actor_changed(actor)
         if ctx.is_head and actor.node_id not in (None, ctx.node_id):
             node = ctx.clients.get(actor.node_id)
             if node is not None:
@@ -183,7 +187,7 @@ class ActorService:
         if ctx.head is not None:
             # The head decides restarts; tell it how the process ended once that is known.
             def report(w: WorkerRecord) -> None:
-                ctx.head.link.send(p.ActorWorkerDied(actor.spec.actor_id, death_cause(w)))
+                ctx.head.send(p.ActorWorkerDied(actor.spec.actor_id, death_cause(w)))
                 ctx.control.set_dead(actor, death_cause(w))
 
             if not worker.exit_detail and worker.pid:
@@ -233,7 +237,7 @@ class ActorService:
             return
         actor.no_restart = True
         if self.ctx.head is not None:  # the head keeps the directory and tells the callers
-            self.ctx.head.link.send(p.ActorPlaced(actor_id, b"", "", "", cause))
+            self.ctx.head.send(p.ActorPlaced(actor_id, b"", "", "", cause))
             self.ctx.control.set_dead(actor, cause)
             return
         self.actor_dead(actor, cause)

@@ -5,7 +5,7 @@ On the head it expires silent nodes and sends every node the view; on a worker n
 forwards control requests to the head and carries out what the head tells it.
 
     worker node: control request -> proxy() -> Forwarded -> head: on_forwarded -> handler
-    head, every HEARTBEAT_S: expire silent nodes -> node_died; respill; ClusterViewUpdate
+    head, every heartbeat period: expire silent nodes -> node_died; respill; ClusterViewUpdate
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from .._wire import protocol as p
 from .._types import ResourceShape
-from .control_store import ActorRecord
+from .control_store import ActorRecord, JobRecord
+from ..exceptions import EmberSystemError
 from .membership import HEARTBEAT_S, NodeInfo
 from .actors import ActorService
 from .context import Client, Handlers, NodeContext
@@ -51,7 +53,7 @@ class ClusterService:
     def __init__(self, ctx: NodeContext, leases: LeaseService, workers: WorkerService,
                  actors: ActorService, placement: PlacementService, objects: ObjectService,
                  dispatch: Callable[[Client, Any], None], stop: Callable[[], None],
-                 node_timeout_s: float) -> None:
+                 node_timeout_s: float, heartbeat_s: float = HEARTBEAT_S) -> None:
         self.ctx = ctx
         self.leases = leases
         self.workers = workers
@@ -61,6 +63,7 @@ class ClusterService:
         self._dispatch = dispatch
         self._stop = stop
         self.node_timeout_s = node_timeout_s
+        self.heartbeat_s = heartbeat_s
 
     def handlers(self) -> Handlers:
         return {p.Heartbeat: self.on_heartbeat, p.Forwarded: self.on_forwarded,
@@ -84,13 +87,26 @@ class ClusterService:
     def membership_loop(self) -> None:
         """Head only: expire silent nodes and send everyone the view."""
         ctx = self.ctx
-        while not ctx.stopped.wait(HEARTBEAT_S):
+        last_round = time.monotonic()
+        while not ctx.stopped.wait(self.heartbeat_s):
+            now = time.monotonic()
+            # A round this late means the head itself did not run (a saturated machine, a
+            # paused process): the nodes' heartbeats may be queued unread, so silence is not
+            # theirs. Give every node the time the head lost before judging anyone.
+            stalled_s = now - last_round - self.heartbeat_s
+            last_round = now
             with ctx.lock:
+                if stalled_s > self.heartbeat_s:
+                    log.warning("the membership round ran %.2f s late: extending every node's "
+                                "heartbeat deadline by as much", stalled_s)
+                    ctx.view.extend(stalled_s)
                 ctx.view.upsert(self.self_info())
                 for node_id in ctx.view.expire(self.node_timeout_s, keep=ctx.node_id):
                     log.warning("node %s missed heartbeats for %.1f s: marked dead",
                                 node_id.hex()[:12], self.node_timeout_s)
+                    ctx.persist.mark("nodes", node_id)
                     self.actors.node_died(node_id)
+                    self.announce_dead(node_id)
                 self.respill_waiting()
                 if any(pg.state == "PENDING" for pg in self.placement.groups.values()):
                     self.leases.schedule()
@@ -100,6 +116,17 @@ class ClusterService:
                     frame = frame_of(p.ClusterViewUpdate(list(ctx.view.nodes.values())))
                     for client in nodes:
                         client.conn.send_frame(frame)  # leaves when the lock is released
+                ctx.persist.flush()
+
+    def announce_dead(self, node_id: bytes) -> None:
+        """Tell this node's drivers and workers that a node is dead (lock held)."""
+        info = self.ctx.view.nodes.get(node_id)
+        if info is None:
+            return
+        msg = p.NodeDead(node_id, info.tcp_address)
+        for client in self.ctx.clients.values():
+            if client.kind in ("driver", "worker"):
+                client.conn.send(msg)
 
     def node_client(self, tcp_address: str) -> Client | None:
         for info in self.ctx.view.alive():
@@ -161,26 +188,46 @@ class ClusterService:
     def proxy(self, client: Client, msg: Any) -> None:
         """A worker node hands control requests to the head and relays the answer."""
         ctx = self.ctx
-        link = ctx.head.link
+        head = ctx.head
         with ctx.lock:
             if isinstance(msg, (p.CreateActor, p.GetNamedActor)):
                 # The head will hold actor references for this process: release them if it exits.
                 self.objects.forwarded[client.worker_id].add(ctx.head_tcp_address)
         rid = getattr(msg, "rid", None)
+        job = ctx.control.jobs.get(client.job_id) if isinstance(msg, p.CreateActor) else None
         if rid is None:
-            link.send(p.Forwarded(client.worker_id, client.job_id, msg))
+            head.send(p.Forwarded(client.worker_id, client.job_id, msg))
             return
-        link.call_async(lambda new_rid: p.Forwarded(client.worker_id, client.job_id,
-                                                    dataclasses.replace(msg, rid=new_rid)),
-                        lambda reply, _fds: ctx.reply(client, rid, reply.ok, reply.value))
+
+        def relay(reply: p.Reply, _fds: list[int]) -> None:
+            value = reply.value
+            if not reply.ok and reply.rid == 0:  # the link's own "lost" answer (NodeLink._lost)
+                value = EmberSystemError(
+                    f"the head at {head.address} went away while it handled {type(msg).__name__}: "
+                    "the request may or may not have taken effect. This node reconnects on its "
+                    "own once the head is started again (same port and storage); retry then")
+            ctx.reply(client, rid, reply.ok, value)
+
+        head.call_async(lambda new_rid: p.Forwarded(client.worker_id, client.job_id,
+                                                    dataclasses.replace(msg, rid=new_rid), job), relay)
 
     def on_forwarded(self, client: Client, msg: p.Forwarded) -> None:
+        if msg.job is not None and msg.job.job_id not in self.ctx.control.jobs:
+            # driver_id b"": the driver is not attached here (the head ends only the jobs
+            # of its own drivers, when they disconnect or when it restarts).
+            self.ctx.control.add_job(dataclasses.replace(msg.job, driver_id=b""))
         origin = Client(client.conn, "remote", msg.holder, msg.job_id, 0)
         self._dispatch(origin, msg.msg)
 
     # --- what the head tells a worker node ----------------------------------------------
 
     def on_head_message(self, msg: Any) -> None:
+        try:
+            self._on_head_message(msg)
+        except Exception:  # a bug here must not cut this node off the head (it reads this link)
+            log.exception("handling %s from the head failed", type(msg).__name__)
+
+    def _on_head_message(self, msg: Any) -> None:
         ctx = self.ctx
         with ctx.lock:
             if isinstance(msg, p.JobFinished):
@@ -188,14 +235,17 @@ class ClusterService:
                 self.leases.drop_wants(job_id=msg.job_id)
             elif isinstance(msg, p.ReserveBundles):
                 ok = self.placement.reserve_bundles(msg.pg_id, msg.bundles)
-                ctx.head.link.send(p.BundlesReserved(msg.pg_id, ok))
+                ctx.head.send(p.BundlesReserved(msg.pg_id, ok))
                 self.leases.schedule()
             elif isinstance(msg, p.ReleaseBundles):
                 self.placement.release_bundles(msg.pg_id)
                 self.leases.schedule()
             elif isinstance(msg, p.PlaceActor):
-                if msg.job is not None:
-                    ctx.control.jobs.setdefault(msg.job.job_id, msg.job)
+                spec = msg.spec
+                # The head may not know the job (an older head, a restored one): the spec's
+                # namespace and env_vars still make a worker able to run it.
+                ctx.control.jobs.setdefault(spec.job_id, msg.job if msg.job is not None else JobRecord(
+                    spec.job_id, b"", spec.namespace or "", None, None, spec.env_vars))
                 record = ctx.control.actors[msg.spec.actor_id] = ActorRecord(msg.spec)
                 self.actors.request_lease(record)
             elif isinstance(msg, p.KillActor):
@@ -203,16 +253,26 @@ class ClusterService:
                 if record is not None and record.state != "dead":
                     if record.state == "pending":
                         self.leases.queue.remove(("actor", msg.actor_id))
-                        ctx.head.link.send(p.ActorWorkerDied(msg.actor_id, "it was killed"))
+                        ctx.head.send(p.ActorWorkerDied(msg.actor_id, "it was killed"))
                         ctx.control.set_dead(record, "it was killed")
                     else:
                         self.actors.kill_actor(record, "it was killed", no_restart=True)
             elif isinstance(msg, p.ClusterViewUpdate):
                 for info in msg.nodes:
                     if info.node_id != ctx.node_id:
+                        old = ctx.view.nodes.get(info.node_id)
                         ctx.view.nodes[info.node_id] = info
+                        if old is not None and old.alive and not info.alive:
+                            self.announce_dead(info.node_id)
                 ctx.view.upsert(self.self_info())
                 self.respill_waiting()
+
+    def head_down(self) -> None:
+        """The head went away (it may come back): spill nothing to its old address."""
+        with self.ctx.lock:
+            for node in self.ctx.view.nodes.values():
+                if node.tcp_address == self.ctx.head_tcp_address:
+                    node.alive = False
 
     def head_lost(self) -> None:
         log.error("lost the connection to the head node: stopping this node")

@@ -22,6 +22,7 @@ from .._types import JobID, WorkerID
 from .control_store import ControlStore
 from .membership import ClusterView
 from .server import NodeLock, Peer
+from .storage import Persistence
 from .object_store import ObjectTable
 from .scheduler import ResourceLedger
 from .worker_pool import WorkerPool
@@ -80,6 +81,8 @@ class NodeContext:
     #: Registered processes by worker id (drivers, workers, submitters, nodes).
     clients: dict[WorkerID, Client] = field(default_factory=dict)
     stopped: threading.Event = field(default_factory=threading.Event)
+    #: The head with storage: records changed by a handler are written after it (no-op elsewhere).
+    persist: Persistence = field(default_factory=lambda: Persistence(None))
 
     def reply(self, client: Client, rid: int, ok: bool, value: Any = None,
               fds: tuple[int, ...] = ()) -> None:

@@ -56,14 +56,44 @@ class NameTakenError(ValueError):
     """A named actor already exists in that namespace."""
 
 
-class ControlStore:
-    """The head's metadata: exported functions, jobs, actors and actor names (plain tables, no I/O)."""
+#: Told which record changed: (table, key). The head persists it (storage.Persistence.mark).
+ChangeHook = Callable[[str, bytes], None]
 
-    def __init__(self) -> None:
+
+class ControlStore:
+    """The head's metadata: exported functions, jobs, actors and actor names (plain tables, no I/O).
+
+    Every change to a record is reported to ``changed`` (table, key), which on a head with
+    storage queues the record to be written, so that a restarted head finds it.
+    """
+
+    def __init__(self, changed: ChangeHook | None = None) -> None:
         self.functions: dict[FunctionID, bytes] = {}
         self.jobs: dict[JobID, JobRecord] = {}
         self.actors: dict[ActorID, ActorRecord] = {}
         self.named: dict[tuple[str, str], ActorID] = {}
+        self.changed: ChangeHook = changed or (lambda _table, _key: None)
+
+    def add_function(self, function_id: FunctionID, blob: bytes) -> None:
+        if self.functions.get(function_id) != blob:
+            self.functions[function_id] = blob
+            self.changed("functions", function_id)
+
+    def add_job(self, job: JobRecord) -> JobRecord:
+        self.jobs[job.job_id] = job
+        self.changed("jobs", job.job_id)
+        return job
+
+    def end_job(self, job_id: JobID) -> JobRecord | None:
+        job = self.jobs.get(job_id)
+        if job is not None and job.alive:
+            job.alive = False
+            self.changed("jobs", job_id)
+        return job
+
+    def actor_changed(self, record: ActorRecord) -> None:
+        """A field of ``record`` was set outside the methods below (placement, no_restart)."""
+        self.changed("actors", record.spec.actor_id)
 
     # --- actors ----------------------------------------------------------------------
 
@@ -86,6 +116,7 @@ class ControlStore:
             self.named[key] = spec.actor_id
         record = ActorRecord(spec)
         self.actors[spec.actor_id] = record
+        self.changed("actors", spec.actor_id)
         return record, True
 
     def lookup_named(self, name: str, namespace: str) -> ActorRecord | None:
@@ -95,6 +126,7 @@ class ControlStore:
 
     def set_alive(self, record: ActorRecord, address: str, worker_id: WorkerID) -> list:
         record.state, record.address, record.worker_id = "alive", address, worker_id
+        self.changed("actors", record.spec.actor_id)
         return self._settle(record)
 
     def set_dead(self, record: ActorRecord, cause: str) -> list:
@@ -103,12 +135,14 @@ class ControlStore:
         spec = record.spec
         if spec.name is not None and self.named.get((spec.namespace or "", spec.name)) == spec.actor_id:
             del self.named[(spec.namespace or "", spec.name)]
+        self.changed("actors", spec.actor_id)
         return self._settle(record)
 
     def set_restarting(self, record: ActorRecord) -> None:
         record.state, record.address, record.worker_id = "restarting", None, None
         record.num_restarts += 1
         record.incarnation += 1
+        self.changed("actors", record.spec.actor_id)
 
     def wait_actor(self, record: ActorRecord, min_incarnation: int, waiter: ActorWaiter) -> ActorInfo | None:
         """The info now if the actor is settled at ``min_incarnation`` or later, else queue."""

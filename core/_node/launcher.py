@@ -78,7 +78,9 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
                token: ClusterToken | None = None, host: str = "127.0.0.1", port: int = 0,
                head_address: str | None = None, started_by_cli: bool = False,
                dashboard: tuple[str, int] | None = ("127.0.0.1", 8265),
-               metrics_export_port: int = 0) -> NodeProcess:
+               metrics_export_port: int = 0,
+               storage: str | None = None, resume_session: str | None = None,
+               node_args: list[str] | None = None) -> NodeProcess:
     """Create a session directory (0700) with its token (0600) and start a node manager.
 
     Args:
@@ -93,6 +95,11 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
         dashboard: (host, port) of the head's dashboard (port 8265 falls back to any free
             port when taken); None: no dashboard.
         metrics_export_port: this node's Prometheus endpoint (0: any free port).
+        storage: a head's persistent control store: ``sqlite:///PATH``, ``redis://HOST:PORT``,
+            or "session" for a SQLite file in the session directory; None: memory only.
+        resume_session: the session directory of a head that died (``dead_head_session``):
+            the new head takes it over, with its token and its storage.
+        node_args: further node manager flags (heartbeat period, node timeout, ...).
 
     Raises:
         EmberError: the node manager did not come up.
@@ -105,13 +112,20 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
         warnings.warn(f"ember ignores the _system_config key(s) {', '.join(sorted(unknown))}; it "
                       f"understands {', '.join(sorted(_SYSTEM_CONFIG_FLAGS))}", RuntimeWarning,
                       stacklevel=3)
-    session_dir = tempfile.mkdtemp(prefix="session-", dir=sessions_root())
-    for sub in ("sockets", "logs"):
-        os.makedirs(os.path.join(session_dir, sub), mode=0o700)
-    token = token if token is not None else new_token()
-    with open(os.open(os.path.join(session_dir, "token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
-              "w") as f:
-        f.write(token.text())
+    if resume_session is not None:
+        session_dir = resume_session
+        # The dead head's sockets are files that would block binding the same paths.
+        shutil.rmtree(os.path.join(session_dir, "sockets"), ignore_errors=True)
+        os.makedirs(os.path.join(session_dir, "sockets"), mode=0o700)
+        token = token if token is not None else _session_token(session_dir)
+    else:
+        session_dir = tempfile.mkdtemp(prefix="session-", dir=sessions_root())
+        for sub in ("sockets", "logs"):
+            os.makedirs(os.path.join(session_dir, sub), mode=0o700)
+        token = token if token is not None else new_token()
+        with open(os.open(os.path.join(session_dir, "token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                          0o600), "w") as f:
+            f.write(token.text())
     # The node manager reads (and drops) both: the token, and where it came from for its
     # messages (a join refused for the token names the setting to fix).
     env = {**os.environ, "EMBER_TOKEN": token.text(), "EMBER_TOKEN_SOURCE": token.source,
@@ -122,6 +136,9 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
     argv += ["--node-ip-address", host, "--port", str(port)]
     if head_address is not None:
         argv += ["--head-address", head_address]
+    if storage is not None:
+        argv += ["--storage", session_storage(session_dir) if storage == "session" else storage]
+    argv += node_args or []
     if exit_with_first_driver:
         argv.append("--exit-with-first-driver")
     argv += ["--metrics-export-port", str(metrics_export_port)]
@@ -140,7 +157,8 @@ def start_node(totals: dict[str, float], gpu_ids: list[int], store_bytes: int,
         proc.wait()
         with open(os.path.join(session_dir, "logs", "node_manager.log"), errors="replace") as f:
             reason = f.read().strip().splitlines()[-1:] or ["no output"]
-        shutil.rmtree(session_dir, ignore_errors=True)
+        if resume_session is None:  # a resumed session keeps its storage for the next try
+            shutil.rmtree(session_dir, ignore_errors=True)
         raise EmberError(f"the node manager failed to start (exit code {proc.returncode}): {reason[0]}")
     _ready, unix_address, tcp_address = line.split()
     with open(os.path.join(session_dir, "node.json"), "w") as f:
@@ -158,6 +176,30 @@ def read_http_urls(session_dir: str) -> dict[str, str]:
             return json.load(f)
     except (OSError, ValueError):
         return {}
+
+
+def process_running(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie does not: a SIGKILLed node manager stays one until
+    its new parent reaps it, and a head restarted meanwhile must not take it for alive."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def session_storage(session_dir: str) -> str:
+    """A head's default storage: a SQLite file in its session directory."""
+    return f"sqlite://{os.path.join(session_dir, 'control.sqlite3')}"
+
+
+def dead_head_session(port: int) -> str | None:
+    """The session directory of a head `ember start` started on ``port`` that is no longer
+    running (killed, crashed): a head started again on that port resumes it."""
+    for session_dir, node in local_nodes(include_dead=True):
+        if (node.get("head") and node.get("cli") and not process_running(node["pid"])
+                and node.get("tcp_address", "").rsplit(":", 1)[-1] == str(port)):
+            return session_dir
+    return None
 
 
 def make_current(session_dir: str) -> None:
@@ -183,7 +225,7 @@ def find_current() -> tuple[str, str, ClusterToken, int]:
     except (OSError, ValueError) as e:
         raise EmberError("no ember cluster is running on this machine: start one with "
                          "`ember start --head`, or call ember.init() without an address") from e
-    if not psutil.pid_exists(node["pid"]):
+    if not process_running(node["pid"]):
         raise EmberError(f"the cluster recorded in {session_dir} is no longer running: start one "
                          "with `ember start --head`")
     return session_dir, node["address"], _session_token(session_dir), node["pid"]
@@ -210,7 +252,7 @@ def local_nodes(include_dead: bool = False) -> list[tuple[str, dict]]:
                 node = json.load(f)
         except (OSError, ValueError):
             continue
-        if include_dead or psutil.pid_exists(node["pid"]):
+        if include_dead or process_running(node["pid"]):
             out.append((os.path.dirname(path), node))
     return out
 

@@ -40,7 +40,11 @@ from .._wire import protocol as p
 from .._types import ResourceShape, WorkerID
 from .control_store import ControlStore, JobRecord
 from ..exceptions import AuthenticationError, EmberError
-from .membership import DEFAULT_NODE_TIMEOUT_S, ClusterView, HeadLink, NodeInfo
+from .. import __version__
+from .membership import (DEFAULT_HEAD_RECONNECT_TIMEOUT_S, DEFAULT_NODE_TIMEOUT_S, HEARTBEAT_S,
+                         ClusterView, HeadLink, NodeInfo)
+from .recovery import RESTORED_HOLDER, Restored, check_owner, head_meta, install_encoders, restore
+from .storage import Persistence, StorageWriter, open_backend
 from .memory_monitor import MemoryMonitor, MemoryPolicy, refresh_s_from_env, threshold_from_env
 from .actors import ActorService
 from .cluster import CONTROL_MESSAGES, ClusterService
@@ -77,19 +81,23 @@ class NodeManager:
                  memory_usage_threshold: float | None = None,
                  memory_monitor_refresh_s: float | None = None, host: str = "127.0.0.1",
                  port: int = 0, head_address: str | None = None,
-                 node_timeout_s: float = DEFAULT_NODE_TIMEOUT_S, metrics_export_port: int = 0,
-                 dashboard: tuple[str, int] | None = None) -> None:
+                 node_timeout_s: float = DEFAULT_NODE_TIMEOUT_S, heartbeat_s: float = HEARTBEAT_S,
+                 metrics_export_port: int = 0,
+                 dashboard: tuple[str, int] | None = None,
+                 storage: str | None = None) -> None:
         spill_dir = os.path.join(session_dir, "spill")
         os.makedirs(spill_dir, mode=0o700, exist_ok=True)
         lock = NodeLock()
         env = dict(os.environ)
         env["EMBER_TOKEN"] = token.decode()
         pool = WorkerPool(session_dir, env, lambda pid, detail: self.workers.on_worker_exit(pid, detail))
+        persist = Persistence(None)
         self.ctx = ctx = NodeContext(
             node_id=os.urandom(16), session_dir=session_dir, token=token, lock=lock,
-            control=ControlStore(), ledger=ResourceLedger(resources),
+            control=ControlStore(changed=persist.mark), ledger=ResourceLedger(resources),
             objects=ObjectTable(object_store_memory, spill_dir), pool=pool, view=ClusterView(),
-            gpu_ids=gpu_ids, is_head=head_address is None)
+            gpu_ids=gpu_ids, is_head=head_address is None, persist=persist)
+        self.heartbeat_s = heartbeat_s
         self.server = Server(token, self._on_register, self._on_message, self._on_close, lock)
         ctx.address = f"unix:{os.path.join(session_dir, 'sockets', 'node.sock')}"
         self.server.listen(ctx.address)
@@ -108,6 +116,8 @@ class NodeManager:
         self._first_driver: WorkerID | None = None
         self._stop_lock = threading.Lock()
         self._stop_done = False
+        #: Jobs that ended with an earlier head (restart): nodes that reconnect hear of it.
+        self._ended_jobs: list[bytes] = []
 
         memory_policy = MemoryPolicy(threshold_from_env() if memory_usage_threshold is None
                                      else memory_usage_threshold)
@@ -129,7 +139,7 @@ class NodeManager:
         self.streams = StreamService(ctx)
         self.cluster = ClusterService(ctx, self.leases, self.workers, self.actors, self.placement,
                                       self.objects, dispatch=self._handle, stop=self.stop,
-                                      node_timeout_s=node_timeout_s)
+                                      node_timeout_s=node_timeout_s, heartbeat_s=heartbeat_s)
         self.jobs = JobService(ctx)
         self.debug = DebugService(ctx)
         self.state = StateService(ctx, placement_groups=lambda: self.placement.groups,
@@ -149,12 +159,67 @@ class NodeManager:
             {p.RegisterFunction: self._on_register_function, p.GetFunction: self._on_get_function,
              p.LogLines: self._on_log_lines})
 
+        if storage is not None and ctx.is_head:
+            self._open_storage(storage, node_timeout_s)
         refresh_s = refresh_s_from_env() if memory_monitor_refresh_s is None else memory_monitor_refresh_s
         if refresh_s > 0:
             self.workers.memory_monitor = MemoryMonitor(refresh_s, self.workers.check_memory)
             self.workers.memory_monitor.start()
         # The metrics port (and the head's dashboard): bound now, served when first asked.
         self.telemetry.start(host, metrics_export_port, dashboard)
+
+    def _open_storage(self, url: str, node_timeout_s: float) -> None:
+        """The head: read what an earlier head of this cluster stored, then persist every change.
+
+        Raises:
+            StorageError: the storage cannot be opened, or belongs to another cluster.
+        """
+        ctx = self.ctx
+        backend = open_backend(url)
+        try:
+            tables = backend.load()
+            check_owner(tables, ctx.token, __version__, backend.description)
+        except Exception:
+            backend.close()
+            raise
+        install_encoders(ctx.persist, ctx.control, self.placement.groups, ctx.view)
+        ctx.persist.writer = StorageWriter(backend)
+        with ctx.lock:
+            # The nodes get twice the heartbeat timeout to reconnect (they retry every
+            # RECONNECT_PERIOD_S); a node that does not is dead, as after any loss.
+            restored = restore(tables, ctx.control, self.placement.groups, ctx.view,
+                               grace_s=2 * node_timeout_s)
+            self.placement.restored()
+            if restored.old_head_id is not None:
+                log.warning("restarted from %s: %s", backend.description, restored.summary())
+                self._resume(restored)
+            ctx.persist.put_now("meta", b"head", head_meta(ctx.node_id, ctx.token, __version__))
+            ctx.persist.mark("nodes", ctx.node_id)
+            ctx.persist.flush()
+
+    def _resume(self, restored: Restored) -> None:
+        """What the old head's death ended: its workers' actors, its drivers' jobs, its
+        share of placement groups (reserved again here)."""
+        ctx = self.ctx
+        for pg, share in restored.head_shares:
+            if self.placement.reserve_bundles(pg.pg_id, share):
+                pg.placement[ctx.node_id] = share
+            else:
+                log.warning("placement group %s: its bundles %s on the old head do not fit on this "
+                            "one", pg.name or pg.pg_id.hex(), [i for i, _ in share])
+            ctx.persist.mark("groups", pg.pg_id)
+        for actor in ctx.control.actors.values():
+            if not actor.spec.detached and actor.state != "dead":
+                # Its users' handles were counted by the old head: only its job's end frees it.
+                ctx.objects.add_ref(actor.spec.actor_id, RESTORED_HOLDER)
+        if restored.old_head_id is not None:
+            ctx.persist.mark("nodes", restored.old_head_id)
+            self.actors.node_died(restored.old_head_id)
+        for job_id in restored.ended_jobs:
+            ctx.persist.mark("jobs", job_id)
+            self.actors.kill_job_actors(job_id, "its driver was attached to the head, which died")
+            self.placement.remove_job_groups(job_id)
+        self._ended_jobs = restored.ended_jobs
 
     # Read by main(), the CLI and tests.
     @property
@@ -171,12 +236,15 @@ class NodeManager:
 
     # --- serving ---------------------------------------------------------------------
 
-    def join(self, head_address: str) -> None:
-        """A worker node: register with the head (raises if it refuses or is unreachable)."""
+    def join(self, head_address: str,
+             reconnect_timeout_s: float = DEFAULT_HEAD_RECONNECT_TIMEOUT_S) -> None:
+        """A worker node: register with the head (raises if it refuses or is unreachable).
+        A head lost later is waited for up to ``reconnect_timeout_s`` (HeadLink)."""
         ctx = self.ctx
         ctx.head = HeadLink(head_address, ctx.token, ctx.node_id, ctx.tcp_address, ctx.address,
                             self.cluster.resources_now, self.cluster.on_head_message,
-                            on_lost=self.cluster.head_lost)
+                            on_lost=self.cluster.head_lost, heartbeat_s=self.heartbeat_s,
+                            reconnect_timeout_s=reconnect_timeout_s, on_down=self.cluster.head_down)
 
     def serve_forever(self) -> None:
         """Serve the Unix and TCP listeners (and, on the head, membership) until stopped."""
@@ -219,6 +287,7 @@ class NodeManager:
                 if rid is not None:
                     ctx.reply(client, rid, False, EmberError(f"the node manager failed to handle "
                                                              f"{type(msg).__name__}: {e}"))
+            ctx.persist.flush()
             if _DEBUG_LEDGER:
                 self._check_ledger(type(msg).__name__)
 
@@ -238,7 +307,11 @@ class NodeManager:
                 client = Client(conn, "node", msg.worker_id, b"", msg.pid)
                 ctx.clients[msg.worker_id] = client
                 ctx.view.upsert(NodeInfo(msg.worker_id, msg.address, msg.node_unix_address or "", {}, {}))
+                ctx.persist.mark("nodes", msg.worker_id)
+                ctx.persist.flush()
                 conn.send(p.Registered(ctx.node_id, b"", "", ctx.session_dir, ctx.address))
+                for job_id in self._ended_jobs:  # their workers there have no driver left
+                    conn.send(p.JobFinished(job_id))
                 log.info("node %s joined from %s", msg.worker_id.hex()[:12], msg.address)
                 return client
             if msg.kind == "peer":
@@ -248,8 +321,8 @@ class NodeManager:
             if msg.kind == "submitter":
                 job = ctx.control.jobs.get(msg.job_id)
                 if job is None:
-                    job = ctx.control.jobs[msg.job_id] = JobRecord(
-                        msg.job_id, b"", msg.namespace or "", msg.cwd, msg.sys_path, msg.env_vars)
+                    job = ctx.control.add_job(JobRecord(
+                        msg.job_id, b"", msg.namespace or "", msg.cwd, msg.sys_path, msg.env_vars))
                 client = Client(conn, "submitter", msg.worker_id, msg.job_id, msg.pid)
                 ctx.clients[msg.worker_id] = client
                 conn.send(p.Registered(ctx.node_id, msg.job_id, job.namespace, ctx.session_dir,
@@ -259,8 +332,8 @@ class NodeManager:
             if msg.kind == "driver":
                 job_id = os.urandom(4)
                 namespace = msg.namespace or f"anonymous-{job_id.hex()}"
-                ctx.control.jobs[job_id] = JobRecord(job_id, msg.worker_id, namespace, msg.cwd,
-                                                     msg.sys_path, msg.env_vars)
+                ctx.control.add_job(JobRecord(job_id, msg.worker_id, namespace, msg.cwd,
+                                              msg.sys_path, msg.env_vars))
                 if self._first_driver is None:
                     self._first_driver = msg.worker_id
                 self.state.job_started(job_id)
@@ -284,6 +357,7 @@ class NodeManager:
                                    ctx.control.jobs[client.job_id].env_vars, ctx.head_tcp_address))
             if record is not None:
                 self.workers.registered(record)
+            ctx.persist.flush()
             return client
 
     def _disconnect(self, client: Client) -> None:
@@ -291,10 +365,15 @@ class NodeManager:
         ctx = self.ctx
         if client.kind == "node":
             with ctx.lock:
-                ctx.clients.pop(client.worker_id, None)
+                if ctx.clients.get(client.worker_id) is not client:
+                    return  # an old connection of a node that already registered again
+                del ctx.clients[client.worker_id]
                 if ctx.view.mark_dead(client.worker_id):
                     log.warning("node %s disconnected: marked dead", client.worker_id.hex()[:12])
+                    ctx.persist.mark("nodes", client.worker_id)
                     self.actors.node_died(client.worker_id)
+                    self.cluster.announce_dead(client.worker_id)
+                ctx.persist.flush()
             return
         if client.kind == "peer":
             with ctx.lock:  # blocks it was streaming from here are free to go
@@ -313,6 +392,7 @@ class NodeManager:
             self.objects.release_process(client)
             self.telemetry.process_gone(client)
             self.leases.schedule()
+            ctx.persist.flush()
             if _DEBUG_LEDGER:
                 self._check_ledger(f"{client.kind} disconnect")
         if client.kind == "driver" and self._exit_with_first_driver and client.worker_id == self._first_driver:
@@ -322,9 +402,7 @@ class NodeManager:
         ctx = self.ctx
         for node in [c for c in ctx.clients.values() if c.kind == "node"]:
             node.conn.send(p.JobFinished(client.job_id))
-        job = ctx.control.jobs.get(client.job_id)
-        if job is not None:
-            job.alive = False
+        ctx.control.end_job(client.job_id)
         self.actors.kill_job_actors(client.job_id, "its owner (the driver) exited")
         self.workers.stop_job_workers(client.job_id)
         self.leases.drop_wants(job_id=client.job_id)
@@ -334,7 +412,7 @@ class NodeManager:
     # --- functions and output ----------------------------------------------------------
 
     def _on_register_function(self, client: Client, msg: p.RegisterFunction) -> None:
-        self.ctx.control.functions[msg.function_id] = msg.blob
+        self.ctx.control.add_function(msg.function_id, msg.blob)
         self.ctx.reply(client, msg.rid, True)
 
     def _on_get_function(self, client: Client, msg: p.GetFunction) -> None:
@@ -348,7 +426,7 @@ class NodeManager:
         driver = ctx.clients.get(job.driver_id) if job is not None else None
         if driver is None and ctx.head is not None:
             msg.job_id = job_id  # the driver is attached to the head
-            ctx.head.link.send(msg)
+            ctx.head.send(msg)
         elif driver is not None:
             # Dropped (and counted) rather than queued without bound when the driver is
             # not reading: a stopped driver must cost only its own output.
@@ -368,6 +446,9 @@ class NodeManager:
             if self.workers.memory_monitor is not None:
                 self.workers.memory_monitor.stop()
             self.server.stop()
+            # Stopped on purpose (SIGTERM, `ember stop`): the cluster ends, so its storage
+            # is cleared; only a head that died leaves its tables for the next one.
+            ctx.persist.close(clear=True)
             if ctx.head is not None:
                 ctx.head.close()
             self.transfer.close()
@@ -403,6 +484,16 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"the head's dashboard port (default {DEFAULT_DASHBOARD_PORT}, or any free "
                         "port when it is taken)")
     parser.add_argument("--no-dashboard", action="store_true", help="serve no dashboard on the head")
+    parser.add_argument("--storage", help="the head: where the control store persists "
+                        "(sqlite:///PATH or redis://HOST:PORT[/DB]); absent: memory only")
+    parser.add_argument("--heartbeat-period-s", type=float, default=HEARTBEAT_S,
+                        help="seconds between heartbeats (worker nodes) and membership rounds (head)")
+    parser.add_argument("--node-timeout-s", type=float, default=DEFAULT_NODE_TIMEOUT_S,
+                        help="the head: a node silent this long is dead (default: "
+                        "$EMBER_NODE_TIMEOUT_S or 2)")
+    parser.add_argument("--head-reconnect-timeout-s", type=float, default=DEFAULT_HEAD_RECONNECT_TIMEOUT_S,
+                        help="worker nodes: how long to wait for a lost head to come back before "
+                        "stopping (default: $EMBER_HEAD_RECONNECT_TIMEOUT_S or 60)")
     args = parser.parse_args(argv)
     # Read first: a driver that dies while we start up re-parents us before "ready" is
     # even read, and a later getppid() would already name the new parent (seen under load:
@@ -420,15 +511,17 @@ def main(argv: list[str] | None = None) -> None:
                          memory_monitor_refresh_s=None if args.memory_monitor_refresh_ms is None
                          else args.memory_monitor_refresh_ms / 1000.0,
                          host=args.node_ip_address, port=args.port, head_address=args.head_address,
-                         metrics_export_port=args.metrics_export_port,
+                         node_timeout_s=args.node_timeout_s, heartbeat_s=args.heartbeat_period_s,
+                         storage=args.storage, metrics_export_port=args.metrics_export_port,
                          dashboard=None if args.no_dashboard else (args.dashboard_host, args.dashboard_port))
-    except EmberError as e:  # the port is taken: say so on the last line, which start_node reports
+    except EmberError as e:  # storage refused, or the port is taken: said on the last line,
+                             # which start_node reports
         sys.stderr.write(f"{e}\n")
         sys.exit(1)
     if args.head_address is not None:
         head = args.head_address.removeprefix("tcp:")
         try:
-            nm.join(args.head_address)
+            nm.join(args.head_address, args.head_reconnect_timeout_s)
         except AuthenticationError as e:
             nm.stop()
             sys.stderr.write(f"could not join the head: {AuthenticationError(e.address, token_source)}\n")

@@ -95,6 +95,7 @@ class PlacementService:
         record = PlacementGroupRecord(msg.pg_id, bundles, msg.strategy, msg.name,
                                       msg.job_id or client.job_id, msg.detached)
         self.groups[msg.pg_id] = self._pending[msg.pg_id] = record
+        ctx.persist.mark("groups", msg.pg_id)
         ctx.reply(client, msg.rid, True)
         totals = [(n.node_id, n.totals) for n in ctx.view.alive()] or [(ctx.node_id, ctx.ledger.totals)]
         if plan_bundles(totals, bundles, msg.strategy) is None:
@@ -104,6 +105,12 @@ class PlacementService:
                 f"{[without_group_resources(t) for _, t in totals]}. It "
                 "stays pending until nodes that fit join.")))
         self._schedule()
+
+    def restored(self) -> None:
+        """Head: groups a restarted head read from storage that were not placed wait again."""
+        for pg in self.groups.values():
+            if pg.state == "PENDING":
+                self._pending[pg.pg_id] = pg
 
     def place_groups(self) -> None:
         """Head: plan pending groups over the nodes' free resources and reserve them
@@ -129,6 +136,7 @@ class PlacementService:
     def _settle_group(self, pg: PlacementGroupRecord) -> None:
         if pg.awaiting:
             return
+        self.ctx.persist.mark("groups", pg.pg_id)
         if pg.failed:  # give every share back and try again later
             self._release_group(pg)
             pg.state = "PENDING"
@@ -216,6 +224,7 @@ class PlacementService:
         self._removed.append(pg.pg_id)
         while len(self._removed) > _REMOVED_KEPT:
             self.groups.pop(self._removed.popleft(), None)
+        self.ctx.persist.mark("groups", pg.pg_id)
         waiters, pg.waiters = pg.waiters, []
         for waiter in waiters:
             waiter(False)

@@ -646,12 +646,25 @@ class MetricsReport:
 
 
 @dataclass(slots=True)
+class NodeDead:
+    """Node manager -> its drivers and workers: the head declared this node dead. A frozen
+    or partitioned machine never closes its connections, so their channels to its workers
+    and its node manager would wait forever: they drop them and retry elsewhere."""
+    node_id: NodeID
+    tcp_address: Address
+
+
+@dataclass(slots=True)
 class Forwarded:
     """Node -> head: a control request from one of the node's processes, handled at the
     head as if that process had sent it (its id holds any references it takes)."""
     holder: bytes
     job_id: JobID
     msg: Any
+    #: With requests that start workers for the job elsewhere (CreateActor): the job's
+    #: record on the forwarding node, so the head knows it (a driver attached to a worker
+    #: node registers its job there only) and can hand it to the node the actor goes to.
+    job: Any = None
 
 
 @dataclass(slots=True)

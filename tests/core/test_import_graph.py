@@ -40,6 +40,7 @@ ALLOWED_INNER_IMPORTS = {
     ("ember._node.telemetry", "ember._node.dashboard.app"): "the same: starlette on the first connection",
     ("ember._node.telemetry", "ember._node.prometheus"): "the same: prometheus_client on the first scrape",
     ("ember._node.node_stats", "pynvml"): "optional, and slow to import: only nodes with GPUs sample them",
+    ("ember._node.storage", "redis"): "optional (the `redis` extra): only heads with --storage redis://",
 }
 
 

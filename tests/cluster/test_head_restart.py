@@ -1,0 +1,154 @@
+"""A head that is SIGKILLed and started again finds its cluster back.
+
+The cluster is started with the CLI (head + nodes b and c); the driver is attached to
+node b, so that it outlives the head, as a driver on any machine but the head's does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+import ember
+from ember.util.placement_group import placement_group, placement_group_table
+from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from ._driver_on_node import cluster_with_driver_on_a_node as _cluster
+from .conftest import _read_nodes, _run_cli, ember_cli, free_port, reaped, wait_for
+
+_TIMEOUT_S = 60
+
+
+@ember.remote
+class Keeper:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def incr(self) -> int:
+        self.count += 1
+        return self.count
+
+    def node(self) -> str:
+        return ember.get_runtime_context().get_node_id()
+
+
+@ember.remote(num_cpus=1)
+def slow_square(x: int, delay_s: float) -> int:
+    time.sleep(delay_s)
+    return x * x
+
+
+@ember.remote(num_cpus=1)
+def where() -> str:
+    return ember.get_runtime_context().get_node_id()
+
+
+def _role(node_id: str) -> str:
+    for node in ember.nodes():
+        if node["NodeID"] == node_id:
+            resources = node["Resources"]
+            return "head" if node["IsHead"] else "b" if "node_b" in resources else "c"
+    return "?"
+
+
+def _kill_head(cluster: dict) -> None:
+    os.kill(cluster["head_pid"], signal.SIGKILL)
+    wait_for(lambda: not _alive_pid(cluster["head_pid"]), timeout_s=10, what="the head to die")
+
+
+def _restart_head(cluster: dict) -> None:
+    _run_cli(cluster["head_args"], cluster["env"])
+    (head,) = [info for _d, info in _read_nodes(cluster["tmpdir"]) if info["head"]]
+    cluster["head_pid"] = head["pid"]
+
+
+def _alive_pid(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return True
+
+
+@pytest.mark.timeout(180)
+def test_the_head_killed_mid_job_restarts_and_the_job_finishes() -> None:
+    with _cluster() as cluster:
+        keeper = Keeper.options(name="keeper", namespace="ops", lifetime="detached",
+                                resources={"node_c": 0.5}).remote()
+        assert ember.get(keeper.incr.remote(), timeout=_TIMEOUT_S) == 1
+        pg = placement_group([{"CPU": 1, "node_b": 0.1}, {"CPU": 1, "node_c": 0.1}],
+                             strategy="STRICT_SPREAD", name="kept", lifetime="detached")
+        assert pg.wait(_TIMEOUT_S)
+
+        # The job: 12 tasks of 0.4 s on nodes b and c (one free CPU each beside the group).
+        refs = [slow_square.options(resources={f"node_{'bc'[i % 2]}": 0.1}).remote(i, 0.4)
+                for i in range(12)]
+        ember.wait(refs, num_returns=1, timeout=_TIMEOUT_S)  # it is running
+        _kill_head(cluster)
+
+        # A control request made while the head is away waits for it instead of failing.
+        found: list = []
+        lookup = threading.Thread(target=lambda: found.append(ember.get_actor("keeper", namespace="ops")))
+        lookup.start()
+        _restart_head(cluster)
+
+        assert ember.get(refs, timeout=_TIMEOUT_S) == [i * i for i in range(12)]
+        lookup.join(_TIMEOUT_S)
+        assert found, "get_actor made while the head was down never returned"
+        # The same actor process, not a new one: its state survived.
+        again = ember.get_actor("keeper", namespace="ops")
+        assert ember.get(again.incr.remote(), timeout=_TIMEOUT_S) == 2
+        assert ember.get(found[0].incr.remote(), timeout=_TIMEOUT_S) == 3
+        assert placement_group_table(pg)["state"] == "CREATED"
+        placed = [where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote()
+                  for i in range(2)]
+        assert [_role(n) for n in ember.get(placed, timeout=_TIMEOUT_S)] == ["b", "c"]
+        # New work is placed by the new head as before, and the nodes are all back.
+        wait_for(lambda: sum(n["Alive"] for n in ember.nodes()) == 3, timeout_s=_TIMEOUT_S,
+                 what="the new head and both nodes alive")
+        ember.kill(again)
+
+
+@pytest.mark.timeout(120)
+def test_a_head_on_redis_storage_restarts_with_its_detached_actor(redis_server: str) -> None:
+    with _cluster(storage=redis_server, roles=("b",)) as cluster:
+        keeper = Keeper.options(name="keeper", lifetime="detached", namespace="ops",
+                                resources={"node_b": 0.5}).remote()
+        assert ember.get(keeper.incr.remote(), timeout=_TIMEOUT_S) == 1
+        _kill_head(cluster)
+        _restart_head(cluster)
+        found = ember.get_actor("keeper", namespace="ops")
+        assert ember.get(found.incr.remote(), timeout=_TIMEOUT_S) == 2
+        assert _role(ember.get(found.node.remote(), timeout=_TIMEOUT_S)) == "b"
+        ember.kill(found)
+    # `ember stop` ended the cluster on purpose: nothing is left for a next head to restore.
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(redis_server)
+    assert not [k for k in client.keys("ember:*") if client.hlen(k)]
+    client.close()
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(ember_cli() + args, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.timeout(60)
+def test_storage_that_cannot_be_used_is_refused_with_the_fix() -> None:
+    tmpdir = tempfile.mkdtemp(prefix="es-", dir="/tmp")
+    env = {**os.environ, "TMPDIR": tmpdir}
+    with reaped(tmpdir):
+        done = _cli(["start", "--head", "--port", str(free_port()), "--storage", "redis://127.0.0.1:1"], env)
+        assert done.returncode == 1
+        assert "cannot reach Redis at redis://127.0.0.1:1/0" in done.stderr, done.stderr
+        done = _cli(["start", "--address", "127.0.0.1:1", "--storage", "sqlite:///tmp/x.sqlite3"], env)
+        assert done.returncode == 2 and "--storage is for the head" in done.stderr
+        assert not _read_nodes(tmpdir)
