@@ -159,6 +159,8 @@ def test_every_page_renders_and_a_bad_filter_is_a_400_that_says_why(cluster: Sim
                  "/api/jobs", "/api/actors", "/api/objects", "/api/workers", "/api/placement_groups"):
         r = httpx.get(cluster.url + path, headers=headers, timeout=30)
         assert r.status_code == 200, (path, r.status_code, r.text[-500:])
+    followed = httpx.get(cluster.url + "/logs/view", params={"filename": "x.log", "refresh": 2}, headers=headers)
+    assert '<meta http-equiv="refresh" content="2">' in followed.text
     bad = httpx.get(cluster.url + "/tasks", params={"state": "SLEEPING"}, headers=headers)
     assert bad.status_code == 400 and "SLEEPING" in bad.text and "RUNNING" in bad.text
     bad = httpx.get(cluster.url + "/api/tasks", params={"job_id": "not-hex"}, headers=headers)

@@ -72,6 +72,10 @@ def make_dashboard_app(data: DashboardData) -> Starlette:
                 body, status = render(data, request), 200
             except QueryError as e:
                 body, status = page("Bad request", request.url.path, f'<p id="error">{esc(e)}</p>'), 400
+            refresh_s = request.query_params.get("refresh", "")
+            if refresh_s.isdigit() and 1 <= int(refresh_s) <= 3600:
+                # ?refresh=N reloads the page every N s (a log being followed, a busy cluster).
+                body = body.replace("<head>", f'<head><meta http-equiv="refresh" content="{int(refresh_s)}">', 1)
             return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
         return endpoint
 

@@ -248,11 +248,15 @@ def log_view(data: DashboardData, request: Request) -> str:
     form = (f'<form class="filters" method="get" action="/logs/view">{hidden}'
             f'<label>Search <input name="q" id="log-search" value="{esc(search)}"></label> '
             f'<label>Last <input name="tail" value="{tail}" size="6"> lines</label> '
-            '<button type="submit">Show</button></form>')
+            '<button type="submit">Show</button></form>'
+            + '<p>' + link("/logs/view?" + urllib.parse.urlencode({**params, "q": search, "tail": tail,
+                                                                   "refresh": 2}) + "#log-end",
+                          "follow (reload every 2 s)")
+            + '</p>')
     if lines is None:
         return page("Log not found", "/logs", form + f"<p>No log for {esc(params)}.</p>")
     shown = "\n".join(_highlight(line, search) for line in lines)
-    return page(f"Log: {name}", "/logs", form + f'<pre id="log">{shown}</pre>')
+    return page(f"Log: {name}", "/logs", form + f'<pre id="log">{shown}</pre><span id="log-end"></span>')
 
 
 def _highlight(line: str, search: str) -> str:
