@@ -3,6 +3,7 @@ token (bearer header, or the cookie the login form sets); a 401 leaks nothing.""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from types import SimpleNamespace
@@ -118,9 +119,21 @@ def test_garbage_or_a_stalled_request_is_hung_up_on(cluster: SimpleNamespace) ->
     assert httpx.get(cluster.metrics_url, headers={"authorization": f"Bearer {cluster.token}"}).status_code == 200
 
 
-def test_init_without_a_dashboard_serves_none_but_still_exports_metrics(cluster: SimpleNamespace) -> None:
-    """Runs last in this module: it ends the module's cluster."""
+def test_init_logs_the_dashboard_url(cluster: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    """Runs late in this module: it ends the module's cluster."""
     ember.shutdown()
+    with caplog.at_level(logging.INFO, logger="ember"):
+        info = ember.init(num_cpus=1, object_store_memory=64 << 20, dashboard_port=0)
+    try:
+        assert f"View the dashboard at {info.dashboard_url}" in caplog.text
+        assert info.dashboard_url.startswith("http://127.0.0.1:")
+    finally:
+        ember.shutdown()
+
+
+def test_init_without_a_dashboard_serves_none_but_still_exports_metrics() -> None:
+    if ember.is_initialized():
+        ember.shutdown()
     info = ember.init(num_cpus=1, object_store_memory=64 << 20, include_dashboard=False)
     try:
         assert info.dashboard_url == ""
