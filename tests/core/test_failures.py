@@ -398,12 +398,14 @@ def test_the_memory_monitor_stops_a_task_that_allocates_without_bound(tmp_path) 
         break
     else:
         pytest.fail("the machine's memory kept falling faster than the hog grew; no round counted")
-    with open(attempts) as f:
-        pids = [int(line) for line in f]
+    pids = []
+    if os.path.exists(attempts):
+        with open(attempts) as f:
+            pids = [int(line) for line in f]
     assert err.attempts == 2  # one retry, then the error
-    # The retry may be stopped before it writes its pid when other processes on this
+    # An attempt may be stopped before it writes its pid when other processes on this
     # shared machine push memory over the low threshold: still the monitor's doing.
-    assert 1 <= len(pids) <= 2 and err.pid > 0
+    assert len(pids) <= 2 and err.pid > 0
     if len(pids) == 2:
         assert err.pid == pids[-1]
     assert err.used_bytes > err.threshold * err.total_bytes
