@@ -141,6 +141,8 @@ def compare_drivers(port: int, head_session: str, get_mb: int, rounds: int, call
     print(f"{'get of ' + str(get_mb) + ' MB stored on the head (s)':<44} {local['get_s']:>10.3f} "
           f"{remote['get_s']:>10.3f} {remote['get_s'] / local['get_s']:>7.1f}")
     print(f"{'  as GB/s':<44} {get_mb / 1024 / local['get_s']:>10.2f} {get_mb / 1024 / remote['get_s']:>10.2f}")
+    # The remote driver's ceiling on this machine now: plain Python TCP on loopback.
+    print(f"{'  plain loopback TCP, same bytes (GB/s)':<44} {'':>10} {loopback_tcp_gbps(get_mb << 20):>10.2f}")
 
 
 def main() -> None:
