@@ -95,8 +95,9 @@ class Stream:
     def take(self) -> ObjectID | None:
         """Hand out the next item (its table count goes to the caller's ObjectRef).
 
-        Returns None at the end of the stream, and raises LookupError if the next
-        item has not arrived yet (another consumer took the one we waited for).
+        Returns None at the end of the stream. Raises LookupError if the next item has
+        not arrived yet (the caller waits for ``next_id()`` and tries again; with several
+        consumers, another one may have taken the item it waited for).
         """
         objects = self.table.objects
         with objects.lock:
