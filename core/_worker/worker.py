@@ -364,6 +364,7 @@ class Worker:
         if isinstance(error, RuntimeEnvSetupError):  # raised as it is: the caller can catch it
             return error_returns(error, spec.num_returns), False
         if isinstance(error, SystemExit) and spec.actor_id is not None:
+            self.rt.task_events.ended(spec, *_error_event(error))  # flushed as the process leaves
             self._leave_actor(error)
         cancelled = spec.task_id in self.cancelled or isinstance(error, asyncio.CancelledError)
         # A recursive cancel stops the children first, so the task may see a child's
@@ -539,8 +540,9 @@ def _ready() -> bool:
 
 def _error_event(error: BaseException | None) -> tuple[str | None, str]:
     """(error type, message) a call's end is recorded with; (None, "") when it succeeded
-    (``exit_actor()`` included). Formatted only for failures: successes cost nothing."""
-    if error is None or isinstance(error, ExitActorSignal):
+    (``exit_actor()`` and ``sys.exit(0)`` included). Formatted only for failures."""
+    if error is None or isinstance(error, ExitActorSignal) or (
+            isinstance(error, SystemExit) and error.code in (0, None)):
         return None, ""
     if isinstance(error, (KeyboardInterrupt, asyncio.CancelledError, StreamCancelled)):
         return "TASK_CANCELLED", "the task was cancelled"

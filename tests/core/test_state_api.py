@@ -107,6 +107,22 @@ def test_actors_and_their_calls_are_listed(ember_local: dict) -> None:
     assert summary["summary"]["Counter"]["state_counts"].get("DEAD", 0) >= 1
 
 
+@ember.remote
+class Quitter:
+    def quit(self) -> None:
+        ember.exit_actor()
+
+
+def test_a_call_that_ends_its_actor_is_not_left_running(ember_local: dict) -> None:
+    quitter = Quitter.remote()
+    call = quitter.quit.remote()
+    with pytest.raises(ember.exceptions.ActorDiedError):
+        ember.get(call)
+    row = wait_for(lambda: (r := _task(call.task_id().hex())) and r.state == "FAILED" and r.worker_pid and r,
+                   what="the call FAILED, with the worker it ran on")
+    assert row.error_type == "ACTOR_DIED"
+
+
 def test_nodes_jobs_workers_and_objects_are_listed(ember_local: dict) -> None:
     (node,) = state.list_nodes()
     assert node.state == "ALIVE" and node.is_head_node and node.resources_total["CPU"] == 2.0
