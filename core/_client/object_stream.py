@@ -5,8 +5,9 @@ A process on the node's machine writes and maps the store's arena directly (see
 ``_wire/segments.py``). A remote driver has no mapping, so its objects' bytes travel on
 its TCP link instead, in CHUNK_BYTES pieces, through the same requests:
 
-    put:  CreateObject -> a block reserved for it --PutChunk x N--> written into the block
-          by its node --PutObject--> sealed, as for a process that wrote the block itself
+    put:  CreateObject -> a block reserved for it --PutChunk + raw frame x N--> written
+          into the block by its node --PutObject--> sealed, as for a process that wrote
+          the block itself
     get:  GetObject(fetch) --> its node pins the block and streams it: ObjectChunk + raw
           frame x N (sendfile there, recv_into one buffer here), then the Reply with the
           block's offset --Unpin--> the node may reuse the block
@@ -49,7 +50,7 @@ class StreamedObjects:
         if block is None:
             return  # sealed already (a retried task): the holder now holds that copy
         for at in range(0, size, CHUNK_BYTES):
-            self.link.send(p.PutChunk(oid, block, at, data[at:at + CHUNK_BYTES].tobytes()))
+            self.link.send_with_bytes(p.PutChunk(oid, block, at, None), data[at:at + CHUNK_BYTES])
         self.link.call(lambda rid: p.PutObject(rid, oid, size, flags, holder, contained, block))
 
     def fetch_async(self, make: Callable[[int], p.GetObject], on_reply: OnFetched) -> None:

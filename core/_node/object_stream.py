@@ -4,8 +4,8 @@ A driver on another machine reaches the head over TCP only, so it cannot map the
 arena. Its objects use the same requests as everyone's, with the bytes on its link:
 
     put:  CreateObject -> a block reserved for it
-          PutChunk x N  -> StreamService writes each into that block (checked: reserved
-                           by this process for this object, and inside the block)
+          PutChunk + raw frame x N -> StreamService writes each into that block (reserved
+                           by this process for this object, and inside it: checked)
           PutObject     -> sealed by the object service, as for any writer
     get:  GetObject(fetch) -> the object service pins the block for the driver and
           send_object queues ObjectChunk + raw frame (sendfile from the arena) x N, then

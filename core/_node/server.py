@@ -144,6 +144,8 @@ class Peer:
         self.dropped_logs = 0
         self.close_reason = ""
         self.closed = False
+        #: A PutChunk whose bytes are the next frame, taken raw (a remote driver's put).
+        self.raw_for: p.PutChunk | None = None
 
     def fileno(self) -> int:
         return self.fileno_
@@ -582,6 +584,11 @@ class Server:
                     if frame is None:
                         break
                     body, fds = frame
+                    if peer.raw_for is not None:  # the bytes a PutChunk announced: never unpickled
+                        msg, peer.raw_for = peer.raw_for, None
+                        msg.data = body
+                        self._on_message(peer, msg, fds)
+                        continue
                     msg = _decode(body)
                     limit = _LARGE_FRAME_TYPES.get(type(msg), CONTROL_FRAME_BYTES)
                     if len(body) > limit:
@@ -589,6 +596,9 @@ class Server:
                             os.close(fd)
                         raise ProtocolViolation(f"a {type(msg).__name__} of {len(body)} bytes "
                                                 f"(limit {limit})")
+                    if isinstance(msg, p.PutChunk) and msg.data is None:
+                        peer.raw_for = msg  # its bytes are the next frame
+                        continue
                     self._on_message(peer, msg, fds)
             if not alive:
                 self._close(peer, "")

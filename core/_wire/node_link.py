@@ -180,6 +180,13 @@ class NodeLink:
         except ConnectionClosed:
             pass
 
+    def send_with_bytes(self, msg: Any, data: memoryview) -> None:
+        """``msg`` then ``data`` as a raw frame (no reply; dropped if the link is gone)."""
+        try:
+            self.conn.send_with_bytes(msg, data)
+        except ConnectionClosed:
+            pass
+
     def close(self) -> None:
         self.conn.close()
         if threading.current_thread() is not self._reader:

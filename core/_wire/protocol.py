@@ -211,7 +211,8 @@ class PutChunk:
     block: int
     #: Where ``data`` goes in the object.
     offset: int
-    data: bytes
+    #: None on the wire: the bytes follow as the next raw frame (never unpickled).
+    data: bytes | None
 
 
 @dataclass(slots=True)

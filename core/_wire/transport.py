@@ -155,6 +155,17 @@ class Connection:
         self._recv_exactly(memoryview(out)[have:])
         return out
 
+    def send_with_bytes(self, msg: Any, data: memoryview) -> None:
+        """Send ``msg`` and then ``data`` as a raw frame, without copying ``data`` into a
+        frame (the receiver takes the second frame as bytes, never unpickled)."""
+        body = pickle.dumps(msg, protocol=5)
+        with self._send_lock:
+            try:
+                self.sock.sendall(_HEADER.pack(len(body), 0) + body + _HEADER.pack(len(data), 0))
+                self.sock.sendall(data)
+            except OSError as e:
+                raise ConnectionClosed(str(e)) from e
+
     def send_with_file(self, msg: Any, fd: int, offset: int, count: int) -> None:
         """Send ``msg`` and then a raw frame of ``count`` bytes of ``fd`` (sendfile: no copy
         through Python). The two frames are adjacent; the receiver reads the second with
