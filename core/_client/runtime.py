@@ -200,10 +200,22 @@ class Runtime:
                     return
                 raise
 
+    def _drain_log_lines(self) -> None:
+        """One round trip to the node manager before leaving: a task's printed lines go
+        worker -> node manager -> driver while its result comes straight back, so a short
+        script could end before the last lines arrived. The answer comes after the lines
+        the node manager had already read (its one event loop), and they are printed."""
+        try:
+            self.link.call(lambda rid: p.StoreStats(rid), timeout_s=2.0)
+        except Exception:  # a node manager that is gone has nothing more to print
+            pass
+
     def close(self) -> None:
         """Stop housekeeping, close every worker channel and node link. Safe to call twice."""
         if not self.objects.closed:
             self.task_events.flush()  # the last events of a driver that leaves
+            if self.kind == "driver" and self._log_to_driver:
+                self._drain_log_lines()
         self._stop.set()
         if not self.objects.closed:
             try:
