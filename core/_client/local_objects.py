@@ -378,7 +378,9 @@ class LocalObjectTable:
         if offset is None:
             return  # sealed already (a retried task): the holder now holds that copy
         store.write(offset, value)
-        self.link.call(lambda rid: p.PutObject(rid, oid, size, flags, holder, contained, offset))
+        # No answer awaited: the object exists (pending) since CreateObject, so a reader
+        # that hears of it first waits at the node until this seal arrives.
+        self.link.send(p.PutObject(None, oid, size, flags, holder, contained, offset))
 
     def _store(self) -> StoreMapping:
         if self.store is None:

@@ -81,6 +81,8 @@ class ObjectEntry:
     #: While "spilling": free the block once written. False: a write-behind copy (the
     #: object stays in memory, and evicting it later costs no write).
     evict: bool = True
+    #: The process that created this pending entry with CreateObject (it seals it).
+    creator: bytes | None = None
 
 
 #: Told the reserved block, or the error that ends the wait (exactly one is None).
@@ -176,15 +178,23 @@ class ObjectTable:
 
         ``done(None, None)``: the object is sealed already (a retried task): ``holder``
         now holds it and nothing is to be written. ``done(None, error)``: no room.
+
+        The object exists from now on, pending and held by ``holder``: a reader that asks
+        for it before the seal arrives (the seal may be sent without waiting for an
+        answer, and readers learn of the object on other connections) waits for it.
         """
         entry = self.objects.get(object_id)
         if entry is not None and entry.state == "sealed":
             self.add_ref(object_id, holder)
             done(None, None)
             return
+        if entry is None:
+            entry = self.objects[object_id] = ObjectEntry(object_id, owner=holder, creator=creator)
+            self.add_ref(object_id, holder)
 
         def reserved(block: Block | None, error: BaseException | None) -> None:
             if block is None:
+                self._abandon(object_id, creator)
                 done(None, error)
                 return
             self._creating[block.offset] = (block, creator, object_id)
@@ -239,13 +249,23 @@ class ObjectTable:
         return creating[0]
 
     def release_creating(self, creator: bytes) -> None:
-        """A process exited: blocks it was writing, and its requests for room, go."""
+        """A process exited: blocks it was writing, its requests for room, and the pending
+        objects it created (a retried task creates them again) go."""
         for offset, (block, who, _oid) in list(self._creating.items()):
             if who == creator:
                 del self._creating[offset]
                 self.release_block(block)
         self._requests = collections.deque(r for r in self._requests if r.creator != creator)
+        for entry in [e for e in self.objects.values() if e.state == "pending" and e.creator == creator]:
+            self._abandon(entry.object_id, creator)
         self._serve_requests()
+
+    def _abandon(self, object_id: ObjectID, creator: bytes) -> None:
+        """A pending object its creator will not seal: the hold ``create`` took goes."""
+        entry = self.objects.get(object_id)
+        if entry is not None and entry.state == "pending" and entry.creator == creator:
+            entry.creator = None
+            self.remove_ref(object_id, entry.owner)
 
     # --- reading ---------------------------------------------------------------------
 

@@ -118,9 +118,13 @@ class ObjectService:
             fired = self.ctx.objects.seal(msg.object_id, msg.offset, msg.size, msg.flags,
                                           client.worker_id, msg.holder, msg.contained)
         except ValueError as e:
-            self.ctx.reply(client, msg.rid, False, EmberError(str(e)))
+            if msg.rid is None:
+                log.warning("a seal from %s pid %s was refused: %s", client.kind, client.pid, e)
+            else:
+                self.ctx.reply(client, msg.rid, False, EmberError(str(e)))
             return
-        self.ctx.reply(client, msg.rid, True)
+        if msg.rid is not None:
+            self.ctx.reply(client, msg.rid, True)
         for waiter, entry in fired:
             waiter("sealed", entry)
 

@@ -169,8 +169,9 @@ class CreateObject:
 
 @dataclass(slots=True)
 class PutObject:
-    """Seal an object the sender wrote into the block at ``offset`` (from CreateObject)."""
-    rid: int
+    """Seal an object the sender wrote into the block at ``offset`` (from CreateObject).
+    ``rid`` None: no answer (the object is pending from CreateObject on, so readers wait)."""
+    rid: int | None
     object_id: ObjectID
     size: int
     flags: int
