@@ -52,6 +52,14 @@ def assert_no_leaked_processes(deadline_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _pytest_temp_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Fix pytest's temp root before any test runs: cluster fixtures point
+    ``tempfile.tempdir`` at a private directory they delete afterwards, and a root first
+    made while one of them is up would vanish with it (and every later ``tmp_path``)."""
+    tmp_path_factory.getbasetemp()
+
+
 @pytest.fixture(scope="module")
 def ember_local():
     """ember.init(num_cpus=2) for a test module; checks cleanup at the end."""
