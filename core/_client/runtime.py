@@ -108,6 +108,8 @@ class Runtime:
                                         _shippable_sys_path if kind == "driver" else lambda: list(sys.path))
         self.generators = GeneratorTable(self.objects)
         self.submitter = TaskSubmitter(self.objects, self.link, token, self.remote_nodes, self.generators)
+        self.remote_nodes.on_message = lambda address, msg: (
+            self.submitter.lease_wanted(address, msg.lease_id) if isinstance(msg, p.LeaseWanted) else None)
         self.actor_submitter = ActorSubmitter(self.objects, self.link, token, self.node_id,
                                               self.generators, local_sockets=not self.remote)
         #: This process's task events, sent to the node about once a second (housekeeping).
@@ -132,6 +134,8 @@ class Runtime:
         if isinstance(msg, p.LogLines):
             if self._log_to_driver:
                 _print_remote_lines(msg)
+        elif isinstance(msg, p.LeaseWanted):
+            self.submitter.lease_wanted(self.link.address, msg.lease_id)
         elif isinstance(msg, p.NodeDead):
             self.submitter.node_dead(msg.tcp_address)
             self.actor_submitter.node_dead(msg.node_id)

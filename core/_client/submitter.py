@@ -14,7 +14,7 @@ import collections
 import os
 import threading
 import time
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 from .._wire import protocol as p
 from .._types import Address, ObjectID, TaskID
@@ -31,6 +31,11 @@ from .worker_channel import WorkerChannel
 PIPELINE_DEPTH = 4
 #: How long an idle lease is kept in case more tasks of its shape come.
 LEASE_LINGER_S = 0.05
+#: Fair leases: a lease another submitter waits for (LeaseWanted) is kept this long at
+#: least, then given back once its tasks in flight are done. Short enough that submitters
+#: take turns several times a second; long enough that the turn's cost (a return, a grant,
+#: the pipeline draining) stays around 1% of it.
+LEASE_TURN_S = 0.1
 #: Stored arguments at least this large pull a default-scheduled task to their node.
 LOCALITY_MIN_BYTES = 1 << 20
 #: Outstanding lease requests per scheduling key.
@@ -59,6 +64,8 @@ class RemoteNodes:
         self._sys_path = sys_path
         self._lock = threading.Lock()
         self._links: dict[Address, NodeLink] = {}
+        #: Messages those node managers send unasked (LeaseWanted): (address, message).
+        self.on_message: Callable[[Address, Any], None] = lambda _address, _msg: None
 
     def get(self, address: Address) -> NodeLink:
         """The link to the node manager at ``address`` (opened once; raises OSError if it
@@ -70,7 +77,8 @@ class RemoteNodes:
         register = p.Register("submitter", self._worker_id, os.getpid(), namespace=self._namespace,
                               cwd=os.getcwd(), sys_path=self._sys_path(), env_vars=self._env_vars,
                               job_id=self._job_id)
-        link = NodeLink(address, self._token, register, name="ember-remote-node")
+        link = NodeLink(address, self._token, register, name="ember-remote-node",
+                        on_message=lambda msg, _fds, a=address: self.on_message(a, msg))
         with self._lock:
             self._links[address] = link
         return link
@@ -128,7 +136,7 @@ class Lease:
     returned (idle for LEASE_LINGER_S) or its worker dies."""
 
     __slots__ = ("grant", "channel", "inflight", "idle_since", "dead", "key", "marked_non_retriable",
-                 "nm")
+                 "nm", "granted_at", "wanted")
 
     def __init__(self, grant: p.LeaseGrant, channel: WorkerChannel, key: SchedulingKey,
                  nm: NodeLink) -> None:
@@ -142,6 +150,13 @@ class Lease:
         self.key = key
         #: The node manager was told a task without retries ran here (memory monitor).
         self.marked_non_retriable = False
+        self.granted_at = self.idle_since
+        #: Another submitter waits for it (LeaseWanted): given back after its turn.
+        self.wanted = False
+
+    def turn_over(self, now: float) -> bool:
+        """Wanted by another submitter and held for its turn: push nothing more to it."""
+        return self.wanted and now - self.granted_at >= LEASE_TURN_S
 
 
 class KeyState:
@@ -257,9 +272,10 @@ class TaskSubmitter:
             self._push_while(state, PIPELINE_DEPTH)
 
     def _push_while(self, state: KeyState, depth: int) -> None:
+        now = time.monotonic()
         while state.queue:
-            lease = min((l for l in state.leases if not l.dead and l.inflight < depth),
-                        key=lambda l: l.inflight, default=None)
+            lease = min((l for l in state.leases if not l.dead and l.inflight < depth
+                         and not l.turn_over(now)), key=lambda l: l.inflight, default=None)
             if lease is None:
                 return
             record = state.queue.popleft()
@@ -368,6 +384,8 @@ class TaskSubmitter:
         with self.lock:
             if lease.dead:
                 self._drop_lease(lease, kill=True)
+            elif lease.inflight == 0 and lease.turn_over(time.monotonic()):
+                self._drop_lease(lease)  # its turn is over: the node grants it to who waits
             state = self.keys.get(record.key)
             if state is not None:
                 self._dispatch(state)
@@ -520,6 +538,18 @@ class TaskSubmitter:
             state.leases.remove(lease)
             lease.nm.send(p.ReturnLease(lease.grant.lease_id, kill_worker=kill))
 
+    def lease_wanted(self, nm_address: Address, lease_id: int) -> None:
+        """A node manager asks for a lease back: another submitter waits (fair leases)."""
+        with self.lock:
+            for state in self.keys.values():
+                for lease in state.leases:
+                    if lease.grant.lease_id == lease_id and lease.nm.address == nm_address:
+                        lease.wanted = True
+                        if lease.inflight == 0 and lease.turn_over(time.monotonic()):
+                            self._drop_lease(lease)
+                            self._dispatch(state)
+                        return
+
     def node_dead(self, tcp_address: Address) -> None:
         """A node was declared dead: its workers' channels count as lost (their tasks are
         retried elsewhere), even if the machine is frozen and never closes them."""
@@ -539,6 +569,12 @@ class TaskSubmitter:
                 for lease in list(state.leases):
                     if lease.inflight == 0 and now - lease.idle_since > LEASE_LINGER_S:
                         self._drop_lease(lease)
+            for state in self.keys.values():  # turns that ended while nothing was in flight
+                if state.queue and any(lease.inflight == 0 and lease.turn_over(now)
+                                       for lease in state.leases):
+                    for lease in [l for l in state.leases if l.inflight == 0 and l.turn_over(now)]:
+                        self._drop_lease(lease)
+                    self._dispatch(state)
 
     # --- cancellation -----------------------------------------------------------------
 

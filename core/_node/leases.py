@@ -28,12 +28,15 @@ from .._types import ActorID, JobID, PoolKey, WorkerID
 from .context import Client, Handlers, NodeContext
 from .decisions import Refuse, There, choose_node
 from ..exceptions import EmberError
-from .._resources import belongs_to_group
+from .._resources import belongs_to_group, fits
 from .._types import ResourceShape
 from .scheduler import Allocation, LeaseQueue, PendingLease, ledger_discrepancy, normalize_shape
 from .worker_pool import WorkerRecord
 
 log = logging.getLogger("ember._node.manager")
+
+#: How many of the oldest waiting requests a grant looks at for another submitter (fair leases).
+_TURN_SCAN = 64
 
 
 @dataclass(eq=False)
@@ -48,6 +51,8 @@ class Lease:
     #: False once a task with no retries left ran on it (MarkLeaseNonRetriable): the
     #: memory monitor spares it while retriable work is running.
     retriable: bool = True
+    #: Its holder was asked to give it back for a submitter that waits (LeaseWanted).
+    wanted: bool = False
 
 
 @dataclass(eq=False)
@@ -119,6 +124,29 @@ class LeaseService:
         self.queue.add(key, shape, normalize_shape(req.hold) if req.hold is not None else None,
                        req.strategy)
         self.schedule()
+        if key in self.requesters:  # not granted: it waits for room
+            self._ask_for_a_turn(client, shape)
+
+    def _another_waits(self, holder: Client, shape: ResourceShape) -> bool:
+        """A request of another process (or an actor to place) that ``shape`` would fit waits
+        here (among the
+        oldest few: a bound on the cost per grant)."""
+        return any(pending.key[0] != holder.worker_id and fits(shape, pending.shape)
+                   for pending in self.queue.oldest(_TURN_SCAN))
+
+    def _ask_for_a_turn(self, asker: Client | None, shape: ResourceShape) -> None:
+        """Fair leases: a submitter's request waits here, so one other submitter holding a
+        lease that would fit it is asked to give it back after its turn. Without this, a
+        submitter with queued work keeps its leases until its queue is empty, and others
+        wait behind it however long that is."""
+        for lease in self.leases.values():
+            holder = lease.holder
+            if (holder is None or lease.wanted or holder is asker
+                    or lease.worker.actor_id is not None or not fits(lease.alloc.shape, shape)):
+                continue
+            lease.wanted = True
+            holder.conn.send(p.LeaseWanted(lease.lease_id))
+            return
 
     def spill_target(self, shape: ResourceShape, strategy: Any) -> str | EmberError | None:
         """Another node's TCP address when the request should run there; None: here; an
@@ -140,6 +168,8 @@ class LeaseService:
                        normalize_shape(request.hold) if request.hold is not None else None,
                        request.strategy)
         self.schedule()
+        if any(pending.key == ("actor", actor_id) for pending in self.queue.oldest(_TURN_SCAN)):
+            self._ask_for_a_turn(None, normalize_shape(request.shape))  # an actor waits to be placed
 
     def on_return_lease(self, client: Client, msg: p.ReturnLease) -> None:
         lease = self.leases.pop(msg.lease_id, None)
@@ -147,6 +177,8 @@ class LeaseService:
             return
         client.leases.discard(msg.lease_id)
         self.release(lease.alloc)
+        if lease.wanted:  # its turn is over: its other requests wait behind the others'
+            self.queue.demote(lambda key: key[0] == client.worker_id)
         worker = lease.worker
         if worker.state == "leased":
             worker.lease_id = None
@@ -289,6 +321,11 @@ class LeaseService:
         address = worker.tcp_address if over_tcp else worker.address
         gpu_ids = [ctx.gpu_ids[i] for i in want.alloc.gpu_ids]
         ctx.reply(client, rid, True, p.LeaseGrant(lease.lease_id, worker.worker_id, address, gpu_ids))
+        if self._another_waits(client, want.alloc.shape):
+            # Granted while another submitter waits (its request came while this one's
+            # holder had more queued): this lease is a turn too.
+            lease.wanted = True
+            client.conn.send(p.LeaseWanted(lease.lease_id))
 
     def new_lease(self, holder: Client | None, worker: WorkerRecord, alloc: Allocation) -> Lease:
         lease = Lease(next(self._lease_ids), holder, worker, alloc)

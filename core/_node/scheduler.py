@@ -238,6 +238,16 @@ class LeaseQueue:
     def waiting(self) -> list[PendingLease]:
         return list(self._pending)
 
+    def demote(self, predicate: Any) -> None:
+        """Move the waiting requests whose key matches behind every other (order kept
+        within each part): a submitter that just had its turn waits behind the others."""
+        self._pending = ([p for p in self._pending if not predicate(p.key)]
+                         + [p for p in self._pending if predicate(p.key)])
+
+    def oldest(self, n: int) -> list[PendingLease]:
+        """The ``n`` oldest waiting requests (without copying the whole queue)."""
+        return list(itertools.islice(self._pending, n))
+
     def grantable(self) -> list[tuple[PendingLease, Allocation]]:
         """Allocate for every request that fits now, oldest first."""
         granted = []

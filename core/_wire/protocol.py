@@ -132,6 +132,14 @@ class LeaseInfeasible:
 
 
 @dataclass(slots=True)
+class LeaseWanted:
+    """Node manager -> a lease's holder: another submitter waits for what it holds. The
+    holder gives it back once it has had its turn (submitter.LEASE_TURN_S) and its tasks
+    in flight are done, then asks again: leases rotate between submitters."""
+    lease_id: int
+
+
+@dataclass(slots=True)
 class ReturnLease:
     """A submitter is done with a lease (``kill_worker``: its worker must not be reused)."""
     lease_id: int
