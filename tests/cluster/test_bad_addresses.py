@@ -29,7 +29,8 @@ import ember
 from ember._wire import handshake
 from ember.exceptions import ClusterConnectionError, VersionMismatchError
 
-from .conftest import OPERATOR_TOKEN, OperatorCluster, _read_nodes, ember_cli, free_port, operator_cluster
+from .conftest import (OPERATOR_TOKEN, OperatorCluster, _read_nodes, ember_cli, free_port, operator_cluster,
+                       wait_for)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -168,9 +169,15 @@ def test_a_driver_of_another_python_minor_version_is_refused_before_any_pickle(c
     assert f"Python {other_python}" in message and f"Python {here.python}" in message, message
     assert not ember.is_initialized()
     monkeypatch.setattr(handshake, "LOCAL", here)
-    # The head refused it as well, before reading (unpickling) anything it sent.
-    with open(os.path.join(cluster.head_session, "logs", "node_manager.log")) as f:
-        assert f"Python {other_python}" in f.read()
+    # The head refused it as well, before reading (unpickling) anything it sent (it logs
+    # that on its own thread, so the line may land just after the client gave up).
+    log_path = os.path.join(cluster.head_session, "logs", "node_manager.log")
+
+    def refusal_logged() -> bool:
+        with open(log_path) as f:
+            return f"Python {other_python}" in f.read()
+
+    wait_for(refusal_logged, timeout_s=10, what="the head to log the refused Python version")
     ember.init(f"ember://{cluster.address}", token_file=token_file)
     try:
         assert ember.get(ember.put("still fine")) == "still fine"
