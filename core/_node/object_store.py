@@ -83,6 +83,8 @@ class ObjectEntry:
     evict: bool = True
     #: The process that created this pending entry with CreateObject (it seals it).
     creator: bytes | None = None
+    #: Restored ahead of a reader (read-ahead): its first reader reads the next one ahead.
+    read_ahead: bool = False
 
 
 #: Told the reserved block, or the error that ends the wait (exactly one is None).
@@ -284,6 +286,9 @@ class ObjectTable:
                 self._restore(entry)
             return None
         entry.last_access = time.monotonic()
+        if entry.read_ahead and in_memory:
+            entry.read_ahead = False
+            self._read_ahead(entry)
         return entry
 
     def pin(self, holder: bytes, entry: ObjectEntry) -> int:
@@ -496,13 +501,14 @@ class ObjectTable:
 
     # --- spilling --------------------------------------------------------------------
 
-    def _write_behind(self) -> None:
+    def _write_behind(self, exclude: ObjectEntry | None = None) -> None:
         """Under spilling pressure, start writing least recently used objects to disk
-        (they stay in memory) until the room the last waiting request needed is ready."""
+        (they stay in memory) until the room the last waiting request needed is ready.
+        ``exclude``: an object just restored for a reader (its room is not ready)."""
         if self.spill is None or time.monotonic() > self._pressure_until:
             return
         memory = [e for e in self.objects.values() if e.state == "sealed" and e.block is not None
-                  and not e.block.pins and e.location in ("memory", "spilling")]
+                  and not e.block.pins and e.location in ("memory", "spilling") and e is not exclude]
         ready = self.arena.extents.free_bytes + self._spilling_bytes + sum(
             e.block.size for e in memory if (e.location == "memory" and e.spill_offset >= 0)
             or (e.location == "spilling" and not e.evict))
@@ -564,6 +570,32 @@ class ObjectTable:
 
         self.run_io(lambda: spill.write(offset, data), finish)
 
+    def _read_ahead(self, after: ObjectEntry) -> None:
+        """A reader restored ``after``: restore the object that follows it in the spill file
+        too, if room costs no write (free space, or blocks of objects with a copy on disk).
+
+        Spill order follows put order, so a reader going through its objects in order
+        finds the next one in memory; the read happens on the spill thread meanwhile.
+        """
+        if self.spill is None or after.spill_offset < 0:
+            return
+        following = [e for e in self.objects.values()
+                     if e.location == "disk" and e.spill_offset > after.spill_offset]
+        if not following:
+            return
+        nxt = min(following, key=lambda e: e.spill_offset)
+        need = block_bytes(nxt.size)
+        extents = self.arena.extents
+        clean = sorted((e for e in self.objects.values()
+                        if e.location == "memory" and e.spill_offset >= 0 and e is not after
+                        and not e.block.pins and not e.read_ahead), key=lambda e: e.last_access)
+        for entry in clean:
+            if extents.largest_free() >= need:
+                break
+            self._spill(entry)  # a copy is on disk: its block goes at once
+        if extents.largest_free() >= need and not self._requests:
+            self._restore(nxt)
+
     def _restore(self, entry: ObjectEntry) -> None:
         """Read a spilled object back into a new block, then answer its waiters."""
         entry.location = "restoring"
@@ -605,8 +637,12 @@ class ObjectTable:
                 entry.location, entry.block = "memory", block
                 entry.last_access = time.monotonic()
                 waiters, entry.waiters = entry.waiters, []
+                entry.read_ahead = not waiters
                 for waiter in waiters:
                     waiter("sealed", entry)
+                self._write_behind(exclude=entry)  # readers waiting for restores are pressure too
+                if waiters:
+                    self._read_ahead(entry)
 
             self.run_io(lambda: spill.read_into(entry.spill_offset, out), finish)
 

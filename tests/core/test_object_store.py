@@ -114,7 +114,7 @@ def test_a_full_store_spills_outside_the_lock_and_serves_the_victim_meanwhile(tm
     assert t.read(b"a" * 16) == b"A" * PAGE_BYTES  # restored bit-exactly (b spilled for it)
     assert t.table.objects[b"b" * 16].location == "disk"
     assert t.table.spilled_bytes == PAGE_BYTES  # b; a is back, its copy kept on disk
-    assert t.table.spill.used_bytes == 2 * PAGE_BYTES
+    assert t.table.spill.used_bytes >= 2 * PAGE_BYTES  # (c may be written behind too)
     assert t.read(b"b" * 16) == b"B" * PAGE_BYTES  # a goes again, with no write this time
     assert t.io == [] and t.table.objects[b"a" * 16].location == "disk"
     assert t.read(b"a" * 16) == b"A" * PAGE_BYTES
@@ -141,6 +141,24 @@ def test_under_pressure_objects_are_written_behind_and_later_evicted_without_a_w
     t.table.create(b"e" * 16, PAGE_BYTES, OWNER, OWNER, lambda off, err: got.append(err))
     assert got == [None] and t.io == []  # room at once: b's block went without a write
     assert b.location == "disk" and t.read(b"b" * 16) == b"B" * PAGE_BYTES
+    t.table.close()
+
+
+def test_a_reader_going_through_spilled_objects_in_order_finds_the_next_read_ahead(tmp_path) -> None:
+    t = _Table(tmp_path, capacity=2 * PAGE_BYTES)
+    names = (b"a", b"b", b"c", b"d", b"e")
+    for name in names:
+        t.put(name * 16, name.upper() * PAGE_BYTES)
+    t.run_io()
+    assert t.read(b"a" * 16) == b"A" * PAGE_BYTES  # restored for a reader
+    t.run_io()  # meanwhile the other object in memory was written behind
+    assert t.read(b"b" * 16) == b"B" * PAGE_BYTES  # restored for a reader, and then ...
+    t.run_io()
+    c = t.table.objects[b"c" * 16]
+    assert c.location == "memory" and c.read_ahead  # ... c after it, for nobody yet
+    assert t.table.wait(b"c" * 16, lambda *_: None) is c and not c.read_ahead  # no wait
+    t.run_io()
+    assert [t.read(n * 16) for n in names] == [n.upper() * PAGE_BYTES for n in names]
     t.table.close()
 
 
