@@ -16,7 +16,6 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 
-import psutil
 
 from .._wire.tokens import ClusterToken, given_token, new_token, read_token_file
 from ..exceptions import EmberError
@@ -56,6 +55,7 @@ def node_resources(num_cpus: float | None, num_gpus: float | None, resources: di
     gpu_ids = detect_gpu_ids()
     if num_gpus is not None:
         gpu_ids = gpu_ids[:int(num_gpus)] if len(gpu_ids) >= num_gpus else list(range(int(num_gpus)))
+    import psutil  # ~15 ms: only starting a node needs it, and `import ember` must stay fast
     total_memory = psutil.virtual_memory().total
     store_bytes = int(object_store_memory or min(total_memory * 0.3, 200 << 30))
     totals = {"CPU": float(os.cpu_count() if num_cpus is None else num_cpus),
@@ -181,6 +181,7 @@ def read_http_urls(session_dir: str) -> dict[str, str]:
 def process_running(pid: int) -> bool:
     """True while ``pid`` runs. A zombie does not: a SIGKILLed node manager stays one until
     its new parent reaps it, and a head restarted meanwhile must not take it for alive."""
+    import psutil  # the same: only looking for a running node needs it
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

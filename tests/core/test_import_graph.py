@@ -32,6 +32,8 @@ ALLOWED_INNER_IMPORTS = {
                                            "parent, then in every forked child for free",
     ("ember._worker.fork_server", "numpy"): "the same warm-up, for numpy",
     ("ember._node.gpus", "pynvml"): "optional, and slow to import: only when GPUs are probed",
+    ("ember._node.launcher", "psutil"): "~15 ms of `import ember`: only starting or finding a "
+                                        "node needs it",
     ("ember.cli", "ember"): "`ember status`/`memory` only: `ember start` must not pay for the API",
     ("ember._client.runtime", "ember.experimental"): "tqdm costs ~40 ms; only a driver that is sent "
                                                      "a worker's progress bar needs it",
