@@ -27,7 +27,6 @@ import shlex
 import sys
 import time
 import zipfile
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Iterator
 
 from ._wire import protocol as p
@@ -63,25 +62,8 @@ class JobStatus(str, enum.Enum):
         return self.value
 
 
-@dataclass
-class JobDetails:
-    """One job as the head reports it (Ray's fields)."""
-    submission_id: str
-    entrypoint: str
-    status: JobStatus
-    message: str = ""
-    error_type: str | None = None
-    start_time: int = 0
-    end_time: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    runtime_env: dict[str, Any] = field(default_factory=dict)
-    driver_exit_code: int | None = None
-    driver_pid: int | None = None
-    #: The ember job id (hex) of the entrypoint's driver, once it called ember.init().
-    job_id: str | None = None
-    type: str = "SUBMISSION"
-
-
+#: One job as the head reports it (Ray's fields; ``status`` is a ``JobStatus``).
+JobDetails = p.JobDetails
 JobInfo = JobDetails
 
 

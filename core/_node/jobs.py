@@ -1,7 +1,7 @@
 """Submitted jobs: the head runs each one's entrypoint as a driver under a supervisor
 process (a node service; ``ember job``, ``JobSubmissionClient``).
 
-    SubmitJob  -> JobRecord "PENDING" -> thread: write the package, start the supervisor
+    SubmitJob  -> JobDetails "PENDING" -> thread: write the package, start the supervisor
                supervisor "running pid" -> "RUNNING"; "exited 0" -> "SUCCEEDED";
                "exited N" -> "FAILED" (exit code and the log's tail); "stopped" -> "STOPPED"
     StopJob    -> SIGTERM to the supervisor (it stops the entrypoint's process group)
@@ -21,8 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
 
 from .._types import JobStatus
 from .._wire import protocol as p
@@ -36,24 +35,6 @@ LOG_TAIL_CHARS = 20_000
 #: Most bytes one GetJobLogs answer carries (clients ask again from the new offset).
 LOG_CHUNK_BYTES = 1 << 20
 TERMINAL: frozenset[str] = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
-
-
-@dataclass
-class JobRecord:
-    """One submitted job, as ``get_job_info`` reports it (plain values: it travels as a dict)."""
-    submission_id: str
-    entrypoint: str
-    status: JobStatus = "PENDING"
-    message: str = ""
-    error_type: str | None = None
-    start_time: int = 0
-    end_time: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    runtime_env: dict[str, Any] = field(default_factory=dict)
-    driver_exit_code: int | None = None
-    driver_pid: int | None = None
-    #: The ember job id (hex) of the driver the entrypoint started, once it registered.
-    job_id: str | None = None
 
 
 @dataclass(eq=False)
@@ -70,7 +51,7 @@ class JobService:
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
-        self.jobs: dict[str, JobRecord] = {}
+        self.jobs: dict[str, p.JobDetails] = {}
         self._running: dict[str, _Running] = {}
         self._jobs_dir = os.path.join(ctx.session_dir, "jobs")
 
@@ -101,7 +82,7 @@ class JobService:
             ctx.reply(client, msg.rid, False, EmberError(
                 f"a job with submission_id {sid!r} already exists; pick another id or leave it out"))
             return
-        record = self.jobs[sid] = JobRecord(sid, msg.entrypoint, start_time=int(time.time() * 1000),
+        record = self.jobs[sid] = p.JobDetails(sid, msg.entrypoint, start_time=int(time.time() * 1000),
                                             metadata=dict(msg.metadata or {}),
                                             runtime_env=dict(msg.runtime_env or {}))
         running = self._running[sid] = _Running()
@@ -161,7 +142,7 @@ class JobService:
             pass
         self.ctx.reply(client, msg.rid, True, (data, msg.offset + len(data), record.status))
 
-    def _lookup(self, client: Client, rid: int, submission_id: str) -> JobRecord | None:
+    def _lookup(self, client: Client, rid: int, submission_id: str) -> p.JobDetails | None:
         record = self.jobs.get(submission_id)
         if record is None:
             known = ", ".join(sorted(self.jobs)[:5]) or "none"
@@ -172,7 +153,7 @@ class JobService:
 
     # --- the supervisor ---------------------------------------------------------------
 
-    def _supervise(self, record: JobRecord, running: _Running, msg: p.SubmitJob) -> None:
+    def _supervise(self, record: p.JobDetails, running: _Running, msg: p.SubmitJob) -> None:
         """The job's thread: start its supervisor, follow its reports until the job ends."""
         sid = record.submission_id
         job_dir = os.path.join(self._jobs_dir, sid)
@@ -239,7 +220,7 @@ class JobService:
         with self.ctx.lock:
             self._finish(record, status, message, error_type, code)
 
-    def _finish(self, record: JobRecord, status: JobStatus, message: str,
+    def _finish(self, record: p.JobDetails, status: JobStatus, message: str,
                 error_type: str | None = None, code: int | None = None) -> None:
         record.status, record.message, record.error_type = status, message, error_type
         record.driver_exit_code = code

@@ -392,6 +392,26 @@ class ActorSpec:
 
 
 @dataclass(slots=True)
+class JobDetails:
+    """One submitted job as the head keeps it and ``get_job_info`` reports it (Ray's fields;
+    ``ember.job_submission`` turns ``status`` into its ``JobStatus`` enum)."""
+    submission_id: str
+    entrypoint: str
+    status: str = "PENDING"
+    message: str = ""
+    error_type: str | None = None
+    start_time: int = 0
+    end_time: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    runtime_env: dict[str, Any] = field(default_factory=dict)
+    driver_exit_code: int | None = None
+    driver_pid: int | None = None
+    #: The ember job id (hex) of the driver the entrypoint started, once it registered.
+    job_id: str | None = None
+    type: str = "SUBMISSION"
+
+
+@dataclass(slots=True)
 class ActorInfo:
     """Where an actor lives and in what state (answered to GetActorInfo and CreateActor)."""
     actor_id: ActorID
