@@ -17,7 +17,8 @@ import time
 import pytest
 
 import ember
-from ember.util.placement_group import placement_group, placement_group_table
+from ember.exceptions import EmberSystemError
+from ember.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ._driver_on_node import cluster_with_driver_on_a_node as _cluster
@@ -116,6 +117,45 @@ def test_the_head_killed_mid_job_restarts_and_the_job_finishes() -> None:
         wait_for(lambda: sum(n["Alive"] for n in ember.nodes()) == 3, timeout_s=_TIMEOUT_S,
                  what="the new head and both nodes alive")
         ember.kill(again)
+
+
+@pytest.mark.timeout(120)
+def test_only_a_call_in_flight_to_the_killed_head_fails_and_the_driver_works_on() -> None:
+    """A placement group's ready() waits at the head while the group cannot be placed:
+    killing the head then fails that call (and only it) with the typed error, and the
+    same driver, attached to node b, works on once the head is back."""
+    with _cluster(roles=("b",)) as cluster:
+        holder = placement_group([{"node_b": 1}], name="holder")
+        assert holder.wait(_TIMEOUT_S)
+        waiting = placement_group([{"node_b": 1}], name="waiting")  # node b's node_b is taken
+        ready = waiting.ready()
+        # Node b forwards both requests to the head on one link, and the head handles them
+        # in order: once this answer is back, ready()'s WaitPlacementGroup waits at the head.
+        # (RESERVING: the head tried node b on a stale view, and node b will refuse.)
+        assert placement_group_table(waiting)["state"] in ("PENDING", "RESERVING")
+        _kill_head(cluster)
+        with pytest.raises(EmberSystemError, match="may or may not have taken effect") as lost:
+            ember.get(ready, timeout=_TIMEOUT_S)
+        assert "WaitPlacementGroup" in str(lost.value) and "retry" in str(lost.value)
+
+        # Made while the head is away: it waits for the head instead of failing.
+        later: list = []
+        table = threading.Thread(target=lambda: later.append(placement_group_table(holder)))
+        table.start()
+        _restart_head(cluster)
+        table.join(_TIMEOUT_S)
+        assert later and later[0]["state"] == "CREATED"
+
+        # The same driver: a task round trip, a new named actor, both groups still there.
+        assert ember.get(slow_square.remote(7, 0), timeout=_TIMEOUT_S) == 49
+        fresh = Keeper.options(name="after-restart", namespace="ops").remote()
+        assert ember.get(ember.get_actor("after-restart", namespace="ops").incr.remote(),
+                         timeout=_TIMEOUT_S) == 1
+        remove_placement_group(holder)
+        wait_for(lambda: placement_group_table(waiting)["state"] == "CREATED", timeout_s=_TIMEOUT_S,
+                 what="the waiting group placed once the holder is removed")
+        remove_placement_group(waiting)
+        ember.kill(fresh)
 
 
 @pytest.mark.timeout(120)
