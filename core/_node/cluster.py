@@ -201,7 +201,10 @@ class ClusterService:
 
         def relay(reply: p.Reply, _fds: list[int]) -> None:
             value = reply.value
-            if not reply.ok and reply.rid == 0:  # the link's own "lost" answer (NodeLink._lost)
+            # Only a request in flight when the link dropped (NodeLink._lost answers rid 0)
+            # may or may not have run; HeadLink's own answer (NEVER_SENT_RID) says why it
+            # never left, and passes through as it is.
+            if not reply.ok and reply.rid == 0:
                 value = EmberSystemError(
                     f"the head at {head.address} went away while it handled {type(msg).__name__}: "
                     "the request may or may not have taken effect. This node reconnects on its "

@@ -9,6 +9,11 @@ process (a node service; ``ember job``, ``JobSubmissionClient``).
 
 The job belongs to the head, not to the client that submitted it: the client may leave
 at once, and the job runs on. Every supervisor is stopped with the node.
+
+A head with storage (``ember start --head``) persists every record (table "submissions",
+with where its log is): a head started again on the same storage lists them all. A job
+that had not ended died with the old head (its supervisor stops the entrypoint when the
+head's end of its stdin closes), so the new head marks it FAILED, saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +33,7 @@ from .._types import JobStatus
 from .._wire import protocol as p
 from ..exceptions import EmberError
 from .context import Client, Handlers, NodeContext
+from .storage import decode
 
 log = logging.getLogger("ember.node_manager")
 
@@ -54,6 +61,9 @@ class JobService:
         self.jobs: dict[str, p.JobDetails] = {}
         self._running: dict[str, _Running] = {}
         self._jobs_dir = os.path.join(ctx.session_dir, "jobs")
+        #: Jobs an earlier head ran (restored from storage) -> the log file it wrote, which
+        #: is in its session directory: this head's may be another one.
+        self._old_logs: dict[str, str] = {}
 
     def handlers(self) -> Handlers:
         return {p.SubmitJob: self.on_submit, p.GetJobInfo: self.on_get_info,
@@ -65,9 +75,46 @@ class JobService:
         record = self.jobs.get(submission_id)
         if record is not None and record.job_id is None:
             record.job_id = job_id.hex()
+            self._changed(submission_id)
 
     def log_path(self, submission_id: str) -> str:
-        return os.path.join(self.ctx.session_dir, "logs", f"job-driver-{submission_id}.log")
+        old = self._old_logs.get(submission_id)
+        return old if old is not None else os.path.join(self.ctx.session_dir, "logs",
+                                                        f"job-driver-{submission_id}.log")
+
+    # --- persistence (a head with storage) ----------------------------------------------
+
+    def _changed(self, submission_id: str) -> None:
+        """A record was added, changed or deleted (lock held): the head's storage gets it
+        with the next flush (after each handler; the job threads flush their own)."""
+        self.ctx.persist.mark("submissions", submission_id.encode())
+
+    def stored(self, key: bytes) -> dict | None:
+        """The "submissions" table's encoder: the record and its log's path, or None (deleted)."""
+        sid = key.decode()
+        record = self.jobs.get(sid)
+        return None if record is None else {"details": asdict(record), "log_path": self.log_path(sid)}
+
+    def restore(self, blobs: dict[bytes, bytes]) -> list[str]:
+        """A restarted head: take the earlier head's records back (lock held, nothing is
+        running yet). Returns the jobs that had not ended: they are marked FAILED, since
+        their supervisor and entrypoint stopped with the old head."""
+        fields = set(p.JobDetails.__dataclass_fields__)
+        ended = []
+        for blob in blobs.values():
+            stored = decode(blob)
+            record = p.JobDetails(**{k: v for k, v in stored["details"].items() if k in fields})
+            sid = record.submission_id
+            self.jobs[sid] = record
+            self._old_logs[sid] = stored["log_path"]
+            if record.status not in TERMINAL:
+                self._finish(record, "FAILED", (
+                    f"the head restarted while this job was {record.status}: the job's supervisor "
+                    "stopped with the old head and stopped the entrypoint's processes, so the job "
+                    f"did not finish. Submit it again (ember job submit) to run it; its log so far "
+                    f"is in {stored['log_path']}"), "JOB_SUPERVISOR_ERROR")
+                ended.append(sid)
+        return ended
 
     # --- requests ---------------------------------------------------------------------
 
@@ -85,6 +132,7 @@ class JobService:
         record = self.jobs[sid] = p.JobDetails(sid, msg.entrypoint, start_time=int(time.time() * 1000),
                                             metadata=dict(msg.metadata or {}),
                                             runtime_env=dict(msg.runtime_env or {}))
+        self._changed(sid)
         running = self._running[sid] = _Running()
         running.thread = threading.Thread(target=self._supervise, args=(record, running, msg),
                                           daemon=True, name=f"ember-job-{sid}")
@@ -121,12 +169,16 @@ class JobService:
                 f"job {msg.submission_id!r} is {record.status}; stop it first (ember job stop "
                 f"{msg.submission_id}), then delete it"))
             return
-        del self.jobs[msg.submission_id]
         self._running.pop(msg.submission_id, None)
         try:
             os.remove(self.log_path(msg.submission_id))
         except OSError:
             pass
+        del self.jobs[msg.submission_id]
+        self._old_logs.pop(msg.submission_id, None)
+        self._changed(msg.submission_id)
+        # Its package and spec: else the same submission_id could never be used again.
+        shutil.rmtree(os.path.join(self._jobs_dir, msg.submission_id), ignore_errors=True)
         self.ctx.reply(client, msg.rid, True, True)
 
     def on_get_logs(self, client: Client, msg: p.GetJobLogs) -> None:
@@ -134,12 +186,20 @@ class JobService:
         if record is None:
             return
         data = b""
+        path = self.log_path(msg.submission_id)
         try:
-            with open(self.log_path(msg.submission_id), "rb") as f:
+            with open(path, "rb") as f:
                 f.seek(max(0, msg.offset))
                 data = f.read(min(max(1, msg.max_bytes), LOG_CHUNK_BYTES))
-        except OSError:
-            pass
+        except OSError as e:
+            if msg.submission_id in self._old_logs:
+                # (A job of this head without a log yet is answered with no bytes.)
+                self.ctx.reply(client, msg.rid, False, EmberError(
+                    f"the log of job {msg.submission_id!r} was written by an earlier head to {path}, "
+                    f"which cannot be read now ({e.strerror}): that head's session directory was "
+                    "removed, or this head runs elsewhere. `ember job status "
+                    f"{msg.submission_id}` still shows how the job ended"))
+                return
         self.ctx.reply(client, msg.rid, True, (data, msg.offset + len(data), record.status))
 
     def _lookup(self, client: Client, rid: int, submission_id: str) -> p.JobDetails | None:
@@ -192,6 +252,8 @@ class JobService:
                     if record.status == "PENDING":
                         record.status, record.driver_pid = "RUNNING", int(rest)
                         record.message = "the job is running"
+                        self._changed(sid)
+                        self.ctx.persist.flush()
             elif kind == "exited":
                 code = int(rest)
                 if code == 0:
@@ -226,6 +288,8 @@ class JobService:
         record.driver_exit_code = code
         record.end_time = int(time.time() * 1000)
         log.info("job %s %s: %s", record.submission_id, status, message.splitlines()[0])
+        self._changed(record.submission_id)
+        self.ctx.persist.flush()  # the job threads call this outside any handler
 
     def _job_env(self, sid: str, msg: p.SubmitJob) -> dict[str, str]:
         """What the entrypoint's environment adds: where the cluster is, and the job's env_vars."""

@@ -183,6 +183,7 @@ class NodeManager:
             backend.close()
             raise
         install_encoders(ctx.persist, ctx.control, self.placement.groups, ctx.view)
+        ctx.persist.encoder("submissions", self.jobs.stored)
         ctx.persist.writer = StorageWriter(backend)
         with ctx.lock:
             # The nodes get twice the heartbeat timeout to reconnect (they retry every
@@ -190,8 +191,11 @@ class NodeManager:
             restored = restore(tables, ctx.control, self.placement.groups, ctx.view,
                                grace_s=2 * node_timeout_s)
             self.placement.restored()
+            ended_submissions = self.jobs.restore(tables["submissions"])
             if restored.old_head_id is not None:
-                log.warning("restarted from %s: %s", backend.description, restored.summary())
+                log.warning("restarted from %s: %s; %d submitted job(s), %d of them ended by the "
+                            "restart", backend.description, restored.summary(), len(self.jobs.jobs),
+                            len(ended_submissions))
                 self._resume(restored)
             ctx.persist.put_now("meta", b"head", head_meta(ctx.node_id, ctx.token, __version__))
             ctx.persist.mark("nodes", ctx.node_id)

@@ -41,6 +41,10 @@ RECONNECT_PERIOD_S = 0.2
 #: Messages and requests kept for a head that is away; past this they are dropped
 #: (requests fail), so a long outage cannot grow a node's memory without bound.
 MAX_BACKLOG = 10_000
+#: The rid of HeadLink's own failure answer to a request that never left this node
+#: (it waited for a head that did not come back). NodeLink answers a request that was
+#: in flight when the link dropped with rid 0: only that one may have taken effect.
+NEVER_SENT_RID = -1
 
 #: A worker node's link to the head: up, waiting for it to come back, or given up/closed.
 HeadLinkState = Literal["connected", "reconnecting", "closed"]
@@ -218,7 +222,7 @@ class HeadLink:
     def call_async(self, make: Callable[[int], Any], on_reply: ReplyCallback) -> None:
         """A request to the head; while it is away, sent once it is back."""
         def fail() -> None:
-            on_reply(p.Reply(0, False, EmberSystemError(
+            on_reply(p.Reply(NEVER_SENT_RID, False, EmberSystemError(
                 f"the head at {self.address} did not come back within "
                 f"{self._reconnect_timeout_s:g} s; this node stopped")), [])
 

@@ -3,6 +3,7 @@
     record changed -> Persistence.mark(table, key) -> flush: encode_*(key) -> storage
     head start     -> storage.load() -> restore(): functions, jobs, actors (and names),
                       placement groups, the node table -> the head serves again
+                      (submitted jobs: JobService.stored and .restore, in jobs.py)
 
 A restarted head is a new node (its old workers died with it) on the same address. What
 lived on other nodes lives on: their node managers reconnect (membership.HeadLink), so

@@ -29,9 +29,10 @@ from ..exceptions import EmberError
 
 log = logging.getLogger("ember._node.manager")
 
-#: The tables the head persists, one record per key.
-Table = Literal["meta", "functions", "jobs", "actors", "groups", "nodes"]
-TABLES: tuple[Table, ...] = ("meta", "functions", "jobs", "actors", "groups", "nodes")
+#: The tables the head persists, one record per key ("jobs": drivers' jobs, keyed by job
+#: id; "submissions": jobs submitted with ``ember job submit``, keyed by submission id).
+Table = Literal["meta", "functions", "jobs", "actors", "groups", "nodes", "submissions"]
+TABLES: tuple[Table, ...] = ("meta", "functions", "jobs", "actors", "groups", "nodes", "submissions")
 #: One change: (table, key, encoded record) or (table, key, None) to delete it.
 Change = tuple[Table, bytes, Optional[bytes]]
 

@@ -17,12 +17,13 @@ import time
 import pytest
 
 import ember
-from ember.exceptions import EmberSystemError
+from ember.exceptions import EmberError, EmberSystemError
+from ember.job_submission import JobStatus, JobSubmissionClient
 from ember.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ._driver_on_node import cluster_with_driver_on_a_node as _cluster
-from .conftest import _read_nodes, _run_cli, ember_cli, free_port, reaped, wait_for
+from .conftest import _read_nodes, _run_cli, _running, ember_cli, free_port, reaped, stop_cli_nodes, wait_for
 
 _TIMEOUT_S = 60
 
@@ -192,3 +193,56 @@ def test_storage_that_cannot_be_used_is_refused_with_the_fix() -> None:
         done = _cli(["start", "--address", "127.0.0.1:1", "--storage", "sqlite:///tmp/x.sqlite3"], env)
         assert done.returncode == 2 and "--storage is for the head" in done.stderr
         assert not _read_nodes(tmpdir)
+
+
+@pytest.mark.timeout(60)
+def test_submitted_jobs_outlive_a_head_restart_and_the_running_one_is_failed() -> None:
+    """A head on its default SQLite storage: after a SIGKILL and a restart on the same port
+    (the same session), ``ember job list`` shows every job; the one that was running died
+    with the old head's supervisor and is FAILED, saying so; the finished one kept its
+    status and its log."""
+    tmpdir = tempfile.mkdtemp(prefix="ej-", dir="/tmp")
+    env = {**os.environ, "TMPDIR": tmpdir}
+    env.pop("EMBER_TOKEN", None)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    head_args = ["start", "--head", "--port", str(port), "--num-cpus", "1"]
+    try:
+        _run_cli(head_args, env)
+        ((session_dir, head),) = _read_nodes(tmpdir)
+        token_file = os.path.join(session_dir, "token")
+        with JobSubmissionClient(address, token_file=token_file) as client:
+            done = client.submit_job(entrypoint="echo finished before the restart", metadata={"n": "1"})
+            assert client.wait_until_finished(done, timeout_s=30) == JobStatus.SUCCEEDED
+            running = client.submit_job(
+                entrypoint="python -c \"import time; print('up', flush=True); time.sleep(300)\"")
+            wait_for(lambda: "up" in client.get_job_logs(running), timeout_s=30, what="the job to run")
+            entrypoint_pid = client.get_job_info(running).driver_pid
+        os.kill(head["pid"], signal.SIGKILL)
+        # The supervisor sees the head's end of its stdin close and stops the entrypoint.
+        wait_for(lambda: not _running(entrypoint_pid), timeout_s=15, what="the entrypoint to stop")
+        _run_cli(head_args, env)
+
+        with JobSubmissionClient(address, token_file=token_file) as client:
+            jobs = {job.submission_id: job for job in client.list_jobs()}
+            assert sorted(jobs) == sorted([done, running])
+            assert jobs[done].status == JobStatus.SUCCEEDED and jobs[done].metadata == {"n": "1"}
+            assert "finished before the restart" in client.get_job_logs(done)
+            failed = jobs[running]
+            assert failed.status == JobStatus.FAILED and failed.end_time, failed
+            assert "the head restarted while this job was RUNNING" in failed.message
+            assert failed.error_type == "JOB_SUPERVISOR_ERROR"
+            assert "up" in client.get_job_logs(running)  # what it wrote before the restart
+            out = _cli(["job", "list", "--address", address], env)
+            assert out.returncode == 0 and done in out.stdout and running in out.stdout, out.stdout + out.stderr
+            # A log whose file is gone (the old session removed) is a typed error naming it.
+            os.remove(os.path.join(session_dir, "logs", f"job-driver-{done}.log"))
+            with pytest.raises(EmberError, match="written by an earlier head to .*cannot be read now"):
+                client.get_job_logs(done)
+            # The restarted head runs new jobs, and a deleted job is gone for good.
+            client.delete_job(done)
+            again = client.submit_job(entrypoint="echo after the restart", submission_id=done)
+            assert client.wait_until_finished(again, timeout_s=30) == JobStatus.SUCCEEDED
+            assert "after the restart" in client.get_job_logs(again)
+    finally:
+        stop_cli_nodes(tmpdir, env, "the restarted head and its jobs to exit")
