@@ -178,6 +178,8 @@ class JobService:
         self._old_logs.pop(msg.submission_id, None)
         self._changed(msg.submission_id)
         # Its package and spec: else the same submission_id could never be used again.
+        # Inline, under the lock: a delete is a rare operator action on a finished job, and
+        # a resubmission of the id right after must find the directory gone.
         shutil.rmtree(os.path.join(self._jobs_dir, msg.submission_id), ignore_errors=True)
         self.ctx.reply(client, msg.rid, True, True)
 
