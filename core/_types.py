@@ -21,6 +21,10 @@ PoolKey = tuple[JobID, str]
 #: "unix:/path/to/socket" or "tcp:host:port".
 Address = str
 
+#: The process that owns an object (made its ref), as refs carry it to borrowers: its
+#: node's TCP address, its worker id and its pid. Borrowers ask it to rebuild a lost object.
+Owner = tuple[Address, WorkerID, int]
+
 #: Resource name -> amount. Amounts are floats so fractional GPUs work.
 ResourceShape = dict[str, float]
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._client import context
 from ._wire import serialization
-from ._types import ObjectID
+from ._types import ObjectID, Owner
 from ._wire.ids import task_of
 from ._client.local_objects import LocalObjectTable
 
@@ -44,7 +44,9 @@ class ObjectRef:
             # for refs serialized out of band).
             table.incref(self.id)
             table.share([self])
-        return (_rebuild_ref, (self.id, table.home_of(self.id) if table is not None else None))
+        if table is None:
+            return (_rebuild_ref, (self.id,))
+        return (_rebuild_ref, (self.id, table.home_of(self.id), table.owner_of(self.id)))
 
     def __copy__(self) -> "ObjectRef":
         # Not through __reduce__: copying a structure that holds refs (copy.deepcopy of a
@@ -134,9 +136,9 @@ def _get_one(ref: ObjectRef) -> Any:
     return context.runtime().objects.values([ref.id], None)[0]
 
 
-def _rebuild_ref(object_id: ObjectID, home: str | None = None) -> ObjectRef:
+def _rebuild_ref(object_id: ObjectID, home: str | None = None, owner: Owner | None = None) -> ObjectRef:
     table = context.objects
     if table is not None:
-        table.borrow(object_id, home)
+        table.borrow(object_id, home, owner)
         return ObjectRef(object_id, _counted=True)
     return ObjectRef(object_id)

@@ -9,5 +9,6 @@ pushes straight to leased workers over a ``WorkerChannel``; results come back as
 ``context`` owns "the current runtime" and the task running now; ``submitter`` (normal
 tasks) and ``actor_submitter`` (actor calls) queue, resolve arguments (``arguments``) and
 push; ``function_export`` ships functions by name or by value; ``options`` and
-``scheduling`` turn ``.options(...)`` into a lease request.
+``scheduling`` turn ``.options(...)`` into a lease request; ``rebuilds`` brings back
+objects lost with their node (re-running what this process owns, asking owners for the rest).
 """

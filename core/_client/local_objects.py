@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
 import threading
 import time
 import weakref
 from typing import Any, Callable, Protocol
 
 from .._wire import protocol as p
-from .._types import ActorID, ObjectID
-from ..exceptions import EmberSystemError, GetTimeoutError, ObjectLostError, TaskError
+from .._types import ActorID, ObjectID, Owner
+from ..exceptions import EmberSystemError, GetTimeoutError, ObjectLostError, OwnerDiedError, TaskError
 from .._wire.node_link import NodeLink
 from .._wire.segments import StoreMapping
 from .object_stream import OnFetched, StreamedObjects
@@ -52,20 +53,31 @@ class Contained(Protocol):
 
 
 class Lineage(Protocol):
-    """Who can rebuild a lost owned object by running its task again (the task submitter)."""
+    """Who brings back an object whose every copy was lost: this process re-runs the task
+    that made it if it owns it, else asks its owner to (``_client/rebuilds.py``)."""
 
-    def reconstruct(self, oid: ObjectID) -> bool: ...
+    def recover(self, oid: ObjectID, lost: ObjectLostError) -> None:
+        """Return once ``oid`` is back (readable again here); raise why not, typed."""
 
-    def forget(self, oid: ObjectID) -> None: ...
+    def recover_async(self, oid: ObjectID, on_done: Callable[[BaseException | None], None]) -> bool:
+        """``recover`` without blocking: ``on_done(None)`` once back, or with the error.
+        False: nothing to ask (no owner known), ``on_done`` is not called."""
+
+    def forget(self, oid: ObjectID, shared: bool) -> None:
+        """This process dropped its last ref to an object it owns (``shared``: its ref went
+        to other processes inside values, which may still ask for a rebuild)."""
 
 
 class _NoLineage:
     """The lineage of a table whose submitter is not attached yet: nothing can be rebuilt."""
 
-    def reconstruct(self, oid: ObjectID) -> bool:
+    def recover(self, oid: ObjectID, lost: ObjectLostError) -> None:
+        raise lost
+
+    def recover_async(self, oid: ObjectID, on_done: Callable[[BaseException | None], None]) -> bool:
         return False
 
-    def forget(self, oid: ObjectID) -> None:
+    def forget(self, oid: ObjectID, shared: bool) -> None:
         pass
 
 
@@ -73,7 +85,8 @@ class LocalObject:
     """What this process knows about one object (an entry of ``LocalObjectTable``)."""
 
     __slots__ = ("ready", "inline", "stored", "flags", "segment", "mapped", "nm_hold", "owned",
-                 "shared_pending", "dropped", "callbacks", "fetching", "error", "home", "size")
+                 "shared_pending", "dropped", "callbacks", "fetching", "error", "home", "size",
+                 "owner", "shared")
 
     def __init__(self, owned: bool) -> None:
         self.ready = False
@@ -104,6 +117,10 @@ class LocalObject:
         self.home: str | None = None
         #: Bytes of the stored value, when known (for locality).
         self.size = 0
+        #: Borrowed: the process that owns it, when the ref said (it can rebuild it).
+        self.owner: Owner | None = None
+        #: Owned: a ref to it went to another process inside a value.
+        self.shared = False
 
 
 class LocalObjectTable:
@@ -121,6 +138,8 @@ class LocalObjectTable:
         self.worker_id = worker_id
         self.node_tcp_address = node_tcp_address
         self.head_tcp_address = head_tcp_address
+        #: This process as the owner its refs name.
+        self.me: Owner = (node_tcp_address, worker_id, os.getpid())
         #: Workers tell their node manager when they block, so it lends their CPUs.
         self._is_worker = is_worker
         self.lock = threading.RLock()
@@ -203,7 +222,8 @@ class LocalObjectTable:
                     self._lingering[ref_id] = time.monotonic() + BORROW_LINGER_S
                     continue
                 del self.objects[ref_id]
-                self.lineage.forget(ref_id)
+                if entry.owned:
+                    self.lineage.forget(ref_id, entry.shared)
                 if entry.nm_hold:
                     remove[entry.home].append(ref_id)
         for home, ids in remove.items():
@@ -222,10 +242,19 @@ class LocalObjectTable:
                 if self.counts.get(oid, 0) > 0:
                     continue
                 entry = self.objects.pop(oid, None)
+                if entry is not None and entry.owned:
+                    self.lineage.forget(oid, entry.shared)
                 if entry is not None and entry.nm_hold:
                     remove[entry.home].append(oid)
         for home, ids in remove.items():
             self.link.send(p.RemoveRefs(ids, home))
+
+    def linger(self, oid: ObjectID, seconds: float) -> None:
+        """Keep ``oid`` (and this process's hold on it) ``seconds`` longer although no local
+        ref uses it: the borrowers it was rebuilt for take their own holds meanwhile."""
+        with self.lock:
+            if self.counts.get(oid, 0) == 0 and oid in self.objects:
+                self._lingering[oid] = time.monotonic() + seconds
 
     def _local_or(self, address: str) -> str | None:
         """None for this process's own node, else the address (how homes are stored)."""
@@ -237,6 +266,14 @@ class LocalObjectTable:
             return self.head_tcp_address
         entry = self.objects.get(ref_id)
         return (entry.home if entry is not None and entry.home else None) or self.node_tcp_address
+
+    def owner_of(self, ref_id: ObjectID) -> Owner | None:
+        """The process that can rebuild ``ref_id``: this one if it owns it, else the owner
+        its ref named (None: unknown)."""
+        entry = self.objects.get(ref_id)
+        if entry is None:
+            return None
+        return self.me if entry.owned else entry.owner
 
     def home_bytes(self, oids: list[ObjectID]) -> dict[str, int]:
         """Bytes of the stored, not yet mapped objects among ``oids`` per other node that
@@ -251,7 +288,7 @@ class LocalObjectTable:
 
     # --- borrowing --------------------------------------------------------------------
 
-    def borrow(self, ref_id: ObjectID, home: str | None = None) -> None:
+    def borrow(self, ref_id: ObjectID, home: str | None = None, owner: Owner | None = None) -> None:
         """A ref arrived inside a value: count it; hold it at its home node if new here."""
         home = self._local_or(home) if home else None
         with self.lock:
@@ -261,6 +298,8 @@ class LocalObjectTable:
             if entry is None:
                 entry = self.objects[ref_id] = LocalObject(owned=False)
                 entry.home = home
+            if entry.owner is None and not entry.owned:
+                entry.owner = owner
             if entry.nm_hold:
                 return
             entry.nm_hold = True
@@ -319,7 +358,10 @@ class LocalObjectTable:
                     continue
                 ids.append(obj.id)
                 entry = self.objects.get(obj.id)
-                if entry is None or entry.nm_hold:
+                if entry is None:
+                    continue
+                entry.shared = True
+                if entry.nm_hold:
                     continue
                 entry.nm_hold = True
                 if not entry.ready:
@@ -436,6 +478,7 @@ class LocalObjectTable:
         if entry.dropped:
             with self.lock:
                 self.objects.pop(oid, None)
+                self.lineage.forget(oid, entry.shared)
             if entry.nm_hold:
                 self.link.send(p.RemoveRefs([oid], entry.home))
         for cb in callbacks or ():
@@ -450,12 +493,36 @@ class LocalObjectTable:
         """Every one of ``oids`` raises ``error`` from ``get``."""
         self.complete_all(oids, error_returns(error, len(oids)))
 
-    def reset_pending(self, oid: ObjectID) -> None:
-        """An owned result is being rebuilt: back to pending (lock held)."""
+    def reset_pending(self, oid: ObjectID, keep: bool) -> None:
+        """An owned result is being rebuilt: back to pending (lock held). One this process
+        had dropped comes back as ``keep`` says: kept (a borrower asked for it) or dropped
+        again once it arrives."""
         entry = self.objects.get(oid)
-        if entry is not None:
-            entry.ready, entry.stored, entry.segment, entry.home, entry.inline = False, False, None, None, None
-            entry.mapped = None
+        if entry is None:
+            entry = self.objects[oid] = LocalObject(owned=True)
+            entry.shared, entry.dropped = True, not keep
+        entry.ready, entry.stored, entry.segment, entry.home, entry.inline = False, False, None, None, None
+        entry.mapped = None
+
+    def relocate(self, oid: ObjectID, where: Completion) -> None:
+        """A borrowed object lost with its home was rebuilt by its owner: read it where it
+        is now, ("stored", (size, flags, home)) or ("inline", payload), holding it there
+        as the lost copy was held. Never waits (called on reply threads)."""
+        kind, value = where
+        with self.lock:
+            entry = self.objects.get(oid)
+            if entry is None:
+                return
+            entry.error, entry.segment, entry.mapped, entry.ready = None, None, None, True
+            hold = False
+            if kind == "inline":
+                entry.inline, entry.flags, entry.stored, entry.nm_hold = value, read_flags(value), False, False
+            else:
+                entry.size, entry.flags, home = value
+                entry.home, entry.stored, entry.inline = self._local_or(home), True, None
+                hold = entry.nm_hold
+        if hold:
+            self.link.send(p.AddRefs(None, [oid], entry.home))
 
     def _seal_late(self, oid: ObjectID, entry: LocalObject, value: Any) -> None:
         self._seal(oid, value, entry.flags, [])
@@ -508,6 +575,9 @@ class LocalObjectTable:
         entry.fetching = True
 
         def on_reply(reply: p.Reply, view: memoryview | None) -> None:
+            if not reply.ok and _rebuildable(reply.value) and self.lineage.recover_async(
+                    oid, lambda error: self._recovered(oid, entry, error)):
+                return  # its owner rebuilds it; the waiters wait on
             with self.lock:
                 entry.fetching = False
                 if reply.ok:
@@ -525,6 +595,17 @@ class LocalObjectTable:
                 cb(oid)
 
         self._get_object_async(lambda rid: p.GetObject(rid, oid, fetch, entry.home), on_reply)
+
+    def _recovered(self, oid: ObjectID, entry: LocalObject, error: BaseException | None) -> None:
+        """A borrowed object its home lost is back (relocated), or ``error`` says why not."""
+        with self.lock:
+            entry.fetching = False
+            if error is not None:
+                entry.error = error
+            entry.ready = True
+            callbacks, entry.callbacks = entry.callbacks, None
+        for cb in callbacks or ():
+            cb(oid)
 
     def _get_object_async(self, make: Callable[[int], p.GetObject], on_reply: OnFetched) -> None:
         """Send a GetObject; ``on_reply`` gets the answer, and the object's bytes when they
@@ -690,10 +771,8 @@ class LocalObjectTable:
             try:
                 data = self._segment(oid, entry)
                 entry.segment = None  # from now on the values hold the mapping, not the entry
-            except ObjectLostError:
-                if not (entry.owned and self.lineage.reconstruct(oid)):
-                    raise
-                self.wait_ready([oid], 1, None, True)  # rebuilt by re-running its task
+            except ObjectLostError as lost:
+                self.lineage.recover(oid, lost)
                 return self._value(oid)
         value = self.deserialize(data)
         if entry.flags & FLAG_ERROR:
@@ -768,6 +847,11 @@ class LocalObjectTable:
             return self.streamed.fetch(lambda rid: p.GetObject(rid, oid, True, home))
         (size, _flags, offset), _ = self.link.call(lambda rid: p.GetObject(rid, oid, True, home))
         return self._store().map_object(offset, size)
+
+
+def _rebuildable(error: object) -> bool:
+    """A fetch failed because every copy is gone, and the owner may still be there."""
+    return isinstance(error, ObjectLostError) and not isinstance(error, OwnerDiedError)
 
 
 def error_returns(error: BaseException, num_returns: int) -> list[Completion]:

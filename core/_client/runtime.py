@@ -5,7 +5,8 @@
     TaskSubmitter ------- normal tasks: lease workers, push, retry, lineage
     GeneratorTable ------ values of generator tasks, arriving while they run
     ActorSubmitter ------ actor calls, in order per actor
-    RemoteNodes --------- links to other nodes' managers (spillbacks)
+    RemoteNodes --------- links to other nodes' managers (spillbacks, owners asked to rebuild)
+    Recovery ------------ lost objects back: re-run what it owns, ask owners for the rest
 
     f.remote(x) -> TaskSubmitter: lease a worker, push the task ----> worker runs it
     get(ref)    <- LocalObjectTable <- TaskReply (inline value, or "stored": map the memfd)
@@ -29,6 +30,7 @@ from .._wire.ids import PUT_INDEX, REQUEST_INDEX, TaskIds, object_id
 from .._wire.node_link import NodeLink
 from .local_objects import LocalObjectTable
 from .metrics_push import MetricsPusher
+from .rebuilds import Recovery
 from .._wire.serialization import serialize
 from ..exceptions import InvalidOptionError
 from .submitter import RemoteNodes, TaskSubmitter
@@ -116,7 +118,9 @@ class Runtime:
         self.task_events = TaskEventBuffer(self.link.send, self.worker_id, self.node_id, self.job_id,
                                            enabled=events_enabled_by_default())
         self.submitter.events = self.actor_submitter.events = self.task_events
-        self.objects.lineage = self.submitter
+        self.objects.lineage = self.recovery = Recovery(
+            self.objects, self.submitter, self.remote_nodes,
+            f"{kind} pid {os.getpid()} on node {self.node_tcp_address}")
         #: Users' metrics (ember.util.metrics) to the node, from the housekeeping thread.
         self.metrics = MetricsPusher(self.link.send)
         self._stop = threading.Event()
@@ -139,6 +143,8 @@ class Runtime:
         elif isinstance(msg, p.NodeDead):
             self.submitter.node_dead(msg.tcp_address)
             self.actor_submitter.node_dead(msg.node_id)
+        elif isinstance(msg, p.RebuildObject):
+            self.recovery.serve(msg)
         elif isinstance(msg, p.LeaseInfeasible):
             warnings.warn(msg.message, RuntimeWarning, stacklevel=1)
         elif self._on_message is not None:

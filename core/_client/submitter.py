@@ -391,9 +391,9 @@ class TaskSubmitter:
                 self._dispatch(state)
 
     def _rebuild_lost_argument(self, record: TaskRecord, msg: p.TaskReply) -> bool:
-        """The task failed because an argument's only copy was lost with its node: if this
-        process made that argument, rebuild it (lineage, recursively: its own lost inputs
-        come back the same way) and run the task again once it is back."""
+        """The task failed because an argument's only copy was lost with its node: rebuild
+        it (lineage: re-run here if this process made it, recursively, else by the process
+        that did) and run the task again once it is back."""
         kind, payload = msg.returns[0] if msg.returns else ("", b"")
         if kind != "inline" or not read_flags(payload) & FLAG_ERROR or record.cancelled:
             return False
@@ -407,14 +407,16 @@ class TaskSubmitter:
         if lost not in record.dep_ids and not (isinstance(record.spec.payload, tuple)
                                                and record.spec.payload[1][0] == lost):
             return False
-        if not self.reconstruct(lost):
-            return False
+        return self.objects.lineage.recover_async(lost, lambda error: self._argument_back(record, error))
+
+    def _argument_back(self, record: TaskRecord, error: BaseException | None) -> None:
+        """A lost argument was rebuilt (``error`` None: run the task again) or cannot be."""
+        if error is not None:
+            self._finish_error(record, error)
+            return
         with self.lock:
             record.lease = None
-            record.waiting += self.objects.when_ready([lost], record)
-            if record.waiting == 0:
-                self._enqueue(record)
-        return True
+            self._enqueue(record)
 
     def _should_retry_exception(self, record: TaskRecord, msg: p.TaskReply) -> bool:
         if record.retries_left == 0 or record.cancelled:
@@ -431,40 +433,37 @@ class TaskSubmitter:
                     siblings.remove(record)
                     if not siblings:
                         del self.children[record.parent]
-        self.objects.complete_all(record.return_ids, returns)
         here = self.objects.node_tcp_address
         stored_remotely = any(kind == "stored" and value[2] != here for kind, value in returns)
         if stored_remotely and record.retries_left != 0:
             # Lineage: a result living on another node can be rebuilt by running the task
             # again if that node dies, so the task (and its arguments) stay while the
-            # result is referenced (released in Runtime.drain_releases).
+            # result is referenced (Lineage.forget, when the table drops it). Recorded
+            # before completing: a result nobody refers to any more is dropped right there.
             with self.lock:
                 for oid in record.return_ids:
                     self.lineage[oid] = record
         else:
             record.held = []
+        self.objects.complete_all(record.return_ids, returns)
 
     def reconstruct(self, oid: ObjectID) -> bool:
-        """Run the task that made ``oid`` again (its copy was lost); False if impossible."""
+        """Run the task that made ``oid`` again (its copy was lost); False if impossible.
+        Its returns this process had dropped come back pending; ``oid`` is kept."""
         with self.lock:
             record = self.lineage.get(oid)
             if record is None or record.retries_left == 0:
                 return False
             if record.retries_left > 0:
                 record.retries_left -= 1
-            for return_id in record.return_ids:
-                self.lineage.pop(return_id, None)
-                self.by_return[return_id] = record
-                self.objects.reset_pending(return_id)
+            with self.objects.lock:
+                for return_id in record.return_ids:
+                    self.lineage.pop(return_id, None)
+                    self.by_return[return_id] = record
+                    self.objects.reset_pending(return_id, keep=return_id == oid)
             record.lease = None
             self._enqueue(record)
         return True
-
-    def forget(self, oid: ObjectID) -> None:
-        """``oid`` is no longer referenced: its lineage may go."""
-        record = self.lineage.pop(oid, None)
-        if record is not None and not any(r in self.lineage for r in record.return_ids):
-            record.held = []
 
     def _finish_error(self, record: TaskRecord, error: BaseException) -> None:
         self.events.failed_here(record.spec, error)

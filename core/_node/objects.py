@@ -7,6 +7,8 @@
                        client; elsewhere: ObjectTransfer.pull into a block here first
     Unpin           -> the client's read mapping of a block was collected
     AddRefs/RemoveRefs -> here, or forwarded to the ids' home node, naming the holder
+    RebuildObject (a borrower) -> pushed to the owner, once per object however many ask;
+                  ObjectRebuilt (the owner) answers them all; the owner gone: OwnerDiedError
     PullObject (a peer node) -> ObjectTransfer.serve_pull streams it back
     store full -> ObjectTable picks victims (lock held) -> the spill thread writes them
                   to the spill file and reads restores back (no lock) -> their finish
@@ -55,6 +57,8 @@ class ObjectService:
         self._monitor_on = monitor_on
         #: Process -> home nodes its references were forwarded to (released when it exits).
         self.forwarded: dict[bytes, set[str]] = defaultdict(set)
+        #: Lost objects their owner (a process here) is rebuilding -> (owner, borrowers asking).
+        self.rebuilds: dict[bytes, tuple[bytes, list[tuple[Client, int]]]] = {}
         # Disk I/O of spills and restores: never under the node lock, never on the event loop.
         self._io: queue.SimpleQueue[tuple[Callable[[], None], Callable[[bool], None]] | None] = \
             queue.SimpleQueue()
@@ -96,7 +100,8 @@ class ObjectService:
                 p.Unpin: self.on_unpin, p.PullObject: self.on_pull_object,
                 p.DeclareShared: self.on_declare_shared, p.AddRefs: self.on_add_refs,
                 p.RemoveRefs: self.on_remove_refs, p.ReleaseHolder: self.on_release_holder,
-                p.StoreStats: self.on_store_stats}
+                p.StoreStats: self.on_store_stats, p.RebuildObject: self.on_rebuild_object,
+                p.ObjectRebuilt: self.on_object_rebuilt}
 
     def on_map_store(self, client: Client, msg: p.MapStore) -> None:
         objects = self.ctx.objects
@@ -191,6 +196,34 @@ class ObjectService:
         for ref_id in msg.ids:  # also drops a local cached copy the process held
             self.ctx.objects.remove_ref(ref_id, holder)
 
+    def on_rebuild_object(self, client: Client, msg: p.RebuildObject) -> None:
+        """A borrower lost every copy of an object: its owner, a process of this node,
+        runs the task that made it again (asked once, however many borrowers ask)."""
+        node, owner_id, pid = msg.owner
+        owner = self.ctx.clients.get(owner_id)
+        if owner is None or owner.kind not in ("driver", "worker"):
+            self.ctx.reply(client, msg.rid, False, OwnerDiedError(
+                msg.object_id.hex(), f"its only copy was on node {msg.lost_home}, which is gone, "
+                f"and its owner (pid {pid} on node {node}), which could have rebuilt it, exited"))
+            return
+        asking = self.rebuilds.setdefault(msg.object_id, (owner_id, []))[1]
+        asking.append((client, msg.rid))
+        if len(asking) == 1:
+            owner.conn.send(p.RebuildObject(None, msg.object_id, msg.owner, msg.lost_home))
+
+    def on_object_rebuilt(self, client: Client, msg: p.ObjectRebuilt) -> None:
+        _owner, asking = self.rebuilds.pop(msg.object_id, (b"", []))
+        for borrower, rid in asking:
+            self.ctx.reply(borrower, rid, msg.ok, msg.value)
+
+    def _owner_exited(self, client: Client) -> None:
+        """Borrowers waiting for a rebuild by ``client``, which exited, learn it died."""
+        for oid in [oid for oid, (owner, _) in self.rebuilds.items() if owner == client.worker_id]:
+            for borrower, rid in self.rebuilds.pop(oid)[1]:
+                self.ctx.reply(borrower, rid, False, OwnerDiedError(
+                    oid.hex(), f"its owner (pid {client.pid} on node {self.ctx.tcp_address}) "
+                    "exited while it was rebuilding it"))
+
     def on_release_holder(self, client: Client, msg: p.ReleaseHolder) -> None:
         self.ctx.objects.release_holder(msg.holder)
 
@@ -209,6 +242,8 @@ class ObjectService:
         for waiter, entry in ctx.objects.fail_owned_by(
                 client.worker_id, lambda oid: OwnerDiedError(oid.hex(), f"owner pid {client.pid} exited")):
             waiter("failed", entry)
+        if self.rebuilds:
+            self._owner_exited(client)
 
     def on_store_stats(self, client: Client, msg: p.StoreStats) -> None:
         stats = self.ctx.objects.stats()

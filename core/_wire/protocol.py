@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._types import (ActorID, ActorState, Address, FunctionID, GeneratorMode, JobID, NodeID, ObjectID,
-                      ResourceShape, TaskID, WorkerID)
+                      Owner, ResourceShape, TaskID, WorkerID)
 
 # --- session -----------------------------------------------------------------------
 
@@ -265,6 +265,27 @@ class RemoveRefs:
     ids: list[bytes]
     home: Address | None = None
     holder: bytes | None = None
+
+
+@dataclass(slots=True)
+class RebuildObject:
+    """A borrower -> the owner's node manager -> the owner: every copy of ``object_id`` was
+    on ``lost_home``, which is gone; run the task that made it again. The node manager
+    answers each borrower that asked with the object as it is now: ("stored", (size,
+    flags, home)) or ("inline", payload); or with why it cannot be rebuilt. ``rid`` is
+    None on the node manager's push to the owner."""
+    rid: int | None
+    object_id: ObjectID
+    owner: Owner
+    lost_home: Address
+
+
+@dataclass(slots=True)
+class ObjectRebuilt:
+    """Owner -> its node manager: the answer to RebuildObject, for every borrower waiting."""
+    object_id: ObjectID
+    ok: bool
+    value: Any
 
 
 @dataclass(slots=True)

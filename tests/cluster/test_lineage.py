@@ -1,4 +1,6 @@
-"""Node loss with work in flight: results rebuilt by lineage, actors restarted elsewhere."""
+"""Node loss with work in flight: results rebuilt by lineage (by their owner, also for the
+processes that borrowed them), actors restarted elsewhere, and typed errors naming the lost
+node and the owner when an object cannot come back."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.exceptions import ObjectLostError
+from ember.exceptions import ObjectLostError, OwnerDiedError
 from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .conftest import Cluster, wait_for
@@ -39,16 +41,60 @@ def test_a_result_whose_node_died_is_rebuilt_by_rerunning_its_task(fresh_three_n
 
 
 @pytest.mark.timeout(90)
-def test_a_put_whose_node_died_raises_object_lost(fresh_three_nodes: Cluster) -> None:
-    """A put has no task to re-run: its loss is reported, typed, instead of hanging."""
+def test_an_object_whose_owner_died_with_its_node_raises_owner_died(fresh_three_nodes: Cluster) -> None:
+    """A put on node b is owned by the worker that made it: node b takes both the object and
+    its owner, so the driver that borrowed it gets OwnerDiedError naming the node."""
     @ember.remote(resources={"node_b": 1})
     def put_on_b() -> list:
         return [ember.put(np.ones(1_000_000))]
 
     [inner] = ember.get(put_on_b.remote(), timeout=30)
     _kill_node(fresh_three_nodes, "b")
-    with pytest.raises(ObjectLostError):
+    b_port = fresh_three_nodes.tcp_addresses["b"].rsplit(":", 1)[1]
+    with pytest.raises(OwnerDiedError, match=f"owner's node .*:{b_port}"):
         ember.get(inner, timeout=30)
+
+
+@ember.remote(resources={"node_c": 1})
+class Maker:
+    """Lives on node c and makes results on node b: it owns them, the driver borrows them."""
+
+    def make_on_b(self, node_b: str, count: int, max_retries: int = 3) -> list:
+        on_b = NodeAffinitySchedulingStrategy(node_b, soft=True)
+        refs = [make.options(scheduling_strategy=on_b, max_retries=max_retries).remote(i)
+                for i in range(count)]
+        ember.wait(refs, num_returns=count, fetch_local=False, timeout=30)
+        return refs  # the actor keeps no ref: it only shared them
+
+
+@pytest.mark.timeout(120)
+def test_a_result_an_actor_owns_is_rebuilt_by_it_for_the_driver_that_borrowed_it(
+        fresh_three_nodes: Cluster) -> None:
+    """Node b held the only copies of two results owned by an actor on node c; after b dies
+    the driver reads one (get) and passes the other to a task, and the actor re-runs both."""
+    maker = Maker.remote()
+    first, second = ember.get(maker.make_on_b.remote(fresh_three_nodes.node_ids["b"], 2), timeout=60)
+    _kill_node(fresh_three_nodes, "b")
+    array, node = ember.get(first, timeout=60)
+    assert int(array[0]) == 0 and node != fresh_three_nodes.node_ids["b"]
+    doubled, _node = ember.get(double.remote(second), timeout=60)
+    assert int(doubled.min()) == int(doubled.max()) == 2
+
+
+@pytest.mark.timeout(90)
+def test_an_object_its_living_owner_cannot_rebuild_names_the_node_and_the_owner(
+        fresh_three_nodes: Cluster) -> None:
+    """The actor's task ran with max_retries=0, so there is nothing to re-run: the driver's
+    ObjectLostError names the lost node, the owner, and why."""
+    maker = Maker.remote()
+    [lost] = ember.get(maker.make_on_b.remote(fresh_three_nodes.node_ids["b"], 1, 0), timeout=60)
+    _kill_node(fresh_three_nodes, "b")
+    b_port = fresh_three_nodes.tcp_addresses["b"].rsplit(":", 1)[1]
+    with pytest.raises(ObjectLostError) as raised:
+        ember.get(lost, timeout=60)
+    assert not isinstance(raised.value, OwnerDiedError)
+    message = str(raised.value)
+    assert f":{b_port}" in message and "worker pid" in message and "max_retries=0" in message
 
 
 @pytest.mark.timeout(90)
@@ -99,3 +145,21 @@ def test_a_job_losing_a_node_midway_still_returns_every_result(fresh_three_nodes
     _kill_node(fresh_three_nodes, "c")
     values = ember.get(refs, timeout=100)
     assert [int(v[0]) for v in values] == [i * i for i in range(60)]
+
+
+@ember.remote(resources={"node_c": 1})
+def first_value(refs: list) -> int:
+    array, _node = ember.get(refs[0])
+    return int(array[0])
+
+
+@pytest.mark.timeout(90)
+def test_a_task_reading_a_lost_object_the_driver_owns_has_the_driver_rebuild_it(
+        fresh_three_nodes: Cluster) -> None:
+    """The ref travels inside a list to a task on node c; its only copy died with node b;
+    the task's get asks the driver (the owner, on the head), which re-runs `make`."""
+    on_b = NodeAffinitySchedulingStrategy(fresh_three_nodes.node_ids["b"], soft=True)
+    ref = make.options(scheduling_strategy=on_b).remote(4)
+    ember.wait([ref], fetch_local=False, timeout=30)
+    _kill_node(fresh_three_nodes, "b")
+    assert ember.get(first_value.remote([ref]), timeout=60) == 4
