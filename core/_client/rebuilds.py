@@ -1,8 +1,8 @@
 """Bringing back an object whose every copy was lost with its node (lineage, across owners).
 
 The process that owns an object (it made the ref: ``f.remote()``, ``ember.put``) rebuilds
-it by running the task that made it again; the task submitter keeps that task while the
-result is referenced. Any other process reading the object (a borrower: the ref reached
+it by running the task that made it again; the submitters keep that task (or actor call,
+when its method has ``max_task_retries``) while the result is referenced. Any other process reading the object (a borrower: the ref reached
 it inside a value, and names its owner) asks the owner to:
 
     borrower: get(x) -> ObjectLostError from x's home
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .._wire import protocol as p
 from .._types import ObjectID
@@ -33,7 +33,17 @@ from ..exceptions import EmberSystemError, ObjectLostError, OwnerDiedError
 from .local_objects import Completion, LocalObjectTable
 
 if TYPE_CHECKING:
-    from .submitter import RemoteNodes, TaskSubmitter
+    from .submitter import RemoteNodes
+
+
+class Rebuilder(Protocol):
+    """A submitter that keeps the lineage of what it ran (tasks, actor calls)."""
+
+    #: Result id -> the record of the call that made it.
+    lineage: dict[bytes, Any]
+
+    def reconstruct(self, oid: ObjectID) -> bool:
+        """Run the call that made ``oid`` again; False if it cannot."""
 
 #: Results whose refs this process shared and then dropped: lineage kept for the newest N.
 MAX_KEPT_LINEAGE = 1_000
@@ -50,15 +60,15 @@ class Recovery:
 
     Args:
         objects: this process's object table.
-        submitter: runs tasks again; its ``lineage`` maps results to their tasks.
+        rebuilders: the task and actor submitters, which run calls again.
         remote_nodes: links to other node managers (where owners on other nodes are asked).
         me: how this process is named in errors ("driver pid 12 on node tcp:...").
     """
 
-    def __init__(self, objects: LocalObjectTable, submitter: TaskSubmitter, remote_nodes: RemoteNodes,
+    def __init__(self, objects: LocalObjectTable, rebuilders: list[Rebuilder], remote_nodes: RemoteNodes,
                  me: str) -> None:
         self.objects = objects
-        self.submitter = submitter
+        self.rebuilders = rebuilders
         self.remote_nodes = remote_nodes
         self.me = me
         self._lock = threading.Lock()
@@ -67,8 +77,11 @@ class Recovery:
 
     # --- lineage kept and dropped -------------------------------------------------------
 
+    def _keeper(self, oid: ObjectID) -> Rebuilder | None:
+        return next((r for r in self.rebuilders if oid in r.lineage), None)
+
     def forget(self, oid: ObjectID, shared: bool) -> None:
-        if oid not in self.submitter.lineage:
+        if self._keeper(oid) is None:
             return
         if not shared:
             self._drop(oid)
@@ -82,29 +95,34 @@ class Recovery:
             self._drop(old)
 
     def _drop(self, oid: ObjectID) -> None:
-        lineage = self.submitter.lineage
-        record = lineage.pop(oid, None)
-        if record is not None and not any(r in lineage for r in record.return_ids):
+        keeper = self._keeper(oid)
+        if keeper is None:
+            return
+        record = keeper.lineage.pop(oid)
+        if not any(r in keeper.lineage for r in record.return_ids):
             record.held = []  # its arguments may go
 
     def _rerun(self, oid: ObjectID) -> bool:
-        """Run the task that made ``oid`` again; False if it cannot be."""
-        record = self.submitter.lineage.get(oid)
-        if record is not None:
-            with self._lock:
-                for return_id in record.return_ids:  # referred to again, until dropped again
-                    self._kept.pop(return_id, None)
-        return self.submitter.reconstruct(oid)
+        """Run the call that made ``oid`` again; False if it cannot be."""
+        keeper = self._keeper(oid)
+        record = keeper.lineage.get(oid) if keeper is not None else None
+        if keeper is None or record is None:
+            return False
+        with self._lock:
+            for return_id in record.return_ids:  # referred to again, until dropped again
+                self._kept.pop(return_id, None)
+        return keeper.reconstruct(oid)
 
     def _why_not(self, oid: ObjectID) -> str:
         if int.from_bytes(oid[-4:], "little") == PUT_INDEX:
             return "it was made by ember.put, which keeps no lineage (make it in a task to have it rebuilt)"
-        record = self.submitter.lineage.get(oid)
+        keeper = self._keeper(oid)
+        record = keeper.lineage.get(oid) if keeper is not None else None
         if record is not None and record.retries_left == 0:
-            return "the task that made it has no retries left (raise its max_retries)"
-        return ("no task that made it is kept: results of actor calls, of tasks with max_retries=0, "
-                f"and shared results dropped by their owner beyond the newest {MAX_KEPT_LINEAGE} "
-                "cannot be rebuilt")
+            return "the call that made it has no retries left (raise its max_retries or max_task_retries)"
+        return ("no call that made it is kept: results of tasks with max_retries=0, of actor calls "
+                "without max_task_retries, and shared results dropped by their owner beyond the "
+                f"newest {MAX_KEPT_LINEAGE} cannot be rebuilt")
 
     def _not_rebuildable(self, oid: ObjectID, where: str) -> ObjectLostError:
         return ObjectLostError(oid.hex(), f"{where}; its owner ({self.me}) cannot rebuild it: "

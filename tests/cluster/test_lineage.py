@@ -163,3 +163,24 @@ def test_a_task_reading_a_lost_object_the_driver_owns_has_the_driver_rebuild_it(
     ember.wait([ref], fetch_local=False, timeout=30)
     _kill_node(fresh_three_nodes, "b")
     assert ember.get(first_value.remote([ref]), timeout=60) == 4
+
+
+@ember.remote(max_restarts=1, max_task_retries=1)
+class Source:
+    def block(self, seed: int) -> tuple[np.ndarray, str]:
+        return np.full(2_000_000, seed, dtype=np.int64), ember.get_runtime_context().get_node_id()
+
+
+@pytest.mark.timeout(120)
+def test_an_actor_call_result_lost_with_its_node_is_rebuilt_by_calling_again(
+        fresh_three_nodes: Cluster) -> None:
+    """As in Ray, a method with max_task_retries is called again when its result is lost:
+    here on the actor restarted on another node after node b died with both."""
+    on_b = NodeAffinitySchedulingStrategy(fresh_three_nodes.node_ids["b"], soft=True)
+    source = Source.options(scheduling_strategy=on_b).remote()
+    ref = source.block.remote(9)
+    ember.wait([ref], fetch_local=False, timeout=30)
+    _kill_node(fresh_three_nodes, "b")
+    array, node = ember.get(ref, timeout=90)
+    assert node != fresh_three_nodes.node_ids["b"]
+    assert int(array.min()) == int(array.max()) == 9
