@@ -15,6 +15,11 @@ is "c"), and measures:
 - actor_node_loss_to_call_s: an actor (max_restarts=1, max_task_retries=1) on node c;
   node c's processes are SIGKILLed; time from the kill until a call made right after it returns
   (from the restarted actor on another node);
+- lineage_owned_rebuild_s: a 50 MB result made on node c (soft affinity), owned by the
+  driver; node c is SIGKILLed; time from the kill until `get` returns it, rebuilt by
+  re-running its task elsewhere;
+- lineage_borrowed_rebuild_s: the same, but the result is owned by an actor on node b
+  that made it and returned its ref: the driver's `get` asks the actor to rebuild it;
 - head_restart_to_actor_call_s: a detached named actor on node c; the head is SIGKILLed
   and started again at once with `ember start --head`; time from the kill until
   `get_actor(name)` and a call on it return; head_restart_cli_s is the part spent in the
@@ -40,6 +45,7 @@ import tempfile
 import time
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import psutil
 
 import ember
@@ -52,6 +58,22 @@ _CLI = [sys.executable, "-m", "ember.cli"]
 def nap(seconds: float) -> str:
     time.sleep(seconds)
     return ember.get_runtime_context().get_node_id()
+
+
+@ember.remote
+def block_of(megabytes: int) -> np.ndarray:
+    return np.ones(megabytes * 2**20 // 8)
+
+
+@ember.remote
+class Owner:
+    """Makes results on node c and hands out their refs: it owns them, the driver borrows."""
+
+    def make(self, node_c: str, megabytes: int) -> list:
+        ref = block_of.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_c, soft=True)) \
+            .remote(megabytes)
+        ember.wait([ref], fetch_local=False)
+        return [ref]
 
 
 @ember.remote(max_restarts=1, max_task_retries=1)
@@ -188,6 +210,24 @@ def actor_node_loss(c: dict) -> float:
     return time.perf_counter() - killed
 
 
+def lineage_owned(c: dict) -> float:
+    ref = block_of.options(scheduling_strategy=NodeAffinitySchedulingStrategy(c["c"], soft=True)).remote(50)
+    ember.wait([ref], fetch_local=False, timeout=30)
+    killed = time.perf_counter()
+    _kill_node(c["c_pid"])
+    ember.get(ref, timeout=60)
+    return time.perf_counter() - killed
+
+
+def lineage_borrowed(c: dict) -> float:
+    owner = Owner.options(scheduling_strategy=NodeAffinitySchedulingStrategy(c["b"], soft=False)).remote()
+    [ref] = ember.get(owner.make.remote(c["c"], 50), timeout=60)
+    killed = time.perf_counter()
+    _kill_node(c["c_pid"])
+    ember.get(ref, timeout=60)
+    return time.perf_counter() - killed
+
+
 def head_restart(c: dict) -> tuple[float, float]:
     actor = Where.options(name="kept", lifetime="detached", namespace="bench",
                           scheduling_strategy=NodeAffinitySchedulingStrategy(c["c"], soft=False)).remote()
@@ -215,7 +255,9 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, run in (("task_node_loss_to_results_s", task_node_loss),
                           ("silent_node_to_results_s", silent_node_loss),
-                          ("actor_node_loss_to_call_s", actor_node_loss)):
+                          ("actor_node_loss_to_call_s", actor_node_loss),
+                          ("lineage_owned_rebuild_s", lineage_owned),
+                          ("lineage_borrowed_rebuild_s", lineage_borrowed)):
             with cluster(args.node_timeout_s) as c:
                 results.setdefault(name, []).append(run(c))
         with cluster(args.node_timeout_s) as c:
