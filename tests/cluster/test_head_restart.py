@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -157,6 +158,57 @@ def test_only_a_call_in_flight_to_the_killed_head_fails_and_the_driver_works_on(
                  what="the waiting group placed once the holder is removed")
         remove_placement_group(waiting)
         ember.kill(fresh)
+
+
+_REMOTE_DRIVER = r"""
+import sys
+import ember
+
+ember.init(f"ember://{sys.argv[1]}")
+
+
+@ember.remote
+def add(a, b):
+    return a + b
+
+
+keeper = ember.get_actor("keeper", namespace="ops")
+print("before", ember.get(add.remote(1, 2)), ember.get(keeper.incr.remote()), flush=True)
+sys.stdin.readline()  # the head is killed and started again meanwhile
+print("after", ember.get(add.remote(2, 3)), ember.get(keeper.incr.remote()), flush=True)
+ember.shutdown()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_remote_driver_attached_to_a_worker_node_outlives_a_head_restart() -> None:
+    """A driver on another machine (its own $TMPDIR, TCP only) given a worker node's
+    address keeps its session and its actor handles across a head restart."""
+    with _cluster() as cluster, tempfile.TemporaryDirectory(prefix="laptop-") as laptop:
+        keeper = Keeper.options(name="keeper", namespace="ops", lifetime="detached",
+                                resources={"node_c": 0.5}).remote()
+        ember.get(keeper.incr.remote(), timeout=_TIMEOUT_S)
+        nodes = _read_nodes(cluster["tmpdir"])
+        (head_session,) = [d for d, info in nodes if info["head"]]
+        with open(os.path.join(head_session, "token")) as f:
+            token = f.read().strip()
+        worker_node = next(info for _d, info in nodes if not info["head"])
+        driver = subprocess.Popen(
+            [sys.executable, "-c", _REMOTE_DRIVER, worker_node["tcp_address"].removeprefix("tcp:")],
+            env={**os.environ, "TMPDIR": laptop, "EMBER_TOKEN": token}, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert driver.stdout.readline().split() == ["before", "3", "2"]
+            _kill_head(cluster)
+            _restart_head(cluster)
+            driver.stdin.write("go\n")
+            driver.stdin.flush()
+            assert driver.stdout.readline().split() == ["after", "5", "3"]
+            assert driver.wait(_TIMEOUT_S) == 0
+        finally:
+            driver.kill()
+            driver.wait()
+        ember.kill(keeper)
 
 
 @pytest.mark.timeout(120)
