@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
 import os
 import socket
 import subprocess
+import sys
 import time
 import zipfile
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import psutil
 import pytest
@@ -28,6 +31,32 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+
+
+class DriverOutput:
+    """What this driver prints to sys.stdout / sys.stderr (the lines its workers forward),
+    kept whole. capfd/capsys cannot be polled while another thread writes: readouterr
+    reads and then truncates, so a line written in between is lost (a flaky test did)."""
+
+    def __init__(self) -> None:
+        self.out = io.StringIO()
+        self.err = io.StringIO()
+
+    def has(self, text: str, stream: str = "out") -> bool:
+        return text in (self.out if stream == "out" else self.err).getvalue()
+
+
+@contextlib.contextmanager
+def driver_output() -> Iterator[DriverOutput]:
+    """Collect the driver's output within the block. Set in the test's body: pytest puts its
+    own sys.stdout back at the start of each test phase, over anything a fixture set."""
+    output = DriverOutput()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = output.out, output.err
+    try:
+        yield output
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def process_gone(pid: int) -> bool:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 import pytest
 
 import ember
 
-from conftest import wait_for
+from conftest import driver_output, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -46,49 +45,34 @@ class Talker:
         return {"job": ctx.get_job_id(), "task": ctx.get_task_id(), "actor": ctx.get_actor_id()}
 
 
-class _Output:
-    """Accumulates captured output across polls (readouterr consumes it)."""
-
-    def __init__(self, capfd: Any) -> None:
-        self.capfd = capfd
-        self.out = ""
-        self.err = ""
-
-    def has(self, text: str, stream: str = "out") -> bool:
-        captured = self.capfd.readouterr()
-        self.out += captured.out
-        self.err += captured.err
-        return text in (self.out if stream == "out" else self.err)
-
-
 # --- output -----------------------------------------------------------------------------
 
 
-def test_task_print_reaches_the_driver_prefixed_with_name_and_pid(ember_local, capfd) -> None:
-    pid = ember.get(say.remote("hello from a task"))
-    output = _Output(capfd)
-    wait_for(lambda: output.has(f"(say pid={pid}) hello from a task"), what="the forwarded line")
+def test_task_print_reaches_the_driver_prefixed_with_name_and_pid(ember_local) -> None:
+    with driver_output() as output:
+        pid = ember.get(say.remote("hello from a task"))
+        wait_for(lambda: output.has(f"(say pid={pid}) hello from a task"), what="the forwarded line")
 
 
-def test_task_stderr_reaches_the_driver_stderr(ember_local, capfd) -> None:
-    pid = ember.get(complain.remote("something went wrong"))
-    output = _Output(capfd)
-    wait_for(lambda: output.has(f"(complain pid={pid}) something went wrong", "err"),
-              what="the forwarded stderr line")
+def test_task_stderr_reaches_the_driver_stderr(ember_local) -> None:
+    with driver_output() as output:
+        pid = ember.get(complain.remote("something went wrong"))
+        wait_for(lambda: output.has(f"(complain pid={pid}) something went wrong", "err"),
+                 what="the forwarded stderr line")
 
 
-def test_actor_print_is_prefixed_with_the_class_name(ember_local, capfd) -> None:
-    talker = Talker.remote()
-    pid = ember.get(talker.say.remote("hello from an actor"))
-    output = _Output(capfd)
-    wait_for(lambda: output.has(f"(Talker pid={pid}) hello from an actor"), what="the actor's line")
+def test_actor_print_is_prefixed_with_the_class_name(ember_local) -> None:
+    with driver_output() as output:
+        talker = Talker.remote()
+        pid = ember.get(talker.say.remote("hello from an actor"))
+        wait_for(lambda: output.has(f"(Talker pid={pid}) hello from an actor"), what="the actor's line")
 
 
-def test_every_line_of_a_multi_line_print_is_prefixed(ember_local, capfd) -> None:
-    pid = ember.get(say.remote("first line\nsecond line"))
-    output = _Output(capfd)
-    wait_for(lambda: output.has(f"(say pid={pid}) second line"), what="the second line")
-    assert f"(say pid={pid}) first line" in output.out
+def test_every_line_of_a_multi_line_print_is_prefixed(ember_local) -> None:
+    with driver_output() as output:
+        pid = ember.get(say.remote("first line\nsecond line"))
+        wait_for(lambda: output.has(f"(say pid={pid}) second line"), what="the second line")
+        assert f"(say pid={pid}) first line" in output.out.getvalue()
 
 
 # --- runtime context --------------------------------------------------------------------
