@@ -40,18 +40,26 @@ class PlacementGroup:
 
     def ready(self) -> ObjectRef:
         """An ObjectRef that resolves (to True) once every bundle is reserved."""
-        # Answered by the head from the group's state: no task, no worker.
-        if self._ready_ref is None:
+        # Answered by the head from the group's state: no task, no worker. One ref is
+        # shared by every call while it is pending or succeeded; one that failed (the group
+        # was removed, the head restarted meanwhile) is not: the next call asks again.
+        if self._ready_ref is None or self._failed(self._ready_ref):
             pg_id = self.id
             self._ready_ref = ObjectRef(context.runtime().request_object(
                 lambda rid: p.WaitPlacementGroup(rid, pg_id)))
         return self._ready_ref
 
     def wait(self, timeout_seconds: float = 30) -> bool:
-        """True if the group was placed within ``timeout_seconds``."""
+        """True if the group was placed within ``timeout_seconds``; False if not, or if it
+        cannot be (it was removed)."""
         rt = context.runtime()
-        oid = self.ready().id
-        return bool(rt.objects.wait_ready([oid], 1, timeout_seconds, fetch=False))
+        ref = self.ready()
+        placed = rt.objects.wait_ready([ref.id], 1, timeout_seconds, fetch=False)
+        return bool(placed) and not self._failed(ref)
+
+    @staticmethod
+    def _failed(ref: ObjectRef) -> bool:
+        return context.runtime().objects.error_payload(ref.id) is not None
 
     def __reduce__(self) -> Any:
         return (PlacementGroup, (self.id, self._bundles))

@@ -26,3 +26,16 @@ def test_removed_groups_are_kept_in_the_table_only_up_to_a_bound(ember_local) ->
     assert live.wait(30)
     assert placement_group_table(live)["state"] == "CREATED"
     remove_placement_group(live)
+
+
+@pytest.mark.filterwarnings("ignore:placement group .* cannot be placed:RuntimeWarning")
+def test_wait_on_a_group_removed_before_it_was_placed_is_false(ember_local) -> None:
+    """Its ready() ref failed: wait() says it was not placed, and a later ready() asks again
+    instead of handing back the failed ref."""
+    pending = placement_group([{"CPU": 64}])
+    failed = pending.ready()
+    remove_placement_group(pending)
+    with pytest.raises(ember.exceptions.EmberError, match="removed before it was placed"):
+        ember.get(failed, timeout=30)
+    assert pending.wait(5) is False
+    assert pending.ready() != failed
