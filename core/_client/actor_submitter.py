@@ -21,7 +21,8 @@ from ..exceptions import (ActorDiedError, ActorUnavailableError, PendingCallsLim
 from .._wire.ids import return_ids as make_return_ids
 from .._wire.node_link import NodeLink
 from .generators import GeneratorTable
-from .local_objects import Completion, LocalObjectTable, error_returns
+from .local_objects import LocalObjectTable
+from .object_entry import Completion, error_returns
 from .submitter import RetryExceptions, retriable_error
 from .task_events import TaskEventBuffer
 from .worker_channel import WorkerChannel

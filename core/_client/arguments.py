@@ -13,7 +13,7 @@ from typing import Any
 from ..exceptions import SerializationError
 from .._wire.ids import ARGS_INDEX, object_id
 from ..object_ref import ObjectRef
-from .local_objects import INLINE_MAX_BYTES
+from .object_entry import INLINE_MAX_BYTES
 from .runtime import Runtime
 from .._wire.serialization import Serialized, serialize
 

@@ -29,7 +29,8 @@ from .._types import ActorID, ObjectID, TaskID
 from .._wire import protocol as p
 from .._wire.ids import object_id
 from .._wire.serialization import serialize
-from .local_objects import Completion, LocalObject, LocalObjectTable
+from .local_objects import LocalObjectTable
+from .object_entry import Completion, LocalObject
 from .worker_channel import WorkerChannel
 
 #: What the end marker's entry holds (never handed to user code).

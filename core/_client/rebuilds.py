@@ -30,7 +30,8 @@ from .._wire import protocol as p
 from .._types import ObjectID
 from .._wire.ids import PUT_INDEX
 from ..exceptions import EmberSystemError, ObjectLostError, OwnerDiedError
-from .local_objects import Completion, LocalObjectTable
+from .local_objects import LocalObjectTable
+from .object_entry import Completion
 
 if TYPE_CHECKING:
     from .submitter import RemoteNodes

@@ -22,7 +22,8 @@ from ..exceptions import ObjectLostError, OutOfMemoryError, TaskCancelledError, 
 from .._wire.ids import return_ids as make_return_ids
 from .._wire.node_link import NodeLink
 from .generators import GeneratorTable
-from .local_objects import Completion, LocalObjectTable, error_returns
+from .local_objects import LocalObjectTable
+from .object_entry import Completion, error_returns
 from .._wire.serialization import FLAG_ERROR, read_flags
 from .task_events import TaskEventBuffer
 from .worker_channel import WorkerChannel

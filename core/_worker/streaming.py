@@ -18,7 +18,8 @@ import inspect
 import threading
 from typing import Any, Iterator
 
-from .._client.local_objects import Completion, LocalObjectTable
+from .._client.local_objects import LocalObjectTable
+from .._client.object_entry import Completion
 from .._types import TaskID
 from .._wire import protocol as p
 from .._wire.ids import object_id

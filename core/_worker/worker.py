@@ -36,7 +36,7 @@ from .._client.arguments import decode_args
 from .._client.context import ExitActorSignal, TaskContext, current_task
 from ..exceptions import RuntimeEnvSetupError, TaskCancelledError, TaskError
 from .._wire.ids import object_id
-from .._client.local_objects import Completion, error_returns
+from .._client.object_entry import Completion, error_returns
 from .._client.runtime import Runtime
 from .._wire.serialization import serialize
 from .._wire.handshake import serve_hello
