@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from .._wire import protocol as p
 from .._types import ObjectID
@@ -32,9 +32,7 @@ from .._wire.ids import PUT_INDEX
 from ..exceptions import EmberSystemError, ObjectLostError, OwnerDiedError
 from .local_objects import LocalObjectTable
 from .object_entry import Completion
-
-if TYPE_CHECKING:
-    from .submitter import RemoteNodes
+from .remote_nodes import RemoteNodes
 
 
 class Rebuilder(Protocol):

@@ -33,7 +33,8 @@ from .metrics_push import MetricsPusher
 from .rebuilds import Recovery
 from .._wire.serialization import serialize
 from ..exceptions import InvalidOptionError
-from .submitter import RemoteNodes, TaskSubmitter
+from .remote_nodes import RemoteNodes
+from .submitter import TaskSubmitter
 from .task_events import TaskEventBuffer, events_enabled_by_default
 
 #: What kind of process a runtime serves.

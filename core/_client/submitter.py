@@ -11,10 +11,9 @@ reuses its worker instead of asking the node manager every time.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
-from typing import Any, Callable, Union
+from typing import Union
 
 from .._wire import protocol as p
 from .._types import Address, ObjectID, TaskID
@@ -23,6 +22,7 @@ from .._wire.ids import return_ids as make_return_ids
 from .._wire.node_link import NodeLink
 from .generators import GeneratorTable
 from .local_objects import LocalObjectTable
+from .remote_nodes import RemoteNodes
 from .object_entry import Completion, error_returns
 from .._wire.serialization import FLAG_ERROR, read_flags
 from .task_events import TaskEventBuffer
@@ -47,56 +47,6 @@ MAX_LEASE_REQUESTS = 16
 RetryExceptions = Union[bool, tuple[type[BaseException], ...]]
 #: What a task's key groups by: (resource shape items, strategy repr[, locality node]).
 SchedulingKey = tuple
-
-
-class RemoteNodes:
-    """Links to other nodes' managers, opened when a lease request is spilled there.
-
-    Each link registers as a "submitter" of this job, so the remote node runs the job's
-    workers with the same working directory, sys.path and environment.
-    """
-
-    def __init__(self, token: bytes, worker_id: bytes, job_id: bytes, namespace: str,
-                 env_vars: dict[str, str] | None, sys_path: Callable[[], list[str]]) -> None:
-        self._token = token
-        self._worker_id, self._job_id, self._namespace = worker_id, job_id, namespace
-        self._env_vars = env_vars
-        #: sys.path as it is when a link opens (the driver may extend it meanwhile).
-        self._sys_path = sys_path
-        self._lock = threading.Lock()
-        self._links: dict[Address, NodeLink] = {}
-        #: Messages those node managers send unasked (LeaseWanted): (address, message).
-        self.on_message: Callable[[Address, Any], None] = lambda _address, _msg: None
-
-    def get(self, address: Address) -> NodeLink:
-        """The link to the node manager at ``address`` (opened once; raises OSError if it
-        cannot be reached)."""
-        with self._lock:
-            link = self._links.get(address)
-            if link is not None and not link.closed:
-                return link
-        register = p.Register("submitter", self._worker_id, os.getpid(), namespace=self._namespace,
-                              cwd=os.getcwd(), sys_path=self._sys_path(), env_vars=self._env_vars,
-                              job_id=self._job_id)
-        link = NodeLink(address, self._token, register, name="ember-remote-node",
-                        on_message=lambda msg, _fds, a=address: self.on_message(a, msg))
-        with self._lock:
-            self._links[address] = link
-        return link
-
-    def drop(self, address: Address) -> None:
-        """The node at ``address`` is dead: requests waiting on its link fail now (and are
-        asked elsewhere) instead of waiting for a machine that may never answer."""
-        with self._lock:
-            link = self._links.pop(address, None)
-        if link is not None:
-            link.conn.close()  # its reader fails what waits; no join here (a reader thread calls us)
-
-    def close(self) -> None:
-        with self._lock:
-            links, self._links = list(self._links.values()), {}
-        for link in links:
-            link.close()
 
 
 class TaskRecord:
