@@ -7,8 +7,8 @@
     last reference dropped -> the block is freed, or orphaned while readers still pin it
 
 A block is reused only when its object is unreferenced *and* unpinned, so a reader's
-zero-copy view never sees another object's bytes. Spilling is decided here (lock held)
-and carried out by ``run_io`` (the object service's spill thread, no lock): an object
+zero-copy view never sees another object's bytes. Spilling (mixed in from ``spilling``)
+is decided here (lock held) and carried out by ``run_io`` (the object service's spill thread, no lock): an object
 being written out is still served from memory; its block is freed once the write is
 done, unless a reader pinned it meanwhile (then it stays in memory).
 
@@ -23,16 +23,15 @@ import collections
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 from .._types import ObjectID
 from .arena import Arena, block_bytes
 from ..exceptions import ObjectLostError, ObjectStoreFullError
 from .spill_file import SpillFile, default_spill_bytes
-
-#: Holder of copies pulled from other nodes: nobody's; evicted first when room is needed.
-CACHE_HOLDER = b"cache"
+from .spilling import Spilling
+from .store_entries import CACHE_HOLDER, Block, ObjectEntry, Reserved, RunIO, Waiter
 
 #: How long a request for room waits for readers to let go of pinned objects before it
 #: fails with ObjectStoreFullError (spills in progress are always waited for).
@@ -42,57 +41,6 @@ STORE_FULL_WAIT_S = float(os.environ.get("EMBER_STORE_FULL_WAIT_S", "10"))
 #: behind (to disk, keeping them in memory) so that the next such request finds room it
 #: can take without waiting for a write.
 WRITE_BEHIND_S = 5.0
-
-#: Called with ("sealed", entry) or ("failed", error) when a waited-for object settles.
-Waiter = Callable[[str, object], None]
-
-Location = Literal["memory", "spilling", "disk", "restoring"]
-
-
-@dataclass(eq=False)
-class Block:
-    """A range of the arena that holds (or is being filled with) one object."""
-    offset: int
-    size: int
-    #: Readers (and peers streaming it) that map it now; the block is not reused before 0.
-    pins: int = 0
-    #: Its object is gone (freed or spilled) but readers still pin it: freed at 0 pins.
-    orphaned: bool = False
-
-
-@dataclass
-class ObjectEntry:
-    """One object of the node: where its bytes are, its owner and its waiters."""
-    object_id: ObjectID
-    state: Literal["pending", "sealed", "failed"] = "pending"
-    size: int = 0
-    flags: int = 0
-    owner: bytes = b""
-    contained: list[bytes] = field(default_factory=list)
-    error: object = None
-    waiters: list[Waiter] = field(default_factory=list)
-    last_access: float = 0.0
-    #: The arena block while the bytes are in memory ("memory", "spilling").
-    block: Block | None = None
-    location: Location = "memory"
-    #: Offset in the spill file while on disk ("disk", "restoring"; also "spilling"), or
-    #: of a clean copy of an object in memory (restored, or written behind).
-    spill_offset: int = -1
-    #: While "spilling": free the block once written. False: a write-behind copy (the
-    #: object stays in memory, and evicting it later costs no write).
-    evict: bool = True
-    #: The process that created this pending entry with CreateObject (it seals it).
-    creator: bytes | None = None
-    #: Restored ahead of a reader (read-ahead): its first reader reads the next one ahead.
-    read_ahead: bool = False
-
-
-#: Told the reserved block, or the error that ends the wait (exactly one is None).
-Reserved = Callable[[Block | None, BaseException | None], None]
-
-#: Runs ``io`` off the node lock, then ``finish(ok)`` with the lock held.
-RunIO = Callable[[Callable[[], None], Callable[[bool], None]], None]
-
 
 @dataclass(eq=False)
 class _Request:
@@ -113,7 +61,7 @@ def _run_inline(io: Callable[[], None], finish: Callable[[bool], None]) -> None:
     finish(True)
 
 
-class ObjectTable:
+class ObjectTable(Spilling):
     """Objects, blocks, pins and references of one node. Not thread-safe: the node locks.
 
     Args:
@@ -498,155 +446,6 @@ class ObjectTable:
         del self._blocks[block.offset]
         self.arena.extents.free(block.offset, block.size)
         self._serve_requests()
-
-    # --- spilling --------------------------------------------------------------------
-
-    def _write_behind(self, exclude: ObjectEntry | None = None) -> None:
-        """Under spilling pressure, start writing least recently used objects to disk
-        (they stay in memory) until the room the last waiting request needed is ready.
-        ``exclude``: an object just restored for a reader (its room is not ready)."""
-        if self.spill is None or time.monotonic() > self._pressure_until:
-            return
-        memory = [e for e in self.objects.values() if e.state == "sealed" and e.block is not None
-                  and not e.block.pins and e.location in ("memory", "spilling") and e is not exclude]
-        ready = self.arena.extents.free_bytes + self._spilling_bytes + sum(
-            e.block.size for e in memory if (e.location == "memory" and e.spill_offset >= 0)
-            or (e.location == "spilling" and not e.evict))
-        for entry in sorted((e for e in memory if e.location == "memory" and e.spill_offset < 0
-                             and self._holders.get(e.object_id) != {CACHE_HOLDER}),
-                            key=lambda e: e.last_access):
-            if ready >= self._pressure_bytes:
-                break
-            self._spill(entry, evict=False)
-            ready += entry.block.size
-
-    def _spill(self, entry: ObjectEntry, evict: bool = True) -> None:
-        """Start writing ``entry`` to the spill file (I/O on the spill thread); ``evict``:
-        free its block once written (else it stays in memory with a copy on disk).
-
-        An object restored earlier still has its copy on disk (objects never change):
-        spilling it again only lets its block go, with no write.
-        """
-        if self.spill is None:
-            return
-        if entry.spill_offset >= 0:
-            if not evict:
-                return
-            entry.location, block, entry.block = "disk", entry.block, None
-            self._spilled_bytes += entry.size
-            self.release_block(block)
-            return
-        offset = self.spill.alloc(entry.size)
-        if offset is None:
-            self._spill_refused = True
-            return
-        self._spill_refused = False
-        block = entry.block
-        entry.location, entry.spill_offset, entry.evict = "spilling", offset, evict
-        if evict:
-            self._spilling_bytes += block.size
-        # Whole pages: the spill file may bypass the page cache (O_DIRECT).
-        data = self.arena.block(block.offset, block_bytes(entry.size))
-        spill = self.spill
-
-        def finish(ok: bool) -> None:
-            if entry.evict:
-                self._spilling_bytes -= block.size
-            freed = self.objects.get(entry.object_id) is not entry
-            if freed or not ok:  # freed meanwhile, or the disk failed
-                spill.free(offset, entry.size)
-                entry.spill_offset = -1
-                if freed:
-                    self.release_block(block)
-                else:
-                    entry.location, entry.evict = "memory", True
-            elif block.pins or not entry.evict:  # stays in memory, with a copy on disk
-                entry.location, entry.evict = "memory", True
-            else:
-                entry.location, entry.block = "disk", None
-                self._spilled_bytes += entry.size
-                self.release_block(block)
-            self._serve_requests()
-
-        self.run_io(lambda: spill.write(offset, data), finish)
-
-    def _read_ahead(self, after: ObjectEntry) -> None:
-        """A reader restored ``after``: restore the object that follows it in the spill file
-        too, if room costs no write (free space, or blocks of objects with a copy on disk).
-
-        Spill order follows put order, so a reader going through its objects in order
-        finds the next one in memory; the read happens on the spill thread meanwhile.
-        """
-        if self.spill is None or after.spill_offset < 0:
-            return
-        following = [e for e in self.objects.values()
-                     if e.location == "disk" and e.spill_offset > after.spill_offset]
-        if not following:
-            return
-        nxt = min(following, key=lambda e: e.spill_offset)
-        need = block_bytes(nxt.size)
-        extents = self.arena.extents
-        clean = sorted((e for e in self.objects.values()
-                        if e.location == "memory" and e.spill_offset >= 0 and e is not after
-                        and not e.block.pins and not e.read_ahead), key=lambda e: e.last_access)
-        for entry in clean:
-            if extents.largest_free() >= need:
-                break
-            self._spill(entry)  # a copy is on disk: its block goes at once
-        if extents.largest_free() >= need and not self._requests:
-            self._restore(nxt)
-
-    def _restore(self, entry: ObjectEntry) -> None:
-        """Read a spilled object back into a new block, then answer its waiters."""
-        entry.location = "restoring"
-        spill = self.spill
-
-        def reserved(block: Block | None, error: BaseException | None) -> None:
-            if self.objects.get(entry.object_id) is not entry:  # freed while waiting for room
-                if block is not None:
-                    self.release_block(block)
-                spill.free(entry.spill_offset, entry.size)
-                self._spilled_bytes -= entry.size
-                return
-            if block is None:
-                entry.location = "disk"
-                waiters, entry.waiters = entry.waiters, []
-                failed = ObjectEntry(entry.object_id, state="failed", error=error)
-                for waiter in waiters:
-                    waiter("failed", failed)
-                return
-            out = self.arena.block(block.offset, block_bytes(entry.size))
-
-            def finish(ok: bool) -> None:
-                if self.objects.get(entry.object_id) is not entry:
-                    self.release_block(block)
-                    spill.free(entry.spill_offset, entry.size)
-                    self._spilled_bytes -= entry.size
-                    return
-                if not ok:
-                    self.release_block(block)
-                    entry.location = "disk"
-                    error = ObjectLostError(entry.object_id.hex(), "its spilled copy could not "
-                                            "be read back from disk")
-                    waiters, entry.waiters = entry.waiters, []
-                    for waiter in waiters:
-                        waiter("failed", ObjectEntry(entry.object_id, state="failed", error=error))
-                    return
-                # The copy on disk stays: spilling the object again costs no write.
-                self._spilled_bytes -= entry.size
-                entry.location, entry.block = "memory", block
-                entry.last_access = time.monotonic()
-                waiters, entry.waiters = entry.waiters, []
-                entry.read_ahead = not waiters
-                for waiter in waiters:
-                    waiter("sealed", entry)
-                self._write_behind(exclude=entry)  # readers waiting for restores are pressure too
-                if waiters:
-                    self._read_ahead(entry)
-
-            self.run_io(lambda: spill.read_into(entry.spill_offset, out), finish)
-
-        self.reserve(entry.size, reserved)
 
     # --- reporting -------------------------------------------------------------------
 

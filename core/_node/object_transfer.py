@@ -27,7 +27,8 @@ from .._wire import protocol as p
 from ..exceptions import ObjectLostError
 from .._wire.node_link import CHUNK_BYTES, NodeLink
 from .server import NodeLock
-from .object_store import CACHE_HOLDER, Block, ObjectEntry, ObjectTable
+from .object_store import ObjectTable
+from .store_entries import CACHE_HOLDER, Block, ObjectEntry
 
 #: How long a receiving link waits for room in the store before it drops the object.
 ROOM_WAIT_S = 60.0

@@ -31,7 +31,7 @@ from .._wire import protocol as p
 from ..exceptions import EmberError, OwnerDiedError
 from .memory_monitor import MemoryPolicy, read_usage
 from .context import Client, Handlers, NodeContext
-from .object_store import ObjectEntry
+from .store_entries import ObjectEntry
 from .object_stream import can_map, send_object
 from .object_transfer import ObjectTransfer, peer_holder
 

@@ -17,7 +17,7 @@ import pytest
 
 import ember
 from conftest import wait_for
-from ember._node.object_store import CACHE_HOLDER
+from ember._node.store_entries import CACHE_HOLDER
 
 from .conftest import OperatorCluster, operator_cluster
 
