@@ -27,7 +27,7 @@ from .decisions import respill_target
 from .leases import LeaseService
 from .objects import ObjectService
 from .placement import PlacementService
-from .server import frame_of
+from .peer import frame_of
 from .workers import WorkerService
 
 log = logging.getLogger("ember._node.manager")

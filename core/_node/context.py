@@ -21,7 +21,7 @@ from .._wire import protocol as p
 from .._types import JobID, WorkerID
 from .control_store import ControlStore
 from .membership import ClusterView
-from .server import NodeLock, Peer
+from .peer import NodeLock, Peer
 from .storage import Persistence
 from .object_store import ObjectTable
 from .scheduler import ResourceLedger

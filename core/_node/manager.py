@@ -56,7 +56,8 @@ from .objects import ObjectService
 from .object_stream import StreamService
 from .placement import PlacementService
 from .state import StateService
-from .server import NodeLock, Peer, Server
+from .peer import NodeLock, Peer
+from .server import Server
 from .telemetry import DEFAULT_DASHBOARD_PORT, TelemetryService
 from .workers import WorkerService
 from .object_store import ObjectTable

@@ -23,7 +23,7 @@ import os
 from .._wire import protocol as p
 from .._wire.node_link import CHUNK_BYTES
 from .context import Client, Handlers, NodeContext
-from .server import Peer
+from .peer import Peer
 
 log = logging.getLogger("ember.node_manager")
 

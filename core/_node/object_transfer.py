@@ -26,7 +26,7 @@ from typing import Any, Callable
 from .._wire import protocol as p
 from ..exceptions import ObjectLostError
 from .._wire.node_link import CHUNK_BYTES, NodeLink
-from .server import NodeLock
+from .peer import NodeLock
 from .object_store import ObjectTable
 from .store_entries import CACHE_HOLDER, Block, ObjectEntry
 
