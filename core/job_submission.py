@@ -32,8 +32,9 @@ from typing import Any, AsyncIterator, Iterator
 from ._wire import protocol as p
 from ._wire.node_link import NodeLink
 from ._node.launcher import find_by_tcp_address, find_current
-from ._wire.tokens import given_token
-from .exceptions import EmberError, InvalidOptionError, RuntimeEnvSetupError
+from ._wire.tokens import ClusterToken, given_token
+from .exceptions import (AuthenticationError, ClusterConnectionError, EmberError, InvalidOptionError,
+                         RuntimeEnvSetupError)
 from .runtime_env import validate_runtime_env
 
 __all__ = ["JobDetails", "JobInfo", "JobStatus", "JobSubmissionClient"]
@@ -77,7 +78,10 @@ class JobSubmissionClient:
             head's session on this machine.
 
     Raises:
-        EmberError: no head there, or it refused the token.
+        AuthenticationError: the head refused the token (naming where it came from).
+        VersionMismatchError: the head runs another ember or Python version.
+        ClusterConnectionError: no ember head answers at ``address``.
+        EmberError: no cluster found on this machine ("auto"), or an HTTP address.
     """
 
     def __init__(self, address: str | None = None, *, token_file: str | None = None) -> None:
@@ -95,11 +99,15 @@ class JobSubmissionClient:
             raise EmberError(f"{e}. ember's job client talks to the head's own address (HOST:PORT as "
                              "`ember start --head` prints it), not to the dashboard's HTTP port") from e
         try:
-            self._link = NodeLink(node_address, token, p.Register("peer", os.urandom(16), os.getpid()),
+            self._link = NodeLink(node_address, token.secret, p.Register("peer", os.urandom(16), os.getpid()),
                                   name="ember-job-client")
+        except AuthenticationError as e:  # only we know where the token came from
+            raise AuthenticationError(e.address, token.source) from None
+        except EmberError:
+            raise  # typed already: another version, nothing ember listening
         except OSError as e:
-            raise EmberError(f"cannot reach the ember head at {address} ({e}). Check the address and "
-                             "the cluster token (token_file=, $EMBER_TOKEN).") from e
+            raise ClusterConnectionError(address, str(e), "Check the address: the HOST:PORT "
+                                         "`ember start --head` printed") from e
 
     def close(self) -> None:
         self._link.close()
@@ -229,17 +237,17 @@ def _details(d: dict[str, Any]) -> JobDetails:
     return JobDetails(**{**d, "status": JobStatus(d["status"])})
 
 
-def _resolve(address: str, token_file: str | None) -> tuple[str, bytes]:
+def _resolve(address: str, token_file: str | None) -> tuple[str, ClusterToken]:
     """(node address to connect to, token) for ``address``: the token from ``token_file``
     or $EMBER_TOKEN, else the head's session on this machine."""
-    token = given_token(token_file)
+    token = given_token(token_file, "token_file")
     if address == "auto":
         _session, node_address, session_token, _pid = find_current()
-        return node_address, (token or session_token).secret
+        return node_address, token or session_token
     if token is not None:
-        return f"tcp:{address}", token.secret
+        return f"tcp:{address}", token
     _session, node_address, session_token, _pid = find_by_tcp_address(address)
-    return node_address, session_token.secret
+    return node_address, session_token
 
 
 def package_working_dir(path: str, excludes: list[str] | None = None) -> bytes:

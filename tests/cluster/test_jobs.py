@@ -15,7 +15,7 @@ import pytest
 
 from .conftest import Head, ember_cli, start_head
 from conftest import build_wheel, process_gone, wait_for
-from ember.exceptions import EmberError, RuntimeEnvSetupError
+from ember.exceptions import AuthenticationError, ClusterConnectionError, EmberError, RuntimeEnvSetupError
 from ember.job_submission import JobStatus, JobSubmissionClient
 
 pytestmark = pytest.mark.timeout(120)
@@ -164,8 +164,10 @@ def test_bad_requests_name_the_thing_and_the_fix(head, client, tmp_path):
     client.wait_until_finished(sid, timeout_s=60)
     bad_token = tmp_path / "token"
     bad_token.write_text(os.urandom(32).hex())
-    with pytest.raises(EmberError, match="token"):
+    with pytest.raises(AuthenticationError, match=f"from token_file={bad_token}"):
         JobSubmissionClient(head.address, token_file=str(bad_token))
+    with pytest.raises(ClusterConnectionError, match="127.0.0.1:1"):
+        JobSubmissionClient("127.0.0.1:1", token_file=str(bad_token))
     with pytest.raises(EmberError, match="not to the dashboard's HTTP port"):
         JobSubmissionClient("http://127.0.0.1:1")
     assert psutil.pid_exists(head.pid)
