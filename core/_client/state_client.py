@@ -147,22 +147,28 @@ class StateClient:
                 return node
         raise StateApiError("the cluster lists no head node")
 
-    def each_node(self, kind: str, filters: list | None = None, raise_on_missing_output: bool = True
-                  ) -> list[dict[str, Any]]:
-        """``kind`` ("workers" or "objects") from every alive node, merged and filtered.
+    def each_node(self, kind: str, filters: list | None = None, raise_on_missing_output: bool = True,
+                  limit: int | None = None) -> dict[str, Any]:
+        """``kind`` ("workers" or "objects") from every alive node, merged: {"rows", "total"}.
+        Each node filters its own rows and sends at most ``limit`` of them (None: all);
+        "total" counts every matching row.
 
         Raises:
+            InvalidStateQueryError: a bad filter or limit (checked here first).
             StateApiError: a node did not answer and ``raise_on_missing_output`` is set
                 (otherwise a warning names it and its rows are missing).
         """
         check_kind(kind)
-        checked = check_filters(kind, filters)
+        triples = [f.as_tuple() for f in check_filters(kind, filters)]
+        if limit is not None:
+            check_limit(limit, 0)
         rows: list[dict[str, Any]] = []
+        total = 0
         for node in self.nodes():
             if node["state"] != "ALIVE":
                 continue
             try:
-                part = self.node_query(node, kind)
+                part = self.node_query(node, kind, {"filters": triples, "limit": limit})
             except StateApiError as e:
                 if raise_on_missing_output:
                     raise StateApiError(f"node {node['node_id']} did not list its {kind}: {e}; pass "
@@ -170,8 +176,9 @@ class StateClient:
                 warnings.warn(f"node {node['node_id']} did not list its {kind}: {e}", RuntimeWarning,
                               stacklevel=3)
                 continue
-            rows += [row for row in part if all(f.matches(row.get(f.column)) for f in checked)]
-        return rows
+            rows += part["rows"]
+            total += part["total"]
+        return {"rows": rows if limit is None else rows[:limit], "total": total}
 
     def close(self) -> None:
         for link in self._owned:

@@ -199,17 +199,23 @@ class StateService:
         self.ctx.reply(client, msg.rid, True, answer)
 
     def node_query(self, kind: str, args: dict[str, Any]) -> Any:
-        """This node's ``workers`` or ``objects`` (every row: the caller filters and merges
-        the nodes), its log files (``logs``) or part of one (``log``).
+        """This node's ``workers`` or ``objects`` ({"rows", "total"}: the rows matching
+        ``args["filters"]``, at most ``args["limit"]`` of them; the caller merges the nodes),
+        its log files (``logs``) or part of one (``log``).
 
         Raises:
-            InvalidStateQueryError: an unknown kind, or a log file name that is a path.
+            InvalidStateQueryError: an unknown kind, a bad filter or limit, or a log file
+                name that is a path.
             StateNotFoundError: no log file of that name on this node.
         """
-        if kind == "workers":
-            return self.worker_rows()
-        if kind == "objects":
-            return self.object_rows()
+        if kind in ("workers", "objects"):
+            filters = check_filters(kind, args.get("filters"))
+            limit = args.get("limit")
+            if limit is not None:
+                check_limit(limit, 0)
+            rows = self.worker_rows() if kind == "workers" else self.object_rows()
+            matching = [row for row in rows if all(f.matches(row.get(f.column)) for f in filters)]
+            return {"rows": matching if limit is None else matching[:limit], "total": len(matching)}
         if kind == "logs":
             return {"node_id": self.ctx.node_id.hex(), "files": self.log_files()}
         if kind == "log":

@@ -70,11 +70,12 @@ def _list(kind: str, address: str | None, filters: Filters | None, limit: int, t
           detail: bool, raise_on_missing_output: bool) -> list[StateRow]:
     with StateClient(address, timeout) as client:
         if kind in ("workers", "objects"):
-            rows = client.each_node(kind, filters, raise_on_missing_output)
+            answer = client.each_node(kind, filters, raise_on_missing_output, limit)
             if not detail:
                 from_detail = set(_detail_columns(kind))
-                rows = [{k: v for k, v in row.items() if k not in from_detail} for row in rows]
-            return _rows({"rows": rows[:limit], "total": len(rows)}, limit, kind, raise_on_missing_output)
+                answer["rows"] = [{k: v for k, v in row.items() if k not in from_detail}
+                                  for row in answer["rows"]]
+            return _rows(answer, limit, kind, raise_on_missing_output)
         answer = client.query(kind, filters, 0, limit, detail)
     return _rows(answer, limit, kind, raise_on_missing_output)
 
@@ -230,7 +231,7 @@ def summarize_objects(address: str | None = None, timeout: float = DEFAULT_TIMEO
     """Objects in the stores, totalled (Ray's ``summarize_objects`` shape; ember records
     no call sites, so everything is under "disabled")."""
     with StateClient(address, timeout) as client:
-        rows = client.each_node("objects", None, raise_on_missing_output)
+        rows = client.each_node("objects", None, raise_on_missing_output)["rows"]
     mb = 1024 * 1024
     states: dict[str, int] = {}
     refs: dict[str, int] = {}

@@ -143,6 +143,18 @@ def test_nodes_jobs_workers_and_objects_are_listed(ember_local: dict) -> None:
     assert state.summarize_objects()["cluster"]["total_objects"] >= 1
 
 
+def test_a_node_sends_only_the_objects_asked_for_and_counts_the_rest(ember_local: dict) -> None:
+    """Filters and the limit apply on each node: a listing of a big store sends a page,
+    and the total still counts every match (with Ray's truncation warning)."""
+    refs = [ember.put(np.full(200_000, i, dtype=np.uint8)) for i in range(5)]
+    with pytest.warns(UserWarning, match=r"objects match, 2 listed \(limit=2\)") as warned:
+        page = state.list_objects(filters=[("reference_type", "!=", "nonsense")], limit=2)
+    assert len(page) == 2 and int(str(warned[0].message).split()[0]) >= 5
+    mine = {ref.hex() for ref in refs}
+    assert len([r for r in state.list_objects(limit=1000) if r.object_id in mine]) == 5
+    del refs
+
+
 def test_summary_counts_tasks_by_function_and_state(ember_local: dict) -> None:
     ember.get([add.remote(i, i) for i in range(5)])
     summary = wait_for(lambda: (s := state.summarize_tasks()["cluster"]) and

@@ -192,7 +192,7 @@ class DashboardData:
             if not node["alive"]:
                 continue
             try:
-                rows += self._node_query(node, kind, {}) or []
+                rows += self._node_query(node, kind, {})["rows"]
             except (EmberError, OSError) as e:  # one node down must not blank the page
                 log.warning("node %s did not list its %s: %s", node["node_id"][:12], kind, e)
         return rows
