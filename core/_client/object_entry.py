@@ -28,8 +28,9 @@ class Lineage(Protocol):
     """Who brings back an object whose every copy was lost: this process re-runs the task
     that made it if it owns it, else asks its owner to (``_client/rebuilds.py``)."""
 
-    def recover(self, oid: ObjectID, lost: ObjectLostError) -> None:
-        """Return once ``oid`` is back (readable again here); raise why not, typed."""
+    def recover(self, oid: ObjectID, lost: ObjectLostError, timeout_s: float | None = None) -> None:
+        """Return once ``oid`` is back (readable again here); raise why not, typed
+        (GetTimeoutError: not back within ``timeout_s``; the rebuild goes on)."""
 
     def recover_async(self, oid: ObjectID, on_done: Callable[[BaseException | None], None]) -> bool:
         """``recover`` without blocking: ``on_done(None)`` once back, or with the error.
@@ -43,7 +44,7 @@ class Lineage(Protocol):
 class NoLineage:
     """The lineage of a table whose submitter is not attached yet: nothing can be rebuilt."""
 
-    def recover(self, oid: ObjectID, lost: ObjectLostError) -> None:
+    def recover(self, oid: ObjectID, lost: ObjectLostError, timeout_s: float | None = None) -> None:
         raise lost
 
     def recover_async(self, oid: ObjectID, on_done: Callable[[BaseException | None], None]) -> bool:

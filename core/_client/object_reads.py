@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import weakref
 from typing import Any, Callable
 
@@ -253,6 +254,7 @@ class ObjectReads:
             TaskError (and the user's exception class): a task failed.
         """
         self.drain_releases()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         unique = list(dict.fromkeys(oids))
         ready = self.wait_ready(unique, len(unique), timeout_s, fetch=True)
         if len(ready) < len(unique):
@@ -262,10 +264,12 @@ class ObjectReads:
             raise GetTimeoutError(f"ember.get timed out after {timeout_s} s waiting for "
                                   f"{len(unique) - len(ready)} of {len(unique)} object(s), "
                                   f"e.g. {missing.hex()}")
-        values = {oid: self._value(oid) for oid in unique}
+        values = {oid: self._value(oid, deadline) for oid in unique}
         return [values[oid] for oid in oids]
 
-    def _value(self, oid: ObjectID) -> Any:
+    def _value(self, oid: ObjectID, deadline: float | None = None) -> Any:
+        """``oid``'s value (it is ready); a stored copy found lost is rebuilt first, waiting
+        until ``deadline`` (time.monotonic()) at most."""
         entry = self.objects[oid]
         if entry.error is not None:
             raise entry.error
@@ -276,8 +280,9 @@ class ObjectReads:
                 data = self._segment(oid, entry)
                 entry.segment = None  # from now on the values hold the mapping, not the entry
             except ObjectLostError as lost:
-                self.lineage.recover(oid, lost)
-                return self._value(oid)
+                self.lineage.recover(oid, lost, None if deadline is None else
+                                     max(0.0, deadline - time.monotonic()))
+                return self._value(oid, deadline)
         value = self.deserialize(data)
         if entry.flags & FLAG_ERROR:
             if isinstance(value, TaskError):

@@ -29,7 +29,7 @@ from typing import Any, Callable, Protocol
 from .._wire import protocol as p
 from .._types import ObjectID
 from .._wire.ids import PUT_INDEX
-from ..exceptions import EmberSystemError, ObjectLostError, OwnerDiedError
+from ..exceptions import EmberSystemError, GetTimeoutError, ObjectLostError, OwnerDiedError
 from .local_objects import LocalObjectTable
 from .object_entry import Completion
 from .remote_nodes import RemoteNodes
@@ -129,14 +129,15 @@ class Recovery:
 
     # --- a get (or a task's argument) found the object lost ---------------------------
 
-    def recover(self, oid: ObjectID, lost: ObjectLostError) -> None:
+    def recover(self, oid: ObjectID, lost: ObjectLostError, timeout_s: float | None = None) -> None:
         entry = self.objects.objects.get(oid)
         if entry is None:
             raise lost
         if entry.owned:
             if not self._rerun(oid):
                 raise self._not_rebuildable(oid, lost.detail or "its only copy was lost")
-            self.objects.wait_ready([oid], 1, None, True)
+            if not self.objects.wait_ready([oid], 1, timeout_s, True):
+                raise _still_rebuilding(oid, timeout_s)
             return
         done = threading.Event()
         outcome: list[BaseException | None] = []
@@ -147,7 +148,8 @@ class Recovery:
 
         if not self.recover_async(oid, finished):
             raise lost
-        done.wait()
+        if not done.wait(timeout_s):
+            raise _still_rebuilding(oid, timeout_s)
         if outcome[0] is not None:
             raise outcome[0]
 
@@ -231,3 +233,9 @@ class Recovery:
             where = ("stored", (entry.size, entry.flags, entry.home or objects.node_tcp_address))
         objects.link.send(p.ObjectRebuilt(oid, ok, where))
         objects.linger(oid, REBUILT_LINGER_S)
+
+
+def _still_rebuilding(oid: ObjectID, timeout_s: float | None) -> GetTimeoutError:
+    return GetTimeoutError(f"ember.get timed out after {timeout_s} s: object {oid.hex()} was lost "
+                           "with its node and is still being rebuilt (its task runs again); "
+                           "get it again to wait for it")

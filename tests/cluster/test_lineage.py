@@ -184,3 +184,23 @@ def test_an_actor_call_result_lost_with_its_node_is_rebuilt_by_calling_again(
     array, node = ember.get(ref, timeout=90)
     assert node != fresh_three_nodes.node_ids["b"]
     assert int(array.min()) == int(array.max()) == 9
+
+
+@ember.remote
+def make_slowly(seed: int) -> np.ndarray:
+    import time
+    time.sleep(1.5)
+    return np.full(1_000_000, seed, dtype=np.int64)
+
+
+@pytest.mark.timeout(90)
+def test_a_get_timeout_holds_while_a_lost_result_is_rebuilt(fresh_three_nodes: Cluster) -> None:
+    """The re-run takes 1.5 s: a get with a shorter timeout says the object is being
+    rebuilt instead of blocking past its timeout, and a later get has the value."""
+    on_b = NodeAffinitySchedulingStrategy(fresh_three_nodes.node_ids["b"], soft=True)
+    ref = make_slowly.options(scheduling_strategy=on_b).remote(5)
+    ember.wait([ref], fetch_local=False, timeout=30)
+    _kill_node(fresh_three_nodes, "b")
+    with pytest.raises(ember.exceptions.GetTimeoutError, match="still being rebuilt"):
+        ember.get(ref, timeout=0.2)
+    assert int(ember.get(ref, timeout=60)[0]) == 5
