@@ -216,6 +216,10 @@ class Recovery:
         except ObjectLostError as e:
             objects.link.send(p.ObjectRebuilt(oid, False, e))
             return
+        except Exception as e:  # the borrowers wait on this answer: never leave them without one
+            objects.link.send(p.ObjectRebuilt(oid, False, EmberSystemError(
+                f"{self.me} failed while rebuilding object {oid.hex()}: {e!r}")))
+            return
         if not objects.on_ready(oid, lambda _oid: self._answer(oid)):
             self._answer(oid)
 
