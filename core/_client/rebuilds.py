@@ -177,7 +177,7 @@ class Recovery:
                 on_done(None)
                 return
             error = reply.value
-            if not here and isinstance(error, EmberSystemError):  # the link to its node broke
+            if not here and reply.rid == 0:  # the link to its node broke (NodeLink's own answer)
                 error = OwnerDiedError(oid.hex(), f"its only copy was on node {lost_home}, which is "
                                        f"gone, and so is its owner's node {node} (owner pid {pid})")
             elif not isinstance(error, BaseException):
