@@ -1,5 +1,6 @@
 """A worker entering its process env (runtime_env ``working_dir``, ``py_modules``, ``pip``)
-right after the fork, before it registers: every task it runs then sees it.
+right after the fork, before it registers: every task it runs then sees it. Also the
+per-call environment: a task's ``env_vars`` (restored after it) and its GPUs.
 
     sys.path = [pip env's site-packages (+ its .pth)] + [py_modules' parents]
                + [working_dir] + the job's sys.path
@@ -38,3 +39,24 @@ def enter_process_env(env: dict[str, Any] | None, site_dir: str) -> None:
         front.append(working_dir)
         os.chdir(working_dir)
     sys.path[:] = list(dict.fromkeys(front + sys.path))
+
+
+def apply_env_vars(env_vars: dict[str, str] | None) -> dict[str, str | None]:
+    """Set a task's runtime_env variables; returns what to restore afterwards."""
+    if not env_vars:
+        return {}
+    saved = {k: os.environ.get(k) for k in env_vars}
+    os.environ.update(env_vars)
+    return saved
+
+
+def restore_env_vars(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def set_visible_gpus(gpu_ids: list[int]) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)

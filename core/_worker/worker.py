@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TextIO
+from typing import Any, Callable
 
 import cloudpickle
 
@@ -43,7 +43,8 @@ from .._wire.handshake import serve_hello
 from .._wire.transport import Connection, ConnectionClosed, ProtocolViolation, accept, listen
 from ..runtime_env import SETUP_HOOK_ENV, hook_name
 from . import remote_pdb
-from .process_env import enter_process_env
+from .output import LogForwarder, flush_output
+from .process_env import apply_env_vars, enter_process_env, restore_env_vars, set_visible_gpus
 from .replay import keep_for_replay
 from ..object_ref import ObjectRef
 from ..object_ref_generator import DynamicObjectRefGenerator
@@ -224,7 +225,7 @@ class Worker:
                 "Fix the hook (it runs once in every worker of the job, before its first task), or drop "
                 "it from ember.init(runtime_env=...)")
         finally:
-            _flush_output()
+            flush_output()
 
     def _function(self, function_id: bytes) -> Callable:
         fn = self.functions.get(function_id)
@@ -262,7 +263,7 @@ class Worker:
         # KeyboardInterrupt from here; once it returns, late ones are ignored, so a cancel
         # racing with the end of its task can never hit the next task. A generator runs
         # to its end inside this frame too.
-        saved = _apply_env(spec.env_vars)
+        saved = apply_env_vars(spec.env_vars)
         ctx.interruptible = True
         try:
             args, kwargs = self._load_args(spec)
@@ -270,7 +271,7 @@ class Worker:
             return self._drive(spec, conn, fn(*args, **kwargs))
         finally:
             ctx.interruptible = False
-            _restore_env(saved)
+            restore_env_vars(saved)
 
     def _on_sigint(self, _signum: int, _frame: Any) -> None:
         running = self.running
@@ -287,7 +288,7 @@ class Worker:
         if on_main:
             self.running = ctx
             if spec.actor_id is None:
-                _set_visible_gpus(spec.gpu_ids)
+                set_visible_gpus(spec.gpu_ids)
         self.rt.task_events.started(spec)
         error: BaseException | None = None
         try:
@@ -405,7 +406,7 @@ class Worker:
     def _exit(self) -> None:
         if self.actor_spec is not None:
             self.rt.send(p.ExitActor(self.actor_spec.actor_id))
-        _flush_output()
+        flush_output()
         self.rt.objects.drain_releases()
         self.rt.task_events.flush()
         os._exit(0)
@@ -421,7 +422,7 @@ class Worker:
         if code in (0, None):
             how = "exit_actor()" if isinstance(error, ExitActorSignal) else f"sys.exit({code!r})"
             self.rt.send(p.ExitActor(self.actor_spec.actor_id, how))
-        _flush_output()
+        flush_output()
         self.rt.objects.drain_releases()
         self.rt.task_events.flush()
         os._exit(code if isinstance(code, int) else 1)
@@ -450,8 +451,8 @@ class Worker:
         spec = msg.spec
         self.actor_spec = spec
         self.actor_gpu_ids = msg.gpu_ids
-        _set_visible_gpus(msg.gpu_ids)
-        _apply_env(spec.env_vars)  # for the actor's whole life: its worker is its own
+        set_visible_gpus(msg.gpu_ids)
+        apply_env_vars(spec.env_vars)  # for the actor's whole life: its worker is its own
         request = spec.request
         self.actor_resources = plain_resources(request.hold if request.hold is not None else request.shape)
         ctx = TaskContext(None, spec.class_name, spec.actor_id, msg.gpu_ids, request.placement_group,
@@ -571,89 +572,8 @@ def _task_error(name: str, error: BaseException, hint: str = "") -> TaskError:
     return TaskError(name, tb, cause, os.getpid())
 
 
-def _apply_env(env_vars: dict[str, str] | None) -> dict[str, str | None]:
-    """Set a task's runtime_env variables; returns what to restore afterwards."""
-    if not env_vars:
-        return {}
-    saved = {k: os.environ.get(k) for k in env_vars}
-    os.environ.update(env_vars)
-    return saved
-
-
-def _restore_env(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-def _set_visible_gpus(gpu_ids: list[int]) -> None:
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-
-
-class _LogForwarder:
-    """sys.stdout/sys.stderr of a worker: whole lines go to the driver, prefixed."""
-
-    #: Read by ember.experimental.tqdm_ray: a bar's state written here reaches the driver.
-    forwards_to_driver = True
-
-    def __init__(self, rt: Runtime, is_err: bool, fallback: TextIO) -> None:
-        self.rt = rt
-        self.is_err = is_err
-        self.fallback = fallback
-        self.buf = ""
-        self.lock = threading.Lock()
-
-    def write(self, s: str) -> int:
-        with self.lock:
-            self.buf += s
-            if "\n" not in self.buf:
-                return len(s)
-            *lines, self.buf = self.buf.split("\n")
-        self._send(lines)
-        return len(s)
-
-    def _send(self, lines: list[str]) -> None:
-        ctx = current_task.get()
-        name = ctx.name if ctx is not None else "worker"
-        if ctx is not None and ctx.actor_id is not None and _WORKER is not None and _WORKER.actor_spec:
-            name = _WORKER.actor_spec.class_name
-        self.rt.send(p.LogLines(f"({name} pid={os.getpid()})", lines, self.is_err))
-        self.fallback.write("\n".join(lines) + "\n")
-
-    def flush(self) -> None:
-        with self.lock:
-            lines, self.buf = ([self.buf] if self.buf else []), ""
-        if lines:
-            self._send(lines)
-        self.fallback.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self.fallback.fileno()
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
-
-
-def _flush_output() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
-_WORKER: Worker | None = None
-
-
 def main(spec: dict) -> int:
     """Entry point of a forked worker (called by the fork server's child)."""
-    global _WORKER
     if spec.get("cwd"):
         try:
             os.chdir(spec["cwd"])
@@ -663,13 +583,16 @@ def main(spec: dict) -> int:
         sys.path[:] = spec["sys_path"]
     os.environ.update(spec.get("env_vars") or {})
     enter_process_env(spec.get("process_env"), spec.get("pip_site") or "")
-    worker = _WORKER = Worker(spec)
+    worker = Worker(spec)
     # Tasks and actors it starts inherit its process env (Ray's rule for runtime_env).
     worker.rt.default_process_env = spec.get("process_env")
     # Cancellation raises KeyboardInterrupt in the task through SIGINT (see _cancel).
     signal.signal(signal.SIGINT, worker._on_sigint)
     context.attach_worker(worker.rt)
     remote_pdb.install(worker.rt, worker.token)
-    sys.stdout = _LogForwarder(worker.rt, False, sys.__stdout__)
-    sys.stderr = _LogForwarder(worker.rt, True, sys.__stderr__)
+    def actor_class() -> str | None:
+        return worker.actor_spec.class_name if worker.actor_spec else None
+
+    sys.stdout = LogForwarder(worker.rt, False, sys.__stdout__, actor_class)
+    sys.stderr = LogForwarder(worker.rt, True, sys.__stderr__, actor_class)
     return worker.run()
