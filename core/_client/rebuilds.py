@@ -120,8 +120,8 @@ class Recovery:
         if record is not None and record.retries_left == 0:
             return "the call that made it has no retries left (raise its max_retries or max_task_retries)"
         return ("no call that made it is kept: results of tasks with max_retries=0, of actor calls "
-                "without max_task_retries, and shared results dropped by their owner beyond the "
-                f"newest {MAX_KEPT_LINEAGE} cannot be rebuilt")
+                "without max_task_retries, values streamed by generators, and shared results dropped "
+                f"by their owner beyond the newest {MAX_KEPT_LINEAGE} cannot be rebuilt")
 
     def _not_rebuildable(self, oid: ObjectID, where: str) -> ObjectLostError:
         return ObjectLostError(oid.hex(), f"{where}; its owner ({self.me}) cannot rebuild it: "
