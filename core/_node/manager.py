@@ -401,7 +401,10 @@ class NodeManager:
             if _DEBUG_LEDGER:
                 self._check_ledger(f"{client.kind} disconnect")
         if client.kind == "driver" and self._exit_with_first_driver and client.worker_id == self._first_driver:
-            self.stop()
+            # Not on this (the loop's) thread: a SIGTERM's stop may already hold the stop
+            # lock and be joining this thread; waiting for that lock here cost each
+            # embedded cluster's shutdown the 5-s join timeout.
+            threading.Thread(target=self.stop, daemon=True, name="ember-nm-stop").start()
 
     def _job_finished(self, client: Client) -> None:
         ctx = self.ctx
