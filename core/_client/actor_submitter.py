@@ -4,7 +4,7 @@
     queue (in order) -> WorkerChannel.push(PushTask) -> the actor's worker
     TaskReply -> LocalObjectTable.complete_all; channel lost -> GetActorInfo: restarted
     (replay calls with retries left) or dead (fail them with the cause)
-    a result lost with its node -> reconstruct: the call is sent again (max_task_retries)
+    a result lost with its node -> Recovery calls _resend: the call goes again (max_task_retries)
 
 Calls from this process to one actor leave in submission order on one connection,
 so the actor sees them in order.
@@ -90,9 +90,6 @@ class ActorSubmitter:
         self.actors: dict[ActorID, ActorQueue] = {}
         #: Where this process records task events (the runtime sets its own; off until then).
         self.events = TaskEventBuffer.disabled()
-        #: Results stored on other nodes -> the call that made them, when it has retries
-        #: left (lineage, as Ray keeps it for methods with max_task_retries).
-        self.lineage: dict[bytes, CallRecord] = {}
 
     def submit(self, actor_id: ActorID, class_name: str, spec: p.TaskSpec, held: list[object],
                dep_ids: list[ObjectID], *, max_task_retries: int | None = None,
@@ -261,33 +258,18 @@ class ActorSubmitter:
             self._resolve(actor)
 
     def _finish(self, record: CallRecord, returns: list[Completion]) -> None:
-        here = self.objects.node_tcp_address
-        if record.retries_left and record.spec.generator is None and any(
-                kind == "stored" and value[2] != here for kind, value in returns):
-            with self.lock:  # before completing: a result nobody refers to is dropped there
-                for oid in record.return_ids:
-                    self.lineage[oid] = record
-        else:
-            record.held = []
+        # Lineage, as Ray keeps it for methods with max_task_retries.
+        self.objects.lineage.keep(record, returns, self._resend)
         self.objects.complete_all(record.return_ids, returns)
         self.objects.release(record.actor.actor_id)
 
-    def reconstruct(self, oid: ObjectID) -> bool:
-        """Send the call that made ``oid`` again (its copy was lost with its node), to the
-        actor as it is now (restarted elsewhere, say); False if it has no retries left."""
+    def _resend(self, record: CallRecord) -> None:
+        """Send a finished call again, to the actor as it is now (restarted elsewhere, say):
+        a result of it was lost with its node (Recovery)."""
         with self.lock:
-            record = self.lineage.get(oid)
-            if record is None or record.retries_left == 0:
-                return False
-            if record.retries_left > 0:
-                record.retries_left -= 1
-            for return_id in record.return_ids:
-                self.lineage.pop(return_id, None)
-                self.objects.reset_pending(return_id, keep=return_id == oid)
             self.objects.incref(record.actor.actor_id)  # the call holds its actor again
             record.actor.queue.append(record)
             self._pump(record.actor)
-        return True
 
     def _fail(self, record: CallRecord, error: BaseException) -> None:
         self.events.failed_here(record.spec, error)

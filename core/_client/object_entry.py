@@ -36,6 +36,11 @@ class Lineage(Protocol):
         """``recover`` without blocking: ``on_done(None)`` once back, or with the error.
         False: nothing to ask (no owner known), ``on_done`` is not called."""
 
+    def keep(self, record: Any, returns: list[Completion], resend: Callable[[Any], None]) -> None:
+        """A call (a submitter's record) finished with ``returns``: keep it, to ``resend`` it
+        if a result it stored on another node is lost, or let its arguments go. Called
+        before its results complete (one nobody refers to is dropped right there)."""
+
     def forget(self, oid: ObjectID, shared: bool) -> None:
         """This process dropped its last ref to an object it owns (``shared``: its ref went
         to other processes inside values, which may still ask for a rebuild)."""
@@ -49,6 +54,9 @@ class NoLineage:
 
     def recover_async(self, oid: ObjectID, on_done: Callable[[BaseException | None], None]) -> bool:
         return False
+
+    def keep(self, record: Any, returns: list[Completion], resend: Callable[[Any], None]) -> None:
+        record.held = []
 
     def forget(self, oid: ObjectID, shared: bool) -> None:
         pass

@@ -1,8 +1,10 @@
 """Bringing back an object whose every copy was lost with its node (lineage, across owners).
 
 The process that owns an object (it made the ref: ``f.remote()``, ``ember.put``) rebuilds
-it by running the task that made it again; the submitters keep that task (or actor call,
-when its method has ``max_task_retries``) while the result is referenced. Any other process reading the object (a borrower: the ref reached
+it by running the call that made it again: ``Recovery.keep`` holds each finished call
+whose result lives on another node (a task, or an actor call whose method has
+``max_task_retries``) while the result is referenced, with the submitter's way to send it
+again. Any other process reading the object (a borrower: the ref reached
 it inside a value, and names its owner) asks the owner to:
 
     borrower: get(x) -> ObjectLostError from x's home
@@ -35,14 +37,19 @@ from .object_entry import Completion
 from .remote_nodes import RemoteNodes
 
 
-class Rebuilder(Protocol):
-    """A submitter that keeps the lineage of what it ran (tasks, actor calls)."""
+class CallRecord(Protocol):
+    """What lineage needs of a submitter's record of a call (TaskRecord, actor CallRecord)."""
 
-    #: Result id -> the record of the call that made it.
-    lineage: dict[bytes, Any]
+    spec: p.TaskSpec
+    return_ids: list[ObjectID]
+    #: Retries left: -1 forever; None for an actor call never sent.
+    retries_left: int | None
+    #: The refs its arguments use: kept while the call may run again.
+    held: list[object]
 
-    def reconstruct(self, oid: ObjectID) -> bool:
-        """Run the call that made ``oid`` again; False if it cannot."""
+
+#: How a submitter sends a finished call again (its result was lost).
+Resend = Callable[[Any], None]
 
 #: Results whose refs this process shared and then dropped: lineage kept for the newest N.
 MAX_KEPT_LINEAGE = 1_000
@@ -59,28 +66,34 @@ class Recovery:
 
     Args:
         objects: this process's object table.
-        rebuilders: the task and actor submitters, which run calls again.
         remote_nodes: links to other node managers (where owners on other nodes are asked).
         me: how this process is named in errors ("driver pid 12 on node tcp:...").
     """
 
-    def __init__(self, objects: LocalObjectTable, rebuilders: list[Rebuilder], remote_nodes: RemoteNodes,
-                 me: str) -> None:
+    def __init__(self, objects: LocalObjectTable, remote_nodes: RemoteNodes, me: str) -> None:
         self.objects = objects
-        self.rebuilders = rebuilders
         self.remote_nodes = remote_nodes
         self.me = me
         self._lock = threading.Lock()
+        #: Results stored on other nodes -> the call that made them, and how to send it again.
+        self.records: dict[ObjectID, tuple[CallRecord, Resend]] = {}
         #: Shared results this process no longer refers to whose lineage is kept, oldest first.
         self._kept: collections.OrderedDict[ObjectID, None] = collections.OrderedDict()
 
     # --- lineage kept and dropped -------------------------------------------------------
 
-    def _keeper(self, oid: ObjectID) -> Rebuilder | None:
-        return next((r for r in self.rebuilders if oid in r.lineage), None)
+    def keep(self, record: CallRecord, returns: list[Completion], resend: Resend) -> None:
+        here = self.objects.node_tcp_address
+        if record.retries_left not in (0, None) and record.spec.generator is None and any(
+                kind == "stored" and value[2] != here for kind, value in returns):
+            with self._lock:
+                for oid in record.return_ids:
+                    self.records[oid] = (record, resend)
+        else:
+            record.held = []
 
     def forget(self, oid: ObjectID, shared: bool) -> None:
-        if self._keeper(oid) is None:
+        if oid not in self.records:
             return
         if not shared:
             self._drop(oid)
@@ -94,29 +107,38 @@ class Recovery:
             self._drop(old)
 
     def _drop(self, oid: ObjectID) -> None:
-        keeper = self._keeper(oid)
-        if keeper is None:
-            return
-        record = keeper.lineage.pop(oid)
-        if not any(r in keeper.lineage for r in record.return_ids):
-            record.held = []  # its arguments may go
+        with self._lock:
+            kept = self.records.pop(oid, None)
+            if kept is None or any(r in self.records for r in kept[0].return_ids):
+                return
+        kept[0].held = []  # its arguments may go
 
     def _rerun(self, oid: ObjectID) -> bool:
-        """Run the call that made ``oid`` again; False if it cannot be."""
-        keeper = self._keeper(oid)
-        record = keeper.lineage.get(oid) if keeper is not None else None
-        if keeper is None or record is None:
-            return False
+        """Send the call that made ``oid`` again (one of its retries); False if it cannot be.
+        Its results come back pending; those this process had dropped are dropped again
+        once they arrive, except ``oid``."""
         with self._lock:
+            kept = self.records.get(oid)
+            if kept is None or kept[0].retries_left == 0:
+                return False
+            record, resend = kept
+            if record.retries_left is not None and record.retries_left > 0:
+                record.retries_left -= 1
             for return_id in record.return_ids:  # referred to again, until dropped again
+                self.records.pop(return_id, None)
                 self._kept.pop(return_id, None)
-        return keeper.reconstruct(oid)
+        # Not under self._lock: the table's lock is taken before it elsewhere (forget).
+        with self.objects.lock:
+            for return_id in record.return_ids:
+                self.objects.reset_pending(return_id, keep=return_id == oid)
+        resend(record)
+        return True
 
     def _why_not(self, oid: ObjectID) -> str:
         if int.from_bytes(oid[-4:], "little") == PUT_INDEX:
             return "it was made by ember.put, which keeps no lineage (make it in a task to have it rebuilt)"
-        keeper = self._keeper(oid)
-        record = keeper.lineage.get(oid) if keeper is not None else None
+        kept = self.records.get(oid)
+        record = kept[0] if kept is not None else None
         if record is not None and record.retries_left == 0:
             return "the call that made it has no retries left (raise its max_retries or max_task_retries)"
         return ("no call that made it is kept: results of tasks with max_retries=0, of actor calls "

@@ -120,7 +120,7 @@ class Runtime:
                                            enabled=events_enabled_by_default())
         self.submitter.events = self.actor_submitter.events = self.task_events
         self.objects.lineage = self.recovery = Recovery(
-            self.objects, [self.submitter, self.actor_submitter], self.remote_nodes,
+            self.objects, self.remote_nodes,
             f"{kind} pid {os.getpid()} on node {self.node_tcp_address}")
         #: Users' metrics (ember.util.metrics) to the node, from the housekeeping thread.
         self.metrics = MetricsPusher(self.link.send)

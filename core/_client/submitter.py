@@ -149,8 +149,6 @@ class TaskSubmitter:
         #: return object id -> record, for cancel().
         self.by_return: dict[bytes, TaskRecord] = {}
         self.children: dict[bytes, list[TaskRecord]] = collections.defaultdict(list)
-        #: Results stored on other nodes -> the task that made them (lineage).
-        self.lineage: dict[bytes, TaskRecord] = {}
         self.closed = False
         #: Where this process records task events (the runtime sets its own; off until then).
         self.events = TaskEventBuffer.disabled()
@@ -384,37 +382,19 @@ class TaskSubmitter:
                     siblings.remove(record)
                     if not siblings:
                         del self.children[record.parent]
-        here = self.objects.node_tcp_address
-        stored_remotely = any(kind == "stored" and value[2] != here for kind, value in returns)
-        if stored_remotely and record.retries_left != 0:
-            # Lineage: a result living on another node can be rebuilt by running the task
-            # again if that node dies, so the task (and its arguments) stay while the
-            # result is referenced (Lineage.forget, when the table drops it). Recorded
-            # before completing: a result nobody refers to any more is dropped right there.
-            with self.lock:
-                for oid in record.return_ids:
-                    self.lineage[oid] = record
-        else:
-            record.held = []
+        # Lineage: a result living on another node can be rebuilt by running the task
+        # again if that node dies, so the task (and its arguments) stay while the result
+        # is referenced.
+        self.objects.lineage.keep(record, returns, self._resend)
         self.objects.complete_all(record.return_ids, returns)
 
-    def reconstruct(self, oid: ObjectID) -> bool:
-        """Run the task that made ``oid`` again (its copy was lost); False if impossible.
-        Its returns this process had dropped come back pending; ``oid`` is kept."""
+    def _resend(self, record: TaskRecord) -> None:
+        """Run a finished task again: a result of it was lost with its node (Recovery)."""
         with self.lock:
-            record = self.lineage.get(oid)
-            if record is None or record.retries_left == 0:
-                return False
-            if record.retries_left > 0:
-                record.retries_left -= 1
-            with self.objects.lock:
-                for return_id in record.return_ids:
-                    self.lineage.pop(return_id, None)
-                    self.by_return[return_id] = record
-                    self.objects.reset_pending(return_id, keep=return_id == oid)
+            for return_id in record.return_ids:
+                self.by_return[return_id] = record
             record.lease = None
             self._enqueue(record)
-        return True
 
     def _finish_error(self, record: TaskRecord, error: BaseException) -> None:
         self.events.failed_here(record.spec, error)
