@@ -14,7 +14,7 @@ import itertools
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .._wire import protocol as p
 from .._types import ObjectID
@@ -40,13 +40,14 @@ class ObjectReads:
     _is_worker: bool
     _waiters: set[threading.Event]
 
-    def drain_releases(self) -> None: ...
+    if TYPE_CHECKING:  # the table's own methods (declared for type checkers only)
+        def drain_releases(self) -> None: ...
 
-    def deserialize(self, data: Any) -> Any: ...
+        def deserialize(self, data: Any) -> Any: ...
 
-    def _store(self) -> StoreMapping: ...
+        def _store(self) -> StoreMapping: ...
 
-    def _local_or(self, address: str) -> str | None: ...
+        def _local_or(self, address: str) -> str | None: ...
 
     # --- waiting ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import time
+from typing import TYPE_CHECKING
 
 from .._types import ObjectID
 from .arena import Arena, block_bytes
@@ -36,12 +37,13 @@ class Spilling:
     _pressure_until: float
     _spill_refused: bool
 
-    def release_block(self, block: Block) -> None: ...
+    if TYPE_CHECKING:  # the table's own methods (declared for type checkers only)
+        def release_block(self, block: Block) -> None: ...
 
-    def _serve_requests(self) -> None: ...
+        def _serve_requests(self) -> None: ...
 
-    def reserve(self, size: int, done: Reserved, creator: bytes | None = None,
-                wait_s: float = 0.0) -> None: ...
+        def reserve(self, size: int, done: Reserved, creator: bytes | None = None,
+                    wait_s: float = 0.0) -> None: ...
 
     def _write_behind(self, exclude: ObjectEntry | None = None) -> None:
         """Under spilling pressure, start writing least recently used objects to disk
